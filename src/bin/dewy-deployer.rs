@@ -1,0 +1,5 @@
+//! `dewy-deployer`: see the library's `cli` module.
+
+fn main() {
+    std::process::exit(dewy::cli::deployer_main());
+}

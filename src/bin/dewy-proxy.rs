@@ -1,0 +1,5 @@
+//! `dewy-proxy`: see the library's `cli` module.
+
+fn main() {
+    std::process::exit(dewy::cli::proxy_main());
+}

@@ -1,0 +1,5 @@
+//! `dewy`: see the library's `cli` module.
+
+fn main() {
+    std::process::exit(dewy::cli::dewy_main());
+}

@@ -1,0 +1,135 @@
+//! The D-Bus interfaces the daemons export, as thin adapters over the library types.
+
+use std::sync::Arc;
+
+use zbus::{fdo, interface, Connection};
+
+use super::names::{self, BusChoice};
+use super::wire::{encode_result, WireRelease, WireResult};
+use crate::deploy::Deployer;
+use crate::watch::Watcher;
+
+/// `io.dewy.Deployer1` over a [`Deployer`].
+pub struct DeployerIface {
+    pub deployer: Arc<Deployer>,
+}
+
+#[interface(name = "io.dewy.Deployer1")]
+impl DeployerIface {
+    /// Offer a release found by the watcher; returns (result, version, detail) once handled.
+    async fn offer(&self, release: WireRelease) -> WireResult {
+        encode_result(&self.deployer.offer(release.into()).await)
+    }
+
+    /// Deploy a given version now, even one marked bad.
+    async fn deploy(&self, version: String) -> WireResult {
+        encode_result(&self.deployer.deploy_version(&version).await)
+    }
+
+    /// Make the previous release live again; the version rolled back from is marked bad.
+    async fn rollback(&self) -> WireResult {
+        encode_result(&self.deployer.rollback().await)
+    }
+
+    /// Clear a version from the bad-version ledger; true when it was there.
+    async fn forget_bad(&self, version: String) -> fdo::Result<bool> {
+        self.deployer
+            .forget_bad(&version)
+            .map_err(|e| fdo::Error::Failed(format!("{e:#}")))
+    }
+
+    /// Status as a JSON object (app, live, previous, activity, last result, bad versions).
+    async fn status(&self) -> fdo::Result<String> {
+        serde_json::to_string(&self.deployer.status()).map_err(|e| fdo::Error::Failed(e.to_string()))
+    }
+
+    /// The newest `limit` history entries as a JSON array, oldest first.
+    async fn history(&self, limit: u32) -> fdo::Result<String> {
+        serde_json::to_string(&self.deployer.history(limit as usize)).map_err(|e| fdo::Error::Failed(e.to_string()))
+    }
+
+    /// The version live now ("" when none).
+    #[zbus(property)]
+    async fn live_version(&self) -> String {
+        self.deployer.live_version().unwrap_or_default()
+    }
+
+    /// What the deployer is doing (`idle`, `deploying v1.2.3`).
+    #[zbus(property)]
+    async fn activity(&self) -> String {
+        self.deployer.activity()
+    }
+}
+
+/// `io.dewy.Watcher1` over a [`Watcher`].
+pub struct WatcherIface {
+    pub watcher: Arc<Watcher>,
+}
+
+#[interface(name = "io.dewy.Watcher1")]
+impl WatcherIface {
+    /// Check the registry now; returns (outcome, version, detail).
+    async fn check_now(&self) -> (String, String, String) {
+        let r = self.watcher.check_now().await;
+        (r.outcome, r.version, r.detail)
+    }
+
+    /// Status as a JSON object (registry, last/next check, latest version, last result).
+    async fn status(&self) -> fdo::Result<String> {
+        serde_json::to_string(&self.watcher.status()).map_err(|e| fdo::Error::Failed(e.to_string()))
+    }
+}
+
+/// `io.dewy.Proxy1`: the proxy's backend table (container mode).
+pub struct ProxyIface {
+    pub app: String,
+}
+
+#[interface(name = "io.dewy.Proxy1")]
+impl ProxyIface {
+    /// Status as a JSON object.
+    async fn status(&self) -> String {
+        serde_json::json!({ "app": self.app, "backends": [] }).to_string()
+    }
+}
+
+/// Own the deployer's name on `bus` and serve its interface.
+pub async fn serve_deployer(bus: &BusChoice, app: &str, deployer: Arc<Deployer>) -> zbus::Result<Connection> {
+    bus.builder()?
+        .serve_at(names::DEPLOYER_PATH, DeployerIface { deployer })?
+        .name(names::deployer_name(app))?
+        .build()
+        .await
+}
+
+/// Own the watcher's name on `bus` and serve its interface.
+pub async fn serve_watcher(bus: &BusChoice, app: &str, watcher: Arc<Watcher>) -> zbus::Result<Connection> {
+    bus.builder()?
+        .serve_at(names::WATCHER_PATH, WatcherIface { watcher })?
+        .name(names::watcher_name(app))?
+        .build()
+        .await
+}
+
+/// Own the proxy's name on `bus` and serve its interface.
+pub async fn serve_proxy(bus: &BusChoice, app: &str) -> zbus::Result<Connection> {
+    bus.builder()?
+        .serve_at(names::PROXY_PATH, ProxyIface { app: app.to_string() })?
+        .name(names::proxy_name(app))?
+        .build()
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use zbus::object_server::Interface;
+
+    use super::*;
+
+    #[test]
+    fn interface_names_match_the_names_module() {
+        assert_eq!(DeployerIface::name().as_str(), names::DEPLOYER_IFACE);
+        assert_eq!(WatcherIface::name().as_str(), names::WATCHER_IFACE);
+        assert_eq!(ProxyIface::name().as_str(), names::PROXY_IFACE);
+    }
+}

@@ -1,0 +1,267 @@
+//! Command-line definitions (clap) for `dewy` and the daemons, with the Go Dewy's flags.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::values::{ByteSize, DurationValue};
+use crate::config::{Layer, Mode};
+use crate::logging::LogFormat;
+
+/// dewy: pull-based continuous deployment for Linux hosts.
+#[derive(Debug, Parser)]
+#[command(name = "dewy", version, about, long_about = None, disable_version_flag = true)]
+pub struct Cli {
+    /// Print the version and exit.
+    #[arg(short = 'v', long = "version", action = clap::ArgAction::Version)]
+    pub version: Option<bool>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Deploy release files into releases/ + current (no process management).
+    Assets(RunArgs),
+    /// Deploy and run a server app with zero-downtime restarts.
+    Server(RunArgs),
+    /// Deploy OCI images as containers behind dewy-proxy.
+    Container(RunArgs),
+    /// Show what is live, the last check and the bad versions of an app.
+    Status(AppArgs),
+    /// Show the deploy history of an app.
+    History(HistoryArgs),
+    /// Deploy a given version now (even one marked bad).
+    Deploy(VersionArgs),
+    /// Make the previous release live again; the current version is marked bad.
+    Rollback(AppArgs),
+    /// Allow a version marked bad to be deployed again.
+    ForgetBad(VersionArgs),
+    /// Check the registry now instead of waiting for the interval.
+    CheckNow(AppArgs),
+    /// Config file tools.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate a config file (with its drop-ins) and print the effective settings.
+    Check {
+        /// The config file, e.g. /etc/dewy/app.toml.
+        file: PathBuf,
+        /// App name (defaults to the file name without .toml).
+        #[arg(long)]
+        app: Option<String>,
+    },
+}
+
+/// Which bus the clients and daemons use.
+#[derive(Debug, Clone, Args)]
+pub struct BusArgs {
+    /// D-Bus to use: system, session, or a bus address (unix:path=…).
+    #[arg(long, env = "DEWY_BUS", default_value = "system")]
+    pub bus: String,
+}
+
+#[derive(Debug, Args)]
+pub struct AppArgs {
+    /// App name (the systemd instance name); optional when one app runs.
+    pub app: Option<String>,
+    #[command(flatten)]
+    pub bus: BusArgs,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    #[command(flatten)]
+    pub app: AppArgs,
+    /// How many entries.
+    #[arg(short = 'n', long, default_value_t = 20)]
+    pub limit: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct VersionArgs {
+    /// The version tag, e.g. v1.2.3.
+    pub version: String,
+    /// App name; optional when one app runs.
+    #[arg(long, short = 'a')]
+    pub app: Option<String>,
+    #[command(flatten)]
+    pub bus: BusArgs,
+}
+
+/// The Go Dewy's flags for `assets`, `server` and `container`, plus dewy's own.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// Registry URL: ghr://owner/repo, file:///dir (s3://, gs://, img:// in later builds).
+    #[arg(long)]
+    pub registry: Option<String>,
+    /// Poll interval: seconds, or a duration such as 30s or 5m.
+    #[arg(short = 'i', long)]
+    pub interval: Option<DurationValue>,
+    /// Log level: debug, info, warn, error.
+    #[arg(short = 'l', long = "log-level")]
+    pub log_level: Option<String>,
+    /// Log format: text, json, journal or auto.
+    #[arg(short = 'f', long = "log-format")]
+    pub log_format: Option<LogFormat>,
+    /// Shell command run before the new release goes live (cwd: the release).
+    #[arg(long = "before-deploy-hook")]
+    pub before_deploy_hook: Option<String>,
+    /// Shell command run after the new release went live (cwd: the release).
+    #[arg(long = "after-deploy-hook")]
+    pub after_deploy_hook: Option<String>,
+    /// Deploy only versions whose build metadata is this slot (v1.2.3+blue).
+    #[arg(short = 's', long)]
+    pub slot: Option<String>,
+    /// CalVer format of the tags, e.g. YYYY.0M.0D.MICRO.
+    #[arg(long)]
+    pub calver: Option<String>,
+    /// Port(s) of the app (server) or proxy:container mapping (container).
+    #[arg(short = 'p', long)]
+    pub port: Vec<String>,
+    /// Notifier URL (slack://, mail://, smtp://).
+    #[arg(long)]
+    pub notifier: Vec<String>,
+    /// Shared cache URL (s3://, gs://).
+    #[arg(short = 'c', long)]
+    pub cache: Option<String>,
+    /// App name (default: derived from the registry URL).
+    #[arg(short = 'n', long)]
+    pub name: Option<String>,
+    /// Config file (TOML); flags override its keys.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Directory holding releases/ and current (default: the working directory).
+    #[arg(long)]
+    pub root: Option<PathBuf>,
+    /// Artifact cache directory (default: ROOT/.dewy/cache).
+    #[arg(long = "cache-dir")]
+    pub cache_dir: Option<PathBuf>,
+    /// Releases kept in releases/.
+    #[arg(long = "keep-releases")]
+    pub keep_releases: Option<usize>,
+    /// How long a release may lack its artifact before that is an error.
+    #[arg(long = "grace-period")]
+    pub grace_period: Option<DurationValue>,
+    /// Hook timeout.
+    #[arg(long = "hook-timeout")]
+    pub hook_timeout: Option<DurationValue>,
+    /// Largest artifact downloaded.
+    #[arg(long = "max-artifact-size")]
+    pub max_artifact_size: Option<ByteSize>,
+    /// Largest expanded size of an archive.
+    #[arg(long = "max-extracted-size")]
+    pub max_extracted_size: Option<ByteSize>,
+    /// D-Bus on which the foreground run also publishes its interfaces: auto, none, system,
+    /// session or an address.
+    #[arg(long, env = "DEWY_BUS", default_value = "auto")]
+    pub bus: String,
+    /// Go Dewy flags that this build does not implement yet (refused with a message).
+    #[command(flatten)]
+    pub later: LaterFlags,
+    /// Command and arguments of the app (server mode), after `--`.
+    #[arg(last = true)]
+    pub command: Vec<String>,
+}
+
+/// Go Dewy flags accepted by the parser so that they can be refused with a clear message.
+#[derive(Debug, Clone, Args)]
+pub struct LaterFlags {
+    #[arg(long, hide = true)]
+    pub telemetry: bool,
+    #[arg(long = "otlp-endpoint", hide = true)]
+    pub otlp_endpoint: Option<String>,
+    #[arg(long = "otlp-insecure", hide = true)]
+    pub otlp_insecure: bool,
+    #[arg(long = "admin-port", hide = true)]
+    pub admin_port: Option<u16>,
+    #[arg(long, hide = true)]
+    pub replicas: Option<i64>,
+    #[arg(long = "health-path", hide = true)]
+    pub health_path: Option<String>,
+    #[arg(long = "health-timeout", hide = true)]
+    pub health_timeout: Option<String>,
+    #[arg(long = "drain-time", hide = true)]
+    pub drain_time: Option<String>,
+    #[arg(long, hide = true)]
+    pub runtime: Option<String>,
+    #[arg(long = "proxy-idle-timeout", hide = true)]
+    pub proxy_idle_timeout: Option<String>,
+    #[arg(long, hide = true)]
+    pub cmd: Vec<String>,
+}
+
+impl LaterFlags {
+    /// The first flag given that this build does not implement.
+    pub fn first_given(&self) -> Option<&'static str> {
+        [
+            (self.telemetry, "--telemetry"),
+            (self.otlp_endpoint.is_some(), "--otlp-endpoint"),
+            (self.otlp_insecure, "--otlp-insecure"),
+            (self.admin_port.is_some(), "--admin-port"),
+            (self.replicas.is_some(), "--replicas"),
+            (self.health_path.is_some(), "--health-path"),
+            (self.health_timeout.is_some(), "--health-timeout"),
+            (self.drain_time.is_some(), "--drain-time"),
+            (self.runtime.is_some(), "--runtime"),
+            (self.proxy_idle_timeout.is_some(), "--proxy-idle-timeout"),
+            (!self.cmd.is_empty(), "--cmd"),
+        ]
+        .into_iter()
+        .find_map(|(given, name)| given.then_some(name))
+    }
+}
+
+impl RunArgs {
+    /// The flags as a config layer (they override config files).
+    pub fn layer(&self, mode: Mode) -> Layer {
+        Layer {
+            mode: Some(mode),
+            registry: self.registry.clone(),
+            interval: self.interval,
+            grace_period: self.grace_period,
+            log_level: self.log_level.clone(),
+            log_format: self.log_format,
+            root: self.root.clone(),
+            cache_dir: self.cache_dir.clone(),
+            keep_releases: self.keep_releases,
+            before_deploy_hook: self.before_deploy_hook.clone(),
+            after_deploy_hook: self.after_deploy_hook.clone(),
+            hook_timeout: self.hook_timeout,
+            max_artifact_size: self.max_artifact_size,
+            max_extracted_size: self.max_extracted_size,
+            slot: self.slot.clone(),
+            calver: self.calver.clone(),
+            cache: self.cache.clone(),
+            notifier: (!self.notifier.is_empty()).then(|| self.notifier.clone()),
+            port: (!self.port.is_empty()).then(|| self.port.clone()),
+            command: (!self.command.is_empty()).then(|| self.command.clone()),
+            ..Layer::default()
+        }
+    }
+}
+
+/// Arguments shared by `dewy-deployer`, `dewy-watcher` and `dewy-proxy`.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+pub struct DaemonArgs {
+    /// App name (the systemd instance name, `%i`).
+    pub app: String,
+    /// Config file (default: /etc/dewy/APP.toml with drop-ins).
+    #[arg(long, env = "DEWY_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub bus: BusArgs,
+    /// Log level override.
+    #[arg(short = 'l', long = "log-level")]
+    pub log_level: Option<String>,
+    /// Log format override (auto picks the journal under systemd).
+    #[arg(short = 'f', long = "log-format")]
+    pub log_format: Option<LogFormat>,
+}

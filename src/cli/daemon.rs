@@ -1,0 +1,169 @@
+//! `dewy-deployer`, `dewy-watcher` and `dewy-proxy`: one app each, on the system bus.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+
+use super::args::DaemonArgs;
+use super::{config_failure, init_logging, runtime, shutdown_signal};
+use crate::bus::{self, client::DeployerClient, BusChoice};
+use crate::config::{self, Settings, Sources};
+use crate::deploy::Deployer;
+use crate::registry::{self, OpenOptions};
+use crate::systemd::notify;
+use crate::watch::Watcher;
+
+fn load(args: &DaemonArgs, identifier: &str) -> Result<Settings, i32> {
+    let mut sources = Sources {
+        config: args.config.clone(),
+        ..Default::default()
+    };
+    sources.flags.log_level = args.log_level.clone();
+    sources.flags.log_format = args.log_format;
+    let settings = config::load(&args.app, &sources).map_err(|e| config_failure(&e))?;
+    init_logging(&settings, identifier)?;
+    Ok(settings)
+}
+
+fn open_registry(settings: &Settings) -> anyhow::Result<Arc<dyn registry::Registry>> {
+    let opts = OpenOptions {
+        slot: settings.slot.clone(),
+        ..OpenOptions::default()
+    };
+    registry::open(&settings.registry, &opts)
+}
+
+fn fail(what: &str, e: impl std::fmt::Display) -> i32 {
+    tracing::error!(error = %e, "{what}");
+    eprintln!("Error: {what}: {e}");
+    1
+}
+
+/// `dewy-deployer APP`.
+pub fn deployer_main() -> i32 {
+    let args = DaemonArgs::parse();
+    let settings = match load(&args, "dewy-deployer") {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    rt.block_on(async move {
+        let bus: BusChoice = args.bus.bus.parse().unwrap_or_default();
+        let registry = match open_registry(&settings) {
+            Ok(r) => r,
+            Err(e) => return fail("opening the registry", format!("{e:#}")),
+        };
+        let app = settings.app.clone();
+        let deployer = match Deployer::open(settings, registry) {
+            Ok(d) => d,
+            Err(e) => return fail("opening the deployer", format!("{e:#}")),
+        };
+        let _conn = match bus::serve_deployer(&bus, &app, deployer.clone()).await {
+            Ok(c) => c,
+            Err(e) => return fail(&format!("publishing {} on the {bus} bus", bus::names::deployer_name(&app)), e),
+        };
+        let live = deployer.live_version().unwrap_or_else(|| "nothing".into());
+        tracing::info!(dewy_version = %live, "Deployer ready");
+        notify::ready(&format!("{live} live; idle"));
+        notify::spawn_watchdog();
+        shutdown_signal().await;
+        notify::stopping();
+        tracing::info!("Shutting down gracefully");
+        // Let a deploy in flight finish its current step; recovery covers the rest.
+        let _ = tokio::time::timeout(Duration::from_secs(60), deployer.wait_idle()).await;
+        0
+    })
+}
+
+/// `dewy-watcher APP`.
+pub fn watcher_main() -> i32 {
+    let args = DaemonArgs::parse();
+    let settings = match load(&args, "dewy-watcher") {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    rt.block_on(async move {
+        let bus: BusChoice = args.bus.bus.parse().unwrap_or_default();
+        let registry = match open_registry(&settings) {
+            Ok(r) => r,
+            Err(e) => return fail("opening the registry", format!("{e:#}")),
+        };
+        let conn = match bus.connect().await {
+            Ok(c) => c,
+            Err(e) => return fail(&format!("connecting to the {bus} bus"), e),
+        };
+        let target = match DeployerClient::new(&conn, &settings.app).await {
+            Ok(c) => c,
+            Err(e) => return fail("creating the deployer client", format!("{e:#}")),
+        };
+        let watcher = Watcher::new(
+            &settings.registry,
+            registry,
+            Arc::new(target),
+            settings.interval,
+            settings.grace_period,
+        );
+        if let Err(e) = publish_watcher(&conn, &settings.app, watcher.clone()).await {
+            return fail("publishing the watcher", e);
+        }
+        tracing::info!(registry = %settings.registry, interval = %config::values::format_duration(settings.interval), "Watcher ready");
+        notify::ready(&format!("watching {}", settings.registry));
+        notify::spawn_watchdog();
+        let poll = tokio::spawn(watcher.clone().run());
+        shutdown_signal().await;
+        notify::stopping();
+        poll.abort();
+        0
+    })
+}
+
+async fn publish_watcher(conn: &zbus::Connection, app: &str, watcher: Arc<Watcher>) -> zbus::Result<()> {
+    conn.object_server()
+        .at(bus::names::WATCHER_PATH, bus::WatcherIface { watcher })
+        .await?;
+    conn.request_name(bus::names::watcher_name(app)).await
+}
+
+/// `dewy-proxy APP`: owns its bus name and reports ready (the proxy itself comes with container mode).
+pub fn proxy_main() -> i32 {
+    let args = DaemonArgs::parse();
+    let level = args.log_level.clone().unwrap_or_else(|| "info".into());
+    let Ok(level) = crate::logging::parse_level(&level) else {
+        eprintln!("Error: bad configuration: unknown log level {level:?}");
+        return crate::EXIT_CONFIG;
+    };
+    let format = args.log_format.unwrap_or(crate::logging::LogFormat::Auto);
+    if let Err(e) = crate::logging::init(level, format, "dewy-proxy", Some(&args.app)) {
+        eprintln!("Error: {e:#}");
+        return 1;
+    }
+    if let Err(e) = config::validate_app_name(&args.app) {
+        return config_failure(&e);
+    }
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    rt.block_on(async move {
+        let bus: BusChoice = args.bus.bus.parse().unwrap_or_default();
+        let _conn = match bus::serve_proxy(&bus, &args.app).await {
+            Ok(c) => c,
+            Err(e) => return fail(&format!("publishing {} on the {bus} bus", bus::names::proxy_name(&args.app)), e),
+        };
+        tracing::info!("Proxy ready (no backends)");
+        notify::ready("no backends");
+        notify::spawn_watchdog();
+        shutdown_signal().await;
+        notify::stopping();
+        tracing::info!("Proxy stopped");
+        0
+    })
+}

@@ -1,0 +1,123 @@
+//! `dewy assets|server|container`: watcher and deployer together in one foreground process.
+//!
+//! The watcher offers releases to the deployer in-process; the same D-Bus interfaces are also
+//! published on a bus when one is reachable, so `dewy status` works against a foreground run.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::args::RunArgs;
+use super::{config_failure, init_logging, shutdown_signal};
+use crate::bus::{self, BusChoice};
+use crate::config::{self, Mode, Sources};
+use crate::deploy::Deployer;
+use crate::registry::{self, OpenOptions};
+use crate::systemd::notify;
+use crate::watch::Watcher;
+use crate::EXIT_CONFIG;
+
+/// Run the whole pipeline in the foreground until a signal.
+pub async fn run(mode: Mode, args: RunArgs) -> i32 {
+    if let Some(flag) = args.later.first_given() {
+        eprintln!("Error: {flag} is not supported by this build of dewy yet");
+        return EXIT_CONFIG;
+    }
+    if args.registry.is_none() && args.config.is_none() {
+        eprintln!("Error: --registry is not set (e.g. --registry ghr://owner/repo or file:///srv/releases)");
+        return EXIT_CONFIG;
+    }
+    let app = args
+        .name
+        .clone()
+        .or_else(|| {
+            args.config
+                .as_ref()
+                .and_then(|c| c.file_stem())
+                .map(|s| s.to_string_lossy().into_owned())
+        })
+        .unwrap_or_else(|| config::app_name_from_registry(args.registry.as_deref().unwrap_or("app")));
+    let sources = Sources {
+        config: args.config.clone(),
+        flags: args.layer(mode),
+        foreground: true,
+        ..Default::default()
+    };
+    let settings = match config::load(&app, &sources) {
+        Ok(s) => s,
+        Err(e) => return config_failure(&e),
+    };
+    if let Err(code) = init_logging(&settings, "dewy") {
+        return code;
+    }
+    let opts = OpenOptions {
+        slot: settings.slot.clone(),
+        ..OpenOptions::default()
+    };
+    let registry = match registry::open(&settings.registry, &opts) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("Error: opening the registry: {e:#}");
+            return 1;
+        }
+    };
+    let deployer = match Deployer::open(settings.clone(), registry.clone()) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            return 1;
+        }
+    };
+    let watcher = Watcher::new(
+        &settings.registry,
+        registry,
+        deployer.clone(),
+        settings.interval,
+        settings.grace_period,
+    );
+    let _bus = publish(&args.bus, &app, deployer.clone(), watcher.clone()).await;
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        app = %app,
+        registry = %settings.registry,
+        root = %settings.root.display(),
+        interval = %config::values::format_duration(settings.interval),
+        "Dewy started"
+    );
+    notify::ready(&format!("watching {}", settings.registry));
+    notify::spawn_watchdog();
+    let poll = tokio::spawn(watcher.run());
+    shutdown_signal().await;
+    tracing::info!("Shutting down gracefully");
+    notify::stopping();
+    let _ = tokio::time::timeout(Duration::from_secs(60), deployer.wait_idle()).await;
+    poll.abort();
+    0
+}
+
+/// Publish the deployer and watcher on a bus when possible; `auto` tries the system bus,
+/// then the session bus, and goes on without one.
+async fn publish(choice: &str, app: &str, deployer: Arc<Deployer>, watcher: Arc<Watcher>) -> Vec<zbus::Connection> {
+    let candidates: Vec<BusChoice> = match choice {
+        "none" => return Vec::new(),
+        "auto" => vec![BusChoice::System, BusChoice::Session],
+        other => vec![other.parse().unwrap_or_default()],
+    };
+    for bus in candidates {
+        let d = bus::serve_deployer(&bus, app, deployer.clone()).await;
+        let w = bus::serve_watcher(&bus, app, watcher.clone()).await;
+        match (d, w) {
+            (Ok(d), Ok(w)) => {
+                tracing::info!(bus = %bus, name = %bus::names::deployer_name(app), "Published on D-Bus");
+                return vec![d, w];
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                if choice == "auto" {
+                    tracing::debug!(bus = %bus, error = %e, "D-Bus not available; `dewy status` will not reach this run");
+                } else {
+                    tracing::warn!(bus = %bus, error = %e, "Publishing on D-Bus failed");
+                }
+            }
+        }
+    }
+    Vec::new()
+}

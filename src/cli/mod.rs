@@ -1,0 +1,103 @@
+//! Entry points of the binaries: argument parsing, settings, logging, and the run loops.
+
+pub mod args;
+mod daemon;
+mod foreground;
+mod ops;
+
+pub use daemon::{deployer_main, proxy_main, watcher_main};
+
+use clap::Parser;
+
+use crate::config::{ConfigError, Settings};
+use crate::EXIT_CONFIG;
+use args::{Cli, Command, ConfigCommand};
+
+/// `dewy`: the foreground pipeline and the operator commands.
+pub fn dewy_main() -> i32 {
+    let cli = Cli::parse();
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    let result = match cli.command {
+        Command::Assets(a) => return rt.block_on(foreground::run(crate::config::Mode::Assets, a)),
+        Command::Server(a) => return rt.block_on(foreground::run(crate::config::Mode::Server, a)),
+        Command::Container(a) => return rt.block_on(foreground::run(crate::config::Mode::Container, a)),
+        Command::Config(ConfigCommand::Check { file, app }) => return ops::config_check(&file, app.as_deref()),
+        Command::Status(a) => rt.block_on(ops::status(a)),
+        Command::History(a) => rt.block_on(ops::history(a)),
+        Command::Deploy(a) => rt.block_on(ops::deploy(a)),
+        Command::Rollback(a) => rt.block_on(ops::rollback(a)),
+        Command::ForgetBad(a) => rt.block_on(ops::forget_bad(a)),
+        Command::CheckNow(a) => rt.block_on(ops::check_now(a)),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            1
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, i32> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(8)
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("Error: starting the runtime: {e}");
+            1
+        })
+}
+
+/// Print a config error the way operators read it and return EX_CONFIG.
+fn config_failure(e: &ConfigError) -> i32 {
+    eprintln!("Error: bad configuration: {e}");
+    EXIT_CONFIG
+}
+
+/// Install logging for a daemon or foreground run.
+fn init_logging(settings: &Settings, identifier: &str) -> Result<(), i32> {
+    let level = match crate::logging::parse_level(&settings.log_level) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("Error: bad configuration: {e}");
+            return Err(EXIT_CONFIG);
+        }
+    };
+    crate::logging::init(level, settings.log_format, identifier, Some(&settings.app)).map_err(|e| {
+        eprintln!("Error: {e:#}");
+        1
+    })
+}
+
+/// Wait for SIGTERM, SIGINT or SIGQUIT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).ok();
+    let mut quit = signal(SignalKind::quit()).ok();
+    let term_fut = async {
+        match term.as_mut() {
+            Some(s) => {
+                s.recv().await;
+            }
+            None => std::future::pending().await,
+        }
+    };
+    let quit_fut = async {
+        match quit.as_mut() {
+            Some(s) => {
+                s.recv().await;
+            }
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term_fut => {}
+        _ = quit_fut => {}
+    }
+}

@@ -1,0 +1,179 @@
+//! Operator commands: status, history, deploy, rollback, forget-bad, check-now, config check.
+
+use std::path::Path;
+
+use anyhow::Context;
+use zbus::Connection;
+
+use super::args::{AppArgs, BusArgs, HistoryArgs, VersionArgs};
+use crate::bus::client::{DeployerClient, WatcherClient};
+use crate::bus::BusChoice;
+use crate::config::{self, Sources};
+use crate::deploy::DeployResult;
+
+async fn connect(bus: &BusArgs) -> anyhow::Result<Connection> {
+    let choice: BusChoice = bus.bus.parse().unwrap_or_default();
+    choice
+        .connect()
+        .await
+        .with_context(|| format!("connecting to the {choice} bus"))
+}
+
+/// The app named on the command line, or the only one running.
+async fn pick_app(conn: &Connection, app: Option<&str>) -> anyhow::Result<String> {
+    if let Some(a) = app {
+        return Ok(a.to_string());
+    }
+    let dbus = zbus::fdo::DBusProxy::new(conn).await?;
+    let prefix = "io.dewy.Deployer.";
+    let apps: Vec<String> = dbus
+        .list_names()
+        .await?
+        .into_iter()
+        .filter_map(|n| n.as_str().strip_prefix(prefix).map(str::to_string))
+        .collect();
+    match apps.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => anyhow::bail!("no dewy deployer is running on this bus; name the app"),
+        many => anyhow::bail!("several apps run ({}); name one", many.join(", ")),
+    }
+}
+
+fn print_result(r: &DeployResult) -> i32 {
+    match r {
+        DeployResult::Deployed { version, release } => {
+            println!("{version} is live ({release})");
+            0
+        }
+        DeployResult::Skipped { version, reason } => {
+            println!("{version}: nothing to do: {reason}");
+            0
+        }
+        DeployResult::Failed { version, error } => {
+            eprintln!("{version}: failed: {error}");
+            1
+        }
+    }
+}
+
+pub async fn status(a: AppArgs) -> anyhow::Result<i32> {
+    let conn = connect(&a.bus).await?;
+    let app = pick_app(&conn, a.app.as_deref()).await?;
+    let d = DeployerClient::new(&conn, &app).await?.status_json().await?;
+    let w = match WatcherClient::new(&conn, &app).await {
+        Ok(c) => c.status_json().await.ok(),
+        Err(_) => None,
+    };
+    if a.json {
+        println!("{}", serde_json::json!({ "deployer": d, "watcher": w }));
+        return Ok(0);
+    }
+    let s = |v: &serde_json::Value, k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("-").to_string();
+    println!("app:       {}", s(&d, "app"));
+    println!("mode:      {}", s(&d, "mode"));
+    println!("registry:  {}", s(&d, "registry"));
+    println!("root:      {}", s(&d, "root"));
+    match d.get("live").filter(|v| !v.is_null()) {
+        Some(l) => println!("live:      {} (releases/{}, since {})", s(l, "version"), s(l, "release"), s(l, "deployed_at")),
+        None => println!("live:      nothing deployed yet"),
+    }
+    if let Some(p) = d.get("previous").filter(|v| !v.is_null()) {
+        println!("previous:  {} (releases/{})", s(p, "version"), s(p, "release"));
+    }
+    println!("activity:  {}", s(&d, "activity"));
+    if let Some(w) = &w {
+        println!("latest:    {}", s(w, "latest"));
+        println!("checked:   {}", s(w, "last_check"));
+        println!("next:      {}", s(w, "next_check"));
+        if let Some(last) = w.get("last").filter(|v| !v.is_null()) {
+            println!("last check: {} {} {}", s(last, "outcome"), s(last, "version"), s(last, "detail"));
+        }
+    }
+    if let Some(bad) = d.get("bad").and_then(|b| b.as_array()).filter(|b| !b.is_empty()) {
+        println!("bad versions:");
+        for b in bad {
+            println!("  {}  {}  {}", s(b, "version"), s(b, "at"), s(b, "reason"));
+        }
+    }
+    Ok(0)
+}
+
+pub async fn history(a: HistoryArgs) -> anyhow::Result<i32> {
+    let conn = connect(&a.app.bus).await?;
+    let app = pick_app(&conn, a.app.app.as_deref()).await?;
+    let h = DeployerClient::new(&conn, &app).await?.history_json(a.limit).await?;
+    if a.app.json {
+        println!("{h}");
+        return Ok(0);
+    }
+    println!("{:<25} {:<25} {:<12} {:>9}  REASON", "TIME", "FROM -> TO", "RESULT", "DURATION");
+    for e in h.as_array().into_iter().flatten() {
+        let s = |k: &str| e.get(k).and_then(|x| x.as_str()).unwrap_or("-").to_string();
+        let ms = e.get("duration_ms").and_then(|x| x.as_u64()).unwrap_or(0);
+        println!(
+            "{:<25} {:<25} {:<12} {:>8.1}s  {}",
+            s("at").chars().take(19).collect::<String>().replace('T', " "),
+            format!("{} -> {}", s("from"), s("to")),
+            s("result"),
+            ms as f64 / 1000.0,
+            s("reason")
+        );
+    }
+    Ok(0)
+}
+
+pub async fn deploy(a: VersionArgs) -> anyhow::Result<i32> {
+    let conn = connect(&a.bus).await?;
+    let app = pick_app(&conn, a.app.as_deref()).await?;
+    let r = DeployerClient::new(&conn, &app).await?.deploy(&a.version).await?;
+    Ok(print_result(&r))
+}
+
+pub async fn rollback(a: AppArgs) -> anyhow::Result<i32> {
+    let conn = connect(&a.bus).await?;
+    let app = pick_app(&conn, a.app.as_deref()).await?;
+    let r = DeployerClient::new(&conn, &app).await?.rollback().await?;
+    Ok(print_result(&r))
+}
+
+pub async fn forget_bad(a: VersionArgs) -> anyhow::Result<i32> {
+    let conn = connect(&a.bus).await?;
+    let app = pick_app(&conn, a.app.as_deref()).await?;
+    if DeployerClient::new(&conn, &app).await?.forget_bad(&a.version).await? {
+        println!("{} may be deployed again", a.version);
+        Ok(0)
+    } else {
+        println!("{} was not marked bad", a.version);
+        Ok(0)
+    }
+}
+
+pub async fn check_now(a: AppArgs) -> anyhow::Result<i32> {
+    let conn = connect(&a.bus).await?;
+    let app = pick_app(&conn, a.app.as_deref()).await?;
+    let (outcome, version, detail) = WatcherClient::new(&conn, &app).await?.check_now().await?;
+    println!("{outcome} {version} {detail}");
+    Ok(if matches!(outcome.as_str(), "error" | "failed") { 1 } else { 0 })
+}
+
+/// `dewy config check FILE`: validate and print the effective settings (exit 78 when bad).
+pub fn config_check(file: &Path, app: Option<&str>) -> i32 {
+    let app = app
+        .map(str::to_string)
+        .or_else(|| file.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "app".into());
+    let sources = Sources {
+        config: Some(file.to_path_buf()),
+        ..Default::default()
+    };
+    match config::load(&app, &sources) {
+        Ok(settings) => {
+            match toml::to_string(&settings) {
+                Ok(text) => print!("{text}"),
+                Err(e) => eprintln!("(cannot print the settings: {e})"),
+            }
+            0
+        }
+        Err(e) => super::config_failure(&e),
+    }
+}

@@ -1,0 +1,269 @@
+//! Settings of one app: config files, drop-ins and command-line flags resolved into [`Settings`].
+//!
+//! Precedence: built-in defaults < config files (see [`file`]) < command-line flags.
+
+pub mod file;
+pub mod values;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+
+pub use file::{ConfigError, HookFailure, Layer, Mode};
+use values::format_duration;
+
+use crate::logging::LogFormat;
+
+/// Default poll interval (the Go Dewy's 10 s).
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
+/// Default grace period for a release whose artifact is not uploaded yet.
+pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(30 * 60);
+/// Default number of releases kept in `releases/`.
+pub const DEFAULT_KEEP_RELEASES: usize = 7;
+/// Default hook timeout.
+pub const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Where the settings come from.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    /// An explicit `--config FILE` (then the search directories are not used).
+    pub config: Option<PathBuf>,
+    /// Directories searched for `<app>.toml`, lowest priority first; defaults to [`file::SEARCH_DIRS`].
+    pub search_dirs: Option<Vec<PathBuf>>,
+    /// Settings given on the command line.
+    pub flags: Layer,
+    /// The foreground `dewy assets|server|container` run: releases default to the working directory.
+    pub foreground: bool,
+}
+
+/// Fully resolved settings of one app.
+#[derive(Debug, Clone, Serialize)]
+pub struct Settings {
+    pub app: String,
+    pub mode: Mode,
+    pub registry: String,
+    #[serde(serialize_with = "ser_duration")]
+    pub interval: Duration,
+    #[serde(serialize_with = "ser_duration")]
+    pub grace_period: Duration,
+    pub log_level: String,
+    pub log_format: LogFormat,
+    /// Where `releases/` and `current` live.
+    pub root: PathBuf,
+    pub cache_dir: PathBuf,
+    /// Where the deploy state (`state.json`) lives.
+    pub state_dir: PathBuf,
+    pub keep_releases: usize,
+    pub keep_artifacts: usize,
+    pub before_deploy_hook: Option<String>,
+    pub after_deploy_hook: Option<String>,
+    #[serde(serialize_with = "ser_duration")]
+    pub hook_timeout: Duration,
+    pub before_hook_failure: HookFailure,
+    pub max_artifact_size: u64,
+    pub max_extracted_size: u64,
+    pub slot: Option<String>,
+    /// The files that were read, in the order they applied.
+    pub files: Vec<PathBuf>,
+}
+
+fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format_duration(*d))
+}
+
+/// Load and validate the settings of `app`.
+pub fn load(app: &str, sources: &Sources) -> Result<Settings, ConfigError> {
+    validate_app_name(app)?;
+    let files = match &sources.config {
+        Some(path) => file::explicit(path)?,
+        None => {
+            let dirs: Vec<PathBuf> = sources
+                .search_dirs
+                .clone()
+                .unwrap_or_else(|| file::SEARCH_DIRS.iter().map(PathBuf::from).collect());
+            file::locate(app, &dirs)
+        }
+    };
+    let mut layer = file::load_files(&files)?;
+    layer.merge(sources.flags.clone());
+    resolve(app, layer, files, sources.foreground)
+}
+
+/// App names become bus names and directory names: keep them simple.
+pub fn validate_app_name(app: &str) -> Result<(), ConfigError> {
+    let ok = !app.is_empty()
+        && app.len() <= 64
+        && app
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && !app.starts_with('.');
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::Invalid(format!(
+            "invalid app name {app:?}: use letters, digits, '-', '_' and '.' (at most 64)"
+        )))
+    }
+}
+
+fn invalid(msg: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid(msg.into())
+}
+
+fn not_yet(what: &str) -> ConfigError {
+    invalid(format!(
+        "{what} is not supported by this build of dewy yet; remove it from the config or command line"
+    ))
+}
+
+fn resolve(app: &str, l: Layer, files: Vec<PathBuf>, foreground: bool) -> Result<Settings, ConfigError> {
+    let where_ = if files.is_empty() {
+        "the command line".to_string()
+    } else {
+        files
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let registry = l
+        .registry
+        .clone()
+        .ok_or_else(|| invalid(format!("registry is not set (in {where_}); e.g. registry = \"ghr://owner/repo\"")))?;
+    crate::registry::parse_url(&registry).map_err(|e| invalid(format!("registry: {e:#}")))?;
+    let mode = l.mode.unwrap_or(Mode::Assets);
+    match mode {
+        Mode::Assets => {}
+        Mode::Server => return Err(not_yet("server mode")),
+        Mode::Container => return Err(not_yet("container mode")),
+    }
+    if l.calver.as_deref().is_some_and(|c| !c.is_empty()) {
+        return Err(not_yet("calver"));
+    }
+    if l.cache.as_deref().is_some_and(|c| !c.is_empty()) {
+        return Err(not_yet("a shared cache (cache = …)"));
+    }
+    if l.notifier.as_ref().is_some_and(|n| !n.is_empty()) {
+        return Err(not_yet("notifier"));
+    }
+    if l.port.as_ref().is_some_and(|p| !p.is_empty()) {
+        return Err(invalid("port applies to server and container modes only"));
+    }
+    if l.command.as_ref().is_some_and(|c| !c.is_empty()) {
+        return Err(invalid("command applies to server mode only"));
+    }
+    let interval = l.interval.map_or(DEFAULT_INTERVAL, |d| d.0);
+    if interval < Duration::from_secs(1) {
+        return Err(invalid("interval must be at least 1s"));
+    }
+    let log_level = l.log_level.clone().unwrap_or_else(|| "info".into());
+    crate::logging::parse_level(&log_level).map_err(|e| invalid(e.to_string()))?;
+    let root = match l.root {
+        Some(r) => absolute(&r),
+        None if foreground => cwd(),
+        None => crate::systemd::state_directory().unwrap_or_else(|| PathBuf::from("/var/lib/dewy").join(app)),
+    };
+    let cache_dir = match l.cache_dir {
+        Some(c) => absolute(&c),
+        None => crate::systemd::cache_directory()
+            .filter(|_| !foreground)
+            .or_else(|| std::env::var_os("DEWY_CACHEDIR").map(PathBuf::from))
+            .unwrap_or_else(|| root.join(".dewy/cache")),
+    };
+    let keep_releases = l.keep_releases.unwrap_or(DEFAULT_KEEP_RELEASES);
+    if keep_releases < 2 {
+        return Err(invalid("keep-releases must be at least 2 (current and previous)"));
+    }
+    let nonempty = |s: Option<String>| s.filter(|s| !s.trim().is_empty());
+    Ok(Settings {
+        app: app.to_string(),
+        mode,
+        registry,
+        interval,
+        grace_period: l.grace_period.map_or(DEFAULT_GRACE_PERIOD, |d| d.0),
+        log_level,
+        log_format: l.log_format.unwrap_or(LogFormat::Auto),
+        state_dir: root.join(".dewy"),
+        root,
+        cache_dir,
+        keep_releases,
+        keep_artifacts: l.keep_artifacts.unwrap_or(3).max(1),
+        before_deploy_hook: nonempty(l.before_deploy_hook),
+        after_deploy_hook: nonempty(l.after_deploy_hook),
+        hook_timeout: l.hook_timeout.map_or(DEFAULT_HOOK_TIMEOUT, |d| d.0),
+        before_hook_failure: l.before_hook_failure.unwrap_or(HookFailure::Continue),
+        max_artifact_size: l.max_artifact_size.map_or(16 << 30, |b| b.0),
+        max_extracted_size: l.max_extracted_size.map_or(32 << 30, |b| b.0),
+        slot: nonempty(l.slot),
+        files,
+    })
+}
+
+fn cwd() -> PathBuf {
+    std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."))
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        cwd().join(p)
+    }
+}
+
+/// Derive an app name from a registry URL the Go Dewy way (the repository or last path segment).
+pub fn app_name_from_registry(registry: &str) -> String {
+    let no_query = registry.split('?').next().unwrap_or(registry);
+    let rest = no_query.split_once("://").map_or(no_query, |(_, r)| r);
+    let last = rest
+        .trim_end_matches('/')
+        .rsplit('/')
+        .find(|s| !s.is_empty())
+        .unwrap_or("app");
+    let last = last.split(':').next().unwrap_or(last);
+    let name: String = last
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '-' })
+        .collect();
+    let name = name.trim_start_matches('.').to_string();
+    if name.is_empty() {
+        "app".into()
+    } else {
+        name.chars().take(64).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn app_names() {
+        assert_eq!(app_name_from_registry("ghr://linyows/myapp?pre-release=true"), "myapp");
+        assert_eq!(app_name_from_registry("file:///srv/releases/web/"), "web");
+        assert!(validate_app_name("my-app_1.0").is_ok());
+        assert!(validate_app_name("../x").is_err());
+        assert!(validate_app_name("").is_err());
+    }
+
+    #[test]
+    fn flags_override_files_and_unimplemented_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg = tmp.path().join("app.toml");
+        std::fs::write(&cfg, "registry = \"file:///srv/rel\"\ninterval = 30\n").unwrap();
+        let mut sources = Sources {
+            config: Some(cfg.clone()),
+            ..Default::default()
+        };
+        sources.flags.interval = Some(values::DurationValue(Duration::from_secs(5)));
+        sources.flags.root = Some(tmp.path().to_path_buf());
+        let s = load("app", &sources).unwrap();
+        assert_eq!(s.interval, Duration::from_secs(5));
+        assert_eq!(s.root, tmp.path());
+        assert_eq!(s.cache_dir, tmp.path().join(".dewy/cache"));
+        sources.flags.notifier = Some(vec!["slack://x".into()]);
+        let err = load("app", &sources).unwrap_err().to_string();
+        assert!(err.contains("notifier is not supported"), "{err}");
+    }
+}

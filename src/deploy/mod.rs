@@ -1,0 +1,187 @@
+//! The deployer: skip rules, download into the cache, extract, hooks, the `current` switch,
+//! rollback, the bad-version ledger and crash recovery. One deploy runs at a time.
+
+mod pipeline;
+pub mod state;
+
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use serde::Serialize;
+
+use crate::cache::Cache;
+use crate::config::Settings;
+use crate::registry::{Registry, Release};
+use crate::release::Releases;
+use state::{HistoryEntry, Live, State, StateFile};
+
+/// What happened to a release offered to the deployer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "result", rename_all = "kebab-case")]
+pub enum DeployResult {
+    /// The release is live now.
+    Deployed { version: String, release: String },
+    /// Nothing to do (same version live, known bad version…).
+    Skipped { version: String, reason: String },
+    /// The deploy failed; the previous release keeps serving.
+    Failed { version: String, error: String },
+}
+
+impl DeployResult {
+    /// Short name of the result: `deployed`, `skipped` or `failed`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DeployResult::Deployed { .. } => "deployed",
+            DeployResult::Skipped { .. } => "skipped",
+            DeployResult::Failed { .. } => "failed",
+        }
+    }
+}
+
+/// Why a deploy runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// The watcher found a newer release.
+    Watcher,
+    /// An operator asked for a version (`dewy deploy`): the bad-version ledger is not consulted.
+    Operator,
+}
+
+/// A snapshot of the deployer for `dewy status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub app: String,
+    pub mode: String,
+    pub registry: String,
+    pub root: String,
+    pub live: Option<Live>,
+    pub previous: Option<Live>,
+    pub activity: String,
+    pub last: Option<HistoryEntry>,
+    pub bad: Vec<state::BadVersion>,
+}
+
+/// The deploy pipeline of one app.
+pub struct Deployer {
+    settings: Settings,
+    registry: Arc<dyn Registry>,
+    cache: Cache,
+    releases: Releases,
+    state_file: StateFile,
+    state: Mutex<State>,
+    activity: Mutex<String>,
+    busy: tokio::sync::Mutex<()>,
+}
+
+impl Deployer {
+    /// Open the cache and state, and repair whatever a crash left behind.
+    pub fn open(settings: Settings, registry: Arc<dyn Registry>) -> anyhow::Result<Arc<Self>> {
+        let cache = Cache::open(&settings.cache_dir)
+            .with_context(|| format!("opening cache {}", settings.cache_dir.display()))?;
+        let releases = Releases::new(&settings.root);
+        let state_file = StateFile::new(&settings.state_dir);
+        let state = state_file.load()?;
+        let d = Arc::new(Self {
+            settings,
+            registry,
+            cache,
+            releases,
+            state_file,
+            state: Mutex::new(state),
+            activity: Mutex::new("idle".into()),
+            busy: tokio::sync::Mutex::new(()),
+        });
+        d.recover()?;
+        Ok(d)
+    }
+
+    /// Wait until no deploy is running.
+    pub async fn wait_idle(&self) {
+        let _guard = self.busy.lock().await;
+    }
+
+    /// The settings this deployer runs with.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Deploy a release the watcher found, unless a skip rule applies.
+    pub async fn offer(&self, release: Release) -> DeployResult {
+        let _guard = self.busy.lock().await;
+        self.run(release, Trigger::Watcher).await
+    }
+
+    /// Deploy a given version now (operator request).
+    pub async fn deploy_version(&self, version: &str) -> DeployResult {
+        let _guard = self.busy.lock().await;
+        match self.registry.find(version).await {
+            Ok(release) => self.run(release, Trigger::Operator).await,
+            Err(e) => DeployResult::Failed {
+                version: version.to_string(),
+                error: format!("looking up {version}: {e:#}"),
+            },
+        }
+    }
+
+    /// Make the previous release live again and mark the current version bad.
+    pub async fn rollback(&self) -> DeployResult {
+        let _guard = self.busy.lock().await;
+        self.do_rollback("rolled back by operator")
+    }
+
+    /// Remove a version from the bad-version ledger; true when it was there.
+    pub fn forget_bad(&self, version: &str) -> anyhow::Result<bool> {
+        let mut st = self.lock_state();
+        let removed = st.bad.remove(version).is_some();
+        if removed {
+            self.state_file.save(&st)?;
+            tracing::info!(dewy_version = version, "Bad version forgotten");
+        }
+        Ok(removed)
+    }
+
+    /// A snapshot for `dewy status`.
+    pub fn status(&self) -> Status {
+        let st = self.lock_state();
+        Status {
+            app: self.settings.app.clone(),
+            mode: self.settings.mode.to_string(),
+            registry: self.settings.registry.clone(),
+            root: self.settings.root.display().to_string(),
+            live: st.live.clone(),
+            previous: st.previous.clone(),
+            activity: self.activity(),
+            last: st.history.back().cloned(),
+            bad: st.bad.values().cloned().collect(),
+        }
+    }
+
+    /// The newest `limit` history entries, oldest first.
+    pub fn history(&self, limit: usize) -> Vec<HistoryEntry> {
+        let st = self.lock_state();
+        let skip = st.history.len().saturating_sub(limit);
+        st.history.iter().skip(skip).cloned().collect()
+    }
+
+    /// The version live now, if any.
+    pub fn live_version(&self) -> Option<String> {
+        self.lock_state().live.as_ref().map(|l| l.version.clone())
+    }
+
+    /// What the deployer is doing (`idle`, `deploying v1.2.3`…).
+    pub fn activity(&self) -> String {
+        self.activity.lock().map(|a| a.clone()).unwrap_or_default()
+    }
+
+    fn set_activity(&self, what: String) {
+        if let Ok(mut a) = self.activity.lock() {
+            *a = what;
+        }
+        let live = self.live_version().unwrap_or_else(|| "nothing".into());
+        crate::systemd::notify::status(&format!("{live} live; {}", self.activity()));
+    }
+
+    fn lock_state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}

@@ -1,0 +1,538 @@
+//! The steps of one deploy, rollback and crash recovery, as methods of [`Deployer`].
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{anyhow, Context};
+use chrono::Utc;
+
+use super::state::{BadVersion, HistoryEntry, Live, Outcome, Pending};
+use super::{DeployResult, Deployer, Trigger};
+use crate::cache::{StoreError, StoreOptions};
+use crate::config::HookFailure;
+use crate::logging::{MSG_DEPLOY, MSG_DOWNLOAD, MSG_FAILURE, MSG_ROLLBACK, MSG_SKIP};
+use crate::registry::Release;
+use crate::release::{self, HookKind, HookSpec, Limits};
+
+/// A failure, and whether it belongs to the release itself (then the version is marked bad).
+struct StepError {
+    error: anyhow::Error,
+    release_fault: bool,
+    sha256: Option<String>,
+}
+
+impl StepError {
+    fn transient(error: anyhow::Error) -> Self {
+        Self {
+            error,
+            release_fault: false,
+            sha256: None,
+        }
+    }
+    fn release(error: anyhow::Error, sha256: Option<String>) -> Self {
+        Self {
+            error,
+            release_fault: true,
+            sha256,
+        }
+    }
+}
+
+impl Deployer {
+    pub(super) async fn run(&self, release: Release, trigger: Trigger) -> DeployResult {
+        let version = release.version.clone();
+        let key = release.cache_key();
+        if let Some(reason) = self.skip_reason(&release, &key, trigger) {
+            tracing::debug!(
+                message_id = MSG_SKIP,
+                dewy_version = %version,
+                dewy_cache_key = %key,
+                reason = %reason,
+                "Deploy skipped"
+            );
+            return DeployResult::Skipped { version, reason };
+        }
+        let started = Instant::now();
+        self.set_activity(format!("deploying {version}"));
+        let result = self.deploy(&release, &key, trigger, started).await;
+        let out = match result {
+            Ok(dir) => DeployResult::Deployed {
+                version: version.clone(),
+                release: dir,
+            },
+            Err(step) => {
+                let error = format!("{:#}", step.error);
+                tracing::error!(
+                    message_id = MSG_FAILURE,
+                    dewy_version = %version,
+                    dewy_cache_key = %key,
+                    error = %error,
+                    "Deploy failed; the previous release keeps serving"
+                );
+                let mut st = self.lock_state();
+                if step.release_fault {
+                    st.bad.insert(
+                        version.clone(),
+                        BadVersion {
+                            version: version.clone(),
+                            artifact_url: release.artifact_url.clone(),
+                            sha256: step.sha256.clone(),
+                            reason: error.clone(),
+                            at: Utc::now(),
+                        },
+                    );
+                }
+                let from = st.live.as_ref().map(|l| l.version.clone());
+                st.pending = None;
+                st.record(HistoryEntry {
+                    at: Utc::now(),
+                    from,
+                    to: version.clone(),
+                    result: Outcome::Failed,
+                    duration_ms: started.elapsed().as_millis() as u64,
+                    reason: error.clone(),
+                });
+                if let Err(e) = self.state_file.save(&st) {
+                    tracing::error!(error = %format!("{e:#}"), "Saving state failed");
+                }
+                DeployResult::Failed { version, error }
+            }
+        };
+        self.set_activity("idle".into());
+        out
+    }
+
+    fn skip_reason(&self, release: &Release, key: &str, trigger: Trigger) -> Option<String> {
+        let st = self.lock_state();
+        if let Some(live) = &st.live {
+            let intact = self
+                .releases
+                .current()
+                .ok()
+                .flatten()
+                .is_some_and(|p| p.file_name().is_some_and(|n| n.to_string_lossy() == live.release));
+            if live.cache_key == key && intact {
+                return Some(format!("{} is live", release.version));
+            }
+        }
+        if trigger == Trigger::Watcher {
+            if let Some(bad) = st.bad.get(&release.version) {
+                if bad.artifact_url == release.artifact_url {
+                    return Some(format!(
+                        "{} failed before ({}); `dewy forget-bad {}` to retry",
+                        release.version, bad.reason, release.version
+                    ));
+                }
+            }
+        }
+        None
+    }
+
+    async fn deploy(&self, release: &Release, key: &str, trigger: Trigger, started: Instant) -> Result<String, StepError> {
+        let version = &release.version;
+        let sha256 = self.fetch_artifact(release, key).await?;
+        tracing::info!(
+            message_id = MSG_DOWNLOAD,
+            dewy_version = %version,
+            notification = %format!("Downloaded artifact for {version}"),
+            "Download notification"
+        );
+        let reason = match trigger {
+            Trigger::Watcher => "new release",
+            Trigger::Operator => "operator",
+        };
+        let previous = self.lock_state().live.clone();
+        self.update_state(|st| {
+            st.pending = Some(Pending {
+                version: version.clone(),
+                cache_key: key.to_string(),
+                sha256: sha256.clone(),
+                release: None,
+                started_at: Utc::now(),
+                reason: reason.to_string(),
+            })
+        })
+        .map_err(StepError::transient)?;
+
+        let dir = self.extract(release, key, sha256.clone()).await?;
+        let name = dir_name(&dir);
+        self.update_state(|st| {
+            if let Some(p) = st.pending.as_mut() {
+                p.release = Some(name.clone());
+            }
+        })
+        .map_err(StepError::transient)?;
+
+        let prev_version = previous.as_ref().map(|l| l.version.clone());
+        let hook_env = self.hook_env(version, prev_version.as_deref(), &dir);
+        if let Some(cmd) = &self.settings.before_deploy_hook {
+            let outcome = release::run_hook(&HookSpec {
+                kind: HookKind::Before,
+                command: cmd,
+                cwd: &dir,
+                env: hook_env.clone(),
+                timeout: self.settings.hook_timeout,
+            })
+            .await;
+            if !outcome.success {
+                tracing::error!(
+                    message_id = MSG_FAILURE,
+                    dewy_version = %version,
+                    error = %outcome.error.clone().unwrap_or_else(|| format!("exit code {:?}", outcome.exit_code)),
+                    "Before deploy hook failure"
+                );
+                if self.settings.before_hook_failure == HookFailure::Abort {
+                    let _ = self.releases.remove_release(&dir);
+                    return Err(StepError::transient(anyhow!(
+                        "before-deploy hook failed (before-hook-failure = \"abort\"); will retry at the next check"
+                    )));
+                }
+            }
+        }
+
+        self.releases
+            .switch_current(&dir)
+            .with_context(|| format!("switching current to {}", dir.display()))
+            .map_err(|e| {
+                let _ = self.releases.remove_release(&dir);
+                StepError::transient(e)
+            })?;
+        tracing::info!(
+            message_id = MSG_DEPLOY,
+            dewy_version = %version,
+            dewy_release_dir = %dir.display(),
+            from = %dir.display(),
+            to = %self.releases.current_link().display(),
+            "Create symlink"
+        );
+        let live = Live {
+            version: version.clone(),
+            cache_key: key.to_string(),
+            release: name.clone(),
+            sha256,
+            deployed_at: Utc::now(),
+        };
+        let mut entry = HistoryEntry {
+            at: Utc::now(),
+            from: prev_version.clone(),
+            to: version.clone(),
+            result: Outcome::Deployed,
+            duration_ms: started.elapsed().as_millis() as u64,
+            reason: reason.to_string(),
+        };
+        self.update_state(|st| {
+            st.previous = st.live.take();
+            st.live = Some(live);
+            st.pending = None;
+            st.bad.remove(version);
+            st.record(entry.clone());
+        })
+        .map_err(StepError::transient)?;
+
+        if let Some(cmd) = &self.settings.after_deploy_hook {
+            let outcome = release::run_hook(&HookSpec {
+                kind: HookKind::After,
+                command: cmd,
+                cwd: &dir,
+                env: hook_env,
+                timeout: self.settings.hook_timeout,
+            })
+            .await;
+            if !outcome.success {
+                tracing::error!(message_id = MSG_FAILURE, dewy_version = %version, "After deploy hook failure");
+                entry.reason = format!("{reason}; after-deploy hook failed");
+                let _ = self.update_state(|st| {
+                    if let Some(last) = st.history.back_mut() {
+                        *last = entry.clone();
+                    }
+                });
+            }
+        }
+        self.prune();
+        tracing::info!(
+            message_id = MSG_DEPLOY,
+            dewy_version = %version,
+            dewy_release_dir = %dir.display(),
+            duration_ms = started.elapsed().as_millis() as u64,
+            "Deploy completed"
+        );
+        Ok(name)
+    }
+
+    /// Make sure the artifact is in the cache (verified), returning its SHA-256 when known.
+    async fn fetch_artifact(&self, release: &Release, key: &str) -> Result<Option<String>, StepError> {
+        let expected = self.expected_checksum(release).await?;
+        if self.cache.contains(key) {
+            let path = self.cache.path(key);
+            let actual = tokio::task::spawn_blocking(move || crate::cache::sha256_file(&path))
+                .await
+                .map_err(|e| StepError::transient(anyhow!(e)))?
+                .map_err(|e| StepError::transient(anyhow!(e).context("hashing the cached artifact")))?;
+            match &expected {
+                Some(exp) if *exp != actual => {
+                    tracing::warn!(dewy_cache_key = key, "Cached artifact does not match the published checksum; downloading again");
+                }
+                _ => {
+                    tracing::info!(message_id = MSG_DOWNLOAD, dewy_cache_key = key, "Artifact found in cache");
+                    return Ok(Some(actual));
+                }
+            }
+        }
+        let stream = self
+            .registry
+            .fetch(&release.artifact_url)
+            .await
+            .with_context(|| format!("downloading {}", release.artifact))
+            .map_err(StepError::transient)?;
+        let opts = StoreOptions {
+            expected_sha256: expected,
+            max_bytes: Some(self.settings.max_artifact_size),
+        };
+        match self.cache.store(key, stream, &opts).await {
+            Ok(stored) => {
+                tracing::info!(
+                    message_id = MSG_DOWNLOAD,
+                    dewy_version = %release.version,
+                    dewy_cache_key = key,
+                    size = stored.size,
+                    sha256 = %stored.sha256,
+                    "Cached artifact"
+                );
+                Ok(Some(stored.sha256))
+            }
+            Err(e @ StoreError::ChecksumMismatch { .. }) => {
+                let actual = match &e {
+                    StoreError::ChecksumMismatch { actual, .. } => Some(actual.clone()),
+                    _ => None,
+                };
+                Err(StepError::release(anyhow!(e).context(format!("verifying {}", release.artifact)), actual))
+            }
+            Err(e) => Err(StepError::transient(anyhow!(e).context(format!("downloading {}", release.artifact)))),
+        }
+    }
+
+    async fn expected_checksum(&self, release: &Release) -> Result<Option<String>, StepError> {
+        let Some(url) = &release.checksum_url else {
+            return Ok(None);
+        };
+        let bytes = crate::artifact::fetch_small(self.registry.as_ref(), url, 1 << 20)
+            .await
+            .context("downloading the published checksums")
+            .map_err(StepError::transient)?;
+        let text = String::from_utf8_lossy(&bytes);
+        match crate::artifact::checksum::parse_expected(&text, &release.artifact) {
+            Some(sum) => Ok(Some(sum)),
+            None => Err(StepError::release(
+                anyhow!("the release publishes checksums but none for {}", release.artifact),
+                None,
+            )),
+        }
+    }
+
+    async fn extract(&self, release: &Release, key: &str, sha256: Option<String>) -> Result<PathBuf, StepError> {
+        let staging = self
+            .releases
+            .create_staging()
+            .context("creating a staging directory")
+            .map_err(StepError::transient)?;
+        let archive = self.cache.path(key);
+        let artifact = release.artifact.clone();
+        let limits = Limits {
+            max_total_bytes: self.settings.max_extracted_size,
+            ..Limits::default()
+        };
+        let dest = staging.clone();
+        let started = Instant::now();
+        let result = tokio::task::spawn_blocking(move || {
+            let stats = release::extract(&archive, &artifact, &dest, &limits)?;
+            release::sync_tree(&dest)?;
+            Ok::<_, anyhow::Error>(stats)
+        })
+        .await
+        .map_err(|e| anyhow!(e))
+        .and_then(|r| r);
+        let stats = match result {
+            Ok(stats) => stats,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&staging);
+                return Err(StepError::release(e.context(format!("extracting {}", release.artifact)), sha256));
+            }
+        };
+        let dir = self
+            .releases
+            .commit_staging(&staging, Utc::now())
+            .context("moving the release into place")
+            .map_err(|e| {
+                let _ = std::fs::remove_dir_all(&staging);
+                StepError::transient(e)
+            })?;
+        tracing::info!(
+            message_id = MSG_DEPLOY,
+            dewy_version = %release.version,
+            dewy_release_dir = %dir.display(),
+            path = %dir.display(),
+            files = stats.files,
+            bytes = stats.bytes,
+            duration_ms = started.elapsed().as_millis() as u64,
+            "Extract archive"
+        );
+        Ok(dir)
+    }
+
+    fn hook_env(&self, version: &str, previous: Option<&str>, dir: &Path) -> Vec<(String, String)> {
+        vec![
+            ("DEWY_APP".into(), self.settings.app.clone()),
+            ("DEWY_VERSION".into(), version.to_string()),
+            ("DEWY_PREVIOUS_VERSION".into(), previous.unwrap_or_default().to_string()),
+            ("DEWY_RELEASE_DIR".into(), dir.display().to_string()),
+        ]
+    }
+
+    pub(super) fn do_rollback(&self, reason: &str) -> DeployResult {
+        let (live, previous) = {
+            let st = self.lock_state();
+            (st.live.clone(), st.previous.clone())
+        };
+        let (Some(live), Some(previous)) = (live, previous) else {
+            return DeployResult::Failed {
+                version: String::new(),
+                error: "no previous release to roll back to".into(),
+            };
+        };
+        let dir = self.releases.releases_dir().join(&previous.release);
+        if let Err(e) = self.releases.switch_current(&dir) {
+            return DeployResult::Failed {
+                version: previous.version,
+                error: format!("switching current to {}: {e}", dir.display()),
+            };
+        }
+        tracing::warn!(
+            message_id = MSG_ROLLBACK,
+            dewy_version = %previous.version,
+            dewy_release_dir = %dir.display(),
+            from = %live.version,
+            reason,
+            "Rolled back"
+        );
+        let saved = self.update_state(|st| {
+            st.bad.insert(
+                live.version.clone(),
+                BadVersion {
+                    version: live.version.clone(),
+                    artifact_url: String::new(),
+                    sha256: live.sha256.clone(),
+                    reason: reason.to_string(),
+                    at: Utc::now(),
+                },
+            );
+            st.record(HistoryEntry {
+                at: Utc::now(),
+                from: Some(live.version.clone()),
+                to: previous.version.clone(),
+                result: Outcome::RolledBack,
+                duration_ms: 0,
+                reason: reason.to_string(),
+            });
+            st.live = Some(previous.clone());
+            st.previous = Some(live.clone());
+        });
+        if let Err(e) = saved {
+            return DeployResult::Failed {
+                version: previous.version,
+                error: format!("{e:#}"),
+            };
+        }
+        self.set_activity("idle".into());
+        DeployResult::Deployed {
+            version: previous.version,
+            release: previous.release,
+        }
+    }
+
+    /// Repair what a crash left: staging dirs, a deploy that was cut short.
+    pub(super) fn recover(&self) -> anyhow::Result<()> {
+        let cleaned = self.releases.clean_staging().context("cleaning staging directories")?;
+        if cleaned > 0 {
+            tracing::warn!(count = cleaned, "Removed staging directories left by an interrupted deploy");
+        }
+        let current = self.releases.current().ok().flatten().map(|p| dir_name(&p));
+        let mut st = self.lock_state();
+        if let Some(p) = st.pending.take() {
+            let switched = p.release.is_some() && p.release == current;
+            if switched {
+                let live = Live {
+                    version: p.version.clone(),
+                    cache_key: p.cache_key.clone(),
+                    release: p.release.clone().unwrap_or_default(),
+                    sha256: p.sha256.clone(),
+                    deployed_at: Utc::now(),
+                };
+                st.previous = st.live.take();
+                st.live = Some(live);
+                let from = st.previous.as_ref().map(|l| l.version.clone());
+                st.record(HistoryEntry {
+                    at: Utc::now(),
+                    from,
+                    to: p.version.clone(),
+                    result: Outcome::Recovered,
+                    duration_ms: 0,
+                    reason: "deploy finished before a restart of the deployer; after-deploy hook not run".into(),
+                });
+                tracing::warn!(dewy_version = %p.version, "Interrupted deploy had switched current; keeping it live");
+            } else {
+                if let Some(name) = &p.release {
+                    let dir = self.releases.releases_dir().join(name);
+                    if dir.exists() {
+                        let _ = self.releases.remove_release(&dir);
+                    }
+                }
+                let from = st.live.as_ref().map(|l| l.version.clone());
+                st.record(HistoryEntry {
+                    at: Utc::now(),
+                    from,
+                    to: p.version.clone(),
+                    result: Outcome::Failed,
+                    duration_ms: 0,
+                    reason: "interrupted by a restart of the deployer; will retry".into(),
+                });
+                tracing::warn!(dewy_version = %p.version, "Interrupted deploy undone; the previous release stays live");
+            }
+            self.state_file.save(&st)?;
+        }
+        Ok(())
+    }
+
+    fn update_state(&self, f: impl FnOnce(&mut super::State)) -> anyhow::Result<()> {
+        let mut st = self.lock_state();
+        f(&mut st);
+        self.state_file.save(&st)
+    }
+
+    fn prune(&self) {
+        let (live, previous) = {
+            let st = self.lock_state();
+            (st.live.clone(), st.previous.clone())
+        };
+        let protect: Vec<PathBuf> = [&live, &previous]
+            .into_iter()
+            .flatten()
+            .map(|l| self.releases.releases_dir().join(&l.release))
+            .collect();
+        match self.releases.prune(self.settings.keep_releases, &protect) {
+            Ok(removed) => tracing::info!(count = self.settings.keep_releases, removed = removed.len(), "Keep releases"),
+            Err(e) => tracing::warn!(error = %e, "Keep releases failure"),
+        }
+        let keys: Vec<String> = [&live, &previous]
+            .into_iter()
+            .flatten()
+            .map(|l| l.cache_key.clone())
+            .collect();
+        if let Err(e) = self.cache.prune(&keys, self.settings.keep_artifacts) {
+            tracing::warn!(error = %e, "Pruning the artifact cache failed");
+        }
+    }
+}
+
+fn dir_name(p: &Path) -> String {
+    p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+}

@@ -1,0 +1,167 @@
+//! The deployer's persistent state: what is live, the previous release, deploy history, bad
+//! versions and an in-flight deploy marker. Written atomically (temp file, fsync, rename, fsync dir).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// How many history entries are kept.
+pub const HISTORY_LIMIT: usize = 200;
+
+/// A release that is (or was) live.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Live {
+    pub version: String,
+    pub cache_key: String,
+    /// Directory name under `releases/`.
+    pub release: String,
+    pub sha256: Option<String>,
+    pub deployed_at: DateTime<Utc>,
+}
+
+/// How a deploy attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    Deployed,
+    Failed,
+    RolledBack,
+    /// A deploy interrupted by a crash and completed or undone when the deployer started again.
+    Recovered,
+}
+
+/// One line of `dewy history`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    pub at: DateTime<Utc>,
+    pub from: Option<String>,
+    pub to: String,
+    pub result: Outcome,
+    pub duration_ms: u64,
+    /// Why the deploy ran (`new release`, `operator`, `rollback`…) or why it failed.
+    pub reason: String,
+}
+
+/// A version whose deploy failed; not retried until its artifact changes or an operator clears it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BadVersion {
+    pub version: String,
+    pub artifact_url: String,
+    pub sha256: Option<String>,
+    pub reason: String,
+    pub at: DateTime<Utc>,
+}
+
+/// A deploy in progress, recorded before anything is written to `releases/`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pending {
+    pub version: String,
+    pub cache_key: String,
+    pub sha256: Option<String>,
+    /// The committed release directory, once it exists.
+    pub release: Option<String>,
+    pub started_at: DateTime<Utc>,
+    pub reason: String,
+}
+
+/// Everything the deployer must remember across restarts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {
+    pub live: Option<Live>,
+    pub previous: Option<Live>,
+    #[serde(default)]
+    pub history: VecDeque<HistoryEntry>,
+    #[serde(default)]
+    pub bad: BTreeMap<String, BadVersion>,
+    pub pending: Option<Pending>,
+}
+
+impl State {
+    /// Append to the history, dropping the oldest entries past [`HISTORY_LIMIT`].
+    pub fn record(&mut self, entry: HistoryEntry) {
+        self.history.push_back(entry);
+        while self.history.len() > HISTORY_LIMIT {
+            self.history.pop_front();
+        }
+    }
+}
+
+/// Reads and writes `state.json` in the state directory.
+#[derive(Debug, Clone)]
+pub struct StateFile {
+    path: PathBuf,
+}
+
+impl StateFile {
+    pub fn new(state_dir: &Path) -> Self {
+        Self {
+            path: state_dir.join("state.json"),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Load the state; a missing file is an empty state, a corrupt one is an error (never
+    /// silently discarded: it holds the bad-version ledger).
+    pub fn load(&self) -> anyhow::Result<State> {
+        match std::fs::read(&self.path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .with_context(|| format!("parsing {} (move it away to start afresh)", self.path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State::default()),
+            Err(e) => Err(e).with_context(|| format!("reading {}", self.path.display())),
+        }
+    }
+
+    /// Replace the state file atomically.
+    pub fn save(&self, state: &State) -> anyhow::Result<()> {
+        let dir = self.path.parent().context("state path has no directory")?;
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let tmp = dir.join(format!(".state.json.{}.tmp", std::process::id()));
+        let write = || -> std::io::Result<()> {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&serde_json::to_vec_pretty(state).map_err(std::io::Error::other)?)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &self.path)?;
+            std::fs::File::open(dir)?.sync_all()
+        };
+        write().inspect_err(|_| {
+            let _ = std::fs::remove_file(&tmp);
+        })
+        .with_context(|| format!("writing {}", self.path.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_history_limit() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = StateFile::new(tmp.path());
+        assert_eq!(file.load().unwrap(), State::default());
+        let mut s = State::default();
+        for i in 0..HISTORY_LIMIT + 5 {
+            s.record(HistoryEntry {
+                at: Utc::now(),
+                from: None,
+                to: format!("v{i}"),
+                result: Outcome::Deployed,
+                duration_ms: 1,
+                reason: "test".into(),
+            });
+        }
+        file.save(&s).unwrap();
+        let back = file.load().unwrap();
+        assert_eq!(back.history.len(), HISTORY_LIMIT);
+        assert_eq!(back.history.front().unwrap().to, "v5");
+        std::fs::write(file.path(), b"{not json").unwrap();
+        assert!(file.load().is_err());
+    }
+}

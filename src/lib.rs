@@ -1,0 +1,18 @@
+//! dewy: a pull-based continuous-deployment agent for Linux hosts, split into cooperating daemons.
+//!
+//! The library holds all logic; the binaries in `src/bin` are thin entry points.
+
+pub mod artifact;
+pub mod bus;
+pub mod cache;
+pub mod cli;
+pub mod config;
+pub mod deploy;
+pub mod logging;
+pub mod registry;
+pub mod release;
+pub mod systemd;
+pub mod watch;
+
+/// Exit status for a bad configuration (sysexits EX_CONFIG); units set `RestartPreventExitStatus=78`.
+pub const EXIT_CONFIG: i32 = 78;

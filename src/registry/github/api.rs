@@ -1,0 +1,343 @@
+//! GitHub REST client for releases: authenticated requests, paginated listing with ETag
+//! revalidation (a 304 costs no rate limit), tag look-ups and streaming asset downloads.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{anyhow, Context};
+use chrono::{DateTime, Utc};
+use futures_util::TryStreamExt;
+use reqwest::header::{HeaderMap, ACCEPT, AUTHORIZATION, ETAG, IF_NONE_MATCH, LINK};
+use reqwest::{RequestBuilder, StatusCode};
+use serde::Deserialize;
+use url::Url;
+
+use super::status;
+use crate::registry::{ByteStream, CheckError};
+
+/// Most list pages read per poll (100 releases each).
+const MAX_PAGES: usize = 10;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// Whole-request limit of API calls (not of downloads, which may be large).
+const API_TIMEOUT: Duration = Duration::from_secs(60);
+
+static ANONYMOUS_WARNED: AtomicBool = AtomicBool::new(false);
+
+/// Say once per process that GitHub is polled without a token.
+pub fn warn_anonymous_once(owner: &str, repo: &str) {
+    if !ANONYMOUS_WARNED.swap(true, Ordering::Relaxed) {
+        tracing::warn!(
+            repository = %format!("{owner}/{repo}"),
+            "No GitHub token (GH_TOKEN, GITHUB_TOKEN or credential github-token): anonymous API access, limited to 60 requests per hour"
+        );
+    }
+}
+
+/// A release as the API returns it (fields dewy reads).
+#[derive(Debug, Clone, Deserialize)]
+pub struct ApiRelease {
+    pub tag_name: String,
+    #[serde(default)]
+    pub draft: bool,
+    #[serde(default)]
+    pub prerelease: bool,
+    #[serde(default)]
+    pub created_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub published_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub assets: Vec<ApiAsset>,
+}
+
+/// A release asset as the API returns it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ApiAsset {
+    pub name: String,
+    /// API URL of the asset (`…/releases/assets/{id}`).
+    pub url: String,
+    /// `uploaded` once complete; `open` while an upload is in progress.
+    #[serde(default)]
+    pub state: Option<String>,
+}
+
+impl ApiAsset {
+    /// Whether the asset's upload is complete.
+    pub fn is_uploaded(&self) -> bool {
+        !matches!(self.state.as_deref(), Some(s) if s != "uploaded")
+    }
+}
+
+/// One list page as last seen, for `If-None-Match`.
+#[derive(Debug, Clone)]
+struct CachedPage {
+    etag: String,
+    releases: Arc<Vec<ApiRelease>>,
+    next: Option<String>,
+}
+
+/// The last complete listing, keyed by page URL.
+#[derive(Debug, Default)]
+struct ListCache {
+    pages: HashMap<String, CachedPage>,
+    full: Option<Arc<Vec<ApiRelease>>>,
+}
+
+/// HTTP access to one GitHub API base.
+#[derive(Debug)]
+pub struct Client {
+    http: reqwest::Client,
+    base: Url,
+    token: Option<String>,
+    lists: Mutex<HashMap<String, ListCache>>,
+}
+
+fn same_origin(a: &Url, b: &Url) -> bool {
+    a.scheme() == b.scheme()
+        && a.host_str() == b.host_str()
+        && a.port_or_known_default() == b.port_or_known_default()
+}
+
+/// The `rel="next"` target of a `Link` header, resolved against the page URL.
+fn next_link(headers: &HeaderMap, page: &Url) -> Option<Url> {
+    let link = headers.get(LINK)?.to_str().ok()?;
+    link.split(',').find_map(|part| {
+        let mut pieces = part.split(';');
+        let target = pieces.next()?.trim().strip_prefix('<')?.strip_suffix('>')?;
+        let is_next = pieces.any(|p| {
+            let p = p.trim();
+            p == "rel=\"next\"" || p == "rel=next"
+        });
+        if is_next {
+            page.join(target).ok()
+        } else {
+            None
+        }
+    })
+}
+
+impl Client {
+    pub fn new(base: Url, token: Option<String>, user_agent: &str) -> anyhow::Result<Client> {
+        let user_agent = if user_agent.is_empty() {
+            crate::registry::default_user_agent()
+        } else {
+            user_agent.to_string()
+        };
+        let http = reqwest::Client::builder()
+            .user_agent(user_agent)
+            .connect_timeout(CONNECT_TIMEOUT)
+            .read_timeout(READ_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::limited(5))
+            .build()
+            .context("building the GitHub HTTP client")?;
+        Ok(Client {
+            http,
+            base,
+            token,
+            lists: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn endpoint(&self, segments: &[&str]) -> anyhow::Result<Url> {
+        let mut url = self.base.clone();
+        url.path_segments_mut()
+            .map_err(|_| anyhow!("GitHub API URL {} cannot take a path", self.base))?
+            .pop_if_empty()
+            .extend(segments);
+        Ok(url)
+    }
+
+    /// A GET with the API headers; the token only goes to the API's own origin.
+    fn get(&self, url: &Url, accept: &str) -> RequestBuilder {
+        let mut req = self
+            .http
+            .get(url.clone())
+            .header(ACCEPT, accept)
+            .header("X-GitHub-Api-Version", "2022-11-28");
+        if let Some(token) = &self.token {
+            if same_origin(url, &self.base) {
+                req = req.header(AUTHORIZATION, format!("Bearer {token}"));
+            }
+        }
+        req
+    }
+
+    /// All releases of a repository, newest first, revalidated with `If-None-Match`.
+    pub async fn list_releases(
+        &self,
+        owner: &str,
+        repo: &str,
+    ) -> Result<Arc<Vec<ApiRelease>>, CheckError> {
+        let mut url = self.endpoint(&["repos", owner, repo, "releases"])?;
+        url.query_pairs_mut().append_pair("per_page", "100");
+        let cache_key = url.to_string();
+        let mut all: Vec<ApiRelease> = Vec::new();
+        let mut seen: HashMap<String, CachedPage> = HashMap::new();
+        for page_no in 0..MAX_PAGES {
+            let key = url.to_string();
+            let cached = self.cached_page(&cache_key, &key);
+            let mut req = self.get(&url, "application/vnd.github+json").timeout(API_TIMEOUT);
+            if let Some(c) = &cached {
+                req = req.header(IF_NONE_MATCH, c.etag.as_str());
+            }
+            let what = format!("GET {url}");
+            let resp = req.send().await.with_context(|| format!("GitHub API {what}"))?;
+            let page = if resp.status() == StatusCode::NOT_MODIFIED {
+                let page = cached
+                    .ok_or_else(|| anyhow!("GitHub API {what}: 304 Not Modified without a cached copy"))?;
+                if page_no == 0 {
+                    if let Some(full) = self.cached_full(&cache_key) {
+                        tracing::debug!(url = %url, "Release list not modified");
+                        return Ok(full);
+                    }
+                }
+                page
+            } else {
+                let resp = status::check(resp, &what).await?;
+                log_rate_limit(resp.headers());
+                let etag = resp
+                    .headers()
+                    .get(ETAG)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string);
+                let next = next_link(resp.headers(), &url).map(|u| u.to_string());
+                let body = resp.bytes().await.with_context(|| format!("GitHub API {what}: reading the body"))?;
+                let releases: Vec<ApiRelease> = serde_json::from_slice(&body)
+                    .with_context(|| format!("GitHub API {what}: malformed JSON release list"))?;
+                CachedPage {
+                    etag: etag.unwrap_or_default(),
+                    releases: Arc::new(releases),
+                    next,
+                }
+            };
+            all.extend(page.releases.iter().cloned());
+            let next = page.next.clone();
+            if !page.etag.is_empty() {
+                seen.insert(key, page);
+            }
+            let Some(next) = next else { break };
+            let next = Url::parse(&next).with_context(|| format!("GitHub API {what}: bad next link"))?;
+            if !same_origin(&next, &self.base) {
+                return Err(anyhow!("GitHub API {what}: next page {next} is on another host").into());
+            }
+            if page_no + 1 == MAX_PAGES {
+                tracing::warn!(repository = %format!("{owner}/{repo}"), "More than {MAX_PAGES} pages of releases; older ones ignored");
+            }
+            url = next;
+        }
+        let full = Arc::new(all);
+        let mut lists = self.lists.lock().unwrap_or_else(|p| p.into_inner());
+        lists.insert(
+            cache_key,
+            ListCache {
+                pages: seen,
+                full: Some(full.clone()),
+            },
+        );
+        Ok(full)
+    }
+
+    fn cached_page(&self, list: &str, page: &str) -> Option<CachedPage> {
+        let lists = self.lists.lock().unwrap_or_else(|p| p.into_inner());
+        lists.get(list)?.pages.get(page).cloned()
+    }
+
+    fn cached_full(&self, list: &str) -> Option<Arc<Vec<ApiRelease>>> {
+        let lists = self.lists.lock().unwrap_or_else(|p| p.into_inner());
+        lists.get(list)?.full.clone()
+    }
+
+    /// `GET /repos/{owner}/{repo}/releases/tags/{tag}`; `None` on 404.
+    pub async fn release_by_tag(
+        &self,
+        owner: &str,
+        repo: &str,
+        tag: &str,
+    ) -> Result<Option<ApiRelease>, CheckError> {
+        let url = self.endpoint(&["repos", owner, repo, "releases", "tags", tag])?;
+        let what = format!("GET {url}");
+        let resp = self
+            .get(&url, "application/vnd.github+json")
+            .timeout(API_TIMEOUT)
+            .send()
+            .await
+            .with_context(|| format!("GitHub API {what}"))?;
+        if resp.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let resp = status::check(resp, &what).await?;
+        let body = resp.bytes().await.with_context(|| format!("GitHub API {what}: reading the body"))?;
+        let release = serde_json::from_slice(&body)
+            .with_context(|| format!("GitHub API {what}: malformed JSON release"))?;
+        Ok(Some(release))
+    }
+
+    /// Stream an asset. GitHub answers the asset API URL with a redirect to its CDN; the
+    /// redirect is followed without the `Authorization` header (dropped on a host change).
+    pub async fn fetch(&self, url: &str) -> anyhow::Result<ByteStream> {
+        let url = Url::parse(url).with_context(|| format!("invalid GitHub asset URL \"{url}\""))?;
+        let what = format!("download {url}");
+        let resp = self
+            .get(&url, "application/octet-stream")
+            .send()
+            .await
+            .with_context(|| format!("GitHub {what}"))?;
+        let resp = status::check(resp, &what).await.map_err(anyhow::Error::from)?;
+        let stream = resp.bytes_stream().map_err(std::io::Error::other);
+        Ok(Box::pin(stream))
+    }
+}
+
+fn log_rate_limit(headers: &HeaderMap) {
+    let get = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if let (Some(remaining), Some(limit)) = (get("x-ratelimit-remaining"), get("x-ratelimit-limit")) {
+        if remaining * 10 < limit {
+            tracing::warn!(remaining, limit, "GitHub API rate limit nearly used up");
+        } else {
+            tracing::debug!(remaining, limit, "GitHub API rate limit");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_header_next() {
+        let page = Url::parse("https://api.github.com/repos/o/r/releases?per_page=2").expect("url");
+        let mut h = HeaderMap::new();
+        h.insert(
+            LINK,
+            "<https://api.github.com/repositories/1/releases?per_page=2&page=2>; rel=\"next\", <https://api.github.com/repositories/1/releases?per_page=2&page=3>; rel=\"last\""
+                .parse()
+                .expect("value"),
+        );
+        let next = next_link(&h, &page).expect("next");
+        assert_eq!(next.as_str(), "https://api.github.com/repositories/1/releases?per_page=2&page=2");
+        h.insert(LINK, "</x?page=2>; rel=\"next\"".parse().expect("value"));
+        assert_eq!(next_link(&h, &page).expect("next").as_str(), "https://api.github.com/x?page=2");
+        h.insert(LINK, "<https://a/b>; rel=\"prev\"".parse().expect("value"));
+        assert!(next_link(&h, &page).is_none());
+    }
+
+    #[test]
+    fn endpoints_tolerate_trailing_slash_and_escape() {
+        for base in ["https://ghe.example/api/v3", "https://ghe.example/api/v3/"] {
+            let c = Client::new(Url::parse(base).expect("url"), None, "").expect("client");
+            let u = c.endpoint(&["repos", "o", "r", "releases", "tags", "v1.0.0+blue"]).expect("url");
+            assert_eq!(u.as_str(), "https://ghe.example/api/v3/repos/o/r/releases/tags/v1.0.0+blue");
+        }
+    }
+
+    #[test]
+    fn origin_check() {
+        let a = Url::parse("https://api.github.com/x").expect("url");
+        let b = Url::parse("https://api.github.com:443/y").expect("url");
+        let c = Url::parse("https://objects.githubusercontent.com/y").expect("url");
+        assert!(same_origin(&a, &b));
+        assert!(!same_origin(&a, &c));
+    }
+}

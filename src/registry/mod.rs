@@ -1,0 +1,193 @@
+//! Release sources: the `Registry` trait every source implements, and the shared `Release` type.
+
+pub mod file;
+pub mod github;
+pub mod platform;
+pub mod query;
+pub mod version;
+
+use std::fmt;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures_util::Stream;
+use serde::{Deserialize, Serialize};
+
+/// A stream of artifact bytes, as handed to the cache.
+pub type ByteStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;
+
+/// One release chosen by a registry: the version and the artifact to deploy for this host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Release {
+    /// The version tag as published (e.g. `v1.2.3`).
+    pub version: String,
+    /// File name of the artifact chosen for this host (e.g. `app_linux_amd64.tar.gz`).
+    pub artifact: String,
+    /// Where the artifact is fetched from; understood by the same registry's [`Registry::fetch`].
+    pub artifact_url: String,
+    /// Where the published SHA-256 checksums live (`checksums.txt`, `SHA256SUMS` or
+    /// `<artifact>.sha256`), when the release has one.
+    pub checksum_url: Option<String>,
+    /// When the release was published (grace period reference).
+    pub published_at: Option<DateTime<Utc>>,
+}
+
+impl Release {
+    /// Cache key in the Go Dewy's `tag--artifact` form.
+    pub fn cache_key(&self) -> String {
+        format!("{}--{}", self.version, self.artifact)
+    }
+}
+
+/// Why a check produced no deployable release.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    /// The newest release has no artifact for this host (yet).
+    #[error("artifact not found for {version}")]
+    ArtifactNotFound {
+        version: String,
+        published_at: Option<DateTime<Utc>>,
+    },
+    /// The source has no release that matches the version rules.
+    #[error("no release found: {0}")]
+    NoRelease(String),
+    /// The source asked us to slow down.
+    #[error("rate limited by the registry, retry after {retry_after:?}")]
+    RateLimited { retry_after: Duration },
+    /// Anything else (network, authentication, malformed answers).
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+/// A release source. Implementations: `ghr://` ([`github`]), `file://` ([`file`]).
+#[async_trait::async_trait]
+pub trait Registry: Send + Sync {
+    /// The newest release that passes the version rules (pre-release opt-in, slot).
+    async fn latest(&self) -> Result<Release, CheckError>;
+    /// A given version (for `dewy deploy VERSION`), whatever the pre-release setting.
+    async fn find(&self, version: &str) -> Result<Release, CheckError>;
+    /// Stream the bytes behind an `artifact_url` or `checksum_url` returned by this registry.
+    async fn fetch(&self, url: &str) -> anyhow::Result<ByteStream>;
+}
+
+/// Registry schemes this build implements.
+pub const SUPPORTED_SCHEMES: &[&str] = &["ghr", "file"];
+
+/// Settings that do not come from the registry URL.
+#[derive(Clone)]
+pub struct OpenOptions {
+    /// Blue/green slot: only versions whose build metadata equals it are offered.
+    pub slot: Option<String>,
+    /// `User-Agent` of HTTP requests.
+    pub user_agent: String,
+    /// GitHub API base; overrides `GITHUB_API_URL` / `GITHUB_ENDPOINT`.
+    pub github_api_url: Option<String>,
+    /// GitHub token; overrides `GH_TOKEN` / `GITHUB_TOKEN` / the systemd credential.
+    /// `Some("")` forces anonymous access.
+    pub github_token: Option<String>,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        OpenOptions {
+            slot: None,
+            user_agent: default_user_agent(),
+            github_api_url: None,
+            github_token: None,
+        }
+    }
+}
+
+impl fmt::Debug for OpenOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OpenOptions")
+            .field("slot", &self.slot)
+            .field("user_agent", &self.user_agent)
+            .field("github_api_url", &self.github_api_url)
+            .field("github_token", &self.github_token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// `dewy/<version>`.
+pub fn default_user_agent() -> String {
+    concat!("dewy/", env!("CARGO_PKG_VERSION")).to_string()
+}
+
+/// Parse and validate a registry URL (scheme, location and query keys) without opening it.
+pub fn parse_url(s: &str) -> anyhow::Result<url::Url> {
+    let url = url::Url::parse(s.trim()).with_context(|| {
+        format!("invalid registry URL \"{s}\": expected scheme://… (supported: ghr://owner/repo, file:///dir)")
+    })?;
+    match url.scheme() {
+        "ghr" => {
+            github::parse_location(&url)?;
+        }
+        "file" => {
+            file::parse_location(&url)?;
+        }
+        scheme @ ("s3" | "gs" | "img" | "grpc") => bail!(
+            "registry scheme {scheme}:// is not supported yet in this build (registry URL {s}); supported: {}",
+            supported_list()
+        ),
+        scheme => bail!(
+            "unknown registry scheme \"{scheme}\" in registry URL {s}; supported: {}",
+            supported_list()
+        ),
+    }
+    Ok(url)
+}
+
+/// Open the registry named by a URL.
+pub fn open(s: &str, opts: &OpenOptions) -> anyhow::Result<Arc<dyn Registry>> {
+    let url = parse_url(s)?;
+    let registry: Arc<dyn Registry> = match url.scheme() {
+        "ghr" => Arc::new(github::open(&url, opts)?),
+        _ => Arc::new(file::open(&url, opts)?),
+    };
+    Ok(registry)
+}
+
+fn supported_list() -> String {
+    SUPPORTED_SCHEMES
+        .iter()
+        .map(|s| format!("{s}://"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_url_schemes() {
+        assert!(parse_url("ghr://linyows/dewy?pre-release=true").is_ok());
+        assert!(parse_url("file:///srv/releases?artifact=app.tar.gz").is_ok());
+        let err = parse_url("s3://ap-northeast-1/bucket").expect_err("s3").to_string();
+        assert!(err.contains("not supported yet in this build"), "{err}");
+        let err = parse_url("ftp://x/y").expect_err("ftp").to_string();
+        assert!(err.contains("unknown registry scheme \"ftp\""), "{err}");
+        assert!(err.contains("ghr://, file://"), "{err}");
+        let err = parse_url("linyows/dewy").expect_err("bare").to_string();
+        assert!(err.contains("expected scheme://"), "{err}");
+        let err = parse_url("ghr://o/r?bogus=1").expect_err("key").to_string();
+        assert!(err.contains("unknown parameter \"bogus\""), "{err}");
+    }
+
+    #[test]
+    fn options_debug_redacts_token() {
+        let opts = OpenOptions {
+            github_token: Some("secret".into()),
+            ..OpenOptions::default()
+        };
+        let shown = format!("{opts:?}");
+        assert!(!shown.contains("secret"), "{shown}");
+        assert!(opts.user_agent.starts_with("dewy/"));
+    }
+}

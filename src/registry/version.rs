@@ -1,0 +1,229 @@
+//! Version rules: SemVer tags with an optional `v` prefix, precedence, and the newest-version
+//! selector (pre-release opt-in, blue/green slot by build metadata).
+
+use std::cmp::Ordering;
+use std::fmt;
+
+/// A release version parsed from a tag such as `v1.2.3-rc.1+blue`.
+///
+/// Ordering follows SemVer 2.0 precedence: build metadata is ignored, so `1.0.0+blue` and
+/// `1.0.0+green` compare equal.
+#[derive(Debug, Clone)]
+pub struct Version {
+    raw: String,
+    semver: semver::Version,
+}
+
+impl Version {
+    /// Parse a tag: SemVer 2.0, optionally prefixed by `v` or `V`. `None` when it is not a version.
+    pub fn parse(tag: &str) -> Option<Version> {
+        let text = tag
+            .strip_prefix('v')
+            .or_else(|| tag.strip_prefix('V'))
+            .unwrap_or(tag);
+        let semver = semver::Version::parse(text).ok()?;
+        Some(Version {
+            raw: tag.to_string(),
+            semver,
+        })
+    }
+
+    /// The tag exactly as published.
+    pub fn raw(&self) -> &str {
+        &self.raw
+    }
+
+    /// The parsed SemVer value.
+    pub fn semver(&self) -> &semver::Version {
+        &self.semver
+    }
+
+    /// Whether the version has a pre-release part (`-rc.1`).
+    pub fn is_prerelease(&self) -> bool {
+        !self.semver.pre.is_empty()
+    }
+
+    /// The build metadata (`blue` in `v1.2.3+blue`), empty when there is none.
+    pub fn build(&self) -> &str {
+        self.semver.build.as_str()
+    }
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.raw)
+    }
+}
+
+impl PartialEq for Version {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Version {}
+
+impl PartialOrd for Version {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Version {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.semver.cmp_precedence(&other.semver)
+    }
+}
+
+/// Which versions a source may offer: pre-releases only on request, and with a slot only the
+/// versions whose build metadata names that slot.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Selector {
+    /// Accept versions with a pre-release part.
+    pub prerelease: bool,
+    /// Accept only versions whose build metadata equals this slot (`blue` for `v1.2.3+blue`).
+    pub slot: Option<String>,
+}
+
+impl Selector {
+    /// Whether a version passes the pre-release and slot rules.
+    pub fn accepts(&self, version: &Version) -> bool {
+        if version.is_prerelease() && !self.prerelease {
+            return false;
+        }
+        match &self.slot {
+            Some(slot) => version.build() == slot,
+            None => true,
+        }
+    }
+
+    /// The highest accepted version among `(tag, item)` pairs. Tags that are not versions are
+    /// ignored; on equal precedence the first one seen wins. With a slot this is the newest
+    /// version of that slot, even when another slot has a newer one.
+    pub fn newest<'a, T>(
+        &self,
+        items: impl IntoIterator<Item = (&'a str, T)>,
+    ) -> Option<(Version, T)> {
+        let mut best: Option<(Version, T)> = None;
+        for (tag, item) in items {
+            let Some(version) = Version::parse(tag) else {
+                continue;
+            };
+            if !self.accepts(&version) {
+                continue;
+            }
+            let newer = match &best {
+                Some((current, _)) => version > *current,
+                None => true,
+            };
+            if newer {
+                best = Some((version, item));
+            }
+        }
+        best
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(tag: &str) -> Version {
+        Version::parse(tag).expect("valid version")
+    }
+
+    #[test]
+    fn parses_with_and_without_prefix() {
+        assert_eq!(v("v1.2.3").semver(), &semver::Version::new(1, 2, 3));
+        assert_eq!(v("V1.2.3").raw(), "V1.2.3");
+        assert_eq!(v("1.2.3").semver(), &semver::Version::new(1, 2, 3));
+        assert!(Version::parse("latest").is_none());
+        assert!(Version::parse("v1.2").is_none());
+        assert!(Version::parse("vv1.2.3").is_none());
+        assert!(Version::parse("").is_none());
+    }
+
+    #[test]
+    fn prerelease_and_build() {
+        let x = v("v1.2.3-rc.1+blue");
+        assert!(x.is_prerelease());
+        assert_eq!(x.build(), "blue");
+        assert!(!v("v1.2.3+blue").is_prerelease());
+        assert_eq!(v("v1.2.3").build(), "");
+    }
+
+    #[test]
+    fn semver_rule_11_ordering() {
+        let ordered = [
+            "1.0.0-alpha",
+            "1.0.0-alpha.1",
+            "1.0.0-alpha.beta",
+            "1.0.0-beta",
+            "1.0.0-beta.2",
+            "1.0.0-beta.11",
+            "1.0.0-rc.1",
+            "1.0.0",
+            "v1.0.1",
+            "1.1.0",
+            "v2.0.0",
+            "10.0.0",
+        ];
+        for pair in ordered.windows(2) {
+            assert!(v(pair[0]) < v(pair[1]), "{} < {}", pair[0], pair[1]);
+        }
+    }
+
+    #[test]
+    fn build_metadata_ignored_for_order() {
+        assert_eq!(v("v1.0.0+blue"), v("1.0.0+green"));
+        assert_eq!(v("v1.0.0+blue").cmp(&v("1.0.0")), Ordering::Equal);
+    }
+
+    #[test]
+    fn newest_skips_prereleases_unless_asked() {
+        let tags = ["v1.0.0", "v1.1.0-rc.1", "latest", "v0.9.0"];
+        let stable = Selector::default();
+        let (ver, idx) = stable.newest(tags.iter().map(|t| (*t, *t))).expect("found");
+        assert_eq!(ver.raw(), "v1.0.0");
+        assert_eq!(idx, "v1.0.0");
+        let pre = Selector {
+            prerelease: true,
+            slot: None,
+        };
+        let (ver, _) = pre.newest(tags.iter().map(|t| (*t, ()))).expect("found");
+        assert_eq!(ver.raw(), "v1.1.0-rc.1");
+    }
+
+    #[test]
+    fn newest_of_slot_not_frozen_by_other_slot() {
+        let tags = ["v1.3.0+green", "v1.2.0+blue", "v1.1.0+blue", "v1.4.0"];
+        let blue = Selector {
+            prerelease: false,
+            slot: Some("blue".into()),
+        };
+        let (ver, _) = blue.newest(tags.iter().map(|t| (*t, ()))).expect("found");
+        assert_eq!(ver.raw(), "v1.2.0+blue");
+        let red = Selector {
+            prerelease: false,
+            slot: Some("red".into()),
+        };
+        assert!(red.newest(tags.iter().map(|t| (*t, ()))).is_none());
+        let any = Selector::default();
+        let (ver, _) = any.newest(tags.iter().map(|t| (*t, ()))).expect("found");
+        assert_eq!(ver.raw(), "v1.4.0");
+    }
+
+    #[test]
+    fn ties_go_to_first_seen() {
+        let tags = [("v1.0.0+b", 1), ("v1.0.0+a", 2), ("1.0.0", 3)];
+        let (ver, item) = Selector::default().newest(tags).expect("found");
+        assert_eq!(ver.raw(), "v1.0.0+b");
+        assert_eq!(item, 1);
+    }
+
+    #[test]
+    fn empty_input() {
+        let none: Vec<(&str, ())> = Vec::new();
+        assert!(Selector::default().newest(none).is_none());
+    }
+}

@@ -1,0 +1,40 @@
+//! systemd integration: sd_notify, service directories and credentials.
+
+pub mod notify;
+
+use std::path::PathBuf;
+
+/// The first directory systemd created for `StateDirectory=` (`$STATE_DIRECTORY`), if any.
+pub fn state_directory() -> Option<PathBuf> {
+    first_path("STATE_DIRECTORY")
+}
+
+/// The first directory systemd created for `CacheDirectory=` (`$CACHE_DIRECTORY`), if any.
+pub fn cache_directory() -> Option<PathBuf> {
+    first_path("CACHE_DIRECTORY")
+}
+
+/// The first directory systemd created for `RuntimeDirectory=` (`$RUNTIME_DIRECTORY`), if any.
+pub fn runtime_directory() -> Option<PathBuf> {
+    first_path("RUNTIME_DIRECTORY")
+}
+
+fn first_path(var: &str) -> Option<PathBuf> {
+    let v = std::env::var_os(var)?;
+    let s = v.to_str()?;
+    s.split(':').find(|p| !p.is_empty()).map(PathBuf::from)
+}
+
+/// Read a secret passed with `LoadCredential=`/`SetCredential=` (`$CREDENTIALS_DIRECTORY/<name>`).
+/// Returns `None` when there is no credential of that name; trailing whitespace is trimmed.
+pub fn credential(name: &str) -> Option<String> {
+    let dir = std::env::var_os("CREDENTIALS_DIRECTORY")?;
+    let text = std::fs::read_to_string(PathBuf::from(dir).join(name)).ok()?;
+    let t = text.trim_end();
+    (!t.is_empty()).then(|| t.to_string())
+}
+
+/// True when the process runs as a systemd service (`INVOCATION_ID` is set by the manager).
+pub fn under_systemd() -> bool {
+    std::env::var_os("INVOCATION_ID").is_some()
+}
