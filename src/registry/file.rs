@@ -240,14 +240,14 @@ mod tests {
         assert_eq!(rel.artifact, art);
         assert!(rel.checksum_url.as_deref().is_some_and(|u| u.ends_with(".sha256")));
         assert!(rel.published_at.is_some());
-        let body: Vec<u8> = reg
+        let chunks: Vec<bytes::Bytes> = reg
             .fetch(&rel.artifact_url)
             .await
             .expect("fetch")
-            .try_concat()
+            .try_collect()
             .await
-            .expect("read")
-            .to_vec();
+            .expect("read");
+        let body = chunks.concat();
         assert_eq!(body, b"two");
         let pre = registry(tmp.path(), "pre-release=true", None);
         assert_eq!(pre.latest().await.expect("latest").version, "v2.0.0-rc.1");

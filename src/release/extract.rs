@@ -63,7 +63,9 @@ pub enum ExtractError {
     ThroughSymlink { entry: String, via: String },
     #[error("archive entry {entry:?} refused: {reason}")]
     Conflict { entry: String, reason: String },
-    #[error("archive entry {entry:?} refused: it is a {kind}; device files, FIFOs and sockets are not allowed")]
+    #[error(
+        "archive entry {entry:?} refused: it is a {kind}; device files, FIFOs and sockets are not allowed"
+    )]
     SpecialFile { entry: String, kind: &'static str },
     #[error("archive entry {entry:?} refused: unsupported entry type {kind}")]
     UnsupportedEntry { entry: String, kind: String },
@@ -89,10 +91,7 @@ pub enum ExtractError {
 }
 
 fn in_parens(context: &Option<String>) -> String {
-    context
-        .as_ref()
-        .map(|c| format!(" ({c})"))
-        .unwrap_or_default()
+    context.as_ref().map(|c| format!(" ({c})")).unwrap_or_default()
 }
 
 impl ExtractError {
@@ -181,15 +180,13 @@ pub fn extract(
                 Compression::Gzip => (
                     "tar.gz",
                     Box::new(
-                        PipeReader::spawn(flate2::bufread::MultiGzDecoder::new(input))
-                            .map_err(spawn_err)?,
+                        PipeReader::spawn(flate2::bufread::MultiGzDecoder::new(input)).map_err(spawn_err)?,
                     ),
                 ),
                 Compression::Bzip2 => (
                     "tar.bz2",
                     Box::new(
-                        PipeReader::spawn(bzip2::bufread::MultiBzDecoder::new(input))
-                            .map_err(spawn_err)?,
+                        PipeReader::spawn(bzip2::bufread::MultiBzDecoder::new(input)).map_err(spawn_err)?,
                     ),
                 ),
                 Compression::Xz => (
@@ -213,12 +210,7 @@ pub fn extract(
 }
 
 /// Copies a plain single-binary artifact to `dest/<name>` with mode 0755.
-fn copy_plain(
-    src: File,
-    name: &str,
-    dest: &Path,
-    limits: &Limits,
-) -> Result<ExtractStats, ExtractError> {
+fn copy_plain(src: File, name: &str, dest: &Path, limits: &Limits) -> Result<ExtractStats, ExtractError> {
     let invalid = |reason| ExtractError::InvalidName {
         name: name.to_owned(),
         reason,

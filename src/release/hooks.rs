@@ -161,7 +161,12 @@ pub async fn run_hook(spec: &HookSpec<'_>) -> HookOutcome {
             outcome.error = Some(format!("spawn sh -c in {}: {e}", spec.cwd.display()));
         }
         Ok(mut child) => {
-            let mut guard = GroupGuard(child.id().and_then(|id| i32::try_from(id).ok()).map(Pid::from_raw));
+            let mut guard = GroupGuard(
+                child
+                    .id()
+                    .and_then(|id| i32::try_from(id).ok())
+                    .map(Pid::from_raw),
+            );
             let out = capture(child.stdout.take());
             let err = capture(child.stderr.take());
             let status = match tokio::time::timeout(spec.timeout, child.wait()).await {
@@ -170,7 +175,10 @@ pub async fn run_hook(spec: &HookSpec<'_>) -> HookOutcome {
                     guard.kill();
                     outcome.timed_out = true;
                     let _ = child.wait().await;
-                    Err(format!("timed out after {:?}; process group killed", spec.timeout))
+                    Err(format!(
+                        "timed out after {:?}; process group killed",
+                        spec.timeout
+                    ))
                 }
             };
             // After a normal exit the group is left alone: a hook may start a daemon.

@@ -77,13 +77,14 @@ fn is_gone(pid: i32) -> bool {
 async fn timeout_kills_the_whole_group() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let pidfile = tmp.path().join("grandchild.pid");
-    let command = format!(
-        "sh -c 'sleep 100 & echo $! > {}; sleep 100'",
-        pidfile.display()
-    );
+    let command = format!("sh -c 'sleep 100 & echo $! > {}; sleep 100'", pidfile.display());
     let started = Instant::now();
     let o = run_hook(&spec(&command, tmp.path(), Duration::from_millis(700))).await;
-    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
     assert!(o.timed_out && !o.success, "{o:?}");
     assert!(o.error.as_deref().is_some_and(|e| e.contains("timed out")));
     let pid: i32 = std::fs::read_to_string(&pidfile)
@@ -102,8 +103,17 @@ async fn timeout_kills_the_whole_group() {
 async fn background_process_does_not_block_a_finished_hook() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let started = Instant::now();
-    let o = run_hook(&spec("sleep 3 & echo started", tmp.path(), Duration::from_secs(10))).await;
+    let o = run_hook(&spec(
+        "sleep 3 & echo started",
+        tmp.path(),
+        Duration::from_secs(10),
+    ))
+    .await;
     assert!(o.success, "{o:?}");
     assert_eq!(o.stdout, "started");
-    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
 }

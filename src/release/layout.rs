@@ -121,7 +121,10 @@ impl Releases {
                 }
             }
         }
-        Err(other(format!("no free release name for {ts} in {}", dir.display())))
+        Err(other(format!(
+            "no free release name for {ts} in {}",
+            dir.display()
+        )))
     }
 
     /// The name of `release_dir` if it is a release directly under `releases/`.
@@ -190,7 +193,11 @@ impl Releases {
             Ok(_) => Ok(Some(path)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Err(io::Error::new(
                 io::ErrorKind::NotFound,
-                format!("{} is dangling: {} does not exist", link.display(), path.display()),
+                format!(
+                    "{} is dangling: {} does not exist",
+                    link.display(),
+                    path.display()
+                ),
             )),
             Err(e) => Err(e),
         }
@@ -228,10 +235,7 @@ impl Releases {
     pub fn prune(&self, keep: usize, protect: &[PathBuf]) -> io::Result<Vec<PathBuf>> {
         let keep = keep.max(1);
         let all = self.list()?;
-        let mut protected: Vec<String> = protect
-            .iter()
-            .filter_map(|p| self.release_name(p).ok())
-            .collect();
+        let mut protected: Vec<String> = protect.iter().filter_map(|p| self.release_name(p).ok()).collect();
         protected.extend(self.current_name());
         let excess = all.len().saturating_sub(keep);
         let mut removed = Vec::new();

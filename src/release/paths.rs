@@ -49,10 +49,7 @@ pub(crate) fn parse_entry_path(raw: &[u8]) -> Result<Components, &'static str> {
 /// components all come first is written unchanged; one with a `..` after a normal
 /// component (`x/../y`) is written in its lexically normalised form, so that no later
 /// symlink at `x` can turn the `..` into an escape.
-pub(crate) fn check_symlink_target(
-    link_parent: &[CString],
-    target: &[u8],
-) -> Result<Vec<u8>, &'static str> {
+pub(crate) fn check_symlink_target(link_parent: &[CString], target: &[u8]) -> Result<Vec<u8>, &'static str> {
     if target.is_empty() {
         return Err("is empty");
     }
@@ -122,7 +119,9 @@ mod tests {
     #[test]
     fn symlink_targets() {
         let parent = comps("lib/sub");
-        let ok = |t: &str| check_symlink_target(&parent, t.as_bytes()).map(|v| String::from_utf8(v).unwrap_or_default());
+        let ok = |t: &str| {
+            check_symlink_target(&parent, t.as_bytes()).map(|v| String::from_utf8(v).unwrap_or_default())
+        };
         assert_eq!(ok("../../bin/app"), Ok("../../bin/app".to_string()));
         assert_eq!(ok("x"), Ok("x".to_string()));
         assert_eq!(ok("../../.."), Err("escapes the release directory"));

@@ -54,9 +54,10 @@ impl PipeReader {
                 Err((kind, msg)) => Err(io::Error::new(*kind, msg.clone())),
             };
         }
-        let msg = self.rx.recv().unwrap_or_else(|_| {
-            Msg::Err(io::Error::other("decompressor thread stopped unexpectedly"))
-        });
+        let msg = self
+            .rx
+            .recv()
+            .unwrap_or_else(|_| Msg::Err(io::Error::other("decompressor thread stopped unexpectedly")));
         match msg {
             Msg::Data(buf) => {
                 let old = std::mem::replace(&mut self.cur, buf);

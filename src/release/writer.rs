@@ -46,9 +46,7 @@ fn join(comps: &[CString]) -> String {
 }
 
 fn split(comps: &[CString]) -> Option<(&[CString], &CStr)> {
-    comps
-        .split_last()
-        .map(|(name, parent)| (parent, name.as_c_str()))
+    comps.split_last().map(|(name, parent)| (parent, name.as_c_str()))
 }
 
 fn errno(e: &io::Error) -> i32 {
@@ -65,11 +63,7 @@ fn apply_meta(file: &File, meta: Meta) -> io::Result<()> {
 }
 
 impl Writer {
-    pub(crate) fn new(
-        dest: &Path,
-        limits: &Limits,
-        format: &'static str,
-    ) -> Result<Self, ExtractError> {
+    pub(crate) fn new(dest: &Path, limits: &Limits, format: &'static str) -> Result<Self, ExtractError> {
         let root = sys::open_dir(dest)
             .map_err(|e| ExtractError::io("open destination", dest.display().to_string(), e))?;
         Ok(Writer {
@@ -115,9 +109,7 @@ impl Writer {
     }
 
     fn top(&self) -> BorrowedFd<'_> {
-        self.stack
-            .last()
-            .map_or(self.root.as_fd(), |(_, fd)| fd.as_fd())
+        self.stack.last().map_or(self.root.as_fd(), |(_, fd)| fd.as_fd())
     }
 
     /// Makes the stack hold exactly the directories `parent`, creating missing ones when
@@ -197,7 +189,12 @@ impl Writer {
         }
     }
 
-    fn leaf<'c>(&mut self, entry: &str, comps: &'c [CString], what: &'static str) -> Result<&'c CStr, ExtractError> {
+    fn leaf<'c>(
+        &mut self,
+        entry: &str,
+        comps: &'c [CString],
+        what: &'static str,
+    ) -> Result<&'c CStr, ExtractError> {
         let Some((parent, name)) = split(comps) else {
             return Err(ExtractError::UnsafePath {
                 entry: entry.to_owned(),
@@ -218,7 +215,9 @@ impl Writer {
         match sys::mkdir_at(dir, name, 0o755) {
             Ok(()) => {}
             Err(e) if errno(&e) == libc::EEXIST => {
-                if sys::kind_at(dir, name).map_err(|e| ExtractError::io("inspect", entry, e))? != Some(Kind::Dir) {
+                if sys::kind_at(dir, name).map_err(|e| ExtractError::io("inspect", entry, e))?
+                    != Some(Kind::Dir)
+                {
                     self.make_room(entry, name)?;
                     sys::mkdir_at(self.top(), name, 0o755)
                         .map_err(|e| ExtractError::io("create directory", entry, e))?;
@@ -271,7 +270,12 @@ impl Writer {
     }
 
     /// A symlink; its target must be relative and stay inside the release.
-    pub(crate) fn symlink(&mut self, entry: &str, comps: &[CString], target: &[u8]) -> Result<(), ExtractError> {
+    pub(crate) fn symlink(
+        &mut self,
+        entry: &str,
+        comps: &[CString],
+        target: &[u8],
+    ) -> Result<(), ExtractError> {
         let parent = split(comps).map_or(&[][..], |(p, _)| p);
         let checked = check_symlink_target(parent, target).map_err(|reason| ExtractError::UnsafeSymlink {
             entry: entry.to_owned(),
@@ -280,19 +284,27 @@ impl Writer {
         })?;
         let name = self.leaf(entry, comps, "a symlink cannot be the release root")?;
         let target = sys::cstring(&checked).map_err(|e| ExtractError::io("create symlink", entry, e))?;
-        self.create_leaf(entry, name, "create symlink", |d| sys::symlink_at(&target, d, name))?;
+        self.create_leaf(entry, name, "create symlink", |d| {
+            sys::symlink_at(&target, d, name)
+        })?;
         self.stats.files += 1;
         Ok(())
     }
 
     /// A hard link; allowed only to a file (or symlink) already extracted into the release.
-    pub(crate) fn hardlink(&mut self, entry: &str, comps: &[CString], target_raw: &[u8]) -> Result<(), ExtractError> {
+    pub(crate) fn hardlink(
+        &mut self,
+        entry: &str,
+        comps: &[CString],
+        target_raw: &[u8],
+    ) -> Result<(), ExtractError> {
         let refuse = |reason: String| ExtractError::UnsafeHardlink {
             entry: entry.to_owned(),
             target: sys::display(target_raw),
             reason,
         };
-        let tcomps = parse_entry_path(target_raw).map_err(|r| refuse(format!("target has {r}")))?;
+        let tcomps =
+            parse_entry_path(target_raw).map_err(|r| refuse(format!("invalid target path ({r})")))?;
         let Some((tparent, tname)) = split(&tcomps) else {
             return Err(refuse("target is the release root".into()));
         };
@@ -318,7 +330,9 @@ impl Writer {
             Some(_) => return Err(refuse("target is not a regular file".into())),
         }
         let name = self.leaf(entry, comps, "a hard link cannot be the release root")?;
-        self.create_leaf(entry, name, "create hard link", |d| sys::link_at(tdir.as_fd(), tname, d, name))?;
+        self.create_leaf(entry, name, "create hard link", |d| {
+            sys::link_at(tdir.as_fd(), tname, d, name)
+        })?;
         self.stats.files += 1;
         Ok(())
     }
@@ -335,7 +349,8 @@ impl Writer {
             if !self.walk(&entry, parent, false)? {
                 continue;
             }
-            let fd = sys::open_dir_at(self.top(), name).map_err(|e| ExtractError::io("open directory", entry.as_str(), e))?;
+            let fd = sys::open_dir_at(self.top(), name)
+                .map_err(|e| ExtractError::io("open directory", entry.as_str(), e))?;
             apply_meta(&File::from(fd), meta).map_err(|e| ExtractError::io("set metadata of", entry, e))?;
         }
         Ok(self.stats)

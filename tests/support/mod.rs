@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod dbus;
+#[cfg(any())]
 pub mod github;
 pub mod proc;
 
