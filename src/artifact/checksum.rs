@@ -68,7 +68,10 @@ mod tests {
     #[test]
     fn gnu_text_and_binary_lines() {
         let text = format!("{A}  app_linux_arm64.tar.gz\n{B} *app_linux_amd64.tar.gz\n");
-        assert_eq!(parse_expected(&text, "app_linux_arm64.tar.gz").as_deref(), Some(A));
+        assert_eq!(
+            parse_expected(&text, "app_linux_arm64.tar.gz").as_deref(),
+            Some(A)
+        );
         assert_eq!(
             parse_expected(&text, "app_linux_amd64.tar.gz"),
             Some(B.to_ascii_lowercase())
@@ -87,7 +90,10 @@ mod tests {
 
     #[test]
     fn bare_digest() {
-        assert_eq!(parse_expected(&format!("{B}\n"), "anything"), Some(B.to_ascii_lowercase()));
+        assert_eq!(
+            parse_expected(&format!("{B}\n"), "anything"),
+            Some(B.to_ascii_lowercase())
+        );
         assert_eq!(parse_expected("deadbeef\n", "x"), None);
         assert_eq!(parse_expected("", "x"), None);
     }

@@ -36,7 +36,12 @@ impl Cache {
             .recursive(true)
             .mode(0o755)
             .create(dir)
-            .map_err(|e| io::Error::new(e.kind(), format!("creating cache directory {}: {e}", dir.display())))?;
+            .map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("creating cache directory {}: {e}", dir.display()),
+                )
+            })?;
         let cache = Cache {
             dir: dir.to_path_buf(),
         };
@@ -199,7 +204,8 @@ mod tests {
             let path = cache.path(key);
             fs::write(&path, key).expect("write");
             let file = fs::File::options().write(true).open(&path).expect("open");
-            file.set_modified(base + Duration::from_secs(i as u64 * 10)).expect("mtime");
+            file.set_modified(base + Duration::from_secs(i as u64 * 10))
+                .expect("mtime");
         }
         let removed = cache.prune(&["a".to_string()], 2).expect("prune");
         let mut removed = removed;

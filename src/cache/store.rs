@@ -166,9 +166,9 @@ impl Cache {
             }
         }
         let dest = self.path(key);
-        tokio::fs::rename(&tmp, &dest)
-            .await
-            .map_err(io_err(|| format!("renaming {} to {}", tmp.display(), dest.display())))?;
+        tokio::fs::rename(&tmp, &dest).await.map_err(io_err(|| {
+            format!("renaming {} to {}", tmp.display(), dest.display())
+        }))?;
         guard.path = None;
         sync_dir(&self.dir)
             .await

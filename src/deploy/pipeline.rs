@@ -117,7 +117,7 @@ impl Deployer {
         }
         if trigger == Trigger::Watcher {
             if let Some(bad) = st.bad.get(&release.version) {
-                if bad.artifact_url == release.artifact_url {
+                if bad.artifact_url.is_empty() || bad.artifact_url == release.artifact_url {
                     return Some(format!(
                         "{} failed before ({}); `dewy forget-bad {}` to retry",
                         release.version, bad.reason, release.version
@@ -146,6 +146,7 @@ impl Deployer {
             st.pending = Some(Pending {
                 version: version.clone(),
                 cache_key: key.to_string(),
+                artifact_url: release.artifact_url.clone(),
                 sha256: sha256.clone(),
                 release: None,
                 started_at: Utc::now(),
@@ -208,6 +209,7 @@ impl Deployer {
         let live = Live {
             version: version.clone(),
             cache_key: key.to_string(),
+            artifact_url: release.artifact_url.clone(),
             release: name.clone(),
             sha256,
             deployed_at: Utc::now(),
@@ -419,7 +421,7 @@ impl Deployer {
                 live.version.clone(),
                 BadVersion {
                     version: live.version.clone(),
-                    artifact_url: String::new(),
+                    artifact_url: live.artifact_url.clone(),
                     sha256: live.sha256.clone(),
                     reason: reason.to_string(),
                     at: Utc::now(),
@@ -463,6 +465,7 @@ impl Deployer {
                 let live = Live {
                     version: p.version.clone(),
                     cache_key: p.cache_key.clone(),
+                    artifact_url: p.artifact_url.clone(),
                     release: p.release.clone().unwrap_or_default(),
                     sha256: p.sha256.clone(),
                     deployed_at: Utc::now(),

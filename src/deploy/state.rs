@@ -17,6 +17,9 @@ pub const HISTORY_LIMIT: usize = 200;
 pub struct Live {
     pub version: String,
     pub cache_key: String,
+    /// Where the artifact came from (a re-uploaded artifact gets a new URL on GitHub).
+    #[serde(default)]
+    pub artifact_url: String,
     /// Directory name under `releases/`.
     pub release: String,
     pub sha256: Option<String>,
@@ -61,6 +64,8 @@ pub struct BadVersion {
 pub struct Pending {
     pub version: String,
     pub cache_key: String,
+    #[serde(default)]
+    pub artifact_url: String,
     pub sha256: Option<String>,
     /// The committed release directory, once it exists.
     pub release: Option<String>,

@@ -32,7 +32,9 @@ pub fn parse_location(url: &Url) -> anyhow::Result<Location> {
     }
     match url.host_str() {
         None | Some("") | Some("localhost") => {}
-        Some(host) => bail!("registry URL {url} names host \"{host}\"; expected file:///absolute/dir"),
+        Some(host) => {
+            bail!("registry URL {url} names host \"{host}\"; expected file:///absolute/dir")
+        }
     }
     let dir = url
         .to_file_path()
@@ -81,7 +83,12 @@ impl FileRegistry {
                     dir.display()
                 )))
             }
-            Err(e) => return Err(io_context(e, format!("reading registry directory {}", dir.display()))),
+            Err(e) => {
+                return Err(io_context(
+                    e,
+                    format!("reading registry directory {}", dir.display()),
+                ))
+            }
         };
         let mut names = Vec::new();
         while let Some(entry) = entries
@@ -104,8 +111,12 @@ impl FileRegistry {
     async fn release_in(&self, tag: &str) -> Result<Release, CheckError> {
         let vdir = self.dir().join(tag);
         let context = || format!("reading release directory {}", vdir.display());
-        let dir_meta = tokio::fs::metadata(&vdir).await.map_err(|e| io_context(e, context()))?;
-        let mut entries = tokio::fs::read_dir(&vdir).await.map_err(|e| io_context(e, context()))?;
+        let dir_meta = tokio::fs::metadata(&vdir)
+            .await
+            .map_err(|e| io_context(e, context()))?;
+        let mut entries = tokio::fs::read_dir(&vdir)
+            .await
+            .map_err(|e| io_context(e, context()))?;
         let mut files: Vec<(String, Option<SystemTime>)> = Vec::new();
         while let Some(entry) = entries.next_entry().await.map_err(|e| io_context(e, context()))? {
             let Some(name) = entry.file_name().to_str().map(str::to_string) else {
@@ -190,7 +201,10 @@ impl Registry for FileRegistry {
         };
         let escapes = path.components().any(|c| matches!(c, Component::ParentDir));
         if escapes || !path.starts_with(self.dir()) {
-            bail!("artifact URL {url} is outside the registry directory {}", self.dir().display());
+            bail!(
+                "artifact URL {url} is outside the registry directory {}",
+                self.dir().display()
+            );
         }
         let file = tokio::fs::File::open(&path)
             .await
@@ -238,7 +252,10 @@ mod tests {
         let rel = reg.latest().await.expect("latest");
         assert_eq!(rel.version, "v1.2.0");
         assert_eq!(rel.artifact, art);
-        assert!(rel.checksum_url.as_deref().is_some_and(|u| u.ends_with(".sha256")));
+        assert!(rel
+            .checksum_url
+            .as_deref()
+            .is_some_and(|u| u.ends_with(".sha256")));
         assert!(rel.published_at.is_some());
         let chunks: Vec<bytes::Bytes> = reg
             .fetch(&rel.artifact_url)
@@ -263,13 +280,19 @@ mod tests {
         assert_eq!(blue.latest().await.expect("latest").version, "v1.0.0+blue");
         let any = registry(tmp.path(), "artifact=custom.bin", None);
         match any.latest().await {
-            Err(CheckError::ArtifactNotFound { version, published_at }) => {
+            Err(CheckError::ArtifactNotFound {
+                version,
+                published_at,
+            }) => {
                 assert_eq!(version, "v1.2.0");
                 assert!(published_at.is_some());
             }
             other => panic!("expected ArtifactNotFound, got {other:?}"),
         }
-        assert_eq!(any.find("1.1.0+green").await.expect("find").version, "v1.1.0+green");
+        assert_eq!(
+            any.find("1.1.0+green").await.expect("find").version,
+            "v1.1.0+green"
+        );
         assert!(matches!(any.find("v3.0.0").await, Err(CheckError::NoRelease(_))));
     }
 

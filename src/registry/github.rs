@@ -186,7 +186,11 @@ impl Registry for GithubRegistry {
             if !allow_pre {
                 rules.push("no pre-release");
             }
-            let slot = self.selector.slot.as_ref().map(|s| format!("build metadata +{s}"));
+            let slot = self
+                .selector
+                .slot
+                .as_ref()
+                .map(|s| format!("build metadata +{s}"));
             if let Some(slot) = &slot {
                 rules.push(slot);
             }
@@ -268,7 +272,10 @@ mod tests {
             github_token: Some(" t0k ".into()),
             ..OpenOptions::default()
         };
-        assert_eq!(api_base(&opts).expect("base").as_str(), "http://127.0.0.1:9/api/v3/");
+        assert_eq!(
+            api_base(&opts).expect("base").as_str(),
+            "http://127.0.0.1:9/api/v3/"
+        );
         assert_eq!(token(&opts).expect("token").as_deref(), Some("t0k"));
         let anon = OpenOptions {
             github_token: Some(String::new()),

@@ -122,7 +122,9 @@ pub fn default_user_agent() -> String {
 /// Parse and validate a registry URL (scheme, location and query keys) without opening it.
 pub fn parse_url(s: &str) -> anyhow::Result<url::Url> {
     let url = url::Url::parse(s.trim()).with_context(|| {
-        format!("invalid registry URL \"{s}\": expected scheme://… (supported: ghr://owner/repo, file:///dir)")
+        format!(
+            "invalid registry URL \"{s}\": expected scheme://… (supported: ghr://owner/repo, file:///dir)"
+        )
     })?;
     match url.scheme() {
         "ghr" => {
@@ -169,7 +171,9 @@ mod tests {
     fn parse_url_schemes() {
         assert!(parse_url("ghr://linyows/dewy?pre-release=true").is_ok());
         assert!(parse_url("file:///srv/releases?artifact=app.tar.gz").is_ok());
-        let err = parse_url("s3://ap-northeast-1/bucket").expect_err("s3").to_string();
+        let err = parse_url("s3://ap-northeast-1/bucket")
+            .expect_err("s3")
+            .to_string();
         assert!(err.contains("not supported yet in this build"), "{err}");
         let err = parse_url("ftp://x/y").expect_err("ftp").to_string();
         assert!(err.contains("unknown registry scheme \"ftp\""), "{err}");

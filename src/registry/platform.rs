@@ -9,9 +9,36 @@ const ARCHIVE_SUFFIXES: &[&str] = &[
 /// Suffixes of files that are never the artifact: checksums, signatures, certificates, SBOMs,
 /// OS packages and bare compressed files.
 const NEVER_SUFFIXES: &[&str] = &[
-    ".sha256", ".sha256sum", ".sha256sums", ".sha512", ".sha1", ".md5", ".sig", ".asc", ".txt",
-    ".pem", ".crt", ".cert", ".pub", ".sbom", ".spdx", ".json", ".jsonl", ".intoto", ".deb",
-    ".rpm", ".apk", ".msi", ".exe", ".dmg", ".pkg", ".gz", ".bz2", ".xz", ".zst", ".7z",
+    ".sha256",
+    ".sha256sum",
+    ".sha256sums",
+    ".sha512",
+    ".sha1",
+    ".md5",
+    ".sig",
+    ".asc",
+    ".txt",
+    ".pem",
+    ".crt",
+    ".cert",
+    ".pub",
+    ".sbom",
+    ".spdx",
+    ".json",
+    ".jsonl",
+    ".intoto",
+    ".deb",
+    ".rpm",
+    ".apk",
+    ".msi",
+    ".exe",
+    ".dmg",
+    ".pkg",
+    ".gz",
+    ".bz2",
+    ".xz",
+    ".zst",
+    ".7z",
 ];
 
 /// Name fragments of aggregate checksum files.
@@ -39,10 +66,7 @@ fn arch_aliases(arch: &str) -> Vec<String> {
 
 /// Split a lower-cased name into tokens on `_`, `-` and `.`, keeping `x86_64`/`x86-64` whole.
 fn tokens(name: &str) -> Vec<String> {
-    let parts: Vec<&str> = name
-        .split(['_', '-', '.'])
-        .filter(|s| !s.is_empty())
-        .collect();
+    let parts: Vec<&str> = name.split(['_', '-', '.']).filter(|s| !s.is_empty()).collect();
     let mut out = Vec::with_capacity(parts.len());
     let mut i = 0;
     while i < parts.len() {
@@ -62,8 +86,7 @@ fn is_archive(lower: &str) -> bool {
 }
 
 fn is_never(lower: &str) -> bool {
-    NEVER_SUFFIXES.iter().any(|s| lower.ends_with(s))
-        || NEVER_CONTAINS.iter().any(|s| lower.contains(s))
+    NEVER_SUFFIXES.iter().any(|s| lower.ends_with(s)) || NEVER_CONTAINS.iter().any(|s| lower.contains(s))
 }
 
 fn fits(lower: &str, os: &[String], arch: &[String]) -> bool {
@@ -76,21 +99,11 @@ fn fits(lower: &str, os: &[String], arch: &[String]) -> bool {
 /// The artifact for this host among `names`: the exact `explicit` name when given, otherwise
 /// the first archive naming this OS and architecture, else a plain binary naming both.
 pub fn choose<'a>(names: &[&'a str], explicit: Option<&str>) -> Option<&'a str> {
-    choose_for(
-        names,
-        explicit,
-        std::env::consts::OS,
-        std::env::consts::ARCH,
-    )
+    choose_for(names, explicit, std::env::consts::OS, std::env::consts::ARCH)
 }
 
 /// [`choose`] for a given OS and architecture (Rust `std::env::consts` spellings).
-pub fn choose_for<'a>(
-    names: &[&'a str],
-    explicit: Option<&str>,
-    os: &str,
-    arch: &str,
-) -> Option<&'a str> {
+pub fn choose_for<'a>(names: &[&'a str], explicit: Option<&str>, os: &str, arch: &str) -> Option<&'a str> {
     if let Some(want) = explicit {
         return names.iter().copied().find(|n| *n == want);
     }
@@ -100,12 +113,33 @@ pub fn choose_for<'a>(
         let lower = n.to_ascii_lowercase();
         is_archive(&lower) && fits(&lower, &os, &arch)
     });
-    archive.or_else(|| {
-        names.iter().copied().find(|n| {
-            let lower = n.to_ascii_lowercase();
-            !is_archive(&lower) && !is_never(&lower) && fits(&lower, &os, &arch)
+    archive
+        .or_else(|| {
+            names.iter().copied().find(|n| {
+                let lower = n.to_ascii_lowercase();
+                !is_archive(&lower) && !is_never(&lower) && fits(&lower, &os, &arch)
+            })
         })
-    })
+        .or_else(|| platform_neutral(names))
+}
+
+/// The one archive that names no OS and no architecture at all (a static site, a bundle of
+/// scripts): assets are often the same for every host. Ambiguity (several such archives) picks none.
+fn platform_neutral<'a>(names: &[&'a str]) -> Option<&'a str> {
+    const OS_WORDS: &[&str] = &["linux", "darwin", "macos", "windows", "freebsd", "netbsd", "openbsd"];
+    const ARCH_WORDS: &[&str] = &[
+        "x86_64", "amd64", "x64", "aarch64", "arm64", "arm", "armv7", "armv6", "armhf", "i686", "i386",
+        "386", "x86", "riscv64", "ppc64le", "s390x", "mips", "mips64", "loong64",
+    ];
+    let mut neutral = names.iter().copied().filter(|n| {
+        let lower = n.to_ascii_lowercase();
+        let toks = tokens(&lower);
+        is_archive(&lower)
+            && !OS_WORDS.iter().any(|o| lower.contains(o))
+            && !toks.iter().any(|t| ARCH_WORDS.contains(&t.as_str()))
+    });
+    let first = neutral.next()?;
+    neutral.next().is_none().then_some(first)
 }
 
 /// The file holding the SHA-256 of `artifact`: `<artifact>.sha256` (or `.sha256sum`,
@@ -126,12 +160,7 @@ pub fn checksum_asset<'a>(names: &[&'a str], artifact: &str) -> Option<&'a str> 
     ];
     aggregate
         .iter()
-        .find_map(|rule| {
-            names
-                .iter()
-                .copied()
-                .find(|n| rule(&n.to_ascii_lowercase()))
-        })
+        .find_map(|rule| names.iter().copied().find(|n| rule(&n.to_ascii_lowercase())))
 }
 
 #[cfg(test)]
@@ -147,6 +176,13 @@ mod tests {
         "dewy_linux_armv7.tar.gz",
         "dewy_linux_i386.tar.gz",
     ];
+
+    #[test]
+    fn single_platform_neutral_archive() {
+        assert_eq!(choose_for(&["site.tar.gz", "checksums.txt"], None, "linux", "x86_64"), Some("site.tar.gz"));
+        assert_eq!(choose_for(&["a.tar.gz", "b.zip"], None, "linux", "x86_64"), None);
+        assert_eq!(choose_for(&["app_linux_arm64.tar.gz"], None, "linux", "x86_64"), None);
+    }
 
     #[test]
     fn explicit_is_exact() {
@@ -237,12 +273,7 @@ mod tests {
 
     #[test]
     fn checksum_asset_preference() {
-        let names = [
-            "checksums.txt",
-            "app.tar.gz.sha256",
-            "app.tar.gz",
-            "SHA256SUMS",
-        ];
+        let names = ["checksums.txt", "app.tar.gz.sha256", "app.tar.gz", "SHA256SUMS"];
         assert_eq!(checksum_asset(&names, "app.tar.gz"), Some("app.tar.gz.sha256"));
         assert_eq!(checksum_asset(&names, "other.tar.gz"), Some("checksums.txt"));
         let names = ["SHA256SUMS", "app_1.0_checksums.txt"];

@@ -100,10 +100,7 @@ impl Selector {
     /// The highest accepted version among `(tag, item)` pairs. Tags that are not versions are
     /// ignored; on equal precedence the first one seen wins. With a slot this is the newest
     /// version of that slot, even when another slot has a newer one.
-    pub fn newest<'a, T>(
-        &self,
-        items: impl IntoIterator<Item = (&'a str, T)>,
-    ) -> Option<(Version, T)> {
+    pub fn newest<'a, T>(&self, items: impl IntoIterator<Item = (&'a str, T)>) -> Option<(Version, T)> {
         let mut best: Option<(Version, T)> = None;
         for (tag, item) in items {
             let Some(version) = Version::parse(tag) else {

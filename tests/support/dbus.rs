@@ -18,7 +18,7 @@ impl PrivateBus {
             .args(["--session", "--nofork", "--nopidfile", "--print-address=1"])
             .arg(format!("--address={address}"))
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::null())
             .spawn()
             .expect("dbus-daemon is needed for this test: apt-get install dbus-daemon");
         let mut line = String::new();

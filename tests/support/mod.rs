@@ -2,7 +2,6 @@
 #![allow(dead_code)]
 
 pub mod dbus;
-#[cfg(any())]
 pub mod github;
 pub mod proc;
 

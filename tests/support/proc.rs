@@ -56,7 +56,10 @@ impl Daemon {
 
     /// Send SIGTERM and wait for the exit status (panics after `timeout`).
     pub fn terminate(&mut self, timeout: Duration) -> std::process::ExitStatus {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), nix::sys::signal::Signal::SIGTERM);
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.pid()),
+            nix::sys::signal::Signal::SIGTERM,
+        );
         let start = std::time::Instant::now();
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -64,7 +67,10 @@ impl Daemon {
             }
             if start.elapsed() > timeout {
                 self.kill9();
-                panic!("process did not exit within {timeout:?} after SIGTERM; log:\n{}", self.log());
+                panic!(
+                    "process did not exit within {timeout:?} after SIGTERM; log:\n{}",
+                    self.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }

@@ -165,11 +165,7 @@ impl Client {
     }
 
     /// All releases of a repository, newest first, revalidated with `If-None-Match`.
-    pub async fn list_releases(
-        &self,
-        owner: &str,
-        repo: &str,
-    ) -> Result<Arc<Vec<ApiRelease>>, CheckError> {
+    pub async fn list_releases(&self, owner: &str, repo: &str) -> Result<Arc<Vec<ApiRelease>>, CheckError> {
         let mut url = self.endpoint(&["repos", owner, repo, "releases"])?;
         url.query_pairs_mut().append_pair("per_page", "100");
         let cache_key = url.to_string();
@@ -203,7 +199,10 @@ impl Client {
                     .and_then(|v| v.to_str().ok())
                     .map(str::to_string);
                 let next = next_link(resp.headers(), &url).map(|u| u.to_string());
-                let body = resp.bytes().await.with_context(|| format!("GitHub API {what}: reading the body"))?;
+                let body = resp
+                    .bytes()
+                    .await
+                    .with_context(|| format!("GitHub API {what}: reading the body"))?;
                 let releases: Vec<ApiRelease> = serde_json::from_slice(&body)
                     .with_context(|| format!("GitHub API {what}: malformed JSON release list"))?;
                 CachedPage {
@@ -268,7 +267,10 @@ impl Client {
             return Ok(None);
         }
         let resp = status::check(resp, &what).await?;
-        let body = resp.bytes().await.with_context(|| format!("GitHub API {what}: reading the body"))?;
+        let body = resp
+            .bytes()
+            .await
+            .with_context(|| format!("GitHub API {what}: reading the body"))?;
         let release = serde_json::from_slice(&body)
             .with_context(|| format!("GitHub API {what}: malformed JSON release"))?;
         Ok(Some(release))
@@ -291,7 +293,12 @@ impl Client {
 }
 
 fn log_rate_limit(headers: &HeaderMap) {
-    let get = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let get = |n: &str| {
+        headers
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+    };
     if let (Some(remaining), Some(limit)) = (get("x-ratelimit-remaining"), get("x-ratelimit-limit")) {
         if remaining * 10 < limit {
             tracing::warn!(remaining, limit, "GitHub API rate limit nearly used up");
@@ -316,9 +323,15 @@ mod tests {
                 .expect("value"),
         );
         let next = next_link(&h, &page).expect("next");
-        assert_eq!(next.as_str(), "https://api.github.com/repositories/1/releases?per_page=2&page=2");
+        assert_eq!(
+            next.as_str(),
+            "https://api.github.com/repositories/1/releases?per_page=2&page=2"
+        );
         h.insert(LINK, "</x?page=2>; rel=\"next\"".parse().expect("value"));
-        assert_eq!(next_link(&h, &page).expect("next").as_str(), "https://api.github.com/x?page=2");
+        assert_eq!(
+            next_link(&h, &page).expect("next").as_str(),
+            "https://api.github.com/x?page=2"
+        );
         h.insert(LINK, "<https://a/b>; rel=\"prev\"".parse().expect("value"));
         assert!(next_link(&h, &page).is_none());
     }
@@ -327,8 +340,13 @@ mod tests {
     fn endpoints_tolerate_trailing_slash_and_escape() {
         for base in ["https://ghe.example/api/v3", "https://ghe.example/api/v3/"] {
             let c = Client::new(Url::parse(base).expect("url"), None, "").expect("client");
-            let u = c.endpoint(&["repos", "o", "r", "releases", "tags", "v1.0.0+blue"]).expect("url");
-            assert_eq!(u.as_str(), "https://ghe.example/api/v3/repos/o/r/releases/tags/v1.0.0+blue");
+            let u = c
+                .endpoint(&["repos", "o", "r", "releases", "tags", "v1.0.0+blue"])
+                .expect("url");
+            assert_eq!(
+                u.as_str(),
+                "https://ghe.example/api/v3/repos/o/r/releases/tags/v1.0.0+blue"
+            );
         }
     }
 

@@ -85,7 +85,9 @@ fn rate_limit_wait(
                 let at = UNIX_EPOCH + Duration::from_secs(epoch);
                 at.duration_since(now).unwrap_or(Duration::ZERO)
             });
-        return Some(at_least_one_second(reset.or(retry_after).unwrap_or(SECONDARY_LIMIT_WAIT)));
+        return Some(at_least_one_second(
+            reset.or(retry_after).unwrap_or(SECONDARY_LIMIT_WAIT),
+        ));
     }
     if let Some(wait) = retry_after {
         return Some(at_least_one_second(wait));
@@ -139,7 +141,10 @@ mod tests {
             ("x-ratelimit-remaining", "0"),
             ("x-ratelimit-reset", "1700000042"),
         ]);
-        assert_eq!(wait(403, &h, "API rate limit exceeded"), Some(Duration::from_secs(42)));
+        assert_eq!(
+            wait(403, &h, "API rate limit exceeded"),
+            Some(Duration::from_secs(42))
+        );
         assert_eq!(wait(429, &h, ""), Some(Duration::from_secs(42)));
     }
 

@@ -1,0 +1,259 @@
+//! `dewy-deployer` and `dewy-watcher` as separate processes on a private `dbus-daemon`, deploying
+//! from the GitHub-compatible test server; operator commands over the bus; SIGKILL mid-download.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use support::dbus::PrivateBus;
+use support::github::{AssetBody, GithubFake, ReleaseSpec};
+use support::proc::{dewy, Daemon};
+use support::{current_file, tar_gz, wait_for};
+
+const LONG: Duration = Duration::from_secs(60);
+const TOKEN: &str = "ghp_test_token";
+
+fn app_tar(version: &str) -> Vec<u8> {
+    tar_gz(&[("VERSION", 0o644, version.as_bytes()), ("bin/app", 0o755, b"#!/bin/sh\n")])
+}
+
+fn release(version: &str) -> ReleaseSpec {
+    let body = AssetBody::from(app_tar(version));
+    let sums = format!("{}  app.tar.gz\n", body.sha256_hex());
+    ReleaseSpec::new(version)
+        .with_asset("app.tar.gz", body)
+        .with_asset("checksums.txt", sums)
+}
+
+struct World {
+    tmp: tempfile::TempDir,
+    bus: PrivateBus,
+    fake: GithubFake,
+    config: PathBuf,
+    root: PathBuf,
+}
+
+impl World {
+    fn new() -> World {
+        let tmp = tempfile::tempdir().unwrap();
+        let bus = PrivateBus::start();
+        let fake = GithubFake::start_blocking();
+        fake.set_token(Some(TOKEN.to_string()));
+        let root = tmp.path().join("root");
+        std::fs::create_dir_all(&root).unwrap();
+        let config = tmp.path().join("app.toml");
+        let hook = format!("echo \"$DEWY_PREVIOUS_VERSION -> $DEWY_VERSION\" >> {}/hooks.log", tmp.path().display());
+        std::fs::write(
+            &config,
+            format!(
+                "registry = \"{}?artifact=app.tar.gz\"\ninterval = 1\nroot = \"{}\"\nlog-level = \"debug\"\nafter-deploy-hook = '{}'\n",
+                fake.registry_url(),
+                root.display(),
+                hook
+            ),
+        )
+        .unwrap();
+        World {
+            tmp,
+            bus,
+            fake,
+            config,
+            root,
+        }
+    }
+
+    fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("GITHUB_API_URL", self.fake.api_url()),
+            ("GH_TOKEN", TOKEN.to_string()),
+            ("DEWY_BUS", self.bus.address.clone()),
+        ]
+    }
+
+    fn start(&self, bin: &str, name: &str) -> Daemon {
+        let env = self.env();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        Daemon::start(
+            bin,
+            &["app", "--config", self.config.to_str().unwrap()],
+            &env,
+            self.tmp.path(),
+            &self.tmp.path().join(format!("{name}.log")),
+        )
+    }
+
+    fn deployer(&self) -> Daemon {
+        self.start(env!("CARGO_BIN_EXE_dewy-deployer"), "deployer")
+    }
+
+    fn watcher(&self) -> Daemon {
+        self.start(env!("CARGO_BIN_EXE_dewy-watcher"), "watcher")
+    }
+
+    /// Run an operator command against this world's bus.
+    fn dewy(&self, args: &[&str]) -> (i32, String, String) {
+        dewy(args, &[("DEWY_BUS", self.bus.address.as_str())])
+    }
+
+    fn wait_live(&self, version: &str) {
+        wait_for(&format!("{version} live"), LONG, || {
+            (current_file(&self.root, "VERSION").as_deref() == Some(version)).then_some(())
+        });
+    }
+
+    fn wait_ready(&self, d: &Daemon) {
+        wait_for("deployer on the bus", LONG, || {
+            let (code, _, _) = self.dewy(&["status", "app"]);
+            (code == 0).then_some(())
+        });
+        assert!(d.log().contains("Deployer ready"), "{}", d.log());
+    }
+}
+
+fn part_files(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with(".part"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn daemons_deploy_from_github_and_answer_operator_commands() {
+    let w = World::new();
+    w.fake.add_release(release("v1.0.0"));
+    let mut deployer = w.deployer();
+    w.wait_ready(&deployer);
+    let mut watcher = w.watcher();
+    w.wait_live("v1.0.0");
+
+    // Unchanged polls are answered 304: only the first listing counted against the rate limit.
+    let polls_before = w.fake.list_requests_304();
+    wait_for("three conditional polls", LONG, || {
+        (w.fake.list_requests_304() >= polls_before + 3).then_some(())
+    });
+    assert_eq!(w.fake.list_requests_200(), 1);
+
+    // A new release is deployed within an interval or two.
+    w.fake.add_release(release("v1.1.0"));
+    w.wait_live("v1.1.0");
+    assert_eq!(w.fake.list_requests_200(), 2);
+    let hooks = std::fs::read_to_string(w.tmp.path().join("hooks.log")).unwrap();
+    assert_eq!(hooks, " -> v1.0.0\nv1.0.0 -> v1.1.0\n");
+
+    let (code, out, err) = w.dewy(&["status", "app"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("live:      v1.1.0"), "{out}");
+    assert!(out.contains("previous:  v1.0.0"), "{out}");
+    let (code, out, _) = w.dewy(&["status"]);
+    assert_eq!(code, 0, "the only app is picked: {out}");
+
+    // Rollback: v1.0.0 back, v1.1.0 marked bad and not redeployed by the watcher.
+    let (code, out, err) = w.dewy(&["rollback", "app"]);
+    assert_eq!(code, 0, "{out}{err}");
+    w.wait_live("v1.0.0");
+    let checks = w.fake.list_requests_304();
+    wait_for("two more polls", LONG, || (w.fake.list_requests_304() >= checks + 2).then_some(()));
+    assert_eq!(current_file(&w.root, "VERSION").as_deref(), Some("v1.0.0"));
+    let (_, out, _) = w.dewy(&["status", "app", "--json"]);
+    let status: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(status["deployer"]["bad"][0]["version"], "v1.1.0", "{out}");
+    assert_eq!(status["watcher"]["last"]["outcome"], "skipped", "{out}");
+
+    // check-now answers at once with the skip.
+    let (code, out, _) = w.dewy(&["check-now", "app"]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("skipped v1.1.0"), "{out}");
+
+    // An operator may deploy a bad version on purpose; forget-bad of an unknown version is harmless.
+    let (code, out, err) = w.dewy(&["deploy", "v1.1.0", "--app", "app"]);
+    assert_eq!(code, 0, "{out}{err}");
+    w.wait_live("v1.1.0");
+    let (code, out, _) = w.dewy(&["forget-bad", "v9.9.9", "--app", "app"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("was not marked bad"), "{out}");
+
+    let (code, out, _) = w.dewy(&["history", "app"]);
+    assert_eq!(code, 0);
+    for want in ["- -> v1.0.0", "v1.0.0 -> v1.1.0", "v1.1.0 -> v1.0.0", "rolled-back", "operator"] {
+        assert!(out.contains(want), "missing {want:?} in history:\n{out}");
+    }
+
+    // Clean stop.
+    assert!(watcher.terminate(Duration::from_secs(20)).success());
+    assert!(deployer.terminate(Duration::from_secs(20)).success());
+    let log = deployer.log();
+    for msg in ["Cached artifact", "Extract archive", "Create symlink", "Rolled back", "Shutting down gracefully"] {
+        assert!(log.contains(msg), "missing {msg:?} in deployer log:\n{log}");
+    }
+}
+
+#[test]
+fn sigkill_during_download_leaves_no_cache_entry_and_recovers() {
+    let w = World::new();
+    w.fake.add_release(release("v1.0.0"));
+    let mut deployer = w.deployer();
+    w.wait_ready(&deployer);
+    let _watcher = w.watcher();
+    w.wait_live("v1.0.0");
+
+    // v2's download stalls after 1 MiB of 64 MiB.
+    w.fake.set_cdn_stall(Some(1 << 20));
+    w.fake
+        .add_release(ReleaseSpec::new("v2.0.0").with_asset("app.tar.gz", AssetBody::generated(64 << 20, 7)));
+    let cache = w.root.join(".dewy/cache");
+    wait_for("download of v2 in progress", LONG, || (!part_files(&cache).is_empty()).then_some(()));
+    deployer.kill9();
+    assert!(!cache.join("v2.0.0--app.tar.gz").exists());
+    assert_eq!(current_file(&w.root, "VERSION").as_deref(), Some("v1.0.0"));
+
+    // Restart without the stall: the leftover is cleaned; v2 downloads, and (being random bytes,
+    // not an archive) is refused while v1 keeps serving.
+    w.fake.set_cdn_stall(None);
+    let deployer = w.deployer();
+    wait_for("v2 refused after restart", LONG, || deployer.log().contains("Deploy failed").then_some(()));
+    assert_eq!(current_file(&w.root, "VERSION").as_deref(), Some("v1.0.0"));
+    assert!(part_files(&cache).is_empty(), "{:?}", part_files(&cache));
+    assert!(cache.join("v2.0.0--app.tar.gz").exists(), "the complete download is cached");
+}
+
+#[test]
+fn daemon_with_bad_config_exits_78() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("app.toml");
+    std::fs::write(&cfg, "registry = \"file:///x\"\nintervall = 5\n").unwrap();
+    for bin in [env!("CARGO_BIN_EXE_dewy-deployer"), env!("CARGO_BIN_EXE_dewy-watcher")] {
+        let out = std::process::Command::new(bin)
+            .args(["app", "--config", cfg.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(78), "{bin}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(":2:1") && err.contains("intervall"), "{err}");
+    }
+}
+
+#[test]
+fn proxy_starts_owns_its_name_and_stops() {
+    let bus = PrivateBus::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut proxy = Daemon::start(
+        env!("CARGO_BIN_EXE_dewy-proxy"),
+        &["web", "--bus", &bus.address],
+        &[],
+        tmp.path(),
+        &tmp.path().join("proxy.log"),
+    );
+    wait_for("proxy ready", LONG, || proxy.log().contains("Proxy ready").then_some(()));
+    let out = std::process::Command::new("busctl")
+        .args(["--address", &bus.address, "call", "io.dewy.Proxy.web", "/io/dewy/Proxy1", "io.dewy.Proxy1", "Status"])
+        .output();
+    if let Ok(out) = out {
+        assert!(String::from_utf8_lossy(&out.stdout).contains("backends"), "{out:?}");
+    }
+    assert!(proxy.terminate(Duration::from_secs(10)).success());
+}
