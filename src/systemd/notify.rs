@@ -28,14 +28,16 @@ fn send(states: &[NotifyState<'_>]) {
     }
 }
 
-/// The watchdog ping period (half of `WATCHDOG_USEC`) when the manager enabled it for us.
+/// The watchdog ping period (half of `WATCHDOG_USEC`) when the manager enabled it for us:
+/// `WATCHDOG_USEC` set and `WATCHDOG_PID`, when present, naming this process (as libsystemd reads them).
 pub fn watchdog_period() -> Option<Duration> {
-    let mut usec = 0u64;
-    if sd_notify::watchdog_enabled(false, &mut usec) && usec > 0 {
-        Some(Duration::from_micros(usec / 2))
-    } else {
-        None
+    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
+    if let Ok(pid) = std::env::var("WATCHDOG_PID") {
+        if pid.parse::<u32>().ok()? != std::process::id() {
+            return None;
+        }
     }
+    (usec > 0).then(|| Duration::from_micros(usec / 2))
 }
 
 /// Ping the watchdog from the runtime until the process ends; a stalled runtime stops the pings.
