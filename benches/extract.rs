@@ -2,8 +2,8 @@
 //!
 //! Run with `cargo bench --bench extract`; `DEWY_BENCH_EXTRACT_MB` sets the uncompressed
 //! size (default 300). The archive is made once by the system `tar -czf` from a tree of
-//! mixed compressible and incompressible files; each extractor gets the best of 3 runs,
-//! each into a fresh directory. `DEWY_BENCH_EXTRACT_ARCHIVE=/path/x.tar.gz` benchmarks an
+//! mixed compressible and incompressible files; each extractor gets the best of 3 runs
+//! (after a warm-up), each into a fresh directory. `DEWY_BENCH_EXTRACT_ARCHIVE=/path/x.tar.gz` benchmarks an
 //! existing archive instead (kept as is).
 
 use std::fs;
@@ -68,31 +68,34 @@ fn build_tree(root: &Path, total: u64) -> std::io::Result<(u64, u64)> {
     Ok((written, files))
 }
 
+/// A new, empty directory for one run. Earlier outputs are kept until the end: deleting
+/// thousands of files right before a run makes the filesystem (online discard, journal)
+/// slow for a while and would time that instead of the extractor.
 fn fresh_dir(base: &Path, name: &str) -> PathBuf {
     let dir = base.join(name);
-    let _ = fs::remove_dir_all(&dir);
     fs::create_dir(&dir).expect("create extraction dir");
     nix::unistd::sync();
     dir
 }
 
-/// Times one run into a fresh directory, then removes it (untimed).
-fn timed(base: &Path, run: &mut dyn FnMut(&Path)) -> Duration {
-    let dir = fresh_dir(base, "out");
+fn timed(base: &Path, name: &str, run: &mut dyn FnMut(&Path)) -> Duration {
+    let dir = fresh_dir(base, name);
     let start = Instant::now();
     run(&dir);
-    let took = start.elapsed();
-    let _ = fs::remove_dir_all(&dir);
-    took
+    start.elapsed()
 }
 
-/// Best of 3 for each extractor, runs interleaved so that drift in the filesystem's speed
-/// (writeback, discards of the previous run) hits both alike.
+/// Best of 3 for each extractor after one untimed warm-up each, runs interleaved so that
+/// drift in the filesystem's speed hits both alike.
 fn best_of_3_each(base: &Path, a: &mut dyn FnMut(&Path), b: &mut dyn FnMut(&Path)) -> (Duration, Duration) {
     let (mut best_a, mut best_b) = (Duration::MAX, Duration::MAX);
-    for _ in 0..3 {
-        best_a = best_a.min(timed(base, a));
-        best_b = best_b.min(timed(base, b));
+    for i in 0..4 {
+        let ta = timed(base, &format!("a{i}"), a);
+        let tb = timed(base, &format!("b{i}"), b);
+        if i > 0 {
+            best_a = best_a.min(ta);
+            best_b = best_b.min(tb);
+        }
     }
     (best_a, best_b)
 }
