@@ -88,16 +88,14 @@ fn timed(base: &Path, name: &str, run: &mut dyn FnMut(&Path)) -> Duration {
 /// Best of 3 for each extractor after one untimed warm-up each, runs interleaved so that
 /// drift in the filesystem's speed hits both alike.
 fn best_of_3_each(base: &Path, a: &mut dyn FnMut(&Path), b: &mut dyn FnMut(&Path)) -> (Duration, Duration) {
-    let (mut best_a, mut best_b) = (Duration::MAX, Duration::MAX);
+    let (mut runs_a, mut runs_b) = (Vec::new(), Vec::new());
     for i in 0..4 {
-        let ta = timed(base, &format!("a{i}"), a);
-        let tb = timed(base, &format!("b{i}"), b);
-        if i > 0 {
-            best_a = best_a.min(ta);
-            best_b = best_b.min(tb);
-        }
+        runs_a.push(timed(base, &format!("a{i}"), a));
+        runs_b.push(timed(base, &format!("b{i}"), b));
     }
-    (best_a, best_b)
+    println!("runs (first is warm-up): {runs_a:.2?} vs {runs_b:.2?}");
+    let best = |runs: &[Duration]| runs[1..].iter().copied().min().unwrap_or_default();
+    (best(&runs_a), best(&runs_b))
 }
 
 /// Builds the source tree and archives it with the system tar; returns the archive and

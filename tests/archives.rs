@@ -127,6 +127,17 @@ fn tar_lying_sizes_refused() {
 }
 
 #[test]
+fn tar_huge_extension_headers_refused() {
+    let big = vec![b'a'; 2 << 20];
+    for kind in [EntryType::XHeader, EntryType::GNULongName, EntryType::GNULongLink] {
+        let tar = RawTar::new()
+            .entry("././@Ext", kind, 0o644, "", &big)
+            .file("f", 0o644, b"x");
+        refused("a.tar.gz", gzip(&tar.finish()), "exceed 1 MiB");
+    }
+}
+
+#[test]
 fn truncated_and_garbage_archives_refused() {
     let tar = RawTar::new().file("data", 0o644, &noise(200_000, 1)).finish();
     let gz = gzip(&tar);
@@ -390,6 +401,26 @@ fn plain_binary_is_copied_executable() {
     let s = Scratch::new();
     let err = run(&s, "../sentinel/x", b"x", &Limits::default()).expect_err("bad name");
     assert!(matches!(err, ExtractError::InvalidName { .. }));
+    s.assert_nothing_outside();
+}
+
+#[test]
+fn long_names_extract() {
+    let long = format!("{}/{}", "d".repeat(120), "f".repeat(150));
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(4);
+    h.set_mode(0o644);
+    b.append_data(&mut h, &long, &b"long"[..]).expect("append");
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(EntryType::Symlink);
+    h.set_size(0);
+    b.append_link(&mut h, "short-link", &long).expect("link");
+    let tar = b.into_inner().expect("tar");
+    let s = Scratch::new();
+    run(&s, "long.tar.xz", &xz(&tar), &Limits::default()).expect("long names");
+    assert_eq!(fs::read(s.dest.join(&long)).expect("read"), b"long");
+    assert_eq!(fs::read(s.dest.join("short-link")).expect("via link"), b"long");
     s.assert_nothing_outside();
 }
 

@@ -2,6 +2,7 @@
 //! rollback, the bad-version ledger and crash recovery. One deploy runs at a time.
 
 mod pipeline;
+mod recovery;
 pub mod state;
 
 use std::sync::{Arc, Mutex};

@@ -11,7 +11,13 @@ use super::writer::Writer;
 use super::{sys, tar_format, zip_format};
 
 /// Read buffer size for archive input.
-pub(crate) const READ_BUF: usize = 256 * 1024;
+const READ_BUF: usize = 256 * 1024;
+/// Read buffer size for zip archives.
+const ZIP_READ_BUF: usize = 32 * 1024;
+
+/// Memory the xz decoder may use: enough for `xz -9e` (64 MiB dictionary), and a bound
+/// on what a crafted header can make dewy allocate.
+const XZ_MEMLIMIT: u64 = 256 << 20;
 
 /// Bounds on what one archive may expand to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -170,6 +176,8 @@ pub fn extract(
     match format {
         Format::Plain => copy_plain(input.into_inner(), artifact_name, dest, limits),
         Format::Zip => {
+            // Zip reading seeks to every entry, which discards the buffer: keep it small.
+            let input = BufReader::with_capacity(ZIP_READ_BUF, input.into_inner());
             let mut w = Writer::new(dest, limits, "zip")?;
             zip_format::extract(input, &mut w)?;
             w.finish()
@@ -189,13 +197,13 @@ pub fn extract(
                         PipeReader::spawn(bzip2::bufread::MultiBzDecoder::new(input)).map_err(spawn_err)?,
                     ),
                 ),
-                Compression::Xz => (
-                    "tar.xz",
-                    Box::new(
-                        PipeReader::spawn(xz2::bufread::XzDecoder::new_multi_decoder(input))
-                            .map_err(spawn_err)?,
-                    ),
-                ),
+                Compression::Xz => {
+                    let stream =
+                        xz2::stream::Stream::new_stream_decoder(XZ_MEMLIMIT, xz2::stream::CONCATENATED)
+                            .map_err(|e| ExtractError::corrupt("tar.xz", None, e.into()))?;
+                    let dec = xz2::bufread::XzDecoder::new_stream(input, stream);
+                    ("tar.xz", Box::new(PipeReader::spawn(dec).map_err(spawn_err)?))
+                }
                 Compression::Zstd => {
                     let dec = zstd::stream::read::Decoder::with_buffer(input)
                         .map_err(|e| ExtractError::corrupt("tar.zst", None, e))?;

@@ -1,6 +1,8 @@
 //! Reading tar streams (plain or already decompressed) entry by entry into a [`Writer`].
 
+use std::cell::Cell;
 use std::io::{self, Read};
+use std::rc::Rc;
 
 use tar::EntryType;
 
@@ -9,19 +11,60 @@ use super::paths::parse_entry_path;
 use super::sys;
 use super::writer::{Meta, Writer};
 
+/// Most bytes the tar reader may consume to produce one entry beyond skipping the previous
+/// entry's data: its header plus GNU long-name and PAX extension headers, which the `tar`
+/// crate reads into memory (so a huge one would be a memory bomb).
+const MAX_HEADER_BYTES: u64 = 1 << 20;
+
+/// A reader that fails once `budget` is spent; `u64::MAX` means unlimited.
+struct Budgeted<R> {
+    inner: R,
+    budget: Rc<Cell<u64>>,
+}
+
+impl<R: Read> Read for Budgeted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.budget.get();
+        if left == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "entry headers (long names, PAX extensions) exceed 1 MiB",
+            ));
+        }
+        let cap = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
+        let n = self.inner.read(&mut buf[..cap])?;
+        if left != u64::MAX {
+            self.budget.set(left - n as u64);
+        }
+        Ok(n)
+    }
+}
+
 /// Extracts every entry of the tar stream `reader`, then reads the stream to its end so
 /// that a compressed stream's trailer (checksum, length) is verified too.
 pub(crate) fn extract<R: Read>(reader: R, w: &mut Writer) -> Result<(), ExtractError> {
     let format = w.format();
-    let mut archive = tar::Archive::new(reader);
+    let budget = Rc::new(Cell::new(u64::MAX));
+    let mut archive = tar::Archive::new(Budgeted {
+        inner: reader,
+        budget: budget.clone(),
+    });
     let mut last: Option<String> = None;
     {
-        let entries = archive
+        let mut entries = archive
             .entries()
             .map_err(|e| ExtractError::corrupt(format, None, e))?;
-        for entry in entries {
+        // What finding the next header may read: skipping the unread rest of the previous
+        // entry (at most its padded size) plus the header blocks.
+        let mut skip = 0u64;
+        loop {
+            budget.set(MAX_HEADER_BYTES.saturating_add(skip));
+            let next = entries.next();
+            budget.set(u64::MAX);
+            let Some(entry) = next else { break };
             let mut entry = entry.map_err(|e| corrupt_after(format, &last, e))?;
             w.count_entry()?;
+            skip = entry.size().saturating_add(512);
             let raw = entry.path_bytes().into_owned();
             let name = sys::display(&raw);
             one_entry(&mut entry, &raw, &name, w)?;
@@ -75,20 +118,22 @@ fn one_entry<R: Read>(
         entry: name.to_owned(),
         reason,
     })?;
-    let mode = header
-        .mode()
-        .map_err(|e| ExtractError::corrupt(format, Some(name), e))?;
-    let meta = Meta {
-        mode,
-        mtime: header.mtime().ok(),
+    // Only files and directories use the mode; links ignore it, however malformed.
+    let meta = || -> Result<Meta, ExtractError> {
+        let mode = header
+            .mode()
+            .map_err(|e| ExtractError::corrupt(format, Some(name), e))?;
+        let mtime = header.mtime().ok();
+        Ok(Meta { mode, mtime })
     };
     match etype {
-        EntryType::Regular if raw.ends_with(b"/") => w.dir(name, comps, meta),
+        EntryType::Regular if raw.ends_with(b"/") => w.dir(name, comps, meta()?),
         EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
+            let meta = meta()?;
             w.check_declared(name, entry.size())?;
             w.file(name, &comps, meta, entry)
         }
-        EntryType::Directory => w.dir(name, comps, meta),
+        EntryType::Directory => w.dir(name, comps, meta()?),
         EntryType::Symlink | EntryType::Link => {
             let Some(target) = entry.link_name_bytes().map(|t| t.into_owned()) else {
                 let e = io::Error::new(io::ErrorKind::InvalidData, "link entry without a target");

@@ -1,0 +1,126 @@
+//! Undoing: operator rollback to the previous release, and repairing what a crash left behind.
+
+use anyhow::Context;
+use chrono::Utc;
+
+use super::pipeline::dir_name;
+use super::state::{BadVersion, HistoryEntry, Live, Outcome};
+use super::{DeployResult, Deployer};
+use crate::logging::MSG_ROLLBACK;
+
+impl Deployer {
+    pub(super) fn do_rollback(&self, reason: &str) -> DeployResult {
+        let (live, previous) = {
+            let st = self.lock_state();
+            (st.live.clone(), st.previous.clone())
+        };
+        let (Some(live), Some(previous)) = (live, previous) else {
+            return DeployResult::Failed {
+                version: String::new(),
+                error: "no previous release to roll back to".into(),
+            };
+        };
+        let dir = self.releases.releases_dir().join(&previous.release);
+        if let Err(e) = self.releases.switch_current(&dir) {
+            return DeployResult::Failed {
+                version: previous.version,
+                error: format!("switching current to {}: {e}", dir.display()),
+            };
+        }
+        tracing::warn!(
+            message_id = MSG_ROLLBACK,
+            dewy_version = %previous.version,
+            dewy_release_dir = %dir.display(),
+            from = %live.version,
+            reason,
+            "Rolled back"
+        );
+        let saved = self.update_state(|st| {
+            st.bad.insert(
+                live.version.clone(),
+                BadVersion {
+                    version: live.version.clone(),
+                    artifact_url: live.artifact_url.clone(),
+                    sha256: live.sha256.clone(),
+                    reason: reason.to_string(),
+                    at: Utc::now(),
+                },
+            );
+            st.record(HistoryEntry {
+                at: Utc::now(),
+                from: Some(live.version.clone()),
+                to: previous.version.clone(),
+                result: Outcome::RolledBack,
+                duration_ms: 0,
+                reason: reason.to_string(),
+            });
+            st.live = Some(previous.clone());
+            st.previous = Some(live.clone());
+        });
+        if let Err(e) = saved {
+            return DeployResult::Failed {
+                version: previous.version,
+                error: format!("{e:#}"),
+            };
+        }
+        self.set_activity("idle".into());
+        DeployResult::Deployed {
+            version: previous.version,
+            release: previous.release,
+        }
+    }
+
+    /// Repair what a crash left: staging dirs, a deploy that was cut short.
+    pub(super) fn recover(&self) -> anyhow::Result<()> {
+        let cleaned = self.releases.clean_staging().context("cleaning staging directories")?;
+        if cleaned > 0 {
+            tracing::warn!(count = cleaned, "Removed staging directories left by an interrupted deploy");
+        }
+        let current = self.releases.current().ok().flatten().map(|p| dir_name(&p));
+        let mut st = self.lock_state();
+        if let Some(p) = st.pending.take() {
+            let switched = p.release.is_some() && p.release == current;
+            if switched {
+                let live = Live {
+                    version: p.version.clone(),
+                    cache_key: p.cache_key.clone(),
+                    artifact_url: p.artifact_url.clone(),
+                    release: p.release.clone().unwrap_or_default(),
+                    sha256: p.sha256.clone(),
+                    deployed_at: Utc::now(),
+                };
+                st.previous = st.live.take();
+                st.live = Some(live);
+                let from = st.previous.as_ref().map(|l| l.version.clone());
+                st.record(HistoryEntry {
+                    at: Utc::now(),
+                    from,
+                    to: p.version.clone(),
+                    result: Outcome::Recovered,
+                    duration_ms: 0,
+                    reason: "deploy finished before a restart of the deployer; after-deploy hook not run".into(),
+                });
+                tracing::warn!(dewy_version = %p.version, "Interrupted deploy had switched current; keeping it live");
+            } else {
+                if let Some(name) = &p.release {
+                    let dir = self.releases.releases_dir().join(name);
+                    if dir.exists() {
+                        let _ = self.releases.remove_release(&dir);
+                    }
+                }
+                let from = st.live.as_ref().map(|l| l.version.clone());
+                st.record(HistoryEntry {
+                    at: Utc::now(),
+                    from,
+                    to: p.version.clone(),
+                    result: Outcome::Failed,
+                    duration_ms: 0,
+                    reason: "interrupted by a restart of the deployer; will retry".into(),
+                });
+                tracing::warn!(dewy_version = %p.version, "Interrupted deploy undone; the previous release stays live");
+            }
+            self.state_file.save(&st)?;
+        }
+        Ok(())
+    }
+}
