@@ -46,7 +46,9 @@ fn peak_rss_github(size: u64) -> (u64, Duration) {
     );
     wait_for("1 GiB deploy", LONG, || current_target(tmp.path()));
     let took = started.elapsed();
-    let len = std::fs::metadata(tmp.path().join("current/app")).map(|m| m.len()).unwrap_or(0);
+    let len = std::fs::metadata(tmp.path().join("current/app"))
+        .map(|m| m.len())
+        .unwrap_or(0);
     assert_eq!(len, size, "{}", d.log());
     let peak = status_kib(d.pid(), "VmHWM:");
     d.terminate(Duration::from_secs(30));
@@ -63,7 +65,9 @@ fn peak_rss_targz(size: u64) -> (u64, Duration) {
         let enc = flate2::write::GzEncoder::new(std::io::BufWriter::new(f), flate2::Compression::fast());
         let mut b = tar::Builder::new(enc);
         let files = 16u64;
-        let chunk: Vec<u8> = (0..(1u32 << 20)).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+        let chunk: Vec<u8> = (0..(1u32 << 20))
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
         for n in 0..files {
             let mut h = tar::Header::new_gnu();
             let len = size / files;
@@ -110,12 +114,34 @@ fn idle_rss() -> Vec<(&'static str, u64)> {
     )
     .unwrap();
     let api = fake.api_url();
-    let env = [("GITHUB_API_URL", api.as_str()), ("DEWY_BUS", bus.address.as_str()), ("GH_TOKEN", "")];
+    let env = [
+        ("GITHUB_API_URL", api.as_str()),
+        ("DEWY_BUS", bus.address.as_str()),
+        ("GH_TOKEN", ""),
+    ];
     let cfg_s = cfg.to_str().unwrap();
-    let deployer = Daemon::start(env!("CARGO_BIN_EXE_dewy-deployer"), &["app", "--config", cfg_s], &env, tmp.path(), &tmp.path().join("d.log"));
+    let deployer = Daemon::start(
+        env!("CARGO_BIN_EXE_dewy-deployer"),
+        &["app", "--config", cfg_s],
+        &env,
+        tmp.path(),
+        &tmp.path().join("d.log"),
+    );
     std::thread::sleep(Duration::from_millis(500));
-    let watcher = Daemon::start(env!("CARGO_BIN_EXE_dewy-watcher"), &["app", "--config", cfg_s], &env, tmp.path(), &tmp.path().join("w.log"));
-    let proxy = Daemon::start(env!("CARGO_BIN_EXE_dewy-proxy"), &["app"], &env, tmp.path(), &tmp.path().join("p.log"));
+    let watcher = Daemon::start(
+        env!("CARGO_BIN_EXE_dewy-watcher"),
+        &["app", "--config", cfg_s],
+        &env,
+        tmp.path(),
+        &tmp.path().join("w.log"),
+    );
+    let proxy = Daemon::start(
+        env!("CARGO_BIN_EXE_dewy-proxy"),
+        &["app"],
+        &env,
+        tmp.path(),
+        &tmp.path().join("p.log"),
+    );
     wait_for("first deploy", LONG, || current_target(&tmp.path().join("root")));
     std::thread::sleep(Duration::from_secs(10));
     vec![
@@ -149,7 +175,10 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let mb: u64 = std::env::var("DEWY_BENCH_ARTIFACT_MB").ok().and_then(|v| v.parse().ok()).unwrap_or(1024);
+    let mb: u64 = std::env::var("DEWY_BENCH_ARTIFACT_MB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1024);
     let size = mb << 20;
 
     let (ok200, ok304) = idle_hour_polls();

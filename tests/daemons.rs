@@ -15,7 +15,10 @@ const LONG: Duration = Duration::from_secs(60);
 const TOKEN: &str = "ghp_test_token";
 
 fn app_tar(version: &str) -> Vec<u8> {
-    tar_gz(&[("VERSION", 0o644, version.as_bytes()), ("bin/app", 0o755, b"#!/bin/sh\n")])
+    tar_gz(&[
+        ("VERSION", 0o644, version.as_bytes()),
+        ("bin/app", 0o755, b"#!/bin/sh\n"),
+    ])
 }
 
 fn release(version: &str) -> ReleaseSpec {
@@ -43,7 +46,10 @@ impl World {
         let root = tmp.path().join("root");
         std::fs::create_dir_all(&root).unwrap();
         let config = tmp.path().join("app.toml");
-        let hook = format!("echo \"$DEWY_PREVIOUS_VERSION -> $DEWY_VERSION\" >> {}/hooks.log", tmp.path().display());
+        let hook = format!(
+            "echo \"$DEWY_PREVIOUS_VERSION -> $DEWY_VERSION\" >> {}/hooks.log",
+            tmp.path().display()
+        );
         std::fs::write(
             &config,
             format!(
@@ -157,7 +163,9 @@ fn daemons_deploy_from_github_and_answer_operator_commands() {
     assert_eq!(code, 0, "{out}{err}");
     w.wait_live("v1.0.0");
     let checks = w.fake.list_requests_304();
-    wait_for("two more polls", LONG, || (w.fake.list_requests_304() >= checks + 2).then_some(()));
+    wait_for("two more polls", LONG, || {
+        (w.fake.list_requests_304() >= checks + 2).then_some(())
+    });
     assert_eq!(current_file(&w.root, "VERSION").as_deref(), Some("v1.0.0"));
     let (_, out, _) = w.dewy(&["status", "app", "--json"]);
     let status: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -179,7 +187,13 @@ fn daemons_deploy_from_github_and_answer_operator_commands() {
 
     let (code, out, _) = w.dewy(&["history", "app"]);
     assert_eq!(code, 0);
-    for want in ["- -> v1.0.0", "v1.0.0 -> v1.1.0", "v1.1.0 -> v1.0.0", "rolled-back", "operator"] {
+    for want in [
+        "- -> v1.0.0",
+        "v1.0.0 -> v1.1.0",
+        "v1.1.0 -> v1.0.0",
+        "rolled-back",
+        "operator",
+    ] {
         assert!(out.contains(want), "missing {want:?} in history:\n{out}");
     }
 
@@ -187,7 +201,13 @@ fn daemons_deploy_from_github_and_answer_operator_commands() {
     assert!(watcher.terminate(Duration::from_secs(20)).success());
     assert!(deployer.terminate(Duration::from_secs(20)).success());
     let log = deployer.log();
-    for msg in ["Cached artifact", "Extract archive", "Create symlink", "Rolled back", "Shutting down gracefully"] {
+    for msg in [
+        "Cached artifact",
+        "Extract archive",
+        "Create symlink",
+        "Rolled back",
+        "Shutting down gracefully",
+    ] {
         assert!(log.contains(msg), "missing {msg:?} in deployer log:\n{log}");
     }
 }
@@ -206,7 +226,9 @@ fn sigkill_during_download_leaves_no_cache_entry_and_recovers() {
     w.fake
         .add_release(ReleaseSpec::new("v2.0.0").with_asset("app.tar.gz", AssetBody::generated(64 << 20, 7)));
     let cache = w.root.join(".dewy/cache");
-    wait_for("download of v2 in progress", LONG, || (!part_files(&cache).is_empty()).then_some(()));
+    wait_for("download of v2 in progress", LONG, || {
+        (!part_files(&cache).is_empty()).then_some(())
+    });
     deployer.kill9();
     assert!(!cache.join("v2.0.0--app.tar.gz").exists());
     assert_eq!(current_file(&w.root, "VERSION").as_deref(), Some("v1.0.0"));
@@ -215,10 +237,15 @@ fn sigkill_during_download_leaves_no_cache_entry_and_recovers() {
     // not an archive) is refused while v1 keeps serving.
     w.fake.set_cdn_stall(None);
     let deployer = w.deployer();
-    wait_for("v2 refused after restart", LONG, || deployer.log().contains("Deploy failed").then_some(()));
+    wait_for("v2 refused after restart", LONG, || {
+        deployer.log().contains("Deploy failed").then_some(())
+    });
     assert_eq!(current_file(&w.root, "VERSION").as_deref(), Some("v1.0.0"));
     assert!(part_files(&cache).is_empty(), "{:?}", part_files(&cache));
-    assert!(cache.join("v2.0.0--app.tar.gz").exists(), "the complete download is cached");
+    assert!(
+        cache.join("v2.0.0--app.tar.gz").exists(),
+        "the complete download is cached"
+    );
 }
 
 #[test]
@@ -226,7 +253,10 @@ fn daemon_with_bad_config_exits_78() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = tmp.path().join("app.toml");
     std::fs::write(&cfg, "registry = \"file:///x\"\nintervall = 5\n").unwrap();
-    for bin in [env!("CARGO_BIN_EXE_dewy-deployer"), env!("CARGO_BIN_EXE_dewy-watcher")] {
+    for bin in [
+        env!("CARGO_BIN_EXE_dewy-deployer"),
+        env!("CARGO_BIN_EXE_dewy-watcher"),
+    ] {
         let out = std::process::Command::new(bin)
             .args(["app", "--config", cfg.to_str().unwrap()])
             .output()
@@ -248,12 +278,25 @@ fn proxy_starts_owns_its_name_and_stops() {
         tmp.path(),
         &tmp.path().join("proxy.log"),
     );
-    wait_for("proxy ready", LONG, || proxy.log().contains("Proxy ready").then_some(()));
+    wait_for("proxy ready", LONG, || {
+        proxy.log().contains("Proxy ready").then_some(())
+    });
     let out = std::process::Command::new("busctl")
-        .args(["--address", &bus.address, "call", "io.dewy.Proxy.web", "/io/dewy/Proxy1", "io.dewy.Proxy1", "Status"])
+        .args([
+            "--address",
+            &bus.address,
+            "call",
+            "io.dewy.Proxy.web",
+            "/io/dewy/Proxy1",
+            "io.dewy.Proxy1",
+            "Status",
+        ])
         .output();
     if let Ok(out) = out {
-        assert!(String::from_utf8_lossy(&out.stdout).contains("backends"), "{out:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("backends"),
+            "{out:?}"
+        );
     }
     assert!(proxy.terminate(Duration::from_secs(10)).success());
 }

@@ -76,13 +76,19 @@ fn start(s: &Setup, extra: &[&str]) -> Daemon {
 fn deploys_new_versions_with_hooks_and_current_never_dangles() {
     let s = setup();
     publish(&s.registry, "v1.0.0", &site("v1.0.0"));
-    let hook = format!("env | grep ^DEWY_ | sort > {}/hook-$DEWY_VERSION.env", s.root.display());
+    let hook = format!(
+        "env | grep ^DEWY_ | sort > {}/hook-$DEWY_VERSION.env",
+        s.root.display()
+    );
     let mut d = start(&s, &["--after-deploy-hook", &hook]);
     wait_for("v1.0.0 live", LONG, || {
         (current_file(&s.root, "VERSION").as_deref() == Some("v1.0.0")).then_some(())
     });
     let mode = std::fs::metadata(s.root.join("current/bin/run")).unwrap();
-    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777, 0o755);
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
+        0o755
+    );
 
     // A reader that checks `current` resolves, all the time, while v1.1.0 is switched in.
     let stop = Arc::new(AtomicBool::new(false));
@@ -107,7 +113,11 @@ fn deploys_new_versions_with_hooks_and_current_never_dangles() {
     stop.store(true, Ordering::Relaxed);
     reader.join().unwrap();
     assert!(reads.load(Ordering::Relaxed) > 100, "the reader barely ran");
-    assert_eq!(misses.load(Ordering::Relaxed), 0, "current was missing or dangling during the switch");
+    assert_eq!(
+        misses.load(Ordering::Relaxed),
+        0,
+        "current was missing or dangling during the switch"
+    );
 
     let env = wait_for("after hook of v1.1.0", LONG, || {
         std::fs::read_to_string(s.root.join("hook-v1.1.0.env")).ok()
@@ -116,19 +126,39 @@ fn deploys_new_versions_with_hooks_and_current_never_dangles() {
     assert!(env.contains("DEWY_PREVIOUS_VERSION=v1.0.0"), "{env}");
     assert!(env.contains("DEWY_APP=registry"), "{env}");
     let target = current_target(&s.root).unwrap();
-    assert!(env.contains(&format!("DEWY_RELEASE_DIR={}", s.root.join("releases").join(&target).display())), "{env}");
+    assert!(
+        env.contains(&format!(
+            "DEWY_RELEASE_DIR={}",
+            s.root.join("releases").join(&target).display()
+        )),
+        "{env}"
+    );
     // Two releases kept, named by UTC timestamp.
     let names: Vec<String> = std::fs::read_dir(s.root.join("releases"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert_eq!(names.len(), 2, "{names:?}");
-    assert!(names.iter().all(|n| n.len() >= 16 && n.as_bytes()[8] == b'T' && n.contains('Z')), "{names:?}");
+    assert!(
+        names
+            .iter()
+            .all(|n| n.len() >= 16 && n.as_bytes()[8] == b'T' && n.contains('Z')),
+        "{names:?}"
+    );
 
     // Later polls skip the live version.
-    wait_for("a skipped poll", LONG, || d.log().contains("Deploy skipped").then_some(()));
+    wait_for("a skipped poll", LONG, || {
+        d.log().contains("Deploy skipped").then_some(())
+    });
     let log = d.log();
-    for msg in ["Dewy started", "Cached artifact", "Download notification", "Extract archive", "Create symlink", "Execute hook"] {
+    for msg in [
+        "Dewy started",
+        "Cached artifact",
+        "Download notification",
+        "Extract archive",
+        "Create symlink",
+        "Execute hook",
+    ] {
         assert!(log.contains(msg), "missing {msg:?} in log:\n{log}");
     }
     let status = d.terminate(Duration::from_secs(20));
@@ -146,7 +176,10 @@ fn broken_and_malicious_archives_are_refused_and_not_retried() {
     let good = current_target(&s.root).unwrap();
 
     // Path traversal.
-    let mut evil = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
+    let mut evil = tar::Builder::new(flate2::write::GzEncoder::new(
+        Vec::new(),
+        flate2::Compression::fast(),
+    ));
     let mut h = tar::Header::new_gnu();
     let data = b"owned";
     h.set_size(data.len() as u64);
@@ -156,24 +189,36 @@ fn broken_and_malicious_archives_are_refused_and_not_retried() {
     evil.append(&h, &data[..]).unwrap();
     let evil = evil.into_inner().unwrap().finish().unwrap();
     publish(&s.registry, "v1.1.0", &evil);
-    wait_for("v1.1.0 refused", LONG, || d.log().contains("Deploy failed").then_some(()));
+    wait_for("v1.1.0 refused", LONG, || {
+        d.log().contains("Deploy failed").then_some(())
+    });
     assert!(!s.root.join("escape").exists() && !s.root.join("releases/escape").exists());
     assert_eq!(current_target(&s.root).as_deref(), Some(good.as_str()));
     // Not retried at every poll.
-    wait_for("v1.1.0 skipped as bad", LONG, || d.log().contains("failed before").then_some(()));
+    wait_for("v1.1.0 skipped as bad", LONG, || {
+        d.log().contains("failed before").then_some(())
+    });
     assert_eq!(d.log().matches("Deploy failed").count(), 1, "{}", d.log());
 
     // Garbage that claims to be a tar.gz.
     publish(&s.registry, "v1.2.0", b"this is not gzip at all");
-    wait_for("v1.2.0 refused", LONG, || (d.log().matches("Deploy failed").count() == 2).then_some(()));
+    wait_for("v1.2.0 refused", LONG, || {
+        (d.log().matches("Deploy failed").count() == 2).then_some(())
+    });
 
     // A checksum that does not match.
     let tmp = s.registry.join(".tmp-v1.3.0");
     std::fs::create_dir_all(&tmp).unwrap();
     std::fs::write(tmp.join("site.tar.gz"), site("v1.3.0")).unwrap();
-    std::fs::write(tmp.join("checksums.txt"), format!("{}  site.tar.gz\n", "0".repeat(64))).unwrap();
+    std::fs::write(
+        tmp.join("checksums.txt"),
+        format!("{}  site.tar.gz\n", "0".repeat(64)),
+    )
+    .unwrap();
     std::fs::rename(&tmp, s.registry.join("v1.3.0")).unwrap();
-    wait_for("v1.3.0 refused", LONG, || (d.log().matches("Deploy failed").count() == 3).then_some(()));
+    wait_for("v1.3.0 refused", LONG, || {
+        (d.log().matches("Deploy failed").count() == 3).then_some(())
+    });
     assert!(d.log().contains("checksum"), "{}", d.log());
     assert_eq!(current_target(&s.root).as_deref(), Some(good.as_str()));
     assert_eq!(current_file(&s.root, "VERSION").as_deref(), Some("v1.0.0"));
@@ -196,7 +241,9 @@ fn grace_period_skips_quietly_then_fails_loudly() {
     // v2.0.0 is created, its artifact not uploaded yet.
     std::fs::create_dir_all(s.registry.join("v2.0.0")).unwrap();
     wait_for("grace-period skip", LONG, || {
-        d.log().contains("Artifact not found within grace period").then_some(())
+        d.log()
+            .contains("Artifact not found within grace period")
+            .then_some(())
     });
     assert!(!d.log().contains("level=ERROR"), "{}", d.log());
     drop(d);
@@ -206,7 +253,9 @@ fn grace_period_skips_quietly_then_fails_loudly() {
     nix::sys::stat::utimes(&s.registry.join("v2.0.0"), &two_hours_ago, &two_hours_ago).unwrap();
     let d = start(&s, &[]);
     wait_for("artifact-not-found error", LONG, || {
-        d.log().contains("level=ERROR msg=\"Artifact not found\"").then_some(())
+        d.log()
+            .contains("level=ERROR msg=\"Artifact not found\"")
+            .then_some(())
     });
 }
 
@@ -228,7 +277,8 @@ fn sigkill_during_extraction_leaves_a_consistent_state() {
         let mut h = tar::Header::new_gnu();
         h.set_size(1536 << 20);
         h.set_mode(0o644);
-        b.append_data(&mut h, "big.bin", std::io::repeat(0).take_exact(1536 << 20)).unwrap();
+        b.append_data(&mut h, "big.bin", std::io::repeat(0).take_exact(1536 << 20))
+            .unwrap();
         let mut h = tar::Header::new_gnu();
         h.set_size(7);
         h.set_mode(0o644);
@@ -238,9 +288,11 @@ fn sigkill_during_extraction_leaves_a_consistent_state() {
     std::fs::rename(&tmp, s.registry.join("v2.0.0")).unwrap();
     let releases = s.root.join("releases");
     wait_for("extraction of v2.0.0 started", LONG, || {
-        std::fs::read_dir(&releases).ok()?.flatten().any(|e| {
-            e.file_name().to_string_lossy().starts_with(".staging-")
-        }).then_some(())
+        std::fs::read_dir(&releases)
+            .ok()?
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with(".staging-"))
+            .then_some(())
     });
     d.kill9();
     assert_eq!(current_file(&s.root, "VERSION").as_deref(), Some("v1.0.0"));
@@ -248,7 +300,9 @@ fn sigkill_during_extraction_leaves_a_consistent_state() {
     // Restart: the staging dir is cleaned, v1 stays live until v2 is deployed again.
     let d = start(&s, &[]);
     wait_for("v2.0.0 live after restart", Duration::from_secs(120), || {
-        current_file(&s.root, "VERSION").filter(|v| v.trim() == "v2.0.0").map(|_| ())
+        current_file(&s.root, "VERSION")
+            .filter(|v| v.trim() == "v2.0.0")
+            .map(|_| ())
     });
     let log = d.log();
     assert!(log.contains("Removed staging directories"), "{log}");
@@ -272,7 +326,11 @@ impl<R: std::io::Read> TakeExact for R {}
 fn config_errors_exit_78_with_file_and_line() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = tmp.path().join("web.toml");
-    std::fs::write(&cfg, "registry = \"file:///srv/x\"\n\nbefore-deploy-hok = \"true\"\n").unwrap();
+    std::fs::write(
+        &cfg,
+        "registry = \"file:///srv/x\"\n\nbefore-deploy-hok = \"true\"\n",
+    )
+    .unwrap();
     let cfg_s = cfg.to_str().unwrap();
     let (code, _, err) = dewy(&["config", "check", cfg_s], &[]);
     assert_eq!(code, 78, "{err}");
@@ -301,7 +359,10 @@ fn config_errors_exit_78_with_file_and_line() {
     let (code, _, err) = dewy(&["server", "--registry", "file:///x", "--", "./app"], &[]);
     assert_eq!(code, 78);
     assert!(err.contains("server mode is not supported"), "{err}");
-    let (code, _, err) = dewy(&["assets", "--registry", "file:///x", "--notifier", "slack://c"], &[]);
+    let (code, _, err) = dewy(
+        &["assets", "--registry", "file:///x", "--notifier", "slack://c"],
+        &[],
+    );
     assert_eq!(code, 78);
     assert!(err.contains("notifier"), "{err}");
 }

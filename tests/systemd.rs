@@ -36,21 +36,37 @@ fn deployer_speaks_sd_notify() {
     std::fs::create_dir_all(tmp.path().join("reg")).unwrap();
     std::fs::write(
         &cfg,
-        format!("registry = \"file://{}/reg\"\nroot = \"{}/root\"\n", tmp.path().display(), tmp.path().display()),
+        format!(
+            "registry = \"file://{}/reg\"\nroot = \"{}/root\"\n",
+            tmp.path().display(),
+            tmp.path().display()
+        ),
     )
     .unwrap();
     let mut d = Daemon::start(
         env!("CARGO_BIN_EXE_dewy-deployer"),
         &["app", "--config", cfg.to_str().unwrap(), "--bus", &bus.address],
-        &[("NOTIFY_SOCKET", sock_path.to_str().unwrap()), ("WATCHDOG_USEC", "200000")],
+        &[
+            ("NOTIFY_SOCKET", sock_path.to_str().unwrap()),
+            ("WATCHDOG_USEC", "200000"),
+        ],
         tmp.path(),
         &tmp.path().join("deployer.log"),
     );
     let msgs = recv_all(&sock, Duration::from_secs(2));
-    let ready = msgs.iter().find(|m| m.contains("READY=1")).unwrap_or_else(|| panic!("no READY: {msgs:?}\n{}", d.log()));
+    let ready = msgs
+        .iter()
+        .find(|m| m.contains("READY=1"))
+        .unwrap_or_else(|| panic!("no READY: {msgs:?}\n{}", d.log()));
     assert!(ready.contains("STATUS=nothing live; idle"), "{ready}");
-    assert!(msgs.iter().filter(|m| m.contains("WATCHDOG=1")).count() >= 3, "{msgs:?}");
-    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(d.pid()), nix::sys::signal::Signal::SIGTERM);
+    assert!(
+        msgs.iter().filter(|m| m.contains("WATCHDOG=1")).count() >= 3,
+        "{msgs:?}"
+    );
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(d.pid()),
+        nix::sys::signal::Signal::SIGTERM,
+    );
     let msgs = recv_all(&sock, Duration::from_millis(500));
     assert!(msgs.iter().any(|m| m.contains("STOPPING=1")), "{msgs:?}");
     assert!(d.terminate(Duration::from_secs(10)).success());
@@ -62,11 +78,7 @@ struct Journald(Option<Child>);
 impl Journald {
     fn ensure() -> Journald {
         let socket = Path::new("/run/systemd/journal/socket");
-        let listening = || {
-            UnixDatagram::unbound()
-                .and_then(|s| s.connect(socket))
-                .is_ok()
-        };
+        let listening = || UnixDatagram::unbound().and_then(|s| s.connect(socket)).is_ok();
         if listening() {
             return Journald(None);
         }
@@ -100,12 +112,26 @@ fn journal_entries_carry_structured_fields() {
     let url = format!("file://{}/reg", tmp.path().display());
     let mut d = Daemon::start(
         env!("CARGO_BIN_EXE_dewy"),
-        &["assets", "--registry", &url, "--name", &app, "--log-format", "journal", "--bus", "none", "-i", "1"],
+        &[
+            "assets",
+            "--registry",
+            &url,
+            "--name",
+            &app,
+            "--log-format",
+            "journal",
+            "--bus",
+            "none",
+            "-i",
+            "1",
+        ],
         &[],
         &root,
         &tmp.path().join("dewy.log"),
     );
-    wait_for("deployed", LONG, || (current_file(&root, "VERSION").as_deref() == Some("v3.1.4")).then_some(()));
+    wait_for("deployed", LONG, || {
+        (current_file(&root, "VERSION").as_deref() == Some("v3.1.4")).then_some(())
+    });
     assert!(d.terminate(Duration::from_secs(10)).success());
     let entries = wait_for("journal entries", LONG, || {
         let out = Command::new("journalctl")
@@ -115,7 +141,10 @@ fn journal_entries_carry_structured_fields() {
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         text.contains("Create symlink").then_some(text)
     });
-    let entries: Vec<serde_json::Value> = entries.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let entries: Vec<serde_json::Value> = entries
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
     let cached = entries
         .iter()
         .find(|e| e["MESSAGE"] == "Cached artifact")
@@ -126,5 +155,8 @@ fn journal_entries_carry_structured_fields() {
     assert_eq!(cached["DEWY_CACHE_KEY"], "v3.1.4--site.tar.gz");
     let symlink = entries.iter().find(|e| e["MESSAGE"] == "Create symlink").unwrap();
     assert_eq!(symlink["MESSAGE_ID"], "5d3c2a1f0b8e4c7d9a6b1e2f3c4d5e62");
-    assert!(symlink["DEWY_RELEASE_DIR"].as_str().unwrap().contains("/releases/"));
+    assert!(symlink["DEWY_RELEASE_DIR"]
+        .as_str()
+        .unwrap()
+        .contains("/releases/"));
 }

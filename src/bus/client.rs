@@ -103,7 +103,8 @@ impl WatcherClient {
 /// Turn "name has no owner" into something an operator can act on.
 fn explain(e: zbus::Error) -> anyhow::Error {
     let text = e.to_string();
-    if text.contains("ServiceUnknown") || text.contains("NameHasNoOwner") || text.contains("was not provided") {
+    if text.contains("ServiceUnknown") || text.contains("NameHasNoOwner") || text.contains("was not provided")
+    {
         anyhow::anyhow!("{text}\n(is the daemon running? `systemctl status dewy@APP`, or start `dewy assets …` in the foreground)")
     } else {
         anyhow::Error::new(e)

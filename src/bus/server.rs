@@ -45,7 +45,8 @@ impl DeployerIface {
 
     /// The newest `limit` history entries as a JSON array, oldest first.
     async fn history(&self, limit: u32) -> fdo::Result<String> {
-        serde_json::to_string(&self.deployer.history(limit as usize)).map_err(|e| fdo::Error::Failed(e.to_string()))
+        serde_json::to_string(&self.deployer.history(limit as usize))
+            .map_err(|e| fdo::Error::Failed(e.to_string()))
     }
 
     /// The version live now ("" when none).

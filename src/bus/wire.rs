@@ -59,9 +59,18 @@ pub fn encode_result(r: &DeployResult) -> WireResult {
 /// Decode a deploy result.
 pub fn decode_result((kind, version, detail): WireResult) -> anyhow::Result<DeployResult> {
     Ok(match kind.as_str() {
-        "deployed" => DeployResult::Deployed { version, release: detail },
-        "skipped" => DeployResult::Skipped { version, reason: detail },
-        "failed" => DeployResult::Failed { version, error: detail },
+        "deployed" => DeployResult::Deployed {
+            version,
+            release: detail,
+        },
+        "skipped" => DeployResult::Skipped {
+            version,
+            reason: detail,
+        },
+        "failed" => DeployResult::Failed {
+            version,
+            error: detail,
+        },
         other => anyhow::bail!("unknown deploy result {other:?} from the deployer"),
     })
 }

@@ -64,7 +64,12 @@ pub fn deployer_main() -> i32 {
         };
         let _conn = match bus::serve_deployer(&bus, &app, deployer.clone()).await {
             Ok(c) => c,
-            Err(e) => return fail(&format!("publishing {} on the {bus} bus", bus::names::deployer_name(&app)), e),
+            Err(e) => {
+                return fail(
+                    &format!("publishing {} on the {bus} bus", bus::names::deployer_name(&app)),
+                    e,
+                )
+            }
         };
         let live = deployer.live_version().unwrap_or_else(|| "nothing".into());
         tracing::info!(dewy_version = %live, "Deployer ready");
@@ -156,7 +161,15 @@ pub fn proxy_main() -> i32 {
         let bus: BusChoice = args.bus.bus.parse().unwrap_or_default();
         let _conn = match bus::serve_proxy(&bus, &args.app).await {
             Ok(c) => c,
-            Err(e) => return fail(&format!("publishing {} on the {bus} bus", bus::names::proxy_name(&args.app)), e),
+            Err(e) => {
+                return fail(
+                    &format!(
+                        "publishing {} on the {bus} bus",
+                        bus::names::proxy_name(&args.app)
+                    ),
+                    e,
+                )
+            }
         };
         tracing::info!("Proxy ready (no backends)");
         notify::ready("no backends");

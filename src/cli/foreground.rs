@@ -96,7 +96,12 @@ pub async fn run(mode: Mode, args: RunArgs) -> i32 {
 
 /// Publish the deployer and watcher on a bus when possible; `auto` tries the system bus,
 /// then the session bus, and goes on without one.
-async fn publish(choice: &str, app: &str, deployer: Arc<Deployer>, watcher: Arc<Watcher>) -> Vec<zbus::Connection> {
+async fn publish(
+    choice: &str,
+    app: &str,
+    deployer: Arc<Deployer>,
+    watcher: Arc<Watcher>,
+) -> Vec<zbus::Connection> {
     let candidates: Vec<BusChoice> = match choice {
         "none" => return Vec::new(),
         "auto" => vec![BusChoice::System, BusChoice::Session],

@@ -24,7 +24,9 @@ pub fn dewy_main() -> i32 {
         Command::Assets(a) => return rt.block_on(foreground::run(crate::config::Mode::Assets, a)),
         Command::Server(a) => return rt.block_on(foreground::run(crate::config::Mode::Server, a)),
         Command::Container(a) => return rt.block_on(foreground::run(crate::config::Mode::Container, a)),
-        Command::Config(ConfigCommand::Check { file, app }) => return ops::config_check(&file, app.as_deref()),
+        Command::Config(ConfigCommand::Check { file, app }) => {
+            return ops::config_check(&file, app.as_deref())
+        }
         Command::Status(a) => rt.block_on(ops::status(a)),
         Command::History(a) => rt.block_on(ops::history(a)),
         Command::Deploy(a) => rt.block_on(ops::deploy(a)),

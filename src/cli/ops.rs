@@ -74,7 +74,12 @@ pub async fn status(a: AppArgs) -> anyhow::Result<i32> {
     println!("registry:  {}", s(&d, "registry"));
     println!("root:      {}", s(&d, "root"));
     match d.get("live").filter(|v| !v.is_null()) {
-        Some(l) => println!("live:      {} (releases/{}, since {})", s(l, "version"), s(l, "release"), s(l, "deployed_at")),
+        Some(l) => println!(
+            "live:      {} (releases/{}, since {})",
+            s(l, "version"),
+            s(l, "release"),
+            s(l, "deployed_at")
+        ),
         None => println!("live:      nothing deployed yet"),
     }
     if let Some(p) = d.get("previous").filter(|v| !v.is_null()) {
@@ -86,7 +91,12 @@ pub async fn status(a: AppArgs) -> anyhow::Result<i32> {
         println!("checked:   {}", s(w, "last_check"));
         println!("next:      {}", s(w, "next_check"));
         if let Some(last) = w.get("last").filter(|v| !v.is_null()) {
-            println!("last check: {} {} {}", s(last, "outcome"), s(last, "version"), s(last, "detail"));
+            println!(
+                "last check: {} {} {}",
+                s(last, "outcome"),
+                s(last, "version"),
+                s(last, "detail")
+            );
         }
     }
     if let Some(bad) = d.get("bad").and_then(|b| b.as_array()).filter(|b| !b.is_empty()) {
@@ -101,12 +111,18 @@ pub async fn status(a: AppArgs) -> anyhow::Result<i32> {
 pub async fn history(a: HistoryArgs) -> anyhow::Result<i32> {
     let conn = connect(&a.app.bus).await?;
     let app = pick_app(&conn, a.app.app.as_deref()).await?;
-    let h = DeployerClient::new(&conn, &app).await?.history_json(a.limit).await?;
+    let h = DeployerClient::new(&conn, &app)
+        .await?
+        .history_json(a.limit)
+        .await?;
     if a.app.json {
         println!("{h}");
         return Ok(0);
     }
-    println!("{:<25} {:<25} {:<12} {:>9}  REASON", "TIME", "FROM -> TO", "RESULT", "DURATION");
+    println!(
+        "{:<25} {:<25} {:<12} {:>9}  REASON",
+        "TIME", "FROM -> TO", "RESULT", "DURATION"
+    );
     for e in h.as_array().into_iter().flatten() {
         let s = |k: &str| e.get(k).and_then(|x| x.as_str()).unwrap_or("-").to_string();
         let ms = e.get("duration_ms").and_then(|x| x.as_u64()).unwrap_or(0);
@@ -139,7 +155,11 @@ pub async fn rollback(a: AppArgs) -> anyhow::Result<i32> {
 pub async fn forget_bad(a: VersionArgs) -> anyhow::Result<i32> {
     let conn = connect(&a.bus).await?;
     let app = pick_app(&conn, a.app.as_deref()).await?;
-    if DeployerClient::new(&conn, &app).await?.forget_bad(&a.version).await? {
+    if DeployerClient::new(&conn, &app)
+        .await?
+        .forget_bad(&a.version)
+        .await?
+    {
         println!("{} may be deployed again", a.version);
         Ok(0)
     } else {
@@ -153,7 +173,11 @@ pub async fn check_now(a: AppArgs) -> anyhow::Result<i32> {
     let app = pick_app(&conn, a.app.as_deref()).await?;
     let (outcome, version, detail) = WatcherClient::new(&conn, &app).await?.check_now().await?;
     println!("{outcome} {version} {detail}");
-    Ok(if matches!(outcome.as_str(), "error" | "failed") { 1 } else { 0 })
+    Ok(if matches!(outcome.as_str(), "error" | "failed") {
+        1
+    } else {
+        0
+    })
 }
 
 /// `dewy config check FILE`: validate and print the effective settings (exit 78 when bad).

@@ -104,10 +104,7 @@ pub enum ConfigError {
         message: String,
     },
     #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     #[error("{0}")]
     Invalid(String),
 }
@@ -115,10 +112,7 @@ pub enum ConfigError {
 /// Parse one TOML file into a layer, reporting unknown keys and bad values with file:line.
 pub fn parse_layer(path: &Path, text: &str) -> Result<Layer, ConfigError> {
     toml::from_str::<Layer>(text).map_err(|e| {
-        let (line, column) = e
-            .span()
-            .map(|span| line_col(text, span.start))
-            .unwrap_or((1, 1));
+        let (line, column) = e.span().map(|span| line_col(text, span.start)).unwrap_or((1, 1));
         ConfigError::At {
             path: path.to_path_buf(),
             line,
@@ -224,7 +218,11 @@ mod tests {
         for d in [&low, &high] {
             std::fs::create_dir_all(d.join("app.toml.d")).unwrap();
         }
-        std::fs::write(low.join("app.toml"), "registry = \"file:///low\"\nkeep-releases = 3\n").unwrap();
+        std::fs::write(
+            low.join("app.toml"),
+            "registry = \"file:///low\"\nkeep-releases = 3\n",
+        )
+        .unwrap();
         std::fs::write(high.join("app.toml"), "registry = \"file:///high\"\n").unwrap();
         std::fs::write(low.join("app.toml.d/10-a.toml"), "keep-releases = 4\n").unwrap();
         std::fs::write(high.join("app.toml.d/10-a.toml"), "keep-releases = 5\n").unwrap();

@@ -127,10 +127,11 @@ fn resolve(app: &str, l: Layer, files: Vec<PathBuf>, foreground: bool) -> Result
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let registry = l
-        .registry
-        .clone()
-        .ok_or_else(|| invalid(format!("registry is not set (in {where_}); e.g. registry = \"ghr://owner/repo\"")))?;
+    let registry = l.registry.clone().ok_or_else(|| {
+        invalid(format!(
+            "registry is not set (in {where_}); e.g. registry = \"ghr://owner/repo\""
+        ))
+    })?;
     crate::registry::parse_url(&registry).map_err(|e| invalid(format!("registry: {e:#}")))?;
     let mode = l.mode.unwrap_or(Mode::Assets);
     match mode {
@@ -224,7 +225,13 @@ pub fn app_name_from_registry(registry: &str) -> String {
     let last = last.split(':').next().unwrap_or(last);
     let name: String = last
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect();
     let name = name.trim_start_matches('.').to_string();
     if name.is_empty() {
@@ -240,7 +247,10 @@ mod tests {
 
     #[test]
     fn app_names() {
-        assert_eq!(app_name_from_registry("ghr://linyows/myapp?pre-release=true"), "myapp");
+        assert_eq!(
+            app_name_from_registry("ghr://linyows/myapp?pre-release=true"),
+            "myapp"
+        );
         assert_eq!(app_name_from_registry("file:///srv/releases/web/"), "web");
         assert!(validate_app_name("my-app_1.0").is_ok());
         assert!(validate_app_name("../x").is_err());

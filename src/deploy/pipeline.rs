@@ -128,7 +128,13 @@ impl Deployer {
         None
     }
 
-    async fn deploy(&self, release: &Release, key: &str, trigger: Trigger, started: Instant) -> Result<String, StepError> {
+    async fn deploy(
+        &self,
+        release: &Release,
+        key: &str,
+        trigger: Trigger,
+        started: Instant,
+    ) -> Result<String, StepError> {
         let version = &release.version;
         let sha256 = self.fetch_artifact(release, key).await?;
         tracing::info!(
@@ -272,10 +278,17 @@ impl Deployer {
                 .map_err(|e| StepError::transient(anyhow!(e).context("hashing the cached artifact")))?;
             match &expected {
                 Some(exp) if *exp != actual => {
-                    tracing::warn!(dewy_cache_key = key, "Cached artifact does not match the published checksum; downloading again");
+                    tracing::warn!(
+                        dewy_cache_key = key,
+                        "Cached artifact does not match the published checksum; downloading again"
+                    );
                 }
                 _ => {
-                    tracing::info!(message_id = MSG_DOWNLOAD, dewy_cache_key = key, "Artifact found in cache");
+                    tracing::info!(
+                        message_id = MSG_DOWNLOAD,
+                        dewy_cache_key = key,
+                        "Artifact found in cache"
+                    );
                     return Ok(Some(actual));
                 }
             }
@@ -307,9 +320,14 @@ impl Deployer {
                     StoreError::ChecksumMismatch { actual, .. } => Some(actual.clone()),
                     _ => None,
                 };
-                Err(StepError::release(anyhow!(e).context(format!("verifying {}", release.artifact)), actual))
+                Err(StepError::release(
+                    anyhow!(e).context(format!("verifying {}", release.artifact)),
+                    actual,
+                ))
             }
-            Err(e) => Err(StepError::transient(anyhow!(e).context(format!("downloading {}", release.artifact)))),
+            Err(e) => Err(StepError::transient(
+                anyhow!(e).context(format!("downloading {}", release.artifact)),
+            )),
         }
     }
 
@@ -325,13 +343,21 @@ impl Deployer {
         match crate::artifact::checksum::parse_expected(&text, &release.artifact) {
             Some(sum) => Ok(Some(sum)),
             None => Err(StepError::release(
-                anyhow!("the release publishes checksums but none for {}", release.artifact),
+                anyhow!(
+                    "the release publishes checksums but none for {}",
+                    release.artifact
+                ),
                 None,
             )),
         }
     }
 
-    async fn extract(&self, release: &Release, key: &str, sha256: Option<String>) -> Result<PathBuf, StepError> {
+    async fn extract(
+        &self,
+        release: &Release,
+        key: &str,
+        sha256: Option<String>,
+    ) -> Result<PathBuf, StepError> {
         let staging = self
             .releases
             .create_staging()
@@ -357,7 +383,10 @@ impl Deployer {
             Ok(stats) => stats,
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&staging);
-                return Err(StepError::release(e.context(format!("extracting {}", release.artifact)), sha256));
+                return Err(StepError::release(
+                    e.context(format!("extracting {}", release.artifact)),
+                    sha256,
+                ));
             }
         };
         let dir = self
@@ -385,7 +414,10 @@ impl Deployer {
         vec![
             ("DEWY_APP".into(), self.settings.app.clone()),
             ("DEWY_VERSION".into(), version.to_string()),
-            ("DEWY_PREVIOUS_VERSION".into(), previous.unwrap_or_default().to_string()),
+            (
+                "DEWY_PREVIOUS_VERSION".into(),
+                previous.unwrap_or_default().to_string(),
+            ),
             ("DEWY_RELEASE_DIR".into(), dir.display().to_string()),
         ]
     }
@@ -407,7 +439,11 @@ impl Deployer {
             .map(|l| self.releases.releases_dir().join(&l.release))
             .collect();
         match self.releases.prune(self.settings.keep_releases, &protect) {
-            Ok(removed) => tracing::info!(count = self.settings.keep_releases, removed = removed.len(), "Keep releases"),
+            Ok(removed) => tracing::info!(
+                count = self.settings.keep_releases,
+                removed = removed.len(),
+                "Keep releases"
+            ),
             Err(e) => tracing::warn!(error = %e, "Keep releases failure"),
         }
         let keys: Vec<String> = [&live, &previous]
@@ -422,5 +458,7 @@ impl Deployer {
 }
 
 pub(super) fn dir_name(p: &Path) -> String {
-    p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }

@@ -72,9 +72,15 @@ impl Deployer {
 
     /// Repair what a crash left: staging dirs, a deploy that was cut short.
     pub(super) fn recover(&self) -> anyhow::Result<()> {
-        let cleaned = self.releases.clean_staging().context("cleaning staging directories")?;
+        let cleaned = self
+            .releases
+            .clean_staging()
+            .context("cleaning staging directories")?;
         if cleaned > 0 {
-            tracing::warn!(count = cleaned, "Removed staging directories left by an interrupted deploy");
+            tracing::warn!(
+                count = cleaned,
+                "Removed staging directories left by an interrupted deploy"
+            );
         }
         let current = self.releases.current().ok().flatten().map(|p| dir_name(&p));
         let mut st = self.lock_state();
@@ -98,7 +104,8 @@ impl Deployer {
                     to: p.version.clone(),
                     result: Outcome::Recovered,
                     duration_ms: 0,
-                    reason: "deploy finished before a restart of the deployer; after-deploy hook not run".into(),
+                    reason: "deploy finished before a restart of the deployer; after-deploy hook not run"
+                        .into(),
                 });
                 tracing::warn!(dewy_version = %p.version, "Interrupted deploy had switched current; keeping it live");
             } else {

@@ -126,7 +126,9 @@ pub fn choose_for<'a>(names: &[&'a str], explicit: Option<&str>, os: &str, arch:
 /// The one archive that names no OS and no architecture at all (a static site, a bundle of
 /// scripts): assets are often the same for every host. Ambiguity (several such archives) picks none.
 fn platform_neutral<'a>(names: &[&'a str]) -> Option<&'a str> {
-    const OS_WORDS: &[&str] = &["linux", "darwin", "macos", "windows", "freebsd", "netbsd", "openbsd"];
+    const OS_WORDS: &[&str] = &[
+        "linux", "darwin", "macos", "windows", "freebsd", "netbsd", "openbsd",
+    ];
     const ARCH_WORDS: &[&str] = &[
         "x86_64", "amd64", "x64", "aarch64", "arm64", "arm", "armv7", "armv6", "armhf", "i686", "i386",
         "386", "x86", "riscv64", "ppc64le", "s390x", "mips", "mips64", "loong64",
@@ -179,9 +181,15 @@ mod tests {
 
     #[test]
     fn single_platform_neutral_archive() {
-        assert_eq!(choose_for(&["site.tar.gz", "checksums.txt"], None, "linux", "x86_64"), Some("site.tar.gz"));
+        assert_eq!(
+            choose_for(&["site.tar.gz", "checksums.txt"], None, "linux", "x86_64"),
+            Some("site.tar.gz")
+        );
         assert_eq!(choose_for(&["a.tar.gz", "b.zip"], None, "linux", "x86_64"), None);
-        assert_eq!(choose_for(&["app_linux_arm64.tar.gz"], None, "linux", "x86_64"), None);
+        assert_eq!(
+            choose_for(&["app_linux_arm64.tar.gz"], None, "linux", "x86_64"),
+            None
+        );
     }
 
     #[test]

@@ -13,7 +13,6 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
 use tokio::task::JoinHandle;
 
-/// Journal MESSAGE_ID of the hook log lines.
 use crate::logging::MSG_HOOK;
 
 /// Most output kept per stream; beyond it only the tail is kept.

@@ -141,7 +141,10 @@ impl Watcher {
     async fn check_inner(&self) -> CheckReport {
         let release = match self.registry.latest().await {
             Ok(r) => r,
-            Err(CheckError::ArtifactNotFound { version, published_at }) => {
+            Err(CheckError::ArtifactNotFound {
+                version,
+                published_at,
+            }) => {
                 return self.artifact_missing(version, published_at);
             }
             Err(CheckError::RateLimited { retry_after }) => {
@@ -153,7 +156,11 @@ impl Watcher {
                     retry_after = %format_duration(retry_after),
                     "Registry rate limit reached; waiting before the next check"
                 );
-                return report("rate-limited", "", format!("retry after {}", format_duration(retry_after)));
+                return report(
+                    "rate-limited",
+                    "",
+                    format!("retry after {}", format_duration(retry_after)),
+                );
             }
             Err(e) => {
                 let error = format!("{e:#}");
@@ -182,9 +189,8 @@ impl Watcher {
 
     fn artifact_missing(&self, version: String, published_at: Option<DateTime<Utc>>) -> CheckReport {
         let grace = format_duration(self.grace_period);
-        let within = published_at.is_some_and(|t| {
-            chrono::Duration::from_std(self.grace_period).is_ok_and(|g| Utc::now() - t < g)
-        });
+        let within = published_at
+            .is_some_and(|t| chrono::Duration::from_std(self.grace_period).is_ok_and(|g| Utc::now() - t < g));
         if within {
             tracing::debug!(
                 message_id = MSG_SKIP,
@@ -193,7 +199,11 @@ impl Watcher {
                 grace_period = %grace,
                 "Artifact not found within grace period"
             );
-            report("grace-period", &version, format!("artifact not found; within the {grace} grace period"))
+            report(
+                "grace-period",
+                &version,
+                format!("artifact not found; within the {grace} grace period"),
+            )
         } else {
             let error = format!("artifact for {version} not found (past the {grace} grace period)");
             tracing::error!(message_id = MSG_FAILURE, dewy_version = %version, error = %error, "Artifact not found");
