@@ -300,3 +300,26 @@ fn proxy_starts_owns_its_name_and_stops() {
     }
     assert!(proxy.terminate(Duration::from_secs(10)).success());
 }
+
+#[test]
+fn foreground_run_publishes_the_same_interfaces() {
+    let w = World::new();
+    w.fake.add_release(release("v1.0.0"));
+    let env = w.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut d = Daemon::start(
+        env!("CARGO_BIN_EXE_dewy"),
+        &["assets", "--config", w.config.to_str().unwrap(), "--name", "app"],
+        &env,
+        w.tmp.path(),
+        &w.tmp.path().join("dewy.log"),
+    );
+    w.wait_live("v1.0.0");
+    let (code, out, err) = w.dewy(&["status", "app"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("live:      v1.0.0"), "{out}");
+    let (code, out, _) = w.dewy(&["check-now", "app"]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("skipped v1.0.0"), "{out}");
+    assert!(d.terminate(Duration::from_secs(20)).success());
+}
