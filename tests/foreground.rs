@@ -366,3 +366,75 @@ fn config_errors_exit_78_with_file_and_line() {
     assert_eq!(code, 78);
     assert!(err.contains("notifier"), "{err}");
 }
+
+#[test]
+fn before_hook_failure_continues_or_aborts_as_configured_and_json_logs() {
+    let s = setup();
+    publish(&s.registry, "v1.0.0", &site("v1.0.0"));
+    let cfg = s.root.join("../web.toml");
+    let write_cfg = |policy: &str| {
+        std::fs::write(
+            &cfg,
+            format!(
+                "registry = \"file://{}?artifact=site.tar.gz\"\ninterval = 1\nbefore-deploy-hook = \"echo migrating $DEWY_VERSION; test -f VERSION && exit 3\"\nbefore-hook-failure = \"{policy}\"\nlog-format = \"json\"\n",
+                s.registry.display()
+            ),
+        )
+        .unwrap();
+    };
+    write_cfg("continue");
+    let cfg_s = cfg.to_str().unwrap().to_string();
+    let run = |log: &str| {
+        Daemon::start(
+            env!("CARGO_BIN_EXE_dewy"),
+            &["assets", "--config", &cfg_s, "--bus", "none"],
+            &[],
+            &s.root,
+            &s.root.join(log),
+        )
+    };
+    // continue: the failed hook (it ran inside the new release: VERSION exists) is recorded, the deploy goes on.
+    let d = run("../continue.log");
+    wait_for("v1.0.0 live", LONG, || {
+        (current_file(&s.root, "VERSION").as_deref() == Some("v1.0.0")).then_some(())
+    });
+    let log = d.log();
+    let lines: Vec<serde_json::Value> = log.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    assert!(!lines.is_empty(), "{log}");
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["time"].is_string() && l["level"].is_string() && l["msg"].is_string()),
+        "{log}"
+    );
+    let hook = lines
+        .iter()
+        .find(|l| l["msg"] == "Execute hook failed")
+        .expect("hook failure logged");
+    assert_eq!(hook["exit_code"], 3, "{hook}");
+    assert!(
+        hook["stdout"].as_str().unwrap().contains("migrating v1.0.0"),
+        "{hook}"
+    );
+    assert!(
+        lines.iter().any(|l| l["msg"] == "Before deploy hook failure"),
+        "{log}"
+    );
+    drop(d);
+
+    // abort: the deploy stops, the previous release keeps serving.
+    write_cfg("abort");
+    publish(&s.registry, "v1.1.0", &site("v1.1.0"));
+    let d = run("../abort.log");
+    wait_for("aborted deploy", LONG, || {
+        d.log().contains("Deploy failed").then_some(())
+    });
+    assert!(d.log().contains("before-deploy hook failed"), "{}", d.log());
+    assert_eq!(current_file(&s.root, "VERSION").as_deref(), Some("v1.0.0"));
+    // Not marked bad: the next check tries again.
+    wait_for("retry at the next check", LONG, || {
+        (d.log().matches("Deploy failed").count() >= 2).then_some(())
+    });
+    let releases = std::fs::read_dir(s.root.join("releases")).unwrap().count();
+    assert_eq!(releases, 1, "the aborted release directory is removed");
+}

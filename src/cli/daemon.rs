@@ -40,23 +40,39 @@ fn fail(what: &str, e: impl std::fmt::Display) -> i32 {
     1
 }
 
+/// What every daemon needs before its own work: arguments, settings with logging, a registry,
+/// the bus to use and a runtime.
+struct Prepared {
+    settings: Settings,
+    registry: Arc<dyn registry::Registry>,
+    bus: BusChoice,
+    rt: tokio::runtime::Runtime,
+}
+
+fn prepare(identifier: &str) -> Result<Prepared, i32> {
+    let args = DaemonArgs::parse();
+    let settings = load(&args, identifier)?;
+    let registry = open_registry(&settings).map_err(|e| fail("opening the registry", format!("{e:#}")))?;
+    Ok(Prepared {
+        settings,
+        registry,
+        bus: args.bus.bus.parse().unwrap_or_default(),
+        rt: runtime()?,
+    })
+}
+
 /// `dewy-deployer APP`.
 pub fn deployer_main() -> i32 {
-    let args = DaemonArgs::parse();
-    let settings = match load(&args, "dewy-deployer") {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
-    let rt = match runtime() {
-        Ok(rt) => rt,
+    let Prepared {
+        settings,
+        registry,
+        bus,
+        rt,
+    } = match prepare("dewy-deployer") {
+        Ok(p) => p,
         Err(code) => return code,
     };
     rt.block_on(async move {
-        let bus: BusChoice = args.bus.bus.parse().unwrap_or_default();
-        let registry = match open_registry(&settings) {
-            Ok(r) => r,
-            Err(e) => return fail("opening the registry", format!("{e:#}")),
-        };
         let app = settings.app.clone();
         let deployer = match Deployer::open(settings, registry) {
             Ok(d) => d,
@@ -86,21 +102,16 @@ pub fn deployer_main() -> i32 {
 
 /// `dewy-watcher APP`.
 pub fn watcher_main() -> i32 {
-    let args = DaemonArgs::parse();
-    let settings = match load(&args, "dewy-watcher") {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
-    let rt = match runtime() {
-        Ok(rt) => rt,
+    let Prepared {
+        settings,
+        registry,
+        bus,
+        rt,
+    } = match prepare("dewy-watcher") {
+        Ok(p) => p,
         Err(code) => return code,
     };
     rt.block_on(async move {
-        let bus: BusChoice = args.bus.bus.parse().unwrap_or_default();
-        let registry = match open_registry(&settings) {
-            Ok(r) => r,
-            Err(e) => return fail("opening the registry", format!("{e:#}")),
-        };
         let conn = match bus.connect().await {
             Ok(c) => c,
             Err(e) => return fail(&format!("connecting to the {bus} bus"), e),

@@ -24,17 +24,19 @@ impl fmt::Display for DurationValue {
     }
 }
 
+/// A config value written either as a bare integer or as text with a unit.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum IntOrText {
+    Int(u64),
+    Text(String),
+}
+
 impl<'de> Deserialize<'de> for DurationValue {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Int(u64),
-            Text(String),
-        }
-        match Raw::deserialize(d)? {
-            Raw::Int(n) => Ok(DurationValue(Duration::from_secs(n))),
-            Raw::Text(t) => t.parse().map_err(serde::de::Error::custom),
+        match IntOrText::deserialize(d)? {
+            IntOrText::Int(n) => Ok(DurationValue(Duration::from_secs(n))),
+            IntOrText::Text(t) => t.parse().map_err(serde::de::Error::custom),
         }
     }
 }
@@ -129,15 +131,9 @@ impl std::str::FromStr for ByteSize {
 
 impl<'de> Deserialize<'de> for ByteSize {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Int(u64),
-            Text(String),
-        }
-        match Raw::deserialize(d)? {
-            Raw::Int(n) => Ok(ByteSize(n)),
-            Raw::Text(t) => t.parse().map_err(serde::de::Error::custom),
+        match IntOrText::deserialize(d)? {
+            IntOrText::Int(n) => Ok(ByteSize(n)),
+            IntOrText::Text(t) => t.parse().map_err(serde::de::Error::custom),
         }
     }
 }
