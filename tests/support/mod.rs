@@ -2,8 +2,10 @@
 #![allow(dead_code)]
 
 pub mod dbus;
+pub mod gcs;
 pub mod github;
 pub mod proc;
+pub mod s3;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
