@@ -9,6 +9,8 @@ pub mod cli;
 pub mod config;
 pub mod deploy;
 pub mod logging;
+pub mod metrics;
+pub mod notify;
 pub mod registry;
 pub mod release;
 pub mod systemd;

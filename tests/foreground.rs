@@ -360,11 +360,17 @@ fn config_errors_exit_78_with_file_and_line() {
     assert_eq!(code, 78);
     assert!(err.contains("server mode is not supported"), "{err}");
     let (code, _, err) = dewy(
-        &["assets", "--registry", "file:///x", "--notifier", "slack://c"],
+        &["assets", "--registry", "file:///x", "--notifier", "teams://c"],
         &[],
     );
     assert_eq!(code, 78);
-    assert!(err.contains("notifier"), "{err}");
+    assert!(err.contains("notifier teams://c: unknown scheme"), "{err}");
+    let (code, _, err) = dewy(
+        &["assets", "--registry", "file:///x", "--notifier", "slack://c"],
+        &[("SLACK_TOKEN", ""), ("CREDENTIALS_DIRECTORY", "/nonexistent")],
+    );
+    assert_eq!(code, 78);
+    assert!(err.contains("notifier slack://c: no bot token"), "{err}");
 }
 
 #[test]

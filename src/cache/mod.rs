@@ -1,6 +1,7 @@
 //! Artifact cache: a directory of downloaded artifacts, one file per `tag--artifact` key,
 //! written atomically (temp file, fsync, rename) and verified by SHA-256 as they stream in.
 
+pub mod shared;
 mod store;
 
 use std::fs;

@@ -125,9 +125,12 @@ pub struct RunArgs {
     /// Port(s) of the app (server) or proxy:container mapping (container).
     #[arg(short = 'p', long)]
     pub port: Vec<String>,
-    /// Notifier URL (slack://, mail://, smtp://).
+    /// Notifier URL (slack://, slack+https://, mail://, smtp://, webhook+https://); repeatable.
     #[arg(long)]
     pub notifier: Vec<String>,
+    /// Also serve the Prometheus metrics on this loopback address (e.g. 127.0.0.1:9101).
+    #[arg(long)]
+    pub metrics_listen: Option<String>,
     /// Shared cache URL (s3://, gs://).
     #[arg(short = 'c', long)]
     pub cache: Option<String>,
@@ -240,6 +243,7 @@ impl RunArgs {
             calver: self.calver.clone(),
             cache: self.cache.clone(),
             notifier: (!self.notifier.is_empty()).then(|| self.notifier.clone()),
+            metrics_listen: self.metrics_listen.clone(),
             port: (!self.port.is_empty()).then(|| self.port.clone()),
             command: (!self.command.is_empty()).then(|| self.command.clone()),
             ..Layer::default()

@@ -6,10 +6,12 @@ use std::time::Duration;
 use clap::Parser;
 
 use super::args::DaemonArgs;
+use super::observe::Observers;
 use super::{config_failure, init_logging, runtime, shutdown_signal};
 use crate::bus::{self, client::DeployerClient, BusChoice};
 use crate::config::{self, Settings, Sources};
 use crate::deploy::Deployer;
+use crate::notify::Event;
 use crate::registry::{self, OpenOptions};
 use crate::systemd::notify;
 use crate::watch::Watcher;
@@ -29,6 +31,7 @@ fn load(args: &DaemonArgs, identifier: &str) -> Result<Settings, i32> {
 fn open_registry(settings: &Settings) -> anyhow::Result<Arc<dyn registry::Registry>> {
     let opts = OpenOptions {
         slot: settings.slot.clone(),
+        cache: settings.cache.clone(),
         ..OpenOptions::default()
     };
     registry::open(&settings.registry, &opts)
@@ -74,10 +77,16 @@ pub fn deployer_main() -> i32 {
     };
     rt.block_on(async move {
         let app = settings.app.clone();
+        let observers = match Observers::start(&settings, "metrics.sock", true).await {
+            Ok(o) => o,
+            Err(code) => return code,
+        };
+        let mode = settings.mode.to_string();
         let deployer = match Deployer::open(settings, registry) {
             Ok(d) => d,
             Err(e) => return fail("opening the deployer", format!("{e:#}")),
         };
+        deployer.set_events(observers.sink());
         let _conn = match bus::serve_deployer(&bus, &app, deployer.clone()).await {
             Ok(c) => c,
             Err(e) => {
@@ -89,13 +98,15 @@ pub fn deployer_main() -> i32 {
         };
         let live = deployer.live_version().unwrap_or_else(|| "nothing".into());
         tracing::info!(dewy_version = %live, "Deployer ready");
+        observers.emit(Event::Started { command: mode });
         notify::ready(&format!("{live} live; idle"));
         notify::spawn_watchdog();
-        shutdown_signal().await;
+        let signal = shutdown_signal().await;
         notify::stopping();
-        tracing::info!("Shutting down gracefully");
+        tracing::info!(signal, "Shutting down gracefully");
         // Let a deploy in flight finish its current step; recovery covers the rest.
         let _ = tokio::time::timeout(Duration::from_secs(60), deployer.wait_idle()).await;
+        observers.stopped(signal, true).await;
         0
     })
 }
@@ -127,6 +138,12 @@ pub fn watcher_main() -> i32 {
             settings.interval,
             settings.grace_period,
         );
+        // Check metrics go to their own socket; start and stop are announced by the deployer.
+        let observers = match Observers::start(&settings, "watcher-metrics.sock", false).await {
+            Ok(o) => o,
+            Err(code) => return code,
+        };
+        watcher.set_events(&settings.app, observers.sink());
         if let Err(e) = publish_watcher(&conn, &settings.app, watcher.clone()).await {
             return fail("publishing the watcher", e);
         }
@@ -134,9 +151,10 @@ pub fn watcher_main() -> i32 {
         notify::ready(&format!("watching {}", settings.registry));
         notify::spawn_watchdog();
         let poll = tokio::spawn(watcher.clone().run());
-        shutdown_signal().await;
+        let signal = shutdown_signal().await;
         notify::stopping();
         poll.abort();
+        observers.stopped(signal, false).await;
         0
     })
 }

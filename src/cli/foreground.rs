@@ -7,10 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::args::RunArgs;
+use super::observe::Observers;
 use super::{config_failure, init_logging, shutdown_signal};
 use crate::bus::{self, BusChoice};
 use crate::config::{self, Mode, Sources};
 use crate::deploy::Deployer;
+use crate::notify::Event;
 use crate::registry::{self, OpenOptions};
 use crate::systemd::notify;
 use crate::watch::Watcher;
@@ -51,6 +53,7 @@ pub async fn run(mode: Mode, args: RunArgs) -> i32 {
     }
     let opts = OpenOptions {
         slot: settings.slot.clone(),
+        cache: settings.cache.clone(),
         ..OpenOptions::default()
     };
     let registry = match registry::open(&settings.registry, &opts) {
@@ -74,6 +77,12 @@ pub async fn run(mode: Mode, args: RunArgs) -> i32 {
         settings.interval,
         settings.grace_period,
     );
+    let observers = match Observers::start(&settings, "metrics.sock", true).await {
+        Ok(o) => o,
+        Err(code) => return code,
+    };
+    deployer.set_events(observers.sink());
+    watcher.set_events(&app, observers.sink());
     let _bus = publish(&args.bus, &app, deployer.clone(), watcher.clone()).await;
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
@@ -83,14 +92,18 @@ pub async fn run(mode: Mode, args: RunArgs) -> i32 {
         interval = %config::values::format_duration(settings.interval),
         "Dewy started"
     );
+    observers.emit(Event::Started {
+        command: mode.to_string(),
+    });
     notify::ready(&format!("watching {}", settings.registry));
     notify::spawn_watchdog();
     let poll = tokio::spawn(watcher.run());
-    shutdown_signal().await;
-    tracing::info!("Shutting down gracefully");
+    let signal = shutdown_signal().await;
+    tracing::info!(signal, "Shutting down gracefully");
     notify::stopping();
     let _ = tokio::time::timeout(Duration::from_secs(60), deployer.wait_idle()).await;
     poll.abort();
+    observers.stopped(signal, true).await;
     0
 }
 

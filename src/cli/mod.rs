@@ -3,6 +3,7 @@
 pub mod args;
 mod daemon;
 mod foreground;
+mod observe;
 mod ops;
 
 pub use daemon::{deployer_main, proxy_main, watcher_main};
@@ -76,8 +77,8 @@ fn init_logging(settings: &Settings, identifier: &str) -> Result<(), i32> {
     })
 }
 
-/// Wait for SIGTERM, SIGINT or SIGQUIT.
-async fn shutdown_signal() {
+/// Wait for SIGTERM, SIGINT or SIGQUIT; returns the signal's name.
+async fn shutdown_signal() -> &'static str {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).ok();
     let mut quit = signal(SignalKind::quit()).ok();
@@ -98,8 +99,8 @@ async fn shutdown_signal() {
         }
     };
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term_fut => {}
-        _ = quit_fut => {}
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+        _ = term_fut => "SIGTERM",
+        _ = quit_fut => "SIGQUIT",
     }
 }

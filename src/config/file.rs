@@ -73,6 +73,7 @@ pub struct Layer {
     pub calver: Option<String>,
     pub cache: Option<String>,
     pub notifier: Option<Vec<String>>,
+    pub metrics_listen: Option<String>,
     pub port: Option<Vec<String>>,
     pub command: Option<Vec<String>>,
 }
@@ -89,7 +90,7 @@ impl Layer {
         overlay!(self, over; mode, registry, interval, grace_period, log_level, log_format, root,
             cache_dir, keep_releases, keep_artifacts, before_deploy_hook, after_deploy_hook,
             hook_timeout, before_hook_failure, max_artifact_size, max_extracted_size, slot, calver,
-            cache, notifier, port, command);
+            cache, notifier, metrics_listen, port, command);
     }
 }
 

@@ -64,8 +64,21 @@ pub struct Settings {
     pub max_artifact_size: u64,
     pub max_extracted_size: u64,
     pub slot: Option<String>,
+    /// CalVer format of the version tags (also folded into `registry` as `calver=`).
+    pub calver: Option<String>,
+    /// Shared cache URL (`s3://…?registry-ttl=30s`).
+    pub cache: Option<String>,
+    /// Notifier URLs (validated; see docs/operations.md). Shown with query values hidden.
+    #[serde(serialize_with = "ser_redacted")]
+    pub notifiers: Vec<String>,
+    /// Also serve the metrics on this local TCP address.
+    pub metrics_listen: Option<std::net::SocketAddr>,
     /// The files that were read, in the order they applied.
     pub files: Vec<PathBuf>,
+}
+
+fn ser_redacted<S: serde::Serializer>(urls: &[String], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(urls.iter().map(|u| crate::notify::redact(u)))
 }
 
 fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -132,6 +145,11 @@ fn resolve(app: &str, l: Layer, files: Vec<PathBuf>, foreground: bool) -> Result
             "registry is not set (in {where_}); e.g. registry = \"ghr://owner/repo\""
         ))
     })?;
+    let calver = l.calver.clone().filter(|c| !c.trim().is_empty());
+    if let Some(format) = &calver {
+        crate::registry::calver::Format::parse(format).map_err(|e| invalid(format!("calver: {e}")))?;
+    }
+    let registry = with_calver(&registry, calver.as_deref())?;
     crate::registry::parse_url(&registry).map_err(|e| invalid(format!("registry: {e:#}")))?;
     let mode = l.mode.unwrap_or(Mode::Assets);
     match mode {
@@ -139,15 +157,19 @@ fn resolve(app: &str, l: Layer, files: Vec<PathBuf>, foreground: bool) -> Result
         Mode::Server => return Err(not_yet("server mode")),
         Mode::Container => return Err(not_yet("container mode")),
     }
-    if l.calver.as_deref().is_some_and(|c| !c.is_empty()) {
-        return Err(not_yet("calver"));
+    let cache = l.cache.clone().filter(|c| !c.trim().is_empty());
+    if let Some(url) = &cache {
+        crate::cache::shared::parse_url(url).map_err(|e| invalid(format!("cache: {e:#}")))?;
     }
-    if l.cache.as_deref().is_some_and(|c| !c.is_empty()) {
-        return Err(not_yet("a shared cache (cache = …)"));
-    }
-    if l.notifier.as_ref().is_some_and(|n| !n.is_empty()) {
-        return Err(not_yet("notifier"));
-    }
+    let notifiers: Vec<String> = l
+        .notifier
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|n| !n.trim().is_empty())
+        .collect();
+    crate::notify::build(&notifiers).map_err(|e| invalid(format!("{e:#}")))?;
+    let metrics_listen = metrics_listen(l.metrics_listen.as_deref())?;
     if l.port.as_ref().is_some_and(|p| !p.is_empty()) {
         return Err(invalid("port applies to server and container modes only"));
     }
@@ -197,8 +219,48 @@ fn resolve(app: &str, l: Layer, files: Vec<PathBuf>, foreground: bool) -> Result
         max_artifact_size: l.max_artifact_size.map_or(16 << 30, |b| b.0),
         max_extracted_size: l.max_extracted_size.map_or(32 << 30, |b| b.0),
         slot: nonempty(l.slot),
+        calver,
+        cache,
+        notifiers,
+        metrics_listen,
         files,
     })
+}
+
+/// Carry `calver` into the registry URL's `calver=` parameter, where every source reads it.
+fn with_calver(registry: &str, calver: Option<&str>) -> Result<String, ConfigError> {
+    let Some(format) = calver else {
+        return Ok(registry.to_string());
+    };
+    let Ok(mut url) = url::Url::parse(registry.trim()) else {
+        return Ok(registry.to_string());
+    };
+    if let Some((_, given)) = url.query_pairs().find(|(k, _)| k == "calver") {
+        if given != format {
+            return Err(invalid(format!(
+                "calver = \"{format}\" conflicts with calver={given} in registry URL {registry}"
+            )));
+        }
+        return Ok(registry.to_string());
+    }
+    url.query_pairs_mut().append_pair("calver", format);
+    Ok(url.to_string())
+}
+
+/// `metrics-listen = "127.0.0.1:9101"`: a loopback address only (the metrics have no auth).
+fn metrics_listen(v: Option<&str>) -> Result<Option<std::net::SocketAddr>, ConfigError> {
+    let Some(v) = v.map(str::trim).filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    let addr: std::net::SocketAddr = v
+        .parse()
+        .map_err(|e| invalid(format!("metrics-listen {v:?}: {e} (e.g. \"127.0.0.1:9101\")")))?;
+    if !addr.ip().is_loopback() {
+        return Err(invalid(format!(
+            "metrics-listen {v:?}: only a loopback address (127.0.0.1 or ::1) is accepted"
+        )));
+    }
+    Ok(Some(addr))
 }
 
 fn cwd() -> PathBuf {
@@ -272,8 +334,26 @@ mod tests {
         assert_eq!(s.interval, Duration::from_secs(5));
         assert_eq!(s.root, tmp.path());
         assert_eq!(s.cache_dir, tmp.path().join(".dewy/cache"));
-        sources.flags.notifier = Some(vec!["slack://x".into()]);
+        sources.flags.calver = Some("YYYY.0M.MICRO".into());
+        let s = load("app", &sources).unwrap();
+        assert_eq!(s.registry, "file:///srv/rel?calver=YYYY.0M.MICRO");
+        sources.flags.calver = Some("v.x".into());
         let err = load("app", &sources).unwrap_err().to_string();
-        assert!(err.contains("notifier is not supported"), "{err}");
+        assert!(err.contains("invalid calver format \"v.x\""), "{err}");
+        sources.flags.calver = None;
+        sources.flags.notifier = Some(vec!["teams://x".into()]);
+        let err = load("app", &sources).unwrap_err().to_string();
+        assert!(
+            err.contains("teams://x") && err.contains("unknown scheme"),
+            "{err}"
+        );
+        sources.flags.notifier = Some(vec!["webhook+http://127.0.0.1:9/x".into()]);
+        sources.flags.metrics_listen = Some("0.0.0.0:9101".into());
+        let err = load("app", &sources).unwrap_err().to_string();
+        assert!(err.contains("loopback"), "{err}");
+        sources.flags.metrics_listen = Some("127.0.0.1:9101".into());
+        let s = load("app", &sources).unwrap();
+        assert_eq!(s.notifiers.len(), 1);
+        assert_eq!(s.metrics_listen, Some("127.0.0.1:9101".parse().unwrap()));
     }
 }

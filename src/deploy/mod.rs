@@ -1,17 +1,19 @@
 //! The deployer: skip rules, download into the cache, extract, hooks, the `current` switch,
 //! rollback, the bad-version ledger and crash recovery. One deploy runs at a time.
 
+mod hook_step;
 mod pipeline;
 mod recovery;
 pub mod state;
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use anyhow::Context;
 use serde::Serialize;
 
 use crate::cache::Cache;
 use crate::config::Settings;
+use crate::notify::{Event, EventSink};
 use crate::registry::{Registry, Release};
 use crate::release::Releases;
 use state::{HistoryEntry, Live, State, StateFile};
@@ -72,6 +74,7 @@ pub struct Deployer {
     state: Mutex<State>,
     activity: Mutex<String>,
     busy: tokio::sync::Mutex<()>,
+    events: OnceLock<Arc<dyn EventSink>>,
 }
 
 impl Deployer {
@@ -91,9 +94,21 @@ impl Deployer {
             state: Mutex::new(state),
             activity: Mutex::new("idle".into()),
             busy: tokio::sync::Mutex::new(()),
+            events: OnceLock::new(),
         });
         d.recover()?;
         Ok(d)
+    }
+
+    /// Report deploy events to `sink` (notifiers, metrics); only the first call counts.
+    pub fn set_events(&self, sink: Arc<dyn EventSink>) {
+        let _ = self.events.set(sink);
+    }
+
+    pub(crate) fn emit(&self, event: Event) {
+        if let Some(sink) = self.events.get() {
+            sink.emit(event);
+        }
     }
 
     /// Wait until no deploy is running.
@@ -117,10 +132,23 @@ impl Deployer {
         let _guard = self.busy.lock().await;
         match self.registry.find(version).await {
             Ok(release) => self.run(release, Trigger::Operator).await,
-            Err(e) => DeployResult::Failed {
-                version: version.to_string(),
-                error: format!("looking up {version}: {e:#}"),
-            },
+            Err(e) => {
+                let error = format!("looking up {version}: {e:#}");
+                self.emit(Event::Failed {
+                    stage: crate::notify::Stage::Deploy,
+                    version: Some(version.to_string()),
+                    error: error.clone(),
+                    next_step: format!(
+                        "check that {version} exists in {} (`dewy status {}` shows the newest)",
+                        self.settings.registry, self.settings.app
+                    ),
+                    command: self.settings.mode.to_string(),
+                });
+                DeployResult::Failed {
+                    version: version.to_string(),
+                    error,
+                }
+            }
         }
     }
 

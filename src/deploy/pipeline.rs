@@ -11,8 +11,9 @@ use super::{DeployResult, Deployer, Trigger};
 use crate::cache::{StoreError, StoreOptions};
 use crate::config::HookFailure;
 use crate::logging::{MSG_DEPLOY, MSG_DOWNLOAD, MSG_FAILURE, MSG_SKIP};
+use crate::notify::{Event, Stage};
 use crate::registry::Release;
-use crate::release::{self, HookKind, HookSpec, Limits};
+use crate::release::{self, HookKind, Limits};
 
 /// A failure, and whether it belongs to the release itself (then the version is marked bad).
 struct StepError {
@@ -53,6 +54,12 @@ impl Deployer {
             return DeployResult::Skipped { version, reason };
         }
         let started = Instant::now();
+        if trigger == Trigger::Watcher {
+            self.emit(Event::ReleaseFound {
+                version: version.clone(),
+                previous: self.live_version(),
+            });
+        }
         self.set_activity(format!("deploying {version}"));
         let result = self.deploy(&release, &key, trigger, started).await;
         let out = match result {
@@ -95,6 +102,24 @@ impl Deployer {
                 if let Err(e) = self.state_file.save(&st) {
                     tracing::error!(error = %format!("{e:#}"), "Saving state failed");
                 }
+                drop(st);
+                let app = &self.settings.app;
+                let next_step = if step.release_fault {
+                    format!(
+                        "{version} is marked bad and will not be deployed again; publish a fixed release, or run `dewy forget-bad {app} {version}` to retry it"
+                    )
+                } else {
+                    format!(
+                        "the previous release keeps serving; dewy retries at the next check (`dewy check-now {app}` to retry now)"
+                    )
+                };
+                self.emit(Event::Failed {
+                    stage: Stage::Deploy,
+                    version: Some(version.clone()),
+                    error: error.clone(),
+                    next_step,
+                    command: self.settings.mode.to_string(),
+                });
                 DeployResult::Failed { version, error }
             }
         };
@@ -143,6 +168,9 @@ impl Deployer {
             notification = %format!("Downloaded artifact for {version}"),
             "Download notification"
         );
+        self.emit(Event::Downloaded {
+            version: version.clone(),
+        });
         let reason = match trigger {
             Trigger::Watcher => "new release",
             Trigger::Operator => "operator",
@@ -161,6 +189,10 @@ impl Deployer {
         })
         .map_err(StepError::transient)?;
 
+        self.emit(Event::DeployStarted {
+            version: version.clone(),
+            previous: previous.as_ref().map(|l| l.version.clone()),
+        });
         let dir = self.extract(release, key, sha256.clone()).await?;
         let name = dir_name(&dir);
         self.update_state(|st| {
@@ -173,27 +205,14 @@ impl Deployer {
         let prev_version = previous.as_ref().map(|l| l.version.clone());
         let hook_env = self.hook_env(version, prev_version.as_deref(), &dir);
         if let Some(cmd) = &self.settings.before_deploy_hook {
-            let outcome = release::run_hook(&HookSpec {
-                kind: HookKind::Before,
-                command: cmd,
-                cwd: &dir,
-                env: hook_env.clone(),
-                timeout: self.settings.hook_timeout,
-            })
-            .await;
-            if !outcome.success {
-                tracing::error!(
-                    message_id = MSG_FAILURE,
-                    dewy_version = %version,
-                    error = %outcome.error.clone().unwrap_or_else(|| format!("exit code {:?}", outcome.exit_code)),
-                    "Before deploy hook failure"
-                );
-                if self.settings.before_hook_failure == HookFailure::Abort {
-                    let _ = self.releases.remove_release(&dir);
-                    return Err(StepError::transient(anyhow!(
-                        "before-deploy hook failed (before-hook-failure = \"abort\"); will retry at the next check"
-                    )));
-                }
+            let ok = self
+                .hook_step(HookKind::Before, cmd, &dir, hook_env.clone(), version)
+                .await;
+            if !ok && self.settings.before_hook_failure == HookFailure::Abort {
+                let _ = self.releases.remove_release(&dir);
+                return Err(StepError::transient(anyhow!(
+                    "before-deploy hook failed (before-hook-failure = \"abort\"); will retry at the next check"
+                )));
             }
         }
 
@@ -238,16 +257,10 @@ impl Deployer {
         .map_err(StepError::transient)?;
 
         if let Some(cmd) = &self.settings.after_deploy_hook {
-            let outcome = release::run_hook(&HookSpec {
-                kind: HookKind::After,
-                command: cmd,
-                cwd: &dir,
-                env: hook_env,
-                timeout: self.settings.hook_timeout,
-            })
-            .await;
-            if !outcome.success {
-                tracing::error!(message_id = MSG_FAILURE, dewy_version = %version, "After deploy hook failure");
+            if !self
+                .hook_step(HookKind::After, cmd, &dir, hook_env, version)
+                .await
+            {
                 entry.reason = format!("{reason}; after-deploy hook failed");
                 let _ = self.update_state(|st| {
                     if let Some(last) = st.history.back_mut() {
@@ -264,6 +277,12 @@ impl Deployer {
             duration_ms = started.elapsed().as_millis() as u64,
             "Deploy completed"
         );
+        self.emit(Event::Deployed {
+            version: version.clone(),
+            previous: prev_version,
+            duration: started.elapsed(),
+            command: self.settings.mode.to_string(),
+        });
         Ok(name)
     }
 
@@ -408,18 +427,6 @@ impl Deployer {
             "Extract archive"
         );
         Ok(dir)
-    }
-
-    fn hook_env(&self, version: &str, previous: Option<&str>, dir: &Path) -> Vec<(String, String)> {
-        vec![
-            ("DEWY_APP".into(), self.settings.app.clone()),
-            ("DEWY_VERSION".into(), version.to_string()),
-            (
-                "DEWY_PREVIOUS_VERSION".into(),
-                previous.unwrap_or_default().to_string(),
-            ),
-            ("DEWY_RELEASE_DIR".into(), dir.display().to_string()),
-        ]
     }
 
     pub(super) fn update_state(&self, f: impl FnOnce(&mut super::State)) -> anyhow::Result<()> {

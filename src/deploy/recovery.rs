@@ -7,6 +7,7 @@ use super::pipeline::dir_name;
 use super::state::{BadVersion, HistoryEntry, Live, Outcome};
 use super::{DeployResult, Deployer};
 use crate::logging::MSG_ROLLBACK;
+use crate::notify::{Event, Stage};
 
 impl Deployer {
     pub(super) fn do_rollback(&self, reason: &str) -> DeployResult {
@@ -22,9 +23,22 @@ impl Deployer {
         };
         let dir = self.releases.releases_dir().join(&previous.release);
         if let Err(e) = self.releases.switch_current(&dir) {
+            let error = format!("switching current to {}: {e}", dir.display());
+            self.emit(Event::Failed {
+                stage: Stage::Rollback,
+                version: Some(previous.version.clone()),
+                error: error.clone(),
+                next_step: format!(
+                    "{} stays live; check {} (disk full? permissions?) and run `dewy rollback {}` again",
+                    live.version,
+                    self.releases.releases_dir().display(),
+                    self.settings.app
+                ),
+                command: self.settings.mode.to_string(),
+            });
             return DeployResult::Failed {
                 version: previous.version,
-                error: format!("switching current to {}: {e}", dir.display()),
+                error,
             };
         }
         tracing::warn!(
@@ -64,6 +78,11 @@ impl Deployer {
             };
         }
         self.set_activity("idle".into());
+        self.emit(Event::RolledBack {
+            from: live.version.clone(),
+            to: previous.version.clone(),
+            reason: reason.to_string(),
+        });
         DeployResult::Deployed {
             version: previous.version,
             release: previous.release,

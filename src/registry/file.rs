@@ -2,7 +2,6 @@
 //! (the layout of the S3 source), for local testing and air-gapped hosts.
 
 use std::path::{Component, Path, PathBuf};
-use std::time::SystemTime;
 
 use anyhow::{bail, Context};
 use async_trait::async_trait;
@@ -10,7 +9,7 @@ use chrono::{DateTime, Utc};
 use tokio_util::io::ReaderStream;
 use url::Url;
 
-use super::platform;
+use super::layout::{self, Entry};
 use super::query::{self, SourceQuery};
 use super::version::Selector;
 use super::{ByteStream, CheckError, OpenOptions, Registry, Release};
@@ -55,10 +54,7 @@ pub struct FileRegistry {
 /// Open a `file://` registry; the directory is read at each check.
 pub fn open(url: &Url, opts: &OpenOptions) -> anyhow::Result<FileRegistry> {
     let location = parse_location(url)?;
-    let selector = Selector {
-        prerelease: location.query.prerelease,
-        slot: opts.slot.clone().filter(|s| !s.is_empty()),
-    };
+    let selector = layout::selector(&location.query, opts)?;
     Ok(FileRegistry { location, selector })
 }
 
@@ -117,45 +113,24 @@ impl FileRegistry {
         let mut entries = tokio::fs::read_dir(&vdir)
             .await
             .map_err(|e| io_context(e, context()))?;
-        let mut files: Vec<(String, Option<SystemTime>)> = Vec::new();
+        let mut files: Vec<Entry> = Vec::new();
         while let Some(entry) = entries.next_entry().await.map_err(|e| io_context(e, context()))? {
             let Some(name) = entry.file_name().to_str().map(str::to_string) else {
                 continue;
             };
             if let Ok(meta) = tokio::fs::metadata(entry.path()).await {
                 if meta.is_file() {
-                    files.push((name, meta.modified().ok()));
+                    let modified = meta.modified().ok().map(DateTime::<Utc>::from);
+                    files.push(Entry { name, modified });
                 }
             }
         }
-        files.sort();
-        let oldest = files.iter().filter_map(|(_, t)| *t).min();
-        let published_at = oldest
-            .or_else(|| dir_meta.modified().ok())
-            .map(DateTime::<Utc>::from);
-        let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
-        let Some(artifact) = platform::choose(&names, self.location.query.artifact.as_deref()) else {
-            return Err(CheckError::ArtifactNotFound {
-                version: tag.to_string(),
-                published_at,
-            });
-        };
-        let url_of = |name: &str| -> Result<String, CheckError> {
+        let fallback = dir_meta.modified().ok().map(DateTime::<Utc>::from);
+        layout::release_from(tag, &files, &self.location.query, fallback, |name| {
             let path = vdir.join(name);
             Url::from_file_path(&path)
                 .map(|u| u.to_string())
                 .map_err(|_| CheckError::Other(anyhow::anyhow!("{} is not an absolute path", path.display())))
-        };
-        let checksum_url = match platform::checksum_asset(&names, artifact) {
-            Some(name) => Some(url_of(name)?),
-            None => None,
-        };
-        Ok(Release {
-            version: tag.to_string(),
-            artifact: artifact.to_string(),
-            artifact_url: url_of(artifact)?,
-            checksum_url,
-            published_at,
         })
     }
 }
@@ -164,25 +139,14 @@ impl FileRegistry {
 impl Registry for FileRegistry {
     async fn latest(&self) -> Result<Release, CheckError> {
         let names = self.subdirs().await?;
-        let Some((version, _)) = self.selector.newest(names.iter().map(|n| (n.as_str(), ()))) else {
-            return Err(CheckError::NoRelease(format!(
-                "no version directory in {} passes the version rules (pre-release: {}, slot: {})",
-                self.dir().display(),
-                self.selector.prerelease,
-                self.selector.slot.as_deref().unwrap_or("any")
-            )));
-        };
-        self.release_in(version.raw()).await
+        let source = self.dir().display().to_string();
+        let (_, tag) = layout::newest_version(&self.selector, &names, &source)?;
+        self.release_in(tag).await
     }
 
     async fn find(&self, version: &str) -> Result<Release, CheckError> {
         let names = self.subdirs().await?;
-        let strip = |s: &str| s.strip_prefix(['v', 'V']).unwrap_or(s).to_string();
-        let found = names
-            .iter()
-            .find(|n| *n == version)
-            .or_else(|| names.iter().find(|n| strip(n) == strip(version)));
-        match found {
+        match layout::find_version(&names, version) {
             Some(name) => self.release_in(name).await,
             None => Err(CheckError::NoRelease(format!(
                 "{} has no release directory {version}",

@@ -10,7 +10,7 @@ use url::Url;
 
 use super::platform;
 use super::query::{self, SourceQuery};
-use super::version::{Selector, Version};
+use super::version::Selector;
 use super::{ByteStream, CheckError, OpenOptions, Registry, Release};
 use api::{ApiRelease, Client};
 
@@ -77,10 +77,7 @@ pub fn open(url: &Url, opts: &OpenOptions) -> anyhow::Result<GithubRegistry> {
         api::warn_anonymous_once(&location.owner, &location.repo);
     }
     let client = Client::new(base, token, &opts.user_agent)?;
-    let selector = Selector {
-        prerelease: location.query.prerelease,
-        slot: opts.slot.clone().filter(|s| !s.is_empty()),
-    };
+    let selector = super::layout::selector(&location.query, opts)?;
     Ok(GithubRegistry {
         location,
         selector,
@@ -182,7 +179,11 @@ impl Registry for GithubRegistry {
             .filter(|r| !r.draft && (allow_pre || !r.prerelease))
             .map(|r| (r.tag_name.as_str(), r));
         let Some((version, rel)) = self.selector.newest(candidates) else {
-            let mut rules = vec!["a SemVer tag"];
+            let scheme = match &self.selector.calver {
+                Some(format) => format!("a CalVer tag ({format})"),
+                None => "a SemVer tag".to_string(),
+            };
+            let mut rules = vec![scheme.as_str()];
             if !allow_pre {
                 rules.push("no pre-release");
             }
@@ -222,7 +223,7 @@ impl Registry for GithubRegistry {
         }
         // Older than the listed pages: ask for the tag directly.
         let mut tags = vec![version.to_string()];
-        match Version::parse(version) {
+        match self.selector.parse(version) {
             Some(_) if version.starts_with(['v', 'V']) => tags.push(version[1..].to_string()),
             Some(_) => tags.push(format!("v{version}")),
             None => {}

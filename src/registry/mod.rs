@@ -1,9 +1,13 @@
 //! Release sources: the `Registry` trait every source implements, and the shared `Release` type.
 
+pub mod calver;
 pub mod file;
+pub mod gcs;
 pub mod github;
+pub mod layout;
 pub mod platform;
 pub mod query;
+pub mod s3;
 pub mod version;
 
 use std::fmt;
@@ -64,7 +68,8 @@ pub enum CheckError {
     Other(#[from] anyhow::Error),
 }
 
-/// A release source. Implementations: `ghr://` ([`github`]), `file://` ([`file`]).
+/// A release source. Implementations: `ghr://` ([`github`]), `file://` ([`file`]), `s3://`
+/// ([`s3`]), `gs://` ([`gcs`]).
 #[async_trait::async_trait]
 pub trait Registry: Send + Sync {
     /// The newest release that passes the version rules (pre-release opt-in, slot).
@@ -76,7 +81,7 @@ pub trait Registry: Send + Sync {
 }
 
 /// Registry schemes this build implements.
-pub const SUPPORTED_SCHEMES: &[&str] = &["ghr", "file"];
+pub const SUPPORTED_SCHEMES: &[&str] = &["ghr", "file", "s3", "gs"];
 
 /// Settings that do not come from the registry URL.
 #[derive(Clone)]
@@ -90,6 +95,15 @@ pub struct OpenOptions {
     /// GitHub token; overrides `GH_TOKEN` / `GITHUB_TOKEN` / the systemd credential.
     /// `Some("")` forces anonymous access.
     pub github_token: Option<String>,
+    /// CalVer format of the version tags (`--calver`); a `calver=` URL parameter wins.
+    pub calver: Option<String>,
+    /// Shared cache URL (`--cache s3://…?registry-ttl=30s`): artifacts and, with a TTL, registry
+    /// answers shared by the fleet through a bucket.
+    pub cache: Option<String>,
+    /// GCS JSON API base of an emulator (no authentication); overrides `STORAGE_EMULATOR_HOST`.
+    pub gcs_endpoint: Option<String>,
+    /// S3 page size of ListObjectsV2 (`None`: the server's default of 1000); for tests.
+    pub s3_max_keys: Option<i32>,
 }
 
 impl Default for OpenOptions {
@@ -99,6 +113,10 @@ impl Default for OpenOptions {
             user_agent: default_user_agent(),
             github_api_url: None,
             github_token: None,
+            calver: None,
+            cache: None,
+            gcs_endpoint: None,
+            s3_max_keys: None,
         }
     }
 }
@@ -110,6 +128,10 @@ impl fmt::Debug for OpenOptions {
             .field("user_agent", &self.user_agent)
             .field("github_api_url", &self.github_api_url)
             .field("github_token", &self.github_token.as_ref().map(|_| "<redacted>"))
+            .field("calver", &self.calver)
+            .field("cache", &self.cache)
+            .field("gcs_endpoint", &self.gcs_endpoint)
+            .field("s3_max_keys", &self.s3_max_keys)
             .finish()
     }
 }
@@ -123,7 +145,7 @@ pub fn default_user_agent() -> String {
 pub fn parse_url(s: &str) -> anyhow::Result<url::Url> {
     let url = url::Url::parse(s.trim()).with_context(|| {
         format!(
-            "invalid registry URL \"{s}\": expected scheme://… (supported: ghr://owner/repo, file:///dir)"
+            "invalid registry URL \"{s}\": expected scheme://… (supported: ghr://owner/repo, file:///dir, s3://region/bucket/prefix, gs://bucket/prefix)"
         )
     })?;
     match url.scheme() {
@@ -133,7 +155,13 @@ pub fn parse_url(s: &str) -> anyhow::Result<url::Url> {
         "file" => {
             file::parse_location(&url)?;
         }
-        scheme @ ("s3" | "gs" | "img" | "grpc") => bail!(
+        "s3" => {
+            s3::parse_location(&url)?;
+        }
+        "gs" => {
+            gcs::parse_location(&url)?;
+        }
+        scheme @ ("img" | "grpc") => bail!(
             "registry scheme {scheme}:// is not supported yet in this build (registry URL {s}); supported: {}",
             supported_list()
         ),
@@ -150,9 +178,26 @@ pub fn open(s: &str, opts: &OpenOptions) -> anyhow::Result<Arc<dyn Registry>> {
     let url = parse_url(s)?;
     let registry: Arc<dyn Registry> = match url.scheme() {
         "ghr" => Arc::new(github::open(&url, opts)?),
+        "s3" => Arc::new(s3::open(&url, opts)?),
+        "gs" => Arc::new(gcs::open(&url, opts)?),
         _ => Arc::new(file::open(&url, opts)?),
     };
-    Ok(registry)
+    let Some(cache) = opts.cache.as_deref().filter(|c| !c.trim().is_empty()) else {
+        return Ok(registry);
+    };
+    let spec = crate::cache::shared::parse_url(cache)?;
+    let ttl = spec.registry_ttl;
+    let store = Arc::new(crate::cache::shared::S3Store::new(spec));
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let node = format!("{}:{}", host.trim(), std::process::id());
+    Ok(Arc::new(crate::cache::shared::registry::SharedRegistry::new(
+        registry,
+        store,
+        url.as_str(),
+        opts.slot.as_deref(),
+        ttl,
+        node,
+    )))
 }
 
 fn supported_list() -> String {
@@ -171,13 +216,19 @@ mod tests {
     fn parse_url_schemes() {
         assert!(parse_url("ghr://linyows/dewy?pre-release=true").is_ok());
         assert!(parse_url("file:///srv/releases?artifact=app.tar.gz").is_ok());
-        let err = parse_url("s3://ap-northeast-1/bucket")
-            .expect_err("s3")
+        assert!(parse_url("s3://ap-northeast-1/bucket/prefix?endpoint=http://127.0.0.1:9000").is_ok());
+        assert!(parse_url("gs://bucket/prefix?calver=YYYY.0M.MICRO").is_ok());
+        let err = parse_url("gs://bucket/p?endpoint=http://x")
+            .expect_err("gs")
             .to_string();
+        assert!(err.contains("unknown parameter \"endpoint\""), "{err}");
+        let err = parse_url("s3://r/b?regoin=x").expect_err("s3").to_string();
+        assert!(err.contains("unknown parameter \"regoin\""), "{err}");
+        let err = parse_url("img://ghcr.io/o/r").expect_err("img").to_string();
         assert!(err.contains("not supported yet in this build"), "{err}");
         let err = parse_url("ftp://x/y").expect_err("ftp").to_string();
         assert!(err.contains("unknown registry scheme \"ftp\""), "{err}");
-        assert!(err.contains("ghr://, file://"), "{err}");
+        assert!(err.contains("ghr://, file://, s3://, gs://"), "{err}");
         let err = parse_url("linyows/dewy").expect_err("bare").to_string();
         assert!(err.contains("expected scheme://"), "{err}");
         let err = parse_url("ghr://o/r?bogus=1").expect_err("key").to_string();

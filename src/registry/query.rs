@@ -1,11 +1,13 @@
-//! Query parameters shared by the `ghr://` and `file://` registry URLs: `artifact` and
-//! `pre-release`, with unknown or repeated keys rejected.
+//! Query parameters shared by every registry URL (`artifact`, `pre-release`, `calver`), plus the
+//! scheme's own keys (`endpoint`, `region` for `s3://`), with unknown or repeated keys rejected.
 
 use anyhow::{bail, Result};
 use url::Url;
 
-/// Keys a `ghr://` or `file://` registry URL may carry.
-pub const ALLOWED_KEYS: &[&str] = &["artifact", "pre-release"];
+use super::calver::Format;
+
+/// Keys every registry URL may carry.
+pub const ALLOWED_KEYS: &[&str] = &["artifact", "pre-release", "calver"];
 
 /// The parsed query of a registry URL.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -14,11 +16,19 @@ pub struct SourceQuery {
     pub artifact: Option<String>,
     /// Whether pre-releases may be deployed.
     pub prerelease: bool,
+    /// CalVer format of the version tags; `None` means SemVer.
+    pub calver: Option<Format>,
 }
 
-/// Parse and validate the query of `url`.
+/// Parse and validate the query of `url` (shared keys only).
 pub fn parse(url: &Url) -> Result<SourceQuery> {
+    Ok(parse_with(url, &[])?.0)
+}
+
+/// Parse the shared keys and the scheme's `extra` keys, returned as (key, value) pairs.
+pub fn parse_with(url: &Url, extra: &[&str]) -> Result<(SourceQuery, Vec<(String, String)>)> {
     let mut query = SourceQuery::default();
+    let mut others = Vec::new();
     let mut seen: Vec<String> = Vec::new();
     for (key, value) in url.query_pairs() {
         if seen.iter().any(|k| *k == key) {
@@ -36,13 +46,22 @@ pub fn parse(url: &Url) -> Result<SourceQuery> {
                 query.artifact = Some(value.into_owned());
             }
             "pre-release" => query.prerelease = parse_bool(&value, url)?,
-            other => bail!(
-                "unknown parameter \"{other}\" in registry URL {url}; allowed: {}",
-                ALLOWED_KEYS.join(", ")
-            ),
+            "calver" => {
+                let format =
+                    Format::parse(&value).map_err(|e| anyhow::anyhow!("{e} in registry URL {url}"))?;
+                query.calver = Some(format);
+            }
+            other if extra.contains(&other) => others.push((other.to_string(), value.into_owned())),
+            other => {
+                let allowed: Vec<&str> = ALLOWED_KEYS.iter().chain(extra).copied().collect();
+                bail!(
+                    "unknown parameter \"{other}\" in registry URL {url}; allowed: {}",
+                    allowed.join(", ")
+                )
+            }
         }
     }
-    Ok(query)
+    Ok((query, others))
 }
 
 fn parse_bool(value: &str, url: &Url) -> Result<bool> {
@@ -70,6 +89,22 @@ mod tests {
         assert!(got.prerelease);
         assert!(!q("ghr://o/r?pre-release=0").expect("ok").prerelease);
         assert_eq!(q("ghr://o/r").expect("ok"), SourceQuery::default());
+        let cal = q("ghr://o/r?calver=YYYY.0M.MICRO").expect("ok");
+        assert_eq!(
+            cal.calver.map(|f| f.to_string()).as_deref(),
+            Some("YYYY.0M.MICRO")
+        );
+        let err = q("ghr://o/r?calver=x.y").expect_err("bad format").to_string();
+        assert!(err.contains("invalid calver format \"x.y\""), "{err}");
+    }
+
+    #[test]
+    fn scheme_keys() {
+        let url = Url::parse("s3://r/b/p?endpoint=http://h:1&region=x").expect("url");
+        let (_, others) = parse_with(&url, &["endpoint", "region"]).expect("ok");
+        assert_eq!(others.len(), 2);
+        let err = parse(&url).expect_err("not allowed").to_string();
+        assert!(err.contains("unknown parameter \"endpoint\""), "{err}");
     }
 
     #[test]

@@ -1,17 +1,26 @@
-//! Version rules: SemVer tags with an optional `v` prefix, precedence, and the newest-version
-//! selector (pre-release opt-in, blue/green slot by build metadata).
+//! Version rules: SemVer tags (or CalVer with a configured format) with an optional `v` prefix,
+//! precedence, and the newest-version selector (pre-release opt-in, blue/green slot by build
+//! metadata).
 
 use std::cmp::Ordering;
 use std::fmt;
 
+use super::calver::{CalVersion, Format};
+
 /// A release version parsed from a tag such as `v1.2.3-rc.1+blue`.
 ///
-/// Ordering follows SemVer 2.0 precedence: build metadata is ignored, so `1.0.0+blue` and
-/// `1.0.0+green` compare equal.
+/// Ordering follows SemVer 2.0 precedence (or CalVer precedence): build metadata is ignored, so
+/// `1.0.0+blue` and `1.0.0+green` compare equal.
 #[derive(Debug, Clone)]
 pub struct Version {
     raw: String,
-    semver: semver::Version,
+    kind: Kind,
+}
+
+#[derive(Debug, Clone)]
+enum Kind {
+    Semver(semver::Version),
+    Calver(CalVersion),
 }
 
 impl Version {
@@ -24,8 +33,19 @@ impl Version {
         let semver = semver::Version::parse(text).ok()?;
         Some(Version {
             raw: tag.to_string(),
-            semver,
+            kind: Kind::Semver(semver),
         })
+    }
+
+    /// Parse a tag with the CalVer `format`, or as SemVer when there is none.
+    pub fn parse_with(tag: &str, calver: Option<&Format>) -> Option<Version> {
+        match calver {
+            None => Version::parse(tag),
+            Some(format) => Some(Version {
+                raw: tag.to_string(),
+                kind: Kind::Calver(format.parse_tag(tag)?),
+            }),
+        }
     }
 
     /// The tag exactly as published.
@@ -33,19 +53,28 @@ impl Version {
         &self.raw
     }
 
-    /// The parsed SemVer value.
-    pub fn semver(&self) -> &semver::Version {
-        &self.semver
+    /// The parsed SemVer value (`None` for a CalVer version).
+    pub fn semver(&self) -> Option<&semver::Version> {
+        match &self.kind {
+            Kind::Semver(v) => Some(v),
+            Kind::Calver(_) => None,
+        }
     }
 
     /// Whether the version has a pre-release part (`-rc.1`).
     pub fn is_prerelease(&self) -> bool {
-        !self.semver.pre.is_empty()
+        match &self.kind {
+            Kind::Semver(v) => !v.pre.is_empty(),
+            Kind::Calver(v) => v.is_prerelease(),
+        }
     }
 
     /// The build metadata (`blue` in `v1.2.3+blue`), empty when there is none.
     pub fn build(&self) -> &str {
-        self.semver.build.as_str()
+        match &self.kind {
+            Kind::Semver(v) => v.build.as_str(),
+            Kind::Calver(v) => v.build(),
+        }
     }
 }
 
@@ -71,7 +100,13 @@ impl PartialOrd for Version {
 
 impl Ord for Version {
     fn cmp(&self, other: &Self) -> Ordering {
-        self.semver.cmp_precedence(&other.semver)
+        match (&self.kind, &other.kind) {
+            (Kind::Semver(a), Kind::Semver(b)) => a.cmp_precedence(b),
+            (Kind::Calver(a), Kind::Calver(b)) => a.cmp_precedence(b),
+            // Never mixed within one selector; keep the order total anyway.
+            (Kind::Semver(_), Kind::Calver(_)) => Ordering::Less,
+            (Kind::Calver(_), Kind::Semver(_)) => Ordering::Greater,
+        }
     }
 }
 
@@ -83,9 +118,16 @@ pub struct Selector {
     pub prerelease: bool,
     /// Accept only versions whose build metadata equals this slot (`blue` for `v1.2.3+blue`).
     pub slot: Option<String>,
+    /// Parse tags with this CalVer format instead of as SemVer.
+    pub calver: Option<Format>,
 }
 
 impl Selector {
+    /// Parse a tag by this selector's version scheme (SemVer, or CalVer when configured).
+    pub fn parse(&self, tag: &str) -> Option<Version> {
+        Version::parse_with(tag, self.calver.as_ref())
+    }
+
     /// Whether a version passes the pre-release and slot rules.
     pub fn accepts(&self, version: &Version) -> bool {
         if version.is_prerelease() && !self.prerelease {
@@ -103,7 +145,7 @@ impl Selector {
     pub fn newest<'a, T>(&self, items: impl IntoIterator<Item = (&'a str, T)>) -> Option<(Version, T)> {
         let mut best: Option<(Version, T)> = None;
         for (tag, item) in items {
-            let Some(version) = Version::parse(tag) else {
+            let Some(version) = self.parse(tag) else {
                 continue;
             };
             if !self.accepts(&version) {
@@ -131,9 +173,9 @@ mod tests {
 
     #[test]
     fn parses_with_and_without_prefix() {
-        assert_eq!(v("v1.2.3").semver(), &semver::Version::new(1, 2, 3));
+        assert_eq!(v("v1.2.3").semver(), Some(&semver::Version::new(1, 2, 3)));
         assert_eq!(v("V1.2.3").raw(), "V1.2.3");
-        assert_eq!(v("1.2.3").semver(), &semver::Version::new(1, 2, 3));
+        assert_eq!(v("1.2.3").semver(), Some(&semver::Version::new(1, 2, 3)));
         assert!(Version::parse("latest").is_none());
         assert!(Version::parse("v1.2").is_none());
         assert!(Version::parse("vv1.2.3").is_none());
@@ -185,7 +227,7 @@ mod tests {
         assert_eq!(idx, "v1.0.0");
         let pre = Selector {
             prerelease: true,
-            slot: None,
+            ..Selector::default()
         };
         let (ver, _) = pre.newest(tags.iter().map(|t| (*t, ()))).expect("found");
         assert_eq!(ver.raw(), "v1.1.0-rc.1");
@@ -197,12 +239,14 @@ mod tests {
         let blue = Selector {
             prerelease: false,
             slot: Some("blue".into()),
+            ..Selector::default()
         };
         let (ver, _) = blue.newest(tags.iter().map(|t| (*t, ()))).expect("found");
         assert_eq!(ver.raw(), "v1.2.0+blue");
         let red = Selector {
             prerelease: false,
             slot: Some("red".into()),
+            ..Selector::default()
         };
         assert!(red.newest(tags.iter().map(|t| (*t, ()))).is_none());
         let any = Selector::default();
@@ -216,6 +260,38 @@ mod tests {
         let (ver, item) = Selector::default().newest(tags).expect("found");
         assert_eq!(ver.raw(), "v1.0.0+b");
         assert_eq!(item, 1);
+    }
+
+    #[test]
+    fn calver_selector_orders_numerically_and_honours_slots() {
+        let calver = Some(Format::parse("YYYY.0M.MICRO").expect("format"));
+        let tags = [
+            "2024.09.3",
+            "v2024.10.1",
+            "2024.10.2-rc.1",
+            "v1.2.3",
+            "2024.10.0+blue",
+        ];
+        let stable = Selector {
+            calver: calver.clone(),
+            ..Selector::default()
+        };
+        let (ver, _) = stable.newest(tags.iter().map(|t| (*t, ()))).expect("found");
+        assert_eq!(ver.raw(), "v2024.10.1");
+        let pre = Selector {
+            prerelease: true,
+            calver: calver.clone(),
+            ..Selector::default()
+        };
+        let (ver, _) = pre.newest(tags.iter().map(|t| (*t, ()))).expect("found");
+        assert_eq!(ver.raw(), "2024.10.2-rc.1");
+        let blue = Selector {
+            slot: Some("blue".into()),
+            calver,
+            ..Selector::default()
+        };
+        let (ver, _) = blue.newest(tags.iter().map(|t| (*t, ()))).expect("found");
+        assert_eq!(ver.raw(), "2024.10.0+blue");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The watcher: polls the registry on an interval (with jitter), applies the grace period and
 //! offers new releases to the deployer, in-process or over D-Bus.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -11,6 +11,7 @@ use tokio::sync::Notify;
 use crate::config::values::format_duration;
 use crate::deploy::{DeployResult, Deployer};
 use crate::logging::{MSG_CHECK, MSG_FAILURE, MSG_SKIP};
+use crate::notify::{Event, EventSink, Stage};
 use crate::registry::{CheckError, Registry, Release};
 
 /// Something releases can be offered to: the deployer itself, or its D-Bus client.
@@ -57,6 +58,8 @@ pub struct Watcher {
     checking: tokio::sync::Mutex<()>,
     status: Mutex<WatchStatus>,
     backoff_until: Mutex<Option<tokio::time::Instant>>,
+    /// The app name (for the hints in failure messages) and where events go.
+    events: OnceLock<(String, Arc<dyn EventSink>)>,
 }
 
 impl Watcher {
@@ -79,7 +82,34 @@ impl Watcher {
                 ..Default::default()
             }),
             backoff_until: Mutex::new(None),
+            events: OnceLock::new(),
         })
+    }
+
+    /// Report check events to `sink` (notifiers, metrics); only the first call counts.
+    /// `app` names the app in the operator hints of failure messages.
+    pub fn set_events(&self, app: &str, sink: Arc<dyn EventSink>) {
+        let _ = self.events.set((app.to_string(), sink));
+    }
+
+    fn emit(&self, event: Event) {
+        if let Some((_, sink)) = self.events.get() {
+            sink.emit(event);
+        }
+    }
+
+    fn app(&self) -> &str {
+        self.events.get().map_or("APP", |(app, _)| app.as_str())
+    }
+
+    fn check_failed(&self, version: Option<String>, error: String, next_step: String) {
+        self.emit(Event::Failed {
+            stage: Stage::Check,
+            version,
+            error,
+            next_step,
+            command: String::new(),
+        });
     }
 
     /// A snapshot for `dewy status`.
@@ -156,6 +186,14 @@ impl Watcher {
                     retry_after = %format_duration(retry_after),
                     "Registry rate limit reached; waiting before the next check"
                 );
+                self.check_failed(
+                    None,
+                    "the registry's rate limit is reached".into(),
+                    format!(
+                        "dewy waits {} before the next check; give dewy a token (e.g. GITHUB_TOKEN) or a longer interval",
+                        format_duration(retry_after)
+                    ),
+                );
                 return report(
                     "rate-limited",
                     "",
@@ -165,6 +203,14 @@ impl Watcher {
             Err(e) => {
                 let error = format!("{e:#}");
                 tracing::error!(message_id = MSG_FAILURE, error = %error, "Current failure");
+                self.check_failed(
+                    None,
+                    error.clone(),
+                    format!(
+                        "dewy retries at every check; verify the registry URL, its credentials and the network (`dewy check-now {}` to retry now)",
+                        self.app()
+                    ),
+                );
                 return report("error", "", error);
             }
         };
@@ -175,6 +221,9 @@ impl Watcher {
             "Found latest release"
         );
         let version = release.version.clone();
+        self.emit(Event::CheckSucceeded {
+            version: version.clone(),
+        });
         match self.target.offer(release).await {
             Ok(DeployResult::Deployed { version, release }) => report("deployed", &version, release),
             Ok(DeployResult::Skipped { version, reason }) => report("skipped", &version, reason),
@@ -182,6 +231,14 @@ impl Watcher {
             Err(e) => {
                 let error = format!("{e:#}");
                 tracing::error!(message_id = MSG_FAILURE, dewy_version = %version, error = %error, "Offering the release to the deployer failed");
+                self.check_failed(
+                    Some(version.clone()),
+                    error.clone(),
+                    format!(
+                        "the deployer did not answer; check it runs (`systemctl status dewy@{}`)",
+                        self.app()
+                    ),
+                );
                 report("error", &version, error)
             }
         }
@@ -207,6 +264,11 @@ impl Watcher {
         } else {
             let error = format!("artifact for {version} not found (past the {grace} grace period)");
             tracing::error!(message_id = MSG_FAILURE, dewy_version = %version, error = %error, "Artifact not found");
+            self.check_failed(
+                Some(version.clone()),
+                error.clone(),
+                "upload the artifact to the release, or remove the release so an older one is newest".into(),
+            );
             report("error", &version, error)
         }
     }

@@ -15,13 +15,10 @@ pub struct GcsEmulator {
 impl GcsEmulator {
     pub fn start(bucket: &str) -> GcsEmulator {
         let port = free_port();
-        let child = Command::new("gcp-storage-emulator")
-            .args([
-                "start",
-                "--host=127.0.0.1",
-                &format!("--port={port}"),
-                "--in-memory",
-            ])
+        let child = Command::new("python3")
+            .args(["-m", "gcp_storage_emulator", "start", "--host=127.0.0.1"])
+            .arg(format!("--port={port}"))
+            .arg("--in-memory")
             .arg(format!("--default-bucket={bucket}"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -29,7 +26,7 @@ impl GcsEmulator {
             .spawn()
             .unwrap_or_else(|e| {
                 panic!(
-                    "cannot start gcp-storage-emulator ({e}); the GCS tests need it: \
+                    "cannot start python3 -m gcp_storage_emulator ({e}); the GCS tests need it: \
                      python3 -m pip install gcp-storage-emulator"
                 )
             });
@@ -42,7 +39,7 @@ impl GcsEmulator {
             if let Ok(Some(status)) = emu.child.try_wait() {
                 panic!("gcp-storage-emulator exited at start ({status}); is it installed? python3 -m pip install gcp-storage-emulator");
             }
-            TcpStream::connect(("127.0.0.1", port)).ok()
+            answers(port, &emu.bucket).then_some(())
         });
         emu
     }
@@ -83,6 +80,21 @@ impl Drop for GcsEmulator {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Whether the emulator answers a bucket listing with 200 (it listens before it serves).
+fn answers(port: u16, bucket: &str) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut conn) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
+    let request = format!("GET /storage/v1/b/{bucket}/o HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+    if conn.write_all(request.as_bytes()).is_err() {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    conn.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.") && &head[9..12] == b"200"
 }
 
 /// A port that was free a moment ago on 127.0.0.1.

@@ -1,0 +1,219 @@
+//! Prometheus metrics: a small registry of atomics fed by the pipeline's events, rendered as
+//! the text exposition format (served by [`serve`]). Names follow the Go Dewy where it has one.
+
+pub mod serve;
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::notify::{Event, EventSink, Stage};
+
+/// Buckets of `dewy_deployment_duration_seconds` (the Go Dewy's).
+pub const DURATION_BUCKETS: [f64; 8] = [1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0];
+
+/// The counters and gauges of one dewy process.
+pub struct Metrics {
+    command: String,
+    checks: AtomicU64,
+    check_errors: AtomicU64,
+    last_check_ok: AtomicU64,
+    deployments: AtomicU64,
+    deployment_errors: AtomicU64,
+    rollbacks: AtomicU64,
+    hook_failures: AtomicU64,
+    buckets: [AtomicU64; DURATION_BUCKETS.len()],
+    duration_count: AtomicU64,
+    duration_sum_us: AtomicU64,
+}
+
+impl Metrics {
+    /// Metrics of a process running `command` (assets, server or container).
+    pub fn new(command: &str) -> Self {
+        Self {
+            command: command.to_string(),
+            checks: AtomicU64::new(0),
+            check_errors: AtomicU64::new(0),
+            last_check_ok: AtomicU64::new(0),
+            deployments: AtomicU64::new(0),
+            deployment_errors: AtomicU64::new(0),
+            rollbacks: AtomicU64::new(0),
+            hook_failures: AtomicU64::new(0),
+            buckets: Default::default(),
+            duration_count: AtomicU64::new(0),
+            duration_sum_us: AtomicU64::new(0),
+        }
+    }
+
+    fn observe_duration(&self, secs: f64) {
+        for (i, le) in DURATION_BUCKETS.iter().enumerate() {
+            if secs <= *le {
+                self.buckets[i].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.duration_count.fetch_add(1, Ordering::Relaxed);
+        self.duration_sum_us
+            .fetch_add((secs * 1e6) as u64, Ordering::Relaxed);
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let c = &self.command;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let mut o = String::new();
+        let mut metric = |name: &str, kind: &str, help: &str, lines: &[(String, String)]| {
+            let _ = writeln!(o, "# HELP {name} {help}");
+            let _ = writeln!(o, "# TYPE {name} {kind}");
+            for (suffix_labels, value) in lines {
+                let _ = writeln!(o, "{name}{suffix_labels} {value}");
+            }
+        };
+        metric(
+            "dewy_info",
+            "gauge",
+            "The dewy build and mode of this process.",
+            &[(
+                format!("{{version=\"{}\",command=\"{c}\"}}", env!("CARGO_PKG_VERSION")),
+                "1".into(),
+            )],
+        );
+        metric(
+            "dewy_registry_checks_total",
+            "counter",
+            "Registry checks made (successful or not).",
+            &[(String::new(), get(&self.checks).to_string())],
+        );
+        metric(
+            "dewy_registry_check_errors_total",
+            "counter",
+            "Registry checks that failed.",
+            &[(String::new(), get(&self.check_errors).to_string())],
+        );
+        metric(
+            "dewy_last_successful_check_timestamp_seconds",
+            "gauge",
+            "Unix time of the last successful registry check (0: none yet).",
+            &[(String::new(), get(&self.last_check_ok).to_string())],
+        );
+        metric(
+            "dewy_deployments_total",
+            "counter",
+            "Deploys that made a release live.",
+            &[(format!("{{command=\"{c}\"}}"), get(&self.deployments).to_string())],
+        );
+        metric(
+            "dewy_deployment_errors_total",
+            "counter",
+            "Deploys that failed (the previous release kept serving).",
+            &[(
+                format!("{{command=\"{c}\"}}"),
+                get(&self.deployment_errors).to_string(),
+            )],
+        );
+        metric(
+            "dewy_rollbacks_total",
+            "counter",
+            "Rollbacks to the previous release.",
+            &[(format!("{{command=\"{c}\"}}"), get(&self.rollbacks).to_string())],
+        );
+        metric(
+            "dewy_hook_failures_total",
+            "counter",
+            "Before- and after-deploy hooks that failed.",
+            &[(
+                format!("{{command=\"{c}\"}}"),
+                get(&self.hook_failures).to_string(),
+            )],
+        );
+        let mut lines: Vec<(String, String)> = DURATION_BUCKETS
+            .iter()
+            .zip(&self.buckets)
+            .map(|(le, n)| {
+                (
+                    format!("_bucket{{command=\"{c}\",le=\"{le}\"}}"),
+                    get(n).to_string(),
+                )
+            })
+            .collect();
+        let count = get(&self.duration_count).to_string();
+        lines.push((format!("_bucket{{command=\"{c}\",le=\"+Inf\"}}"), count.clone()));
+        lines.push((
+            format!("_sum{{command=\"{c}\"}}"),
+            format!("{}", get(&self.duration_sum_us) as f64 / 1e6),
+        ));
+        lines.push((format!("_count{{command=\"{c}\"}}"), count));
+        metric(
+            "dewy_deployment_duration_seconds",
+            "histogram",
+            "Time from the start of a deploy to the release being live.",
+            &lines,
+        );
+        o
+    }
+}
+
+impl EventSink for Metrics {
+    fn emit(&self, event: Event) {
+        match event {
+            Event::CheckSucceeded { .. } => {
+                self.checks.fetch_add(1, Ordering::Relaxed);
+                let now = chrono::Utc::now().timestamp().max(0) as u64;
+                self.last_check_ok.store(now, Ordering::Relaxed);
+            }
+            Event::Failed {
+                stage: Stage::Check, ..
+            } => {
+                self.checks.fetch_add(1, Ordering::Relaxed);
+                self.check_errors.fetch_add(1, Ordering::Relaxed);
+            }
+            Event::Failed {
+                stage: Stage::Deploy, ..
+            } => {
+                self.deployment_errors.fetch_add(1, Ordering::Relaxed);
+            }
+            Event::Deployed { duration, .. } => {
+                self.deployments.fetch_add(1, Ordering::Relaxed);
+                self.observe_duration(duration.as_secs_f64());
+            }
+            Event::RolledBack { .. } => {
+                self.rollbacks.fetch_add(1, Ordering::Relaxed);
+            }
+            Event::Hook { success: false, .. } => {
+                self.hook_failures.fetch_add(1, Ordering::Relaxed);
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_histogram() {
+        let m = Metrics::new("assets");
+        m.emit(Event::Deployed {
+            version: "v1".into(),
+            previous: None,
+            duration: std::time::Duration::from_millis(2500),
+            command: "assets".into(),
+        });
+        let t = m.render();
+        assert!(
+            t.contains("dewy_deployments_total{command=\"assets\"} 1\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains("dewy_deployment_duration_seconds_bucket{command=\"assets\",le=\"1\"} 0\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains("dewy_deployment_duration_seconds_bucket{command=\"assets\",le=\"5\"} 1\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains("dewy_deployment_duration_seconds_sum{command=\"assets\"} 2.5\n"),
+            "{t}"
+        );
+    }
+}

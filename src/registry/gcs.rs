@@ -1,0 +1,289 @@
+//! `gs://<bucket>/<prefix>` registry through the GCS JSON API: versions are the prefixes one level
+//! below `<prefix>` (object listing with delimiter `/`, paged by `pageToken`), artifacts the
+//! objects inside them, downloaded with `alt=media` as a stream. `STORAGE_EMULATOR_HOST` points
+//! it at an emulator (no authentication).
+
+mod auth;
+
+use anyhow::{bail, Context};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use futures_util::TryStreamExt;
+use serde::Deserialize;
+use url::Url;
+
+use super::layout::{self, Entry};
+use super::query::{self, SourceQuery};
+use super::version::Selector;
+use super::{ByteStream, CheckError, OpenOptions, Registry, Release};
+
+const DEFAULT_BASE: &str = "https://storage.googleapis.com";
+/// A bound on listing pages, against a server that never stops paging.
+const MAX_PAGES: usize = 10_000;
+
+/// Where a `gs://` URL points.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    pub bucket: String,
+    /// Empty (bucket root) or ending with `/`.
+    pub prefix: String,
+    pub query: SourceQuery,
+}
+
+/// Validate `gs://<bucket>/<prefix>?artifact=…&pre-release=…&calver=…`.
+pub fn parse_location(url: &Url) -> anyhow::Result<Location> {
+    if url.scheme() != "gs" {
+        bail!("not a gs:// registry URL: {url}");
+    }
+    let query = query::parse(url)?;
+    let bucket = url.host_str().unwrap_or_default().to_string();
+    if bucket.is_empty() {
+        bail!("registry URL {url} has no bucket; expected gs://<bucket>/<prefix>");
+    }
+    let prefix = url.path().trim_matches('/');
+    let prefix = if prefix.is_empty() {
+        String::new()
+    } else {
+        format!("{prefix}/")
+    };
+    Ok(Location {
+        bucket,
+        prefix,
+        query,
+    })
+}
+
+/// Releases in a GCS bucket.
+pub struct GcsRegistry {
+    location: Location,
+    selector: Selector,
+    base: Url,
+    http: reqwest::Client,
+    tokens: auth::Tokens,
+}
+
+impl std::fmt::Debug for GcsRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GcsRegistry")
+            .field("location", &self.location)
+            .field("base", &self.base.as_str())
+            .finish()
+    }
+}
+
+/// Open a `gs://` registry. The API base is `opts.gcs_endpoint`, `STORAGE_EMULATOR_HOST` (both
+/// unauthenticated) or storage.googleapis.com with service-account or metadata-server tokens.
+pub fn open(url: &Url, opts: &OpenOptions) -> anyhow::Result<GcsRegistry> {
+    let location = parse_location(url)?;
+    let selector = layout::selector(&location.query, opts)?;
+    let emulator = opts
+        .gcs_endpoint
+        .clone()
+        .or_else(|| std::env::var("STORAGE_EMULATOR_HOST").ok())
+        .filter(|h| !h.trim().is_empty());
+    let (base, source) = match emulator {
+        Some(host) => {
+            let host = host.trim();
+            let full = if host.contains("://") {
+                host.to_string()
+            } else {
+                format!("http://{host}")
+            };
+            (full, auth::Source::None)
+        }
+        None => (DEFAULT_BASE.to_string(), auth::Source::from_env()?),
+    };
+    let base = Url::parse(&base).with_context(|| format!("invalid GCS endpoint \"{base}\""))?;
+    let http = reqwest::Client::builder()
+        .user_agent(&opts.user_agent)
+        .connect_timeout(std::time::Duration::from_secs(10))
+        .build()
+        .context("building the HTTP client")?;
+    Ok(GcsRegistry {
+        location,
+        selector,
+        base,
+        http,
+        tokens: auth::Tokens::new(source),
+    })
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct Page {
+    #[serde(default)]
+    items: Vec<Object>,
+    #[serde(default)]
+    prefixes: Vec<String>,
+    next_page_token: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Object {
+    name: String,
+    time_created: Option<DateTime<Utc>>,
+    updated: Option<DateTime<Utc>>,
+}
+
+impl GcsRegistry {
+    fn place(&self) -> String {
+        format!(
+            "gs://{}/{} (endpoint {})",
+            self.location.bucket, self.location.prefix, self.base
+        )
+    }
+
+    /// `{base}/storage/v1/b/{bucket}/o[/{object}]`, names percent-encoded whole (`/` too).
+    fn objects_url(&self, object: Option<&str>) -> Url {
+        let mut url = self.base.clone();
+        let mut path = url.path().trim_end_matches('/').to_string();
+        path.push_str(&format!("/storage/v1/b/{}/o", encode(&self.location.bucket)));
+        if let Some(object) = object {
+            path.push('/');
+            path.push_str(&encode(object));
+        }
+        url.set_path(&path);
+        url
+    }
+
+    async fn get(&self, url: Url) -> anyhow::Result<reqwest::Response> {
+        let mut req = self.http.get(url.clone());
+        if let Some(token) = self.tokens.token(&self.http).await? {
+            req = req.bearer_auth(token);
+        }
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("requesting {url} for {}", self.place()))?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp);
+        }
+        let text = resp.text().await.unwrap_or_default();
+        let hint = match status.as_u16() {
+            401 | 403 => " — check the Google credentials (GOOGLE_APPLICATION_CREDENTIALS or the systemd credential gcs-credentials)".to_string(),
+            404 => format!(" — does bucket \"{}\" exist?", self.location.bucket),
+            _ => String::new(),
+        };
+        bail!(
+            "{} answered HTTP {status} for {url}: {}{hint}",
+            self.place(),
+            text.chars().take(300).collect::<String>()
+        )
+    }
+
+    /// Every page of a listing under `prefix`: (prefixes, objects).
+    async fn list(&self, prefix: &str, delimiter: bool) -> Result<(Vec<String>, Vec<Entry>), CheckError> {
+        let mut dirs = Vec::new();
+        let mut objects = Vec::new();
+        let mut token: Option<String> = None;
+        for _ in 0..MAX_PAGES {
+            let mut url = self.objects_url(None);
+            {
+                let mut q = url.query_pairs_mut();
+                q.append_pair("prefix", prefix);
+                if delimiter {
+                    q.append_pair("delimiter", "/");
+                }
+                if let Some(t) = &token {
+                    q.append_pair("pageToken", t);
+                }
+            }
+            let page: Page = self
+                .get(url)
+                .await?
+                .json()
+                .await
+                .with_context(|| format!("malformed object listing from {}", self.place()))?;
+            for p in page.prefixes {
+                let name = p.strip_prefix(prefix).unwrap_or(&p).trim_end_matches('/');
+                if !name.is_empty() {
+                    dirs.push(name.to_string());
+                }
+            }
+            for o in page.items {
+                let name = o.name.strip_prefix(prefix).unwrap_or(&o.name);
+                if name.is_empty() || name.ends_with('/') || (delimiter && name.contains('/')) {
+                    continue;
+                }
+                objects.push(Entry {
+                    name: name.to_string(),
+                    modified: o.time_created.or(o.updated),
+                });
+            }
+            match page.next_page_token.filter(|t| !t.is_empty()) {
+                Some(next) if token.as_deref() != Some(next.as_str()) => token = Some(next),
+                _ => return Ok((dirs, objects)),
+            }
+        }
+        Err(CheckError::Other(anyhow::anyhow!(
+            "listing {} did not end after {MAX_PAGES} pages",
+            self.place()
+        )))
+    }
+
+    async fn versions(&self) -> Result<Vec<String>, CheckError> {
+        let (mut dirs, _) = self.list(&self.location.prefix, true).await?;
+        dirs.sort();
+        dirs.dedup();
+        Ok(dirs)
+    }
+
+    async fn release_in(&self, tag: &str) -> Result<Release, CheckError> {
+        let vprefix = format!("{}{tag}/", self.location.prefix);
+        let (_, objects) = self.list(&vprefix, false).await?;
+        let bucket = &self.location.bucket;
+        layout::release_from(tag, &objects, &self.location.query, None, |name| {
+            Ok(format!("gs://{bucket}/{vprefix}{name}"))
+        })
+    }
+}
+
+#[async_trait]
+impl Registry for GcsRegistry {
+    async fn latest(&self) -> Result<Release, CheckError> {
+        let names = self.versions().await?;
+        let (_, tag) = layout::newest_version(&self.selector, &names, &self.place())?;
+        self.release_in(tag).await
+    }
+
+    async fn find(&self, version: &str) -> Result<Release, CheckError> {
+        let names = self.versions().await?;
+        match layout::find_version(&names, version) {
+            Some(tag) => self.release_in(tag).await,
+            None => Err(CheckError::NoRelease(format!(
+                "{} has no version {version}",
+                self.place()
+            ))),
+        }
+    }
+
+    async fn fetch(&self, url: &str) -> anyhow::Result<ByteStream> {
+        let base = format!("gs://{}/", self.location.bucket);
+        let object = url
+            .strip_prefix(&base)
+            .filter(|k| k.starts_with(&self.location.prefix) && !k.split('/').any(|s| s == ".."))
+            .with_context(|| format!("artifact URL {url} is not under {base}{}", self.location.prefix))?;
+        let mut media = self.objects_url(Some(object));
+        media.query_pairs_mut().append_pair("alt", "media");
+        let resp = self.get(media).await?;
+        Ok(Box::pin(resp.bytes_stream().map_err(std::io::Error::other)))
+    }
+}
+
+/// Percent-encode everything but RFC 3986 unreserved characters.
+fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;
