@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod notify;
 pub mod registry;
 pub mod release;
+pub mod supervise;
 pub mod systemd;
 pub mod watch;
 

@@ -356,9 +356,9 @@ fn config_errors_exit_78_with_file_and_line() {
     let (code, _, err) = dewy(&["assets"], &[]);
     assert_eq!(code, 78);
     assert!(err.contains("--registry is not set"), "{err}");
-    let (code, _, err) = dewy(&["server", "--registry", "file:///x", "--", "./app"], &[]);
+    let (code, _, err) = dewy(&["server", "--registry", "file:///x"], &[]);
     assert_eq!(code, 78);
-    assert!(err.contains("server mode is not supported"), "{err}");
+    assert!(err.contains("server mode needs the app's command"), "{err}");
     let (code, _, err) = dewy(
         &["assets", "--registry", "file:///x", "--notifier", "teams://c"],
         &[],

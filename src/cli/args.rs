@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::values::{ByteSize, DurationValue};
-use crate::config::{Layer, Mode};
+use crate::config::{Layer, Mode, Readiness};
 use crate::logging::LogFormat;
 
 /// dewy: pull-based continuous deployment for Linux hosts.
@@ -165,6 +165,21 @@ pub struct RunArgs {
     /// session or an address.
     #[arg(long, env = "DEWY_BUS", default_value = "auto")]
     pub bus: String,
+    /// Server mode: how a new generation proves it is ready: auto, notify, health or alive.
+    #[arg(long)]
+    pub readiness: Option<Readiness>,
+    /// Server mode: HTTP path probed on the new generation's private probe socket.
+    #[arg(long = "health-path")]
+    pub health_path: Option<String>,
+    /// Server mode: how long a new generation may take to become ready (seconds or 30s, 1m).
+    #[arg(long = "health-timeout")]
+    pub health_timeout: Option<DurationValue>,
+    /// Server mode: how long the old generation may drain before SIGKILL.
+    #[arg(long = "drain-time")]
+    pub drain_time: Option<DurationValue>,
+    /// Server mode: `alive` readiness delay.
+    #[arg(long = "alive-delay")]
+    pub alive_delay: Option<DurationValue>,
     /// Go Dewy flags that this build does not implement yet (refused with a message).
     #[command(flatten)]
     pub later: LaterFlags,
@@ -186,12 +201,6 @@ pub struct LaterFlags {
     pub admin_port: Option<u16>,
     #[arg(long, hide = true)]
     pub replicas: Option<i64>,
-    #[arg(long = "health-path", hide = true)]
-    pub health_path: Option<String>,
-    #[arg(long = "health-timeout", hide = true)]
-    pub health_timeout: Option<String>,
-    #[arg(long = "drain-time", hide = true)]
-    pub drain_time: Option<String>,
     #[arg(long, hide = true)]
     pub runtime: Option<String>,
     #[arg(long = "proxy-idle-timeout", hide = true)]
@@ -209,9 +218,6 @@ impl LaterFlags {
             (self.otlp_insecure, "--otlp-insecure"),
             (self.admin_port.is_some(), "--admin-port"),
             (self.replicas.is_some(), "--replicas"),
-            (self.health_path.is_some(), "--health-path"),
-            (self.health_timeout.is_some(), "--health-timeout"),
-            (self.drain_time.is_some(), "--drain-time"),
             (self.runtime.is_some(), "--runtime"),
             (self.proxy_idle_timeout.is_some(), "--proxy-idle-timeout"),
             (!self.cmd.is_empty(), "--cmd"),
@@ -246,6 +252,11 @@ impl RunArgs {
             metrics_listen: self.metrics_listen.clone(),
             port: (!self.port.is_empty()).then(|| self.port.clone()),
             command: (!self.command.is_empty()).then(|| self.command.clone()),
+            readiness: self.readiness,
+            health_path: self.health_path.clone(),
+            health_timeout: self.health_timeout,
+            drain_time: self.drain_time,
+            alive_delay: self.alive_delay,
             ..Layer::default()
         }
     }

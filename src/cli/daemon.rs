@@ -96,16 +96,20 @@ pub fn deployer_main() -> i32 {
                 )
             }
         };
+        let stop = shutdown_signal();
+        deployer.start_app().await;
+        super::restart_on_sigusr1(deployer.clone());
         let live = deployer.live_version().unwrap_or_else(|| "nothing".into());
         tracing::info!(dewy_version = %live, "Deployer ready");
         observers.emit(Event::Started { command: mode });
         notify::ready(&format!("{live} live; idle"));
         notify::spawn_watchdog();
-        let signal = shutdown_signal().await;
+        let signal = stop.await;
         notify::stopping();
         tracing::info!(signal, "Shutting down gracefully");
         // Let a deploy in flight finish its current step; recovery covers the rest.
         let _ = tokio::time::timeout(Duration::from_secs(60), deployer.wait_idle()).await;
+        deployer.stop_app().await;
         observers.stopped(signal, true).await;
         0
     })

@@ -97,12 +97,16 @@ pub async fn run(mode: Mode, args: RunArgs) -> i32 {
     });
     notify::ready(&format!("watching {}", settings.registry));
     notify::spawn_watchdog();
+    let stop = shutdown_signal();
+    deployer.start_app().await;
+    super::restart_on_sigusr1(deployer.clone());
     let poll = tokio::spawn(watcher.run());
-    let signal = shutdown_signal().await;
+    let signal = stop.await;
     tracing::info!(signal, "Shutting down gracefully");
     notify::stopping();
     let _ = tokio::time::timeout(Duration::from_secs(60), deployer.wait_idle()).await;
     poll.abort();
+    deployer.stop_app().await;
     observers.stopped(signal, true).await;
     0
 }

@@ -78,29 +78,42 @@ fn init_logging(settings: &Settings, identifier: &str) -> Result<(), i32> {
 }
 
 /// Wait for SIGTERM, SIGINT or SIGQUIT; returns the signal's name.
-async fn shutdown_signal() -> &'static str {
+/// Server mode: SIGUSR1 restarts the app (new generation, then the old one drains), as in Go Dewy.
+fn restart_on_sigusr1(deployer: std::sync::Arc<crate::deploy::Deployer>) {
     use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut usr1) = signal(SignalKind::user_defined1()) else {
+        return;
+    };
+    tokio::spawn(async move {
+        while usr1.recv().await.is_some() {
+            tracing::info!("Restarted receiving by SIGUSR1 signal");
+            if let Err(e) = deployer.restart_app().await {
+                tracing::error!(error = %format!("{e:#}"), "Restart on SIGUSR1 failed");
+            }
+        }
+    });
+}
+
+/// Wait for SIGINT, SIGTERM or SIGQUIT. The handlers are installed when this is called, not when
+/// the future is first polled, so a signal that comes while the app is being started is not fatal.
+fn shutdown_signal() -> impl std::future::Future<Output = &'static str> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut int = signal(SignalKind::interrupt()).ok();
     let mut term = signal(SignalKind::terminate()).ok();
     let mut quit = signal(SignalKind::quit()).ok();
-    let term_fut = async {
-        match term.as_mut() {
-            Some(s) => {
-                s.recv().await;
+    async move {
+        async fn recv(s: Option<&mut tokio::signal::unix::Signal>) {
+            match s {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending().await,
             }
-            None => std::future::pending().await,
         }
-    };
-    let quit_fut = async {
-        match quit.as_mut() {
-            Some(s) => {
-                s.recv().await;
-            }
-            None => std::future::pending().await,
+        tokio::select! {
+            _ = recv(int.as_mut()) => "SIGINT",
+            _ = recv(term.as_mut()) => "SIGTERM",
+            _ = recv(quit.as_mut()) => "SIGQUIT",
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => "SIGINT",
-        _ = term_fut => "SIGTERM",
-        _ = quit_fut => "SIGQUIT",
     }
 }

@@ -38,6 +38,34 @@ impl std::fmt::Display for Mode {
     }
 }
 
+/// How server mode decides that a new generation of the app is ready.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Readiness {
+    /// `notify` for an app that has sent `READY=1` before, else `health` with a health path,
+    /// else `alive`.
+    Auto,
+    /// The app sends `READY=1` to `NOTIFY_SOCKET`.
+    Notify,
+    /// The health path answers 2xx/3xx on the generation's private probe socket.
+    Health,
+    /// Still running after `alive-delay`.
+    Alive,
+}
+
+impl std::str::FromStr for Readiness {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "auto" => Ok(Readiness::Auto),
+            "notify" => Ok(Readiness::Notify),
+            "health" => Ok(Readiness::Health),
+            "alive" => Ok(Readiness::Alive),
+            _ => Err(format!("unknown readiness {s:?} (auto, notify, health or alive)")),
+        }
+    }
+}
+
 /// What a failed before-deploy hook does to the deploy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -76,6 +104,11 @@ pub struct Layer {
     pub metrics_listen: Option<String>,
     pub port: Option<Vec<String>>,
     pub command: Option<Vec<String>>,
+    pub drain_time: Option<DurationValue>,
+    pub readiness: Option<Readiness>,
+    pub health_path: Option<String>,
+    pub health_timeout: Option<DurationValue>,
+    pub alive_delay: Option<DurationValue>,
 }
 
 macro_rules! overlay {
@@ -90,7 +123,8 @@ impl Layer {
         overlay!(self, over; mode, registry, interval, grace_period, log_level, log_format, root,
             cache_dir, keep_releases, keep_artifacts, before_deploy_hook, after_deploy_hook,
             hook_timeout, before_hook_failure, max_artifact_size, max_extracted_size, slot, calver,
-            cache, notifier, metrics_listen, port, command);
+            cache, notifier, metrics_listen, port, command, drain_time, readiness, health_path, health_timeout,
+            alive_delay);
     }
 }
 

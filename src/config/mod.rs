@@ -3,6 +3,7 @@
 //! Precedence: built-in defaults < config files (see [`file`]) < command-line flags.
 
 pub mod file;
+mod server;
 pub mod values;
 
 use std::path::{Path, PathBuf};
@@ -10,7 +11,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-pub use file::{ConfigError, HookFailure, Layer, Mode};
+pub use file::{ConfigError, HookFailure, Layer, Mode, Readiness};
+pub use server::{DEFAULT_ALIVE_DELAY, DEFAULT_DRAIN_TIME, DEFAULT_HEALTH_TIMEOUT};
 use values::format_duration;
 
 use crate::logging::LogFormat;
@@ -73,6 +75,18 @@ pub struct Settings {
     pub notifiers: Vec<String>,
     /// Also serve the metrics on this local TCP address.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// Server mode: the app's command and arguments (run with the root as working directory).
+    pub command: Vec<String>,
+    /// Server mode: port specifications (see [`crate::supervise::ports`]).
+    pub ports: Vec<String>,
+    #[serde(serialize_with = "ser_duration")]
+    pub drain_time: Duration,
+    pub readiness: Readiness,
+    pub health_path: Option<String>,
+    #[serde(serialize_with = "ser_duration")]
+    pub health_timeout: Duration,
+    #[serde(serialize_with = "ser_duration")]
+    pub alive_delay: Duration,
     /// The files that were read, in the order they applied.
     pub files: Vec<PathBuf>,
 }
@@ -152,11 +166,10 @@ fn resolve(app: &str, l: Layer, files: Vec<PathBuf>, foreground: bool) -> Result
     let registry = with_calver(&registry, calver.as_deref())?;
     crate::registry::parse_url(&registry).map_err(|e| invalid(format!("registry: {e:#}")))?;
     let mode = l.mode.unwrap_or(Mode::Assets);
-    match mode {
-        Mode::Assets => {}
-        Mode::Server => return Err(not_yet("server mode")),
-        Mode::Container => return Err(not_yet("container mode")),
+    if mode == Mode::Container {
+        return Err(not_yet("container mode"));
     }
+    let server = server::resolve(&l, mode)?;
     let cache = l.cache.clone().filter(|c| !c.trim().is_empty());
     if let Some(url) = &cache {
         crate::cache::shared::parse_url(url).map_err(|e| invalid(format!("cache: {e:#}")))?;
@@ -170,12 +183,6 @@ fn resolve(app: &str, l: Layer, files: Vec<PathBuf>, foreground: bool) -> Result
         .collect();
     crate::notify::build(&notifiers).map_err(|e| invalid(format!("{e:#}")))?;
     let metrics_listen = metrics_listen(l.metrics_listen.as_deref())?;
-    if l.port.as_ref().is_some_and(|p| !p.is_empty()) {
-        return Err(invalid("port applies to server and container modes only"));
-    }
-    if l.command.as_ref().is_some_and(|c| !c.is_empty()) {
-        return Err(invalid("command applies to server mode only"));
-    }
     let interval = l.interval.map_or(DEFAULT_INTERVAL, |d| d.0);
     if interval < Duration::from_secs(1) {
         return Err(invalid("interval must be at least 1s"));
@@ -223,6 +230,13 @@ fn resolve(app: &str, l: Layer, files: Vec<PathBuf>, foreground: bool) -> Result
         cache,
         notifiers,
         metrics_listen,
+        command: server.command,
+        ports: server.ports,
+        drain_time: server.drain_time,
+        readiness: server.readiness,
+        health_path: server.health_path,
+        health_timeout: server.health_timeout,
+        alive_delay: server.alive_delay,
         files,
     })
 }

@@ -16,6 +16,7 @@ use crate::config::Settings;
 use crate::notify::{Event, EventSink};
 use crate::registry::{Registry, Release};
 use crate::release::Releases;
+use crate::supervise::Supervisor;
 use state::{HistoryEntry, Live, State, StateFile};
 
 /// What happened to a release offered to the deployer.
@@ -75,6 +76,8 @@ pub struct Deployer {
     activity: Mutex<String>,
     busy: tokio::sync::Mutex<()>,
     events: OnceLock<Arc<dyn EventSink>>,
+    /// Server mode: the app and its sockets.
+    app: Option<Arc<Supervisor>>,
 }
 
 impl Deployer {
@@ -85,6 +88,10 @@ impl Deployer {
         let releases = Releases::new(&settings.root);
         let state_file = StateFile::new(&settings.state_dir);
         let state = state_file.load()?;
+        let app = match settings.mode {
+            crate::config::Mode::Server => Some(Supervisor::open(&settings).context("server mode")?),
+            _ => None,
+        };
         let d = Arc::new(Self {
             settings,
             registry,
@@ -95,6 +102,7 @@ impl Deployer {
             activity: Mutex::new("idle".into()),
             busy: tokio::sync::Mutex::new(()),
             events: OnceLock::new(),
+            app,
         });
         d.recover()?;
         Ok(d)
@@ -102,7 +110,89 @@ impl Deployer {
 
     /// Report deploy events to `sink` (notifiers, metrics); only the first call counts.
     pub fn set_events(&self, sink: Arc<dyn EventSink>) {
+        if let Some(app) = &self.app {
+            app.set_events(sink.clone());
+        }
         let _ = self.events.set(sink);
+    }
+
+    /// Server mode: start the app of the live release (first generation), if there is one.
+    pub async fn start_app(self: &Arc<Self>) {
+        let Some(app) = &self.app else { return };
+        if let Some(mut loops) = app.crash_loops() {
+            let me = Arc::downgrade(self);
+            tokio::spawn(async move {
+                while let Some(version) = loops.recv().await {
+                    let Some(d) = me.upgrade() else { return };
+                    d.crash_loop_rollback(&version).await;
+                }
+            });
+        }
+        let _guard = self.busy.lock().await;
+        let Some(version) = self.live_version() else {
+            tracing::info!("No release is live yet; the server starts with the first deploy");
+            return;
+        };
+        if let Err(e) = app.start(&version).await {
+            let error = format!("{e:#}");
+            tracing::error!(dewy_version = %version, error = %error, "Server failure");
+            self.emit(Event::Failed {
+                stage: crate::notify::Stage::Deploy,
+                version: Some(version),
+                error,
+                next_step: "dewy deploys the live release again at the next check".into(),
+                command: self.settings.mode.to_string(),
+            });
+        }
+    }
+
+    /// Server mode: the live release crash-loops; make the previous release live and run it.
+    async fn crash_loop_rollback(&self, version: &str) {
+        let Some(app) = &self.app else { return };
+        let _guard = self.busy.lock().await;
+        let has_previous = self.lock_state().previous.is_some();
+        if self.live_version().as_deref() != Some(version) || !has_previous {
+            tracing::warn!(
+                dewy_version = version,
+                "Server crash loop; no previous release to roll back to, restarts go on"
+            );
+            return;
+        }
+        let reason = format!(
+            "{version} crashed {} times in a row after it started",
+            crate::supervise::CRASH_LOOP
+        );
+        if let DeployResult::Deployed { version: back, .. } = self.do_rollback(&reason) {
+            if let Err(e) = app.start(&back).await {
+                tracing::error!(dewy_version = %back, error = %format!("{e:#}"), "Server failure after rollback");
+            }
+        }
+    }
+
+    /// Server mode: restart the app the zero-downtime way without a deploy (SIGUSR1).
+    pub async fn restart_app(&self) -> anyhow::Result<()> {
+        let Some(app) = &self.app else {
+            anyhow::bail!("there is no app to restart in {} mode", self.settings.mode);
+        };
+        let _guard = self.busy.lock().await;
+        let version = self
+            .live_version()
+            .ok_or_else(|| anyhow::anyhow!("no release is live yet"))?;
+        app.start(&version).await
+    }
+
+    /// Server mode: stop the app gracefully (SIGTERM, drain, SIGKILL).
+    pub async fn stop_app(&self) {
+        if let Some(app) = &self.app {
+            app.stop().await;
+        }
+    }
+
+    /// Server mode: false when no generation of the app was ever started or the last start failed
+    /// (then the live version is deployed again); a crashed app is restarted by the supervisor.
+    /// Always true in the other modes.
+    pub fn app_running(&self) -> bool {
+        self.app.as_ref().is_none_or(|a| a.supervising())
     }
 
     pub(crate) fn emit(&self, event: Event) {

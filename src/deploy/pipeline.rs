@@ -137,7 +137,10 @@ impl Deployer {
                 .flatten()
                 .is_some_and(|p| p.file_name().is_some_and(|n| n.to_string_lossy() == live.release));
             if live.cache_key == key && intact {
-                return Some(format!("{} is live", release.version));
+                if self.app_running() {
+                    return Some(format!("{} is live", release.version));
+                }
+                tracing::warn!(dewy_version = %release.version, "The server is not running; deploying the live version again");
             }
         }
         if trigger == Trigger::Watcher {
@@ -231,6 +234,18 @@ impl Deployer {
             to = %self.releases.current_link().display(),
             "Create symlink"
         );
+        if let Some(app) = &self.app {
+            if let Err(e) = app.start(version).await {
+                self.undo_switch(previous.as_ref(), &dir);
+                // Starting the live version again (repair) failing is retried at the next
+                // check, as the Go Dewy does; a new version that fails to start is marked bad.
+                return Err(if prev_version.as_deref() == Some(version.as_str()) {
+                    StepError::transient(e)
+                } else {
+                    StepError::release(e, sha256)
+                });
+            }
+        }
         let live = Live {
             version: version.clone(),
             cache_key: key.to_string(),
@@ -248,7 +263,11 @@ impl Deployer {
             reason: reason.to_string(),
         };
         self.update_state(|st| {
-            st.previous = st.live.take();
+            // Deploying the live version again (repair) keeps the older release as previous.
+            let old = st.live.take();
+            if old.as_ref().is_some_and(|o| o.version != *version) || st.previous.is_none() {
+                st.previous = old;
+            }
             st.live = Some(live);
             st.pending = None;
             st.bad.remove(version);

@@ -4,6 +4,8 @@ use anyhow::Context;
 use chrono::Utc;
 
 use super::pipeline::dir_name;
+use std::path::Path;
+
 use super::state::{BadVersion, HistoryEntry, Live, Outcome};
 use super::{DeployResult, Deployer};
 use crate::logging::MSG_ROLLBACK;
@@ -87,6 +89,24 @@ impl Deployer {
             version: previous.version,
             release: previous.release,
         }
+    }
+
+    /// Server mode: the new release did not start; point `current` back at the previous release.
+    pub(super) fn undo_switch(&self, previous: Option<&Live>, dir: &Path) {
+        let back = previous.map(|p| self.releases.releases_dir().join(&p.release));
+        let result = match &back {
+            Some(prev) if prev.is_dir() => self.releases.switch_current(prev),
+            _ => std::fs::remove_file(self.releases.current_link()),
+        };
+        match result {
+            Ok(()) => tracing::warn!(
+                message_id = MSG_ROLLBACK,
+                dewy_release_dir = %back.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+                "Rolled back: current points to the previous release again"
+            ),
+            Err(e) => tracing::error!(error = %e, "Switching current back failed"),
+        }
+        let _ = self.releases.remove_release(dir);
     }
 
     /// Repair what a crash left: staging dirs, a deploy that was cut short.

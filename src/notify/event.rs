@@ -82,6 +82,10 @@ pub enum Event {
         since: DateTime<Utc>,
         error: String,
     },
+    /// Server mode: the first generation of the app is serving.
+    ServerStarted { version: String },
+    /// Server mode: a new generation of the app took over from the previous one.
+    ServerRestarted { version: String },
     /// dewy stops.
     Stopped { signal: String },
 }
@@ -101,6 +105,8 @@ impl Event {
             Event::CheckSucceeded { .. } => "check-succeeded",
             Event::Recovered { .. } => "recovered",
             Event::Digest { .. } => "failure-digest",
+            Event::ServerStarted { .. } => "server-started",
+            Event::ServerRestarted { .. } => "server-restarted",
             Event::Stopped { .. } => "stopped",
         }
     }
@@ -241,6 +247,8 @@ impl Event {
                 if *repeats == 1 { "" } else { "s" },
                 since.format("%Y-%m-%d %H:%M:%S UTC")
             ),
+            Event::ServerStarted { version } => format!("Server started for {version}"),
+            Event::ServerRestarted { version } => format!("Server restarted for {version}"),
             Event::Stopped { signal } => format!("Stop receiving by {signal} signal"),
         }
     }
@@ -345,6 +353,9 @@ impl Note {
             }
             Event::Recovered { last_error, .. } => (None, None, Some("recovered"), Some(last_error), None),
             Event::Digest { error, .. } => (None, None, Some("failed"), Some(error), None),
+            Event::ServerStarted { version } | Event::ServerRestarted { version } => {
+                (Some(version), None, None, None, None)
+            }
             Event::Started { .. } | Event::Stopped { .. } => (None, None, None, None, None),
         };
         WebhookBody {

@@ -7,6 +7,7 @@ pub mod github;
 pub mod proc;
 pub mod receiver;
 pub mod s3;
+pub mod server;
 
 use std::path::Path;
 use std::time::{Duration, Instant};

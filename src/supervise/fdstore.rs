@@ -1,0 +1,115 @@
+//! Pushing the listening sockets into systemd's fd store (`FDSTORE=1`, `FDNAME=`), so a restart
+//! of the deployer gets them back as `LISTEN_FDS` and the port never closes. Needs
+//! `FileDescriptorStoreMax=` in the service unit; without a `NOTIFY_SOCKET` it does nothing.
+
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::net::{SocketAddr as UnixAddr, UnixDatagram};
+
+use super::sockets::Socket;
+
+/// A valid `FDNAME`: printable ASCII without `:`, at most 255 bytes.
+pub fn fd_name(raw: &str) -> String {
+    raw.chars()
+        .map(|c| if c.is_ascii_graphic() && c != ':' { c } else { '_' })
+        .take(255)
+        .collect()
+}
+
+/// Push every socket to the fd store of the service manager named by `NOTIFY_SOCKET`.
+/// Returns false when there is none.
+pub fn push(sockets: &[Socket]) -> io::Result<bool> {
+    match std::env::var("NOTIFY_SOCKET") {
+        Ok(path) if !path.is_empty() && !sockets.is_empty() => push_to(&path, sockets).map(|_| true),
+        _ => Ok(false),
+    }
+}
+
+/// Send one `FDSTORE=1` message per socket, with the fd attached (SCM_RIGHTS).
+pub fn push_to(notify_socket: &str, sockets: &[Socket]) -> io::Result<()> {
+    let sock = UnixDatagram::unbound()?;
+    match notify_socket.strip_prefix('@') {
+        Some(name) => {
+            use std::os::linux::net::SocketAddrExt;
+            sock.connect_addr(&UnixAddr::from_abstract_name(name.as_bytes())?)?
+        }
+        None => sock.connect(notify_socket)?,
+    }
+    for s in sockets {
+        let msg = format!("FDSTORE=1\nFDNAME={}\n", fd_name(&s.name));
+        send_fd(sock.as_raw_fd(), msg.as_bytes(), s.fd.as_raw_fd())?;
+    }
+    Ok(())
+}
+
+fn send_fd(sock: RawFd, data: &[u8], fd: RawFd) -> io::Result<()> {
+    let mut iov = libc::iovec {
+        iov_base: data.as_ptr() as *mut libc::c_void,
+        iov_len: data.len(),
+    };
+    // SAFETY: CMSG_SPACE is a pure size computation.
+    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) } as usize;
+    let mut cbuf = vec![0u64; space.div_ceil(8)];
+    // SAFETY: msghdr is plain data; every pointer set below outlives the sendmsg call.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf.as_mut_ptr() as *mut libc::c_void;
+    msg.msg_controllen = space as _;
+    // SAFETY: the control buffer holds one cmsg with room for one fd (CMSG_SPACE above).
+    unsafe {
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as _;
+        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg) as *mut RawFd, fd);
+        if libc::sendmsg(sock, &msg, libc::MSG_NOSIGNAL) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::OwnedFd;
+
+    #[test]
+    fn pushes_each_socket_with_its_name() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("notify");
+        let rx = UnixDatagram::bind(&path).unwrap();
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let sockets = [Socket {
+            fd: OwnedFd::from(l),
+            name: format!("127.0.0.1:{port}"),
+            addr: format!("127.0.0.1:{port}"),
+        }];
+        push_to(path.to_str().unwrap(), &sockets).unwrap();
+        let mut data = [0u8; 256];
+        let mut iov = libc::iovec {
+            iov_base: data.as_mut_ptr() as *mut libc::c_void,
+            iov_len: data.len(),
+        };
+        let mut cbuf = [0u64; 8];
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = cbuf.as_mut_ptr() as *mut libc::c_void;
+        msg.msg_controllen = std::mem::size_of_val(&cbuf) as _;
+        let n = unsafe { libc::recvmsg(rx.as_raw_fd(), &mut msg, 0) };
+        assert!(n > 0);
+        let text = String::from_utf8_lossy(&data[..n as usize]).into_owned();
+        assert_eq!(text, format!("FDSTORE=1\nFDNAME=127.0.0.1_{port}\n"));
+        let fd = unsafe {
+            let cmsg = libc::CMSG_FIRSTHDR(&msg);
+            assert!(!cmsg.is_null());
+            assert_eq!((*cmsg).cmsg_type, libc::SCM_RIGHTS);
+            std::ptr::read_unaligned(libc::CMSG_DATA(cmsg) as *const RawFd)
+        };
+        let got = unsafe { <std::net::TcpListener as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        assert_eq!(got.local_addr().unwrap().port(), port);
+    }
+}

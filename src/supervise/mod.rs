@@ -1,0 +1,307 @@
+//! Server mode: the deployer runs the app, hands it the listening sockets by the socket
+//! activation protocol, restarts it with overlapping generations on deploy, restarts it with
+//! backoff when it crashes, and stops it gracefully with the deployer.
+
+mod fdstore;
+pub mod generation;
+mod orphan;
+pub mod ports;
+pub mod sockets;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::config::{Readiness, Settings};
+use crate::notify::{Event, EventSink};
+use generation::{describe, Check, Generation, Launch};
+use sockets::Socket;
+
+/// Longest wait between two restarts of a crashing app.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// An app that ran this long before crashing starts again from the shortest backoff.
+const STABLE_AFTER: Duration = Duration::from_secs(30);
+/// This many crashes in a row, each before [`STABLE_AFTER`], is a crash loop: the deployer is
+/// told, and rolls back when it can.
+pub const CRASH_LOOP: u32 = 3;
+
+/// The app of one deployer in server mode.
+pub struct Supervisor {
+    settings: Settings,
+    sockets: Vec<Socket>,
+    run_dir: PathBuf,
+    current: Mutex<Option<Arc<Generation>>>,
+    ops: tokio::sync::Mutex<()>,
+    next: AtomicU64,
+    stopping: AtomicBool,
+    backoff: Mutex<Duration>,
+    quick_crashes: AtomicU32,
+    crash_loops: tokio::sync::mpsc::UnboundedSender<String>,
+    crash_loop_rx: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<String>>>,
+    events: OnceLock<Arc<dyn EventSink>>,
+}
+
+impl Supervisor {
+    /// Take the sockets from dewy's own socket activation, or bind the configured ports.
+    pub fn open(settings: &Settings) -> anyhow::Result<Arc<Self>> {
+        let run_dir = settings.state_dir.join("run");
+        orphan::stop_leftover(&run_dir, &settings.root, settings.drain_time);
+        let mut sockets = sockets::inherited().context("taking the sockets passed by systemd")?;
+        if sockets.is_empty() {
+            let addrs = ports::parse(&settings.ports)?;
+            sockets = sockets::bind(&addrs)?;
+            match fdstore::push(&sockets) {
+                Ok(true) => tracing::info!(
+                    count = sockets.len(),
+                    "Listening sockets pushed to the systemd fd store"
+                ),
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "Pushing the sockets to the systemd fd store failed"),
+            }
+        } else {
+            tracing::info!(
+                count = sockets.len(),
+                "Using the listening sockets passed by systemd"
+            );
+        }
+        if sockets.len() >= sockets::MAX_SOCKETS {
+            anyhow::bail!("too many listening sockets ({})", sockets.len());
+        }
+        let (crash_loops, rx) = tokio::sync::mpsc::unbounded_channel();
+        Ok(Arc::new(Self {
+            run_dir,
+            settings: settings.clone(),
+            sockets,
+            current: Mutex::new(None),
+            ops: tokio::sync::Mutex::new(()),
+            next: AtomicU64::new(1),
+            stopping: AtomicBool::new(false),
+            backoff: Mutex::new(Duration::from_secs(1)),
+            quick_crashes: AtomicU32::new(0),
+            crash_loops,
+            crash_loop_rx: Mutex::new(Some(rx)),
+            events: OnceLock::new(),
+        }))
+    }
+
+    /// Report server events to `sink`; only the first call counts.
+    pub fn set_events(&self, sink: Arc<dyn EventSink>) {
+        let _ = self.events.set(sink);
+    }
+
+    fn emit(&self, event: Event) {
+        if let Some(sink) = self.events.get() {
+            sink.emit(event);
+        }
+    }
+
+    /// The versions found crash-looping (once per loop); only the first call gets the receiver.
+    pub fn crash_loops(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<String>> {
+        self.crash_loop_rx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+    }
+
+    fn crashed_quickly(&self, version: &str) {
+        if self.quick_crashes.fetch_add(1, Ordering::SeqCst) + 1 == CRASH_LOOP {
+            tracing::error!(dewy_version = version, crashes = CRASH_LOOP, "Server crash loop");
+            let _ = self.crash_loops.send(version.to_string());
+        }
+    }
+
+    /// True while a generation runs.
+    pub fn running(&self) -> bool {
+        self.current_gen().is_some_and(|g| g.exited().is_none())
+    }
+
+    /// True once a generation was started (it may be down and waiting for its restart).
+    pub fn supervising(&self) -> bool {
+        self.current_gen().is_some()
+    }
+
+    /// The pid and version of the running generation.
+    pub fn live(&self) -> Option<(i32, String, u64)> {
+        self.current_gen()
+            .filter(|g| g.exited().is_none())
+            .map(|g| (g.pid, g.version.clone(), g.number))
+    }
+
+    fn current_gen(&self) -> Option<Arc<Generation>> {
+        self.current.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Start a generation for `version` (the release `current` points to), wait until it is
+    /// ready, then stop the previous generation gracefully. On failure the new generation is
+    /// killed and the previous one keeps serving.
+    pub async fn start(self: &Arc<Self>, version: &str) -> anyhow::Result<()> {
+        let _op = self.ops.lock().await;
+        if self.stopping.load(Ordering::SeqCst) {
+            anyhow::bail!("dewy is stopping");
+        }
+        self.quick_crashes.store(0, Ordering::SeqCst);
+        *self.backoff.lock().unwrap_or_else(|p| p.into_inner()) = Duration::from_secs(1);
+        self.start_locked(version).await
+    }
+
+    async fn start_locked(self: &Arc<Self>, version: &str) -> anyhow::Result<()> {
+        let old = self.current_gen().filter(|g| g.exited().is_none());
+        let check = self.check();
+        let number = self.next.fetch_add(1, Ordering::SeqCst);
+        let gen = Generation::spawn(Launch {
+            number,
+            version,
+            command: &self.settings.command,
+            cwd: &self.settings.root,
+            sockets: &self.sockets,
+            run_dir: &self.run_dir,
+            probe: matches!(check, Check::Health(_)),
+            journal_ident: std::env::var_os("JOURNAL_STREAM")
+                .is_some()
+                .then_some(self.settings.app.as_str()),
+        })?;
+        let gen = Arc::new(gen);
+        tracing::info!(pid = gen.pid, generation = number, dewy_version = version, readiness = ?check, "Server process started; waiting until it is ready");
+        match gen.wait_ready(&check, self.settings.health_timeout).await {
+            Ok(sent_ready) => {
+                if sent_ready {
+                    self.remember_notify();
+                }
+            }
+            Err(e) => {
+                let status = gen.kill().await;
+                tracing::error!(pid = gen.pid, generation = number, dewy_version = version, status = %describe(status), error = %format!("{e:#}"), "New server process failed; the previous one keeps serving");
+                return Err(e.context(format!("starting {version}")));
+            }
+        }
+        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Some(gen.clone());
+        orphan::record(&self.run_dir, gen.pid);
+        self.watch(gen.clone());
+        match old {
+            Some(old) => {
+                tracing::info!(
+                    old_pid = old.pid,
+                    new_pid = gen.pid,
+                    dewy_version = version,
+                    "Restarting server"
+                );
+                let status = old.stop(self.settings.drain_time).await;
+                tracing::info!(pid = old.pid, status = %describe(status), "Previous server process stopped");
+                tracing::info!(
+                    dewy_version = version,
+                    pid = gen.pid,
+                    "Server restarted for {version}"
+                );
+                self.emit(Event::ServerRestarted {
+                    version: version.to_string(),
+                });
+            }
+            None => {
+                tracing::info!(
+                    dewy_version = version,
+                    pid = gen.pid,
+                    "Server started for {version}"
+                );
+                self.emit(Event::ServerStarted {
+                    version: version.to_string(),
+                });
+            }
+        }
+        let name = format!("{version} (pid {}, generation {number})", gen.pid);
+        crate::systemd::notify::status(&format!("{name} serving"));
+        Ok(())
+    }
+
+    /// The readiness check for the next generation (`auto` resolved).
+    fn check(&self) -> Check {
+        let health = || self.settings.health_path.clone().map(Check::Health);
+        let alive = Check::Alive(self.settings.alive_delay);
+        match self.settings.readiness {
+            Readiness::Notify => Check::Notify,
+            Readiness::Alive => alive,
+            Readiness::Health => health().unwrap_or(alive),
+            Readiness::Auto if self.notify_seen() => Check::Notify,
+            Readiness::Auto => health().unwrap_or(alive),
+        }
+    }
+
+    fn notify_marker(&self) -> PathBuf {
+        self.settings.state_dir.join("app-sends-ready")
+    }
+
+    fn notify_seen(&self) -> bool {
+        self.notify_marker().exists()
+    }
+
+    fn remember_notify(&self) {
+        if !self.notify_seen() {
+            if let Err(e) = std::fs::write(self.notify_marker(), b"READY=1 seen\n") {
+                tracing::warn!(error = %e, "Could not remember that the app sends READY=1");
+            }
+        }
+    }
+
+    /// Restart the app with backoff when its generation exits on its own.
+    fn watch(self: &Arc<Self>, gen: Arc<Generation>) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let status = gen.wait_exit().await;
+            if me.stopping.load(Ordering::SeqCst) || !me.is_current(&gen) {
+                return;
+            }
+            let lived = gen.started.elapsed();
+            let delay = {
+                let mut b = me.backoff.lock().unwrap_or_else(|p| p.into_inner());
+                if lived >= STABLE_AFTER {
+                    *b = Duration::from_secs(1);
+                    me.quick_crashes.store(0, Ordering::SeqCst);
+                } else {
+                    me.crashed_quickly(&gen.version);
+                }
+                let d = *b;
+                *b = (*b * 2).min(MAX_BACKOFF);
+                d
+            };
+            tracing::error!(pid = gen.pid, dewy_version = %gen.version, status = %describe(status), retry_in_ms = delay.as_millis() as u64, "Server process exited unexpectedly; restarting");
+            me.restart_after(gen, delay).await;
+        });
+    }
+
+    async fn restart_after(self: Arc<Self>, dead: Arc<Generation>, mut delay: Duration) {
+        loop {
+            tokio::time::sleep(delay).await;
+            let _op = self.ops.lock().await;
+            if self.stopping.load(Ordering::SeqCst) || !self.is_current(&dead) {
+                return;
+            }
+            match self.start_locked(&dead.version).await {
+                Ok(()) => return,
+                Err(e) => {
+                    self.crashed_quickly(&dead.version);
+                    delay = (delay * 2).min(MAX_BACKOFF);
+                    tracing::error!(error = %format!("{e:#}"), retry_in_ms = delay.as_millis() as u64, "Server restart failed");
+                }
+            }
+        }
+    }
+
+    fn is_current(&self, gen: &Arc<Generation>) -> bool {
+        self.current_gen().is_some_and(|c| Arc::ptr_eq(&c, gen))
+    }
+
+    /// Stop the app for good: SIGTERM, drain, SIGKILL. No process is left behind.
+    pub async fn stop(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        let _op = self.ops.lock().await;
+        let gen = self.current.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(gen) = gen {
+            tracing::info!(pid = gen.pid, "Stopping the server");
+            let status = gen.stop(self.settings.drain_time).await;
+            tracing::info!(pid = gen.pid, status = %describe(status), "Server stopped");
+            orphan::clear(&self.run_dir);
+        }
+    }
+}
