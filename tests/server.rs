@@ -396,3 +396,73 @@ fn sigusr1_restarts_the_app_and_no_port_runs_a_job_worker() {
     d.terminate(Duration::from_secs(30));
     assert!(!alive(pid), "the worker outlived dewy");
 }
+
+#[test]
+fn dewy_restart_over_the_bus_starts_a_new_generation() {
+    let bus = support::dbus::PrivateBus::start();
+    let s = setup();
+    publish(&s.registry, "v1.0.0", "notify");
+    let url = format!("file://{}?artifact=app.tar.gz", s.registry.display());
+    let port = format!("127.0.0.1:{}", s.port);
+    let mut d = Daemon::start(
+        env!("CARGO_BIN_EXE_dewy"),
+        &[
+            "server",
+            "--registry",
+            &url,
+            "--name",
+            "web",
+            "--bus",
+            &bus.address,
+            "--port",
+            &port,
+            "--readiness",
+            "notify",
+            "--drain-time",
+            "2",
+            "--",
+            "./current/app",
+        ],
+        &[],
+        &s.root,
+        &s.root.join("../dewy.log"),
+    );
+    wait_for("v1.0.0 served", LONG, || served(s.port, "v1.0.0"));
+    let first = app_pid(s.port);
+    let (code, out, err) = support::proc::dewy(&["restart", "web", "--bus", &bus.address], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("web restarted"), "{out}");
+    let second = wait_for("a new generation", LONG, || {
+        try_app_pid(s.port).filter(|p| *p != first)
+    });
+    wait_for("the old generation to stop", LONG, || {
+        (!alive(first)).then_some(())
+    });
+    d.terminate(Duration::from_secs(30));
+    assert!(!alive(second));
+
+    // In assets mode there is no app to restart: a clear error.
+    let a = setup();
+    publish(&a.registry, "v1.0.0", "notify");
+    let url = format!("file://{}?artifact=app.tar.gz", a.registry.display());
+    let mut d = Daemon::start(
+        env!("CARGO_BIN_EXE_dewy"),
+        &[
+            "assets",
+            "--registry",
+            &url,
+            "--name",
+            "files",
+            "--bus",
+            &bus.address,
+        ],
+        &[],
+        &a.root,
+        &a.root.join("../dewy.log"),
+    );
+    wait_for("deployed", LONG, || current_file(&a.root, "VERSION"));
+    let (code, _, err) = support::proc::dewy(&["restart", "files", "--bus", &bus.address], &[]);
+    assert_eq!(code, 1);
+    assert!(err.contains("no app to restart in assets mode"), "{err}");
+    d.terminate(Duration::from_secs(30));
+}

@@ -13,6 +13,7 @@ trait Deployer1 {
     fn offer(&self, release: WireRelease) -> zbus::Result<WireResult>;
     fn deploy(&self, version: &str) -> zbus::Result<WireResult>;
     fn rollback(&self) -> zbus::Result<WireResult>;
+    fn restart(&self) -> zbus::Result<()>;
     fn forget_bad(&self, version: &str) -> zbus::Result<bool>;
     fn status(&self) -> zbus::Result<String>;
     fn history(&self, limit: u32) -> zbus::Result<String>;
@@ -48,6 +49,10 @@ impl DeployerClient {
 
     pub async fn rollback(&self) -> anyhow::Result<DeployResult> {
         decode_result(self.proxy.rollback().await.map_err(explain)?)
+    }
+
+    pub async fn restart(&self) -> anyhow::Result<()> {
+        self.proxy.restart().await.map_err(explain)
     }
 
     pub async fn forget_bad(&self, version: &str) -> anyhow::Result<bool> {

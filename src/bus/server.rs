@@ -31,6 +31,14 @@ impl DeployerIface {
         encode_result(&self.deployer.rollback().await)
     }
 
+    /// Server mode: restart the app without a deploy (a new generation, then the old one drains).
+    async fn restart(&self) -> fdo::Result<()> {
+        self.deployer
+            .restart_app()
+            .await
+            .map_err(|e| fdo::Error::Failed(format!("{e:#}")))
+    }
+
     /// Clear a version from the bad-version ledger; true when it was there.
     async fn forget_bad(&self, version: String) -> fdo::Result<bool> {
         self.deployer

@@ -35,6 +35,8 @@ pub enum Command {
     Deploy(VersionArgs),
     /// Make the previous release live again; the current version is marked bad.
     Rollback(AppArgs),
+    /// Restart the app (server mode) without a deploy and without dropping connections.
+    Restart(AppArgs),
     /// Allow a version marked bad to be deployed again.
     ForgetBad(VersionArgs),
     /// Check the registry now instead of waiting for the interval.

@@ -33,6 +33,7 @@ pub fn dewy_main() -> i32 {
         Command::Deploy(a) => rt.block_on(ops::deploy(a)),
         Command::Rollback(a) => rt.block_on(ops::rollback(a)),
         Command::ForgetBad(a) => rt.block_on(ops::forget_bad(a)),
+        Command::Restart(a) => rt.block_on(ops::restart(a)),
         Command::CheckNow(a) => rt.block_on(ops::check_now(a)),
     };
     match result {

@@ -152,6 +152,14 @@ pub async fn rollback(a: AppArgs) -> anyhow::Result<i32> {
     Ok(print_result(&r))
 }
 
+pub async fn restart(a: AppArgs) -> anyhow::Result<i32> {
+    let conn = connect(&a.bus).await?;
+    let app = pick_app(&conn, a.app.as_deref()).await?;
+    DeployerClient::new(&conn, &app).await?.restart().await?;
+    println!("{app} restarted");
+    Ok(0)
+}
+
 pub async fn forget_bad(a: VersionArgs) -> anyhow::Result<i32> {
     let conn = connect(&a.bus).await?;
     let app = pick_app(&conn, a.app.as_deref()).await?;

@@ -41,6 +41,7 @@ pub struct Sources {
 
 /// Fully resolved settings of one app.
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub struct Settings {
     pub app: String,
     pub mode: Mode,
