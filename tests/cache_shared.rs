@@ -52,8 +52,9 @@ impl Origin {
 impl Registry for Origin {
     async fn latest(&self) -> Result<Release, CheckError> {
         self.latest_calls.fetch_add(1, Ordering::SeqCst);
-        if self.hang.load(Ordering::SeqCst) {
-            std::future::pending::<()>().await;
+        // Hang while asked to (a lock holder stuck in its refresh), then answer.
+        while self.hang.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         if self.fail.load(Ordering::SeqCst) {
             return Err(CheckError::Other(anyhow::anyhow!("origin down")));
@@ -171,14 +172,29 @@ async fn concurrent_hosts_share_one_refresh() {
     let f = fleet();
     f.publish("v1.0.0");
     let hosts: Vec<Arc<SharedRegistry>> = (0..6).map(|n| Arc::new(f.host(n, "30s"))).collect();
-    let mut tasks = Vec::new();
-    for (i, host) in hosts.iter().enumerate() {
+    // Host 0 takes the lock and its origin call hangs, so the others arrive while the lock is held.
+    // (Two hosts creating the entry in the same instant is left to the store's conditional writes;
+    // s3s-fs checks If-None-Match before writing rather than atomically, so that race is not tested.)
+    f.origin.hang.store(true, Ordering::SeqCst);
+    let first = tokio::spawn({
+        let host = hosts[0].clone();
+        async move { host.latest().await.expect("latest").version }
+    });
+    let entry = f.s3.data_dir().join("fleet/cache").join(hosts[0].entry_key());
+    let start = Instant::now();
+    while !std::fs::read_to_string(&entry).is_ok_and(|t| t.contains("host-0:1")) {
+        assert!(start.elapsed() < Duration::from_secs(20), "lock never taken");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut tasks = vec![first];
+    for host in hosts.iter().skip(1) {
         let host = host.clone();
         tasks.push(tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(30 * i as u64)).await;
             host.latest().await.expect("latest").version
         }));
     }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    f.origin.hang.store(false, Ordering::SeqCst);
     for t in tasks {
         assert_eq!(t.await.expect("join"), "v1.0.0");
     }
