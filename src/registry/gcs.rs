@@ -127,7 +127,7 @@ struct Object {
 }
 
 impl GcsRegistry {
-    fn place(&self) -> String {
+    fn place_name(&self) -> String {
         format!(
             "gs://{}/{} (endpoint {})",
             self.location.bucket, self.location.prefix, self.base
@@ -155,7 +155,7 @@ impl GcsRegistry {
         let resp = req
             .send()
             .await
-            .with_context(|| format!("requesting {url} for {}", self.place()))?;
+            .with_context(|| format!("requesting {url} for {}", self.place_name()))?;
         let status = resp.status();
         if status.is_success() {
             return Ok(resp);
@@ -168,7 +168,7 @@ impl GcsRegistry {
         };
         bail!(
             "{} answered HTTP {status} for {url}: {}{hint}",
-            self.place(),
+            self.place_name(),
             text.chars().take(300).collect::<String>()
         )
     }
@@ -195,7 +195,7 @@ impl GcsRegistry {
                 .await?
                 .json()
                 .await
-                .with_context(|| format!("malformed object listing from {}", self.place()))?;
+                .with_context(|| format!("malformed object listing from {}", self.place_name()))?;
             for p in page.prefixes {
                 let name = p.strip_prefix(prefix).unwrap_or(&p).trim_end_matches('/');
                 if !name.is_empty() {
@@ -219,18 +219,18 @@ impl GcsRegistry {
         }
         Err(CheckError::Other(anyhow::anyhow!(
             "listing {} did not end after {MAX_PAGES} pages",
-            self.place()
+            self.place_name()
         )))
     }
 
-    async fn versions(&self) -> Result<Vec<String>, CheckError> {
+    async fn list_versions(&self) -> Result<Vec<String>, CheckError> {
         let (mut dirs, _) = self.list(&self.location.prefix, true).await?;
         dirs.sort();
         dirs.dedup();
         Ok(dirs)
     }
 
-    async fn release_in(&self, tag: &str) -> Result<Release, CheckError> {
+    async fn release_of(&self, tag: &str) -> Result<Release, CheckError> {
         let vprefix = format!("{}{tag}/", self.location.prefix);
         let (_, objects) = self.list(&vprefix, false).await?;
         let bucket = &self.location.bucket;
@@ -243,20 +243,11 @@ impl GcsRegistry {
 #[async_trait]
 impl Registry for GcsRegistry {
     async fn latest(&self) -> Result<Release, CheckError> {
-        let names = self.versions().await?;
-        let (_, tag) = layout::newest_version(&self.selector, &names, &self.place())?;
-        self.release_in(tag).await
+        layout::latest_of(self).await
     }
 
     async fn find(&self, version: &str) -> Result<Release, CheckError> {
-        let names = self.versions().await?;
-        match layout::find_version(&names, version) {
-            Some(tag) => self.release_in(tag).await,
-            None => Err(CheckError::NoRelease(format!(
-                "{} has no version {version}",
-                self.place()
-            ))),
-        }
+        layout::find_in(self, version).await
     }
 
     async fn fetch(&self, url: &str) -> anyhow::Result<ByteStream> {
@@ -287,3 +278,18 @@ fn encode(s: &str) -> String {
 
 #[cfg(test)]
 mod tests;
+
+impl layout::VersionedStore for GcsRegistry {
+    fn selector(&self) -> &Selector {
+        &self.selector
+    }
+    fn place(&self) -> String {
+        self.place_name()
+    }
+    async fn versions(&self) -> Result<Vec<String>, CheckError> {
+        self.list_versions().await
+    }
+    async fn release_in(&self, tag: &str) -> Result<Release, CheckError> {
+        self.release_of(tag).await
+    }
+}

@@ -97,6 +97,35 @@ pub fn release_from(
     })
 }
 
+/// A store laid out as `<prefix>/<version>/<artifact>` (S3, GCS): it lists version names and
+/// builds the release of one version; choosing the newest or a given version is shared here.
+pub(super) trait VersionedStore {
+    fn selector(&self) -> &Selector;
+    /// How the source is named in messages.
+    fn place(&self) -> String;
+    async fn versions(&self) -> Result<Vec<String>, CheckError>;
+    async fn release_in(&self, tag: &str) -> Result<Release, CheckError>;
+}
+
+/// The newest release of a store, by its selector.
+pub(super) async fn latest_of(store: &impl VersionedStore) -> Result<Release, CheckError> {
+    let names = store.versions().await?;
+    let (_, tag) = newest_version(store.selector(), &names, &store.place())?;
+    store.release_in(tag).await
+}
+
+/// A given version of a store.
+pub(super) async fn find_in(store: &impl VersionedStore, version: &str) -> Result<Release, CheckError> {
+    let names = store.versions().await?;
+    match find_version(&names, version) {
+        Some(tag) => store.release_in(tag).await,
+        None => Err(CheckError::NoRelease(format!(
+            "{} has no version {version}",
+            store.place()
+        ))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -151,7 +151,7 @@ impl S3Registry {
     }
 
     /// The bucket and endpoint, for error messages.
-    fn place(&self) -> String {
+    fn place_name(&self) -> String {
         let endpoint = self
             .location
             .endpoint
@@ -180,7 +180,7 @@ impl S3Registry {
         };
         CheckError::Other(anyhow::anyhow!(
             "listing {}: {}{hint}",
-            self.place(),
+            self.place_name(),
             describe(&err)
         ))
     }
@@ -234,13 +234,13 @@ impl S3Registry {
         Ok((dirs, objects))
     }
 
-    async fn versions(&self) -> Result<Vec<String>, CheckError> {
+    async fn list_versions(&self) -> Result<Vec<String>, CheckError> {
         let (mut dirs, _) = self.list(&self.location.prefix, true).await?;
         dirs.sort();
         Ok(dirs)
     }
 
-    async fn release_in(&self, tag: &str) -> Result<Release, CheckError> {
+    async fn release_of(&self, tag: &str) -> Result<Release, CheckError> {
         let vprefix = format!("{}{tag}/", self.location.prefix);
         let (_, objects) = self.list(&vprefix, false).await?;
         let loc = &self.location;
@@ -253,20 +253,11 @@ impl S3Registry {
 #[async_trait]
 impl Registry for S3Registry {
     async fn latest(&self) -> Result<Release, CheckError> {
-        let names = self.versions().await?;
-        let (_, tag) = layout::newest_version(&self.selector, &names, &self.place())?;
-        self.release_in(tag).await
+        layout::latest_of(self).await
     }
 
     async fn find(&self, version: &str) -> Result<Release, CheckError> {
-        let names = self.versions().await?;
-        match layout::find_version(&names, version) {
-            Some(tag) => self.release_in(tag).await,
-            None => Err(CheckError::NoRelease(format!(
-                "{} has no version {version}",
-                self.place()
-            ))),
-        }
+        layout::find_in(self, version).await
     }
 
     async fn fetch(&self, url: &str) -> anyhow::Result<ByteStream> {
@@ -284,7 +275,7 @@ impl Registry for S3Registry {
             .key(key)
             .send()
             .await
-            .map_err(|e| anyhow::anyhow!("downloading {url} from {}: {}", self.place(), describe(&e)))?;
+            .map_err(|e| anyhow::anyhow!("downloading {url} from {}: {}", self.place_name(), describe(&e)))?;
         Ok(body_stream(out.body))
     }
 }
@@ -298,6 +289,21 @@ pub fn body_stream(body: S3Body) -> ByteStream {
             Err(e) => Err(std::io::Error::other(e)),
         }
     }))
+}
+
+impl layout::VersionedStore for S3Registry {
+    fn selector(&self) -> &Selector {
+        &self.selector
+    }
+    fn place(&self) -> String {
+        self.place_name()
+    }
+    async fn versions(&self) -> Result<Vec<String>, CheckError> {
+        self.list_versions().await
+    }
+    async fn release_in(&self, tag: &str) -> Result<Release, CheckError> {
+        self.release_of(tag).await
+    }
 }
 
 #[cfg(test)]

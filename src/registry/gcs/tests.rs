@@ -68,7 +68,7 @@ async fn page_loop_follows_page_tokens() {
     let url = Url::parse("gs://bucket/rel?artifact=app.tar.gz").expect("url");
     let reg = open(&url, &opts).expect("open");
     assert_eq!(
-        reg.versions().await.expect("versions"),
+        reg.list_versions().await.expect("versions"),
         [".cache", "v0.9.0", "v1.0.0", "v1.1.0"]
     );
     let rel = reg.latest().await.expect("latest");
@@ -240,8 +240,8 @@ async fn service_account_jwt_is_exchanged_once_and_sent() {
         token_uri: format!("{base}/token"),
     };
     let reg = registry_with(&base, sa);
-    assert_eq!(reg.versions().await.expect("versions"), ["v1.0.0"]);
-    assert_eq!(reg.versions().await.expect("versions"), ["v1.0.0"]);
+    assert_eq!(reg.list_versions().await.expect("versions"), ["v1.0.0"]);
+    assert_eq!(reg.list_versions().await.expect("versions"), ["v1.0.0"]);
     assert_eq!(*exchanges.lock().expect("lock"), 1, "the token is cached");
 
     let (base, _) = oauth_server(public, true).await;
@@ -252,7 +252,10 @@ async fn service_account_jwt_is_exchanged_once_and_sent() {
     };
     let err = format!(
         "{:#}",
-        registry_with(&base, sa).versions().await.expect_err("refused")
+        registry_with(&base, sa)
+            .list_versions()
+            .await
+            .expect_err("refused")
     );
     assert!(err.contains("token exchange for dewy@test.iam"), "{err}");
     assert!(err.contains("401"), "{err}");
