@@ -148,7 +148,12 @@ fn daemons_deploy_from_github_and_answer_operator_commands() {
     w.fake.add_release(release("v1.1.0"));
     w.wait_live("v1.1.0");
     assert_eq!(w.fake.list_requests_200(), 2);
-    let hooks = std::fs::read_to_string(w.tmp.path().join("hooks.log")).unwrap();
+    // The after-deploy hook runs once `current` has switched: wait for its line.
+    let hooks = wait_for("the after-deploy hook of v1.1.0", LONG, || {
+        std::fs::read_to_string(w.tmp.path().join("hooks.log"))
+            .ok()
+            .filter(|h| h.lines().count() >= 2)
+    });
     assert_eq!(hooks, " -> v1.0.0\nv1.0.0 -> v1.1.0\n");
 
     let (code, out, err) = w.dewy(&["status", "app"]);
