@@ -11,6 +11,7 @@ pub mod deploy;
 pub mod logging;
 pub mod metrics;
 pub mod notify;
+pub mod proxy;
 pub mod registry;
 pub mod release;
 pub mod supervise;
