@@ -14,7 +14,7 @@ pub struct GcsEmulator {
 
 impl GcsEmulator {
     pub fn start(bucket: &str) -> GcsEmulator {
-        let port = free_port();
+        let port = super::free_port();
         let child = Command::new("python3")
             .args(["-m", "gcp_storage_emulator", "start", "--host=127.0.0.1"])
             .arg(format!("--port={port}"))
@@ -95,10 +95,4 @@ fn answers(port: u16, bucket: &str) -> bool {
     }
     let mut head = [0u8; 12];
     conn.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.") && &head[9..12] == b"200"
-}
-
-/// A port that was free a moment ago on 127.0.0.1.
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
 }

@@ -4,6 +4,7 @@
 pub mod dbus;
 pub mod gcs;
 pub mod github;
+pub mod oci;
 pub mod proc;
 pub mod receiver;
 pub mod s3;
@@ -11,6 +12,12 @@ pub mod server;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
+
+/// A port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
 
 /// Poll `f` until it returns `Some`, or panic with `what` after `timeout`.
 pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
