@@ -8,7 +8,7 @@ mod support;
 use std::sync::Arc;
 
 use dewy::registry::{self, CheckError, OpenOptions, Registry};
-use support::oci::{OciServer, PASSWORD, USER};
+use support::oci::{Auth, OciServer, PASSWORD, USER};
 
 fn open(url: &str, slot: Option<&str>, page: Option<usize>) -> Arc<dyn Registry> {
     let opts = OpenOptions {
@@ -21,7 +21,7 @@ fn open(url: &str, slot: Option<&str>, page: Option<usize>) -> Arc<dyn Registry>
 
 #[tokio::test]
 async fn newest_tag_prerelease_and_digest() {
-    let reg = OciServer::start(false);
+    let reg = OciServer::start(Auth::None);
     let mut digests = std::collections::HashMap::new();
     for tag in ["v1.0.0", "v1.10.0", "v1.2.0", "v2.0.0-rc.1", "latest", "main"] {
         digests.insert(tag, reg.push("test/app", tag, tag).await);
@@ -60,7 +60,7 @@ async fn newest_tag_prerelease_and_digest() {
 
 #[tokio::test]
 async fn tags_are_listed_across_pages() {
-    let reg = OciServer::start(false);
+    let reg = OciServer::start(Auth::None);
     for i in 0..7 {
         reg.push("paged/app", &format!("v1.0.{i}"), &format!("p{i}"))
             .await;
@@ -72,7 +72,7 @@ async fn tags_are_listed_across_pages() {
 
 #[tokio::test]
 async fn calver_and_slots() {
-    let reg = OciServer::start(false);
+    let reg = OciServer::start(Auth::None);
     for tag in ["2026.9.14", "2026.11.3", "2026.10.30", "v0.1.0"] {
         reg.push("cal/app", tag, tag).await;
     }
@@ -102,14 +102,52 @@ async fn calver_and_slots() {
     }
 }
 
-/// One test owns the credential environment: the lookup reads process-wide variables.
+/// One test owns the credential environment (Basic and Bearer): the lookup reads process-wide
+/// variables.
 #[tokio::test]
-async fn basic_auth_from_environment_and_docker_config() {
-    let reg = OciServer::start(true);
-    reg.push("private/app", "v1.0.0", "one").await;
-    let url = format!("img://{}/private/app", reg.host());
+async fn credentials_answer_basic_and_bearer_challenges() {
     let home = tempfile::tempdir().expect("tempdir");
     std::env::set_var("DOCKER_CONFIG", home.path());
+    basic_auth_from_environment_and_docker_config(home.path()).await;
+    bearer_token_from_the_realm().await;
+    std::env::remove_var("DOCKER_CONFIG");
+}
+
+async fn bearer_token_from_the_realm() {
+    let reg = OciServer::start(Auth::Token);
+    reg.push("tok/app", "v2.1.0", "tok").await;
+    let url = format!("img://{}/tok/app", reg.host());
+    std::env::remove_var("DOCKER_USERNAME");
+    std::env::remove_var("DOCKER_PASSWORD");
+    let text = format!(
+        "{:#}",
+        open(&url, None, None).latest().await.expect_err("anonymous")
+    );
+    assert!(text.contains("no credentials were found"), "{text}");
+    std::env::set_var("DOCKER_USERNAME", USER);
+    std::env::set_var("DOCKER_PASSWORD", "wrong");
+    let text = format!("{:#}", open(&url, None, None).latest().await.expect_err("wrong"));
+    assert!(text.contains("refused the credentials"), "{text}");
+    std::env::set_var("DOCKER_PASSWORD", PASSWORD);
+    let before = reg.tokens_issued();
+    let registry = open(&url, None, None);
+    assert_eq!(registry.latest().await.expect("bearer").version, "v2.1.0");
+    assert_eq!(registry.latest().await.expect("bearer again").version, "v2.1.0");
+    assert_eq!(
+        reg.tokens_issued() - before,
+        1,
+        "the token is kept between checks"
+    );
+    std::env::remove_var("DOCKER_USERNAME");
+    std::env::remove_var("DOCKER_PASSWORD");
+}
+
+/// htpasswd Basic auth: no credentials, a wrong password in the docker config, the right one,
+/// then the environment.
+async fn basic_auth_from_environment_and_docker_config(home: &std::path::Path) {
+    let reg = OciServer::start(Auth::Basic);
+    reg.push("private/app", "v1.0.0", "one").await;
+    let url = format!("img://{}/private/app", reg.host());
     std::env::remove_var("DOCKER_USERNAME");
     std::env::remove_var("DOCKER_PASSWORD");
 
@@ -124,7 +162,7 @@ async fn basic_auth_from_environment_and_docker_config() {
         use base64::Engine;
         base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
     };
-    let config = home.path().join("config.json");
+    let config = home.join("config.json");
     let write = |pass: &str| {
         let body = format!(
             r#"{{"auths":{{"{}":{{"auth":"{}"}}}}}}"#,
@@ -157,12 +195,11 @@ async fn basic_auth_from_environment_and_docker_config() {
     assert!(rel.artifact_url.contains("@sha256:"), "{}", rel.artifact_url);
     std::env::remove_var("DOCKER_USERNAME");
     std::env::remove_var("DOCKER_PASSWORD");
-    std::env::remove_var("DOCKER_CONFIG");
 }
 
 #[tokio::test]
 async fn missing_repository_and_unreachable_registry() {
-    let reg = OciServer::start(false);
+    let reg = OciServer::start(Auth::None);
     match open(&format!("img://{}/nothing/here", reg.host()), None, None)
         .latest()
         .await

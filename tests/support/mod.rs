@@ -5,6 +5,7 @@ pub mod dbus;
 pub mod gcs;
 pub mod github;
 pub mod oci;
+pub mod oci_token;
 pub mod proc;
 pub mod receiver;
 pub mod s3;

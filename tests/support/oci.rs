@@ -1,15 +1,27 @@
 //! A real OCI registry (Debian's `docker-registry`, the CNCF Distribution server) on a free
-//! port, optionally behind htpasswd Basic auth, and image pushes through its HTTP API (blob
+//! port, optionally behind htpasswd Basic auth or Bearer tokens from a token server, and image pushes through its HTTP API (blob
 //! uploads and an OCI manifest), so the tests need no container engine.
 
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
+use super::oci_token::{self, TokenIssuer};
 use super::proc::Daemon;
 use super::{free_port, wait_for};
+
+/// How the registry authenticates clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Auth {
+    None,
+    /// htpasswd: Basic `USER:PASSWORD` on every request.
+    Basic,
+    /// Bearer tokens from a token server that wants Basic `USER:PASSWORD`.
+    Token,
+}
 
 pub const USER: &str = "dewy";
 pub const PASSWORD: &str = "registry-secret";
@@ -18,20 +30,33 @@ pub const PASSWORD: &str = "registry-secret";
 pub struct OciServer {
     pub port: u16,
     daemon: Daemon,
-    auth: bool,
+    auth: Auth,
+    issuer: Option<Arc<TokenIssuer>>,
     _dir: tempfile::TempDir,
 }
 
 impl OciServer {
-    /// Start a registry; with `auth`, every request needs Basic `USER:PASSWORD`.
-    pub fn start(auth: bool) -> OciServer {
+    /// Start a registry with the given authentication.
+    pub fn start(auth: Auth) -> OciServer {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
         let mut config = format!(
             "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: dewy-test\n",
             dir.path().join("data").display()
         );
-        if auth {
+        let mut issuer = None;
+        if auth == Auth::Token {
+            let iss = Arc::new(TokenIssuer::new(dir.path()));
+            let realm = oci_token::serve(iss.clone(), USER, PASSWORD);
+            config.push_str(&format!(
+                "auth:\n  token:\n    realm: {realm}\n    service: {}\n    issuer: {}\n    rootcertbundle: {}\n",
+                oci_token::SERVICE,
+                oci_token::ISSUER,
+                iss.bundle.display()
+            ));
+            issuer = Some(iss);
+        }
+        if auth == Auth::Basic {
             let htpasswd = dir.path().join("htpasswd");
             let out = Command::new("htpasswd")
                 .args(["-Bbn", USER, PASSWORD])
@@ -58,6 +83,7 @@ impl OciServer {
             port,
             daemon,
             auth,
+            issuer,
             _dir: dir,
         };
         wait_for("the registry to listen", Duration::from_secs(30), || {
@@ -78,12 +104,19 @@ impl OciServer {
             .expect("client")
     }
 
-    fn with_auth(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        if self.auth {
-            req.basic_auth(USER, Some(PASSWORD))
-        } else {
-            req
+    fn with_auth(&self, req: reqwest::RequestBuilder, repo: &str) -> reqwest::RequestBuilder {
+        match (&self.auth, &self.issuer) {
+            (Auth::Basic, _) => req.basic_auth(USER, Some(PASSWORD)),
+            (Auth::Token, Some(issuer)) => req.bearer_auth(issuer.mint(USER, repo, &["pull", "push"])),
+            _ => req,
         }
+    }
+
+    /// Tokens the token server and the pushes have issued so far.
+    pub fn tokens_issued(&self) -> u64 {
+        self.issuer
+            .as_ref()
+            .map_or(0, |i| i.issued.load(std::sync::atomic::Ordering::SeqCst))
     }
 
     /// Upload a blob and return its digest.
@@ -91,7 +124,10 @@ impl OciServer {
         let digest = format!("sha256:{}", hex::encode(Sha256::digest(data)));
         let c = Self::client();
         let start = self
-            .with_auth(c.post(format!("http://{}/v2/{repo}/blobs/uploads/", self.host())))
+            .with_auth(
+                c.post(format!("http://{}/v2/{repo}/blobs/uploads/", self.host())),
+                repo,
+            )
             .send()
             .await
             .expect("start upload");
@@ -108,7 +144,7 @@ impl OciServer {
             .expect("location");
         url.query_pairs_mut().append_pair("digest", &digest);
         let done = self
-            .with_auth(c.put(url))
+            .with_auth(c.put(url), repo)
             .header("content-type", "application/octet-stream")
             .body(data.to_vec())
             .send()
@@ -133,7 +169,10 @@ impl OciServer {
             layer.len()
         );
         let resp = self
-            .with_auth(Self::client().put(format!("http://{}/v2/{repo}/manifests/{tag}", self.host())))
+            .with_auth(
+                Self::client().put(format!("http://{}/v2/{repo}/manifests/{tag}", self.host())),
+                repo,
+            )
             .header("content-type", "application/vnd.oci.image.manifest.v1+json")
             .body(manifest.clone())
             .send()

@@ -119,6 +119,7 @@ impl Client {
         what: &str,
     ) -> Result<Response, CheckError> {
         let image = self.location.image();
+        let mut had_creds = false;
         for attempt in 0..2 {
             let mut req = self.http.request(method.clone(), url);
             if let Some(a) = accept {
@@ -147,6 +148,7 @@ impl Client {
                     anyhow!("{what}: registry answered 401 without a challenge dewy understands")
                 })?;
             let creds = credentials::lookup(&self.location.host)?;
+            had_creds = creds.is_some();
             let value = match &challenge {
                 Challenge::Basic => match &creds {
                     Some(c) => c.basic(),
@@ -177,11 +179,12 @@ impl Client {
                 *slot = Some(value);
             }
         }
-        Err(anyhow!(
-            "{what}: {} refused the credentials (HTTP 401); check DOCKER_USERNAME/DOCKER_PASSWORD or the docker login of this registry",
-            self.location.host
-        )
-        .into())
+        let hint = if had_creds {
+            "refused the credentials (HTTP 401); check DOCKER_USERNAME/DOCKER_PASSWORD or the docker login of this registry"
+        } else {
+            "answered HTTP 401 and no credentials were found for it (set DOCKER_USERNAME and DOCKER_PASSWORD, the systemd credential docker-password, or docker login)"
+        };
+        Err(anyhow!("{what}: {} {hint}", self.location.host).into())
     }
 }
 
