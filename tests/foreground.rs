@@ -322,6 +322,34 @@ trait TakeExact: std::io::Read + Sized {
 }
 impl<R: std::io::Read> TakeExact for R {}
 
+/// Without `--offline`, `config check` asks the source for its newest release.
+#[test]
+fn config_check_probes_the_source() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("site.toml");
+    let releases = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/releases");
+    let body = format!(
+        "registry = \"file://{}?artifact=site.tar.gz\"\n",
+        releases.display()
+    );
+    std::fs::write(&cfg, body).unwrap();
+    let (code, out, err) = dewy(&["config", "check", cfg.to_str().unwrap()], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("# source file://"), "{out}");
+    assert!(
+        out.contains("reachable; newest release v1.1.0 (site.tar.gz)"),
+        "{out}"
+    );
+    assert!(out.parse::<toml::Table>().is_ok(), "output stays TOML: {out}");
+
+    let missing = tmp.path().join("nowhere");
+    std::fs::write(&cfg, format!("registry = \"file://{}\"\n", missing.display())).unwrap();
+    let (code, out, err) = dewy(&["config", "check", cfg.to_str().unwrap()], &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(err.contains("cannot be used"), "{err}");
+    assert!(err.contains("nowhere"), "{err}");
+}
+
 #[test]
 fn config_errors_exit_78_with_file_and_line() {
     let tmp = tempfile::tempdir().unwrap();
@@ -340,10 +368,11 @@ fn config_errors_exit_78_with_file_and_line() {
     std::fs::write(&cfg, "registry = \"file:///srv/x\"\ninterval = \"30s\"\n").unwrap();
     std::fs::create_dir_all(tmp.path().join("web.toml.d")).unwrap();
     std::fs::write(tmp.path().join("web.toml.d/10-slot.toml"), "slot = \"blue\"\n").unwrap();
-    let (code, out, err) = dewy(&["config", "check", cfg_s], &[]);
+    let (code, out, err) = dewy(&["config", "check", "--offline", cfg_s], &[]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("interval = \"30s\""), "{out}");
     assert!(out.contains("slot = \"blue\""), "{out}");
+    assert!(!out.contains("# source"), "{out}");
 
     std::fs::write(&cfg, "registry = \"ghr://o/r?pre-relase=true\"\n").unwrap();
     let (code, _, err) = dewy(&["config", "check", cfg_s], &[]);
