@@ -196,7 +196,7 @@ pub fn open(s: &str, opts: &OpenOptions) -> anyhow::Result<Arc<dyn Registry>> {
     };
     let spec = crate::cache::shared::parse_url(cache)?;
     let ttl = spec.registry_ttl;
-    let store = Arc::new(crate::cache::shared::S3Store::new(spec));
+    let store = crate::cache::shared::open_store(spec, &opts.user_agent)?;
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
     let node = format!("{}:{}", host.trim(), std::process::id());
     Ok(Arc::new(crate::cache::shared::registry::SharedRegistry::new(

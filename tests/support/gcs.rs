@@ -75,6 +75,55 @@ impl GcsEmulator {
     }
 }
 
+impl GcsEmulator {
+    /// Delete one object (404 is fine).
+    pub async fn delete(&self, name: &str) {
+        let url = format!(
+            "{}/storage/v1/b/{}/o/{}",
+            self.endpoint(),
+            self.bucket,
+            url_encode(name)
+        );
+        let resp = reqwest::Client::new().delete(url).send().await.expect("delete");
+        assert!(
+            resp.status().is_success() || resp.status().as_u16() == 404,
+            "delete of {name}: {}",
+            resp.status()
+        );
+    }
+
+    /// Names of the objects under `prefix`.
+    pub async fn list(&self, prefix: &str) -> Vec<String> {
+        let url = reqwest::Url::parse_with_params(
+            &format!("{}/storage/v1/b/{}/o", self.endpoint(), self.bucket),
+            &[("prefix", prefix)],
+        )
+        .expect("list url");
+        let page: serde_json::Value = reqwest::get(url).await.expect("list").json().await.expect("json");
+        page["items"]
+            .as_array()
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(|o| o["name"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
 impl Drop for GcsEmulator {
     fn drop(&mut self) {
         let _ = self.child.kill();
