@@ -307,6 +307,83 @@ impl Drop for Smtp {
 }
 
 fn aiosmtpd(dir: &Path) -> Smtp {
+    aiosmtpd_with(dir, "maildir", &[])
+}
+
+/// A private CA and a certificate it signed for 127.0.0.1, under `dir`: (ca, cert, key).
+fn certificate(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let p = |n: &str| dir.join(n);
+    let openssl = |args: &[&str]| {
+        let status = std::process::Command::new("openssl")
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("openssl");
+        assert!(status.success(), "openssl {args:?} failed");
+    };
+    let s = |p: PathBuf| p.to_str().expect("path").to_string();
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let (ca, ca_key) = (s(p("ca.pem")), s(p("ca-key.pem")));
+    openssl(
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-keyout",
+                &ca_key,
+                "-out",
+                &ca,
+                "-days",
+                "2",
+                "-subj",
+                "/CN=dewy test CA",
+            ],
+        ]
+        .concat(),
+    );
+    let (cert, key, csr, ext) = (
+        s(p("smtp-cert.pem")),
+        s(p("smtp-key.pem")),
+        s(p("smtp.csr")),
+        s(p("smtp.ext")),
+    );
+    openssl(
+        &[
+            &["req"][..],
+            &ec,
+            &["-keyout", &key, "-out", &csr, "-subj", "/CN=127.0.0.1"],
+        ]
+        .concat(),
+    );
+    std::fs::write(&ext, "subjectAltName=IP:127.0.0.1\n").expect("ext file");
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        &csr,
+        "-CA",
+        &ca,
+        "-CAkey",
+        &ca_key,
+        "-CAcreateserial",
+        "-out",
+        &cert,
+        "-days",
+        "2",
+        "-extfile",
+        &ext,
+    ]);
+    (ca.into(), cert.into(), key.into())
+}
+
+fn aiosmtpd_with(dir: &Path, name: &str, tls: &[&std::ffi::OsStr]) -> Smtp {
     let probe = std::process::Command::new("python3")
         .args(["-c", "import aiosmtpd"])
         .status();
@@ -318,10 +395,11 @@ fn aiosmtpd(dir: &Path) -> Smtp {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free port");
-    let maildir = dir.join("maildir");
+    let maildir = dir.join(name);
     let child = std::process::Command::new("python3")
         .args(["-m", "aiosmtpd", "-n", "-l"])
         .arg(format!("127.0.0.1:{port}"))
+        .args(tls)
         .args(["-c", "aiosmtpd.handlers.Mailbox"])
         .arg(&maildir)
         .stdin(std::process::Stdio::null())
@@ -394,5 +472,92 @@ fn mail_is_delivered_over_plain_smtp_with_tls_false() {
     assert!(
         all.iter().any(|m| m.contains("Stop receiving by SIGTERM signal")),
         "{all:#?}"
+    );
+}
+
+/// STARTTLS (required by the server) and implicit TLS, with the relay's private CA given by
+/// `ca-file=`; without the CA the certificate is refused and nothing is sent in clear.
+#[test]
+fn mail_is_delivered_over_starttls_and_implicit_tls_with_a_private_ca() {
+    let s = setup();
+    let dir = s.root.parent().unwrap();
+    let (ca, cert, key) = certificate(dir);
+    let starttls = aiosmtpd_with(
+        dir,
+        "starttls",
+        &[
+            "--tlscert".as_ref(),
+            cert.as_os_str(),
+            "--tlskey".as_ref(),
+            key.as_os_str(),
+        ],
+    );
+    let implicit = aiosmtpd_with(
+        dir,
+        "implicit",
+        &[
+            "--smtpscert".as_ref(),
+            cert.as_os_str(),
+            "--smtpskey".as_ref(),
+            key.as_os_str(),
+        ],
+    );
+    let other = aiosmtpd_with(
+        dir,
+        "untrusted",
+        &[
+            "--tlscert".as_ref(),
+            cert.as_os_str(),
+            "--tlskey".as_ref(),
+            key.as_os_str(),
+        ],
+    );
+    publish(&s.registry, "v1.0.0");
+    let ca = ca.display();
+    let a = format!(
+        "mail://127.0.0.1:{}/ops@example.com?from=dewy@example.com&ca-file={ca}",
+        starttls.port
+    );
+    let b = format!(
+        "smtp://127.0.0.1:{}/sec@example.com?from=dewy@example.com&tls=implicit&ca-file={ca}",
+        implicit.port
+    );
+    let untrusted = format!(
+        "mail://127.0.0.1:{}/nobody@example.com?from=dewy@example.com&timeout=5s",
+        other.port
+    );
+    let mut d = start(
+        &s,
+        &["--notifier", &a, "--notifier", &b, "--notifier", &untrusted],
+        &[],
+    );
+    for (smtp, to) in [(&starttls, "ops@example.com"), (&implicit, "sec@example.com")] {
+        let start = std::time::Instant::now();
+        let mail = loop {
+            if let Some(m) = mails(&smtp.maildir)
+                .into_iter()
+                .find(|m| m.contains("Deployed v1.0.0 in "))
+            {
+                break m;
+            }
+            assert!(
+                start.elapsed() < LONG,
+                "no mail to {to} over TLS; dewy's log:\n{}",
+                d.log()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        assert!(mail.contains(&format!("To: {to}")), "{mail}");
+    }
+    wait_for("the untrusted notifier failing", LONG, || {
+        d.log()
+            .lines()
+            .any(|l| l.contains("Notification failure") && l.contains(&format!("127.0.0.1:{}", other.port)))
+            .then_some(())
+    });
+    assert!(d.terminate(LONG).success());
+    assert!(
+        mails(&other.maildir).is_empty(),
+        "a mail went to a relay whose certificate is not trusted"
     );
 }
