@@ -11,39 +11,16 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use support::proc::Daemon;
 use support::receiver::{Received, Receiver};
-use support::{current_file, tar_gz, wait_for};
+use support::{current_file, tar_gz, wait_for, Workspace};
 
 const LONG: Duration = Duration::from_secs(60);
 
-fn publish(dir: &Path, version: &str) {
-    let tmp = dir.join(format!(".tmp-{version}"));
-    std::fs::create_dir_all(&tmp).unwrap();
-    let archive = tar_gz(&[("VERSION", 0o644, version.as_bytes())]);
-    std::fs::write(tmp.join("site.tar.gz"), archive).unwrap();
-    std::fs::rename(&tmp, dir.join(version)).unwrap();
+fn publish(s: &Workspace, version: &str) {
+    s.publish(version, &tar_gz(&[("VERSION", 0o644, version.as_bytes())]));
 }
 
-struct Setup {
-    _tmp: tempfile::TempDir,
-    registry: PathBuf,
-    root: PathBuf,
-}
-
-fn setup() -> Setup {
-    let tmp = tempfile::tempdir().unwrap();
-    let registry = tmp.path().join("registry");
-    let root = tmp.path().join("root");
-    std::fs::create_dir_all(&registry).unwrap();
-    std::fs::create_dir_all(&root).unwrap();
-    Setup {
-        registry,
-        root,
-        _tmp: tmp,
-    }
-}
-
-fn start(s: &Setup, extra: &[&str], env: &[(&str, &str)]) -> Daemon {
-    let url = format!("file://{}?artifact=site.tar.gz", s.registry.display());
+fn start(s: &Workspace, extra: &[&str], env: &[(&str, &str)]) -> Daemon {
+    let url = s.registry_url();
     let mut args = vec!["assets", "--registry", &url, "--interval", "1", "--bus", "none"];
     args.extend_from_slice(extra);
     Daemon::start(
@@ -69,9 +46,9 @@ fn wait_event(rx: &Receiver, path: &str, what: &str, pred: impl Fn(&Value) -> bo
 
 #[test]
 fn slack_threads_one_deploy_and_webhook_gets_the_json_body() {
-    let s = setup();
+    let s = Workspace::new();
     let rx = Receiver::start();
-    publish(&s.registry, "v1.0.0");
+    publish(&s, "v1.0.0");
     let api = format!("{}/api", rx.base());
     let webhook = format!("webhook+{}/hook", rx.base());
     let mut d = start(
@@ -89,7 +66,7 @@ fn slack_threads_one_deploy_and_webhook_gets_the_json_body() {
     wait_event(&rx, "/hook", "deployed v1.0.0", |j| {
         j["event"] == "deployed" && j["version"] == "v1.0.0"
     });
-    publish(&s.registry, "v1.1.0");
+    publish(&s, "v1.1.0");
     let deployed = wait_event(&rx, "/hook", "deployed v1.1.0", |j| {
         j["event"] == "deployed" && j["version"] == "v1.1.0"
     });
@@ -166,9 +143,9 @@ fn slack_threads_one_deploy_and_webhook_gets_the_json_body() {
 
 #[test]
 fn hanging_receiver_does_not_slow_the_deploy_and_others_still_get_messages() {
-    let s = setup();
+    let s = Workspace::new();
     let rx = Receiver::start();
-    publish(&s.registry, "v1.0.0");
+    publish(&s, "v1.0.0");
     let hang = format!("webhook+{}/hang?timeout=1s", rx.base());
     let ok = format!("webhook+{}/ok", rx.base());
     let started = Instant::now();
@@ -195,7 +172,7 @@ fn hanging_receiver_does_not_slow_the_deploy_and_others_still_get_messages() {
 
 #[test]
 fn repeated_failures_are_rate_limited_then_recovery_is_sent_and_quiet_gets_only_alerts() {
-    let s = setup();
+    let s = Workspace::new();
     let rx = Receiver::start();
     let all = format!("webhook+{}/all", rx.base());
     let quiet = format!("webhook+{}/quiet?quiet=true", rx.base());
@@ -204,7 +181,7 @@ fn repeated_failures_are_rate_limited_then_recovery_is_sent_and_quiet_gets_only_
     wait_for("three held-back repeats", LONG, || {
         (d.log().matches("notification held back").count() >= 3).then_some(())
     });
-    publish(&s.registry, "v1.0.0");
+    publish(&s, "v1.0.0");
     wait_event(&rx, "/all", "deployed v1.0.0", |j| j["event"] == "deployed");
     wait_event(&rx, "/quiet", "recovered on the quiet receiver", |j| {
         j["event"] == "recovered"
@@ -249,8 +226,8 @@ fn repeated_failures_are_rate_limited_then_recovery_is_sent_and_quiet_gets_only_
 
 #[test]
 fn metrics_are_served_on_the_unix_socket_after_a_deploy() {
-    let s = setup();
-    publish(&s.registry, "v1.0.0");
+    let s = Workspace::new();
+    publish(&s, "v1.0.0");
     let mut d = start(&s, &[], &[]);
     wait_for("v1.0.0 live", LONG, || {
         (current_file(&s.root, "VERSION").as_deref() == Some("v1.0.0")).then_some(())
@@ -425,9 +402,9 @@ fn mails(maildir: &Path) -> Vec<String> {
 
 #[test]
 fn mail_is_delivered_over_plain_smtp_with_tls_false() {
-    let s = setup();
+    let s = Workspace::new();
     let smtp = aiosmtpd(s.root.parent().unwrap());
-    publish(&s.registry, "v1.0.0");
+    publish(&s, "v1.0.0");
     let url = format!(
         "mail://127.0.0.1:{}/ops@example.com?from=dewy@example.com&subject=web%20deploys&tls=false",
         smtp.port
@@ -479,7 +456,7 @@ fn mail_is_delivered_over_plain_smtp_with_tls_false() {
 /// `ca-file=`; without the CA the certificate is refused and nothing is sent in clear.
 #[test]
 fn mail_is_delivered_over_starttls_and_implicit_tls_with_a_private_ca() {
-    let s = setup();
+    let s = Workspace::new();
     let dir = s.root.parent().unwrap();
     let (ca, cert, key) = certificate(dir);
     let starttls = aiosmtpd_with(
@@ -512,7 +489,7 @@ fn mail_is_delivered_over_starttls_and_implicit_tls_with_a_private_ca() {
             key.as_os_str(),
         ],
     );
-    publish(&s.registry, "v1.0.0");
+    publish(&s, "v1.0.0");
     let ca = ca.display();
     let a = format!(
         "mail://127.0.0.1:{}/ops@example.com?from=dewy@example.com&ca-file={ca}",
