@@ -1,0 +1,666 @@
+//! The container-mode reverse proxy against real backends on real sockets: forwarding, streaming,
+//! upgrades, TCP mode, round robin, ejection and retry, table swaps, drain and persistence.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dewy::proxy::{self, PortSpec, ProxyHandle, Server};
+use support::backend::{self, Backend};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Start the proxy in-process on a free 127.0.0.1 port.
+async fn proxy_on(proto: &str, state: Option<std::path::PathBuf>) -> (ProxyHandle, Server, SocketAddr) {
+    let l = backend::listener();
+    let addr = l.local_addr().expect("addr");
+    let spec: PortSpec = format!("{addr}/{proto}").parse().expect("spec");
+    let (h, s) = proxy::start(vec![spec], vec![l], state)
+        .await
+        .expect("proxy starts");
+    (h, s, addr)
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client")
+}
+
+async fn get_json(c: &reqwest::Client, url: &str) -> serde_json::Value {
+    let r = c.get(url).send().await.expect("request");
+    assert_eq!(r.status(), 200, "{url}");
+    r.json().await.expect("json")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_forwarded_headers_and_hop_by_hop_removal() {
+    let b = backend::http("a").await;
+    let (h, _s, addr) = proxy_on("http", None).await;
+    h.set_backends(addr.port(), vec![b.addr]).await.expect("set");
+    let r = client()
+        .get(format!("http://{addr}/echo?q=1"))
+        .header("host", "app.example")
+        .header("x-forwarded-for", "10.1.2.3")
+        .header("connection", "keep-alive, x-secret")
+        .header("x-secret", "hop")
+        .header("keep-alive", "timeout=5")
+        .header("proxy-authorization", "Basic eDp5")
+        .header("te", "trailers")
+        .header("x-app", "kept")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), 200);
+    // Hop-by-hop headers of the backend's response are gone too.
+    assert!(r.headers().get("x-hop").is_none(), "{:?}", r.headers());
+    assert!(r.headers().get("keep-alive").is_none(), "{:?}", r.headers());
+    assert_eq!(r.headers()["x-backend"], "a");
+    let j: serde_json::Value = r.json().await.expect("json");
+    let hd = &j["headers"];
+    assert_eq!(j["uri"], "/echo?q=1");
+    assert_eq!(hd["x-forwarded-for"], "10.1.2.3, 127.0.0.1");
+    assert_eq!(hd["x-forwarded-proto"], "http");
+    assert_eq!(hd["x-forwarded-host"], "app.example");
+    assert_eq!(hd["host"], "app.example");
+    assert_eq!(hd["x-app"], "kept");
+    for gone in ["x-secret", "keep-alive", "proxy-authorization", "te", "upgrade"] {
+        assert!(hd.get(gone).is_none(), "{gone} reached the backend: {hd}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_no_backend_is_502_then_round_robin() {
+    let (h, _s, addr) = proxy_on("http", None).await;
+    let c = client();
+    let r = c.get(format!("http://{addr}/")).send().await.expect("request");
+    assert_eq!(r.status(), 502);
+    assert!(r.text().await.expect("body").contains("no backend"));
+    let bs = [
+        backend::http("a").await,
+        backend::http("b").await,
+        backend::http("c").await,
+    ];
+    h.set_backends(addr.port(), bs.iter().map(|b| b.addr).collect())
+        .await
+        .expect("set");
+    let mut seen = Vec::new();
+    for _ in 0..9 {
+        seen.push(
+            get_json(&c, &format!("http://{addr}/")).await["id"]
+                .as_str()
+                .unwrap_or("?")
+                .to_string(),
+        );
+    }
+    for id in ["a", "b", "c"] {
+        assert_eq!(seen.iter().filter(|s| *s == id).count(), 3, "{seen:?}");
+    }
+    assert_eq!(
+        h.backends()[&addr.port()],
+        bs.iter().map(|b| b.addr).collect::<Vec<_>>()
+    );
+    assert!(h.set_backends(1, vec![]).await.is_err(), "unknown port accepted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_streams_large_bodies_both_ways() {
+    let b = backend::http("a").await;
+    let (h, _s, addr) = proxy_on("http", None).await;
+    h.set_backends(addr.port(), vec![b.addr]).await.expect("set");
+    let c = client();
+    // Download 256 MiB, reading it as it comes.
+    let total: u64 = 256 << 20;
+    let mut r = c
+        .get(format!("http://{addr}/big?bytes={total}"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), 200);
+    let mut got = 0u64;
+    while let Some(chunk) = r.chunk().await.expect("chunk") {
+        got += chunk.len() as u64;
+    }
+    assert_eq!(got, total);
+    // Upload 256 MiB from a stream of unknown length (chunked).
+    let chunk = bytes::Bytes::from(vec![b'y'; 1 << 20]);
+    let stream = futures_util::stream::iter((0..256).map(move |_| Ok::<_, std::io::Error>(chunk.clone())));
+    let r = c
+        .post(format!("http://{addr}/upload"))
+        .body(reqwest::Body::wrap_stream(stream))
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(r.status(), 200);
+    let j: serde_json::Value = r.json().await.expect("json");
+    assert_eq!(j["body_len"], 256u64 << 20);
+    assert_eq!(j["headers"]["transfer-encoding"], "chunked");
+    // Memory stayed small: the proxy did not hold whole bodies (this process has the client,
+    // backend and proxy; 256 MiB bodies would show).
+    let rss = rss_kib();
+    assert!(rss < 200 * 1024, "RSS {rss} KiB after 512 MiB through the proxy");
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_upgrade_passthrough() {
+    let b = backend::http("a").await;
+    let (h, _s, addr) = proxy_on("http", None).await;
+    h.set_backends(addr.port(), vec![b.addr]).await.expect("set");
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    s.write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+        .await
+        .expect("write");
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(s.read(&mut byte).await.expect("read"), 1, "closed: {head:?}");
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(head.contains("upgrade: echo"), "{head}");
+    for msg in ["hello", "over the tunnel"] {
+        s.write_all(msg.as_bytes()).await.expect("write");
+        let mut buf = vec![0u8; msg.len()];
+        s.read_exact(&mut buf).await.expect("echo");
+        assert_eq!(buf, msg.as_bytes());
+    }
+    // The tunnel counts as in flight until it closes.
+    assert_eq!(h.status()[0].backends[0].in_flight, 1);
+    drop(s);
+    assert_eq!(h.drain(b.addr, Duration::from_secs(20)).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_mode_round_robin_and_refused_backend() {
+    let bs = [backend::tcp("a").await, backend::tcp("b").await];
+    let dead = backend::refused_addr();
+    let (h, _s, addr) = proxy_on("tcp", None).await;
+    h.set_backends(addr.port(), vec![bs[0].addr, dead, bs[1].addr])
+        .await
+        .expect("set");
+    let mut seen = Vec::new();
+    for i in 0..6 {
+        let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let mut id = [0u8; 2];
+        s.read_exact(&mut id).await.expect("backend greets");
+        seen.push(id[0] as char);
+        let msg = format!("ping {i}");
+        s.write_all(msg.as_bytes()).await.expect("write");
+        let mut buf = vec![0u8; msg.len()];
+        s.read_exact(&mut buf).await.expect("echo");
+        assert_eq!(buf, msg.as_bytes());
+    }
+    assert!(seen.contains(&'a') && seen.contains(&'b'), "{seen:?}");
+    let st = &h.status()[0];
+    let dead_stats = st.backends.iter().find(|b| b.addr == dead).expect("dead listed");
+    assert_eq!(
+        dead_stats.errors, 1,
+        "the refusing backend is ejected after one failure: {st:?}"
+    );
+    assert!(dead_stats.ejected);
+    assert_eq!(st.errors, 0, "{st:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_refused_backend_ejected_and_retried() {
+    let good = backend::http("good").await;
+    let dead = backend::refused_addr();
+    let (h, _s, addr) = proxy_on("http", None).await;
+    h.set_backends(addr.port(), vec![dead, good.addr])
+        .await
+        .expect("set");
+    let c = client();
+    for i in 0..40 {
+        let url = format!("http://{addr}/n{i}");
+        let r = if i % 2 == 0 {
+            c.get(&url).send().await
+        } else {
+            c.post(&url).body("payload").send().await
+        }
+        .expect("request");
+        assert_eq!(r.status(), 200, "request {i}");
+    }
+    assert_eq!(good.served(), 40);
+    let st = &h.status()[0];
+    let d = st.backends.iter().find(|b| b.addr == dead).expect("listed");
+    assert_eq!(d.errors, 1, "ejected after the first refusal: {st:?}");
+    assert_eq!(st.errors, 0);
+}
+
+/// Send GETs in a loop on keep-alive connections until `stop`; returns (ok, failed).
+fn load(
+    addr: SocketAddr,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    path: &'static str,
+) -> tokio::task::JoinHandle<(u64, u64)> {
+    tokio::spawn(async move {
+        let c = client();
+        let (mut ok, mut failed) = (0, 0);
+        while !stop.load(Ordering::Relaxed) {
+            match c.get(format!("http://{addr}{path}")).send().await {
+                Ok(r) => {
+                    let status = r.status();
+                    match r.bytes().await {
+                        Ok(_) if status == 200 => ok += 1,
+                        other => {
+                            eprintln!("status {status}: {other:?}");
+                            failed += 1
+                        }
+                    }
+                }
+                Err(e) => {
+                    eprintln!("error {e}");
+                    failed += 1
+                }
+            }
+        }
+        (ok, failed)
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn table_swap_under_load_loses_nothing() {
+    let blue = backend::http("blue").await;
+    let green = backend::http("green").await;
+    let (h, _s, addr) = proxy_on("http", None).await;
+    h.set_backends(addr.port(), vec![blue.addr]).await.expect("set");
+    // A slow request in flight on blue when the table switches to green.
+    let slow = tokio::spawn({
+        let c = client();
+        async move { c.get(format!("http://{addr}/slow?ms=1500")).send().await }
+    });
+    support::wait_for_async("the slow request on blue", Duration::from_secs(20), || async {
+        (h.status()[0].backends[0].in_flight == 1).then_some(())
+    })
+    .await;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let loads: Vec<_> = (0..4).map(|_| load(addr, stop.clone(), "/")).collect();
+    for i in 0..20 {
+        let next = if i % 2 == 0 { green.addr } else { blue.addr };
+        h.set_backends(addr.port(), vec![next]).await.expect("swap");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    h.set_backends(addr.port(), vec![green.addr]).await.expect("swap");
+    stop.store(true, Ordering::Relaxed);
+    let (mut ok, mut failed) = (0, 0);
+    for l in loads {
+        let (o, f) = l.await.expect("load task");
+        ok += o;
+        failed += f;
+    }
+    assert_eq!(failed, 0, "{ok} ok");
+    assert!(ok > 20, "{ok}");
+    let r = slow.await.expect("task").expect("slow request completes");
+    assert_eq!(r.status(), 200);
+    let j: serde_json::Value = r.json().await.expect("json");
+    assert_eq!(j["id"], "blue");
+    assert_eq!(h.drain(blue.addr, Duration::from_secs(20)).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_waits_for_in_flight_then_returns() {
+    let b = backend::http("a").await;
+    let other = backend::http("b").await;
+    let (h, _s, addr) = proxy_on("http", None).await;
+    h.set_backends(addr.port(), vec![b.addr]).await.expect("set");
+    let slow = tokio::spawn({
+        let c = client();
+        async move { c.get(format!("http://{addr}/slow?ms=1000")).send().await }
+    });
+    support::wait_for_async("the slow request", Duration::from_secs(20), || async {
+        (h.status()[0].backends[0].in_flight == 1).then_some(())
+    })
+    .await;
+    h.set_backends(addr.port(), vec![other.addr]).await.expect("swap");
+    // Too short a drain reports the request still in flight.
+    assert_eq!(h.drain(b.addr, Duration::from_millis(10)).await, 1);
+    let t = Instant::now();
+    assert_eq!(h.drain(b.addr, Duration::from_secs(30)).await, 0);
+    assert!(t.elapsed() < Duration::from_secs(20));
+    assert_eq!(slow.await.expect("task").expect("slow").status(), 200);
+    // Idle and unknown backends drain at once.
+    assert_eq!(h.drain(backend::refused_addr(), Duration::from_secs(30)).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn persisted_table_is_restored() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("proxy.json");
+    let b = backend::http("a").await;
+    let (h, s, addr) = proxy_on("http", Some(state.clone())).await;
+    h.set_backends(addr.port(), vec![b.addr]).await.expect("set");
+    s.shutdown(Duration::from_secs(5)).await;
+    let text = std::fs::read_to_string(&state).expect("state file written");
+    assert!(text.contains(&b.addr.to_string()), "{text}");
+    // A new proxy on the same port serves the saved backend before anyone sets it.
+    let l = std::net::TcpListener::bind(addr).expect("rebind");
+    let spec: PortSpec = format!("{addr}").parse().expect("spec");
+    let (h2, _s2) = proxy::start(vec![spec], vec![l], Some(state.clone()))
+        .await
+        .expect("restart");
+    assert_eq!(h2.backends()[&addr.port()], vec![b.addr]);
+    assert_eq!(get_json(&client(), &format!("http://{addr}/")).await["id"], "a");
+    // A corrupt file is set aside, not fatal.
+    std::fs::write(&state, "{broken").expect("write");
+    let l = backend::listener();
+    let spec: PortSpec = format!("{}", l.local_addr().expect("addr"))
+        .parse()
+        .expect("spec");
+    let (h3, _s3) = proxy::start(vec![spec], vec![l], Some(state.clone()))
+        .await
+        .expect("start");
+    assert!(h3.backends().values().all(Vec::is_empty));
+    assert!(dir.path().join("proxy.json.bad").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_lets_in_flight_requests_finish() {
+    let b = backend::http("a").await;
+    let (h, s, addr) = proxy_on("http", None).await;
+    h.set_backends(addr.port(), vec![b.addr]).await.expect("set");
+    let served = Arc::new(AtomicU64::new(0));
+    let slow = tokio::spawn({
+        let c = client();
+        let served = served.clone();
+        async move {
+            let r = c.get(format!("http://{addr}/slow?ms=800")).send().await;
+            served.fetch_add(1, Ordering::Relaxed);
+            r
+        }
+    });
+    support::wait_for_async("the slow request", Duration::from_secs(20), || async {
+        (h.status()[0].backends[0].in_flight == 1).then_some(())
+    })
+    .await;
+    s.shutdown(Duration::from_secs(20)).await;
+    let r = slow.await.expect("task").expect("finished during shutdown");
+    assert_eq!(r.status(), 200);
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "still accepting"
+    );
+    let _: &Backend = &b;
+}
+
+// ---- the `dewy-proxy` daemon ----
+
+const BIN: &str = env!("CARGO_BIN_EXE_dewy-proxy");
+const LONG: Duration = Duration::from_secs(60);
+
+/// A config, state dir and private bus for one `dewy-proxy` app.
+struct Daemonised {
+    dir: tempfile::TempDir,
+    bus: support::dbus::PrivateBus,
+    config: std::path::PathBuf,
+}
+
+impl Daemonised {
+    fn new(ports: &[String]) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("web.toml");
+        let list: Vec<String> = ports.iter().map(|p| format!("{p:?}")).collect();
+        std::fs::write(
+            &config,
+            format!(
+                "mode = \"container\"\nregistry = \"img://localhost:5000/web\"\nport = [{}]\ndrain-time = \"20s\"\n",
+                list.join(", ")
+            ),
+        )
+        .expect("config");
+        Daemonised {
+            dir,
+            bus: support::dbus::PrivateBus::start(),
+            config,
+        }
+    }
+
+    fn args(&self) -> Vec<String> {
+        vec![
+            "web".into(),
+            "--config".into(),
+            self.config.display().to_string(),
+            "--bus".into(),
+            self.bus.address.clone(),
+        ]
+    }
+
+    fn env(&self) -> Vec<(String, String)> {
+        vec![(
+            "STATE_DIRECTORY".into(),
+            self.dir.path().join("state").display().to_string(),
+        )]
+    }
+
+    fn log(&self) -> std::path::PathBuf {
+        self.dir.path().join("proxy.log")
+    }
+
+    async fn conn(&self) -> zbus::Connection {
+        dewy::bus::BusChoice::Address(self.bus.address.clone())
+            .connect()
+            .await
+            .expect("bus")
+    }
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+fn envs(v: &[(String, String)]) -> Vec<(&str, &str)> {
+    v.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect()
+}
+
+/// Wait until the daemon answers on the bus.
+async fn wait_ready(conn: &zbus::Connection, d: &mut support::proc::Daemon) {
+    let start = Instant::now();
+    loop {
+        if dewy::bus::client::proxy_backends(conn, "web").await.is_ok() {
+            return;
+        }
+        assert!(d.running(), "dewy-proxy exited:\n{}", d.log());
+        assert!(start.elapsed() < LONG, "dewy-proxy not ready:\n{}", d.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemon_dbus_set_backends_status_drain_and_restore() {
+    use dewy::bus::client::{proxy_backends, proxy_drain, proxy_set_backends, proxy_status};
+    let port = support::backend::listener().local_addr().expect("addr");
+    let t = Daemonised::new(&[format!("{port}")]);
+    // sd_notify: READY and STATUS go to a datagram socket of ours.
+    let notify_path = t.dir.path().join("notify.sock");
+    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).expect("notify socket");
+    notify.set_read_timeout(Some(LONG)).expect("timeout");
+    let mut env = t.env();
+    env.push(("NOTIFY_SOCKET".into(), notify_path.display().to_string()));
+    let mut d = support::proc::Daemon::start(BIN, &strs(&t.args()), &envs(&env), t.dir.path(), &t.log());
+    let mut buf = [0u8; 512];
+    let n = notify.recv(&mut buf).expect("sd_notify message");
+    let msg = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(
+        msg.contains("READY=1") && msg.contains("STATUS=serving 1 port, 0 backends"),
+        "{msg}"
+    );
+    let conn = t.conn().await;
+    wait_ready(&conn, &mut d).await;
+    let b = backend::http("a").await;
+    proxy_set_backends(&conn, "web", port.port(), &[b.addr])
+        .await
+        .expect("SetBackends");
+    assert_eq!(
+        proxy_backends(&conn, "web").await.expect("Backends")[&port.port()],
+        vec![b.addr]
+    );
+    assert_eq!(get_json(&client(), &format!("http://{port}/")).await["id"], "a");
+    let status = proxy_status(&conn, "web").await.expect("Status");
+    assert_eq!(status["ports"][0]["protocol"], "http", "{status}");
+    assert_eq!(
+        status["ports"][0]["backends"][0]["addr"],
+        b.addr.to_string(),
+        "{status}"
+    );
+    assert_eq!(status["ports"][0]["backends"][0]["requests"], 1, "{status}");
+    assert_eq!(
+        proxy_drain(&conn, "web", b.addr, Duration::from_secs(5))
+            .await
+            .expect("Drain"),
+        0
+    );
+    // Bad input is refused and changes nothing.
+    let err = proxy_set_backends(&conn, "web", 1, &[b.addr])
+        .await
+        .expect_err("unknown port");
+    assert!(format!("{err:#}").contains("no proxy port 1"), "{err:#}");
+    let proxy = zbus::Proxy::new(
+        &conn,
+        dewy::bus::names::proxy_name("web"),
+        dewy::bus::names::PROXY_PATH,
+        dewy::bus::names::PROXY_IFACE,
+    )
+    .await
+    .expect("proxy");
+    let r: zbus::Result<()> = proxy.call("SetBackends", &(port.port(), vec!["nonsense"])).await;
+    assert!(format!("{:?}", r.expect_err("bad address")).contains("not an address"));
+    assert_eq!(
+        proxy_backends(&conn, "web").await.expect("Backends")[&port.port()],
+        vec![b.addr]
+    );
+    // The status line follows the table.
+    let n = notify.recv(&mut buf).expect("status update");
+    assert!(String::from_utf8_lossy(&buf[..n]).contains("serving 1 port, 1 backend"));
+    // SIGTERM: exit 0; a new process serves the saved table before anyone sets it.
+    assert!(d.terminate(LONG).success(), "{}", d.log());
+    let mut d = support::proc::Daemon::start(BIN, &strs(&t.args()), &envs(&t.env()), t.dir.path(), &t.log());
+    wait_ready(&conn, &mut d).await;
+    assert_eq!(
+        proxy_backends(&conn, "web").await.expect("Backends")[&port.port()],
+        vec![b.addr]
+    );
+    assert_eq!(get_json(&client(), &format!("http://{port}/")).await["id"], "a");
+    assert!(d.terminate(LONG).success());
+    assert!(t.dir.path().join("state/proxy.json").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemon_refuses_sockets_that_do_not_match_the_ports() {
+    let held = support::backend::listener();
+    let other = support::backend::listener().local_addr().expect("addr");
+    let t = Daemonised::new(&[format!("{other}")]);
+    let mut d =
+        support::activate::spawn_with_sockets(BIN, &strs(&t.args()), &envs(&t.env()), &[&held], &t.log());
+    let status = support::wait_for("dewy-proxy to refuse", LONG, || d.child.try_wait().ok().flatten());
+    assert!(!status.success());
+    let log = d.log();
+    assert!(
+        log.contains("do not match the configured ports") && log.contains(&format!("no socket for {other}")),
+        "{log}"
+    );
+    // A config that is not container mode is a config error (EX_CONFIG).
+    std::fs::write(&t.config, "mode = \"assets\"\nregistry = \"file:///x\"\n").expect("config");
+    let mut d = support::proc::Daemon::start(BIN, &strs(&t.args()), &envs(&t.env()), t.dir.path(), &t.log());
+    let status = support::wait_for("dewy-proxy to refuse", LONG, || d.child.try_wait().ok().flatten());
+    assert_eq!(status.code(), Some(78), "{}", d.log());
+}
+
+/// GET in a loop on a keep-alive client; like browsers and most HTTP libraries, an idempotent
+/// request that fails because the server closed a reused connection is sent once more.
+fn load_retrying_once(
+    addr: SocketAddr,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<(u64, u64, u64)> {
+    tokio::spawn(async move {
+        let c = client();
+        let (mut ok, mut retried, mut failed) = (0, 0, 0);
+        while !stop.load(Ordering::Relaxed) {
+            let mut outcome = None;
+            for attempt in 0..2 {
+                match c.get(format!("http://{addr}/")).send().await {
+                    Ok(r) if r.status() == 200 => match r.bytes().await {
+                        Ok(_) => {
+                            outcome = Some(attempt);
+                            break;
+                        }
+                        Err(e) => eprintln!("body: {e}"),
+                    },
+                    Ok(r) => {
+                        eprintln!("status {}", r.status());
+                        break;
+                    }
+                    Err(e) => eprintln!("attempt {attempt}: {e:?}"),
+                }
+            }
+            match outcome {
+                Some(0) => ok += 1,
+                Some(_) => {
+                    ok += 1;
+                    retried += 1
+                }
+                None => failed += 1,
+            }
+        }
+        (ok, retried, failed)
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemon_restart_under_load_with_inherited_socket_loses_nothing() {
+    use dewy::bus::client::proxy_set_backends;
+    // The test holds the listening socket, as systemd's dewy-proxy@.socket would.
+    let held = support::backend::listener();
+    let addr = held.local_addr().expect("addr");
+    let t = Daemonised::new(&[format!("{addr}")]);
+    let conn = t.conn().await;
+    let b = backend::http("a").await;
+    let mut d =
+        support::activate::spawn_with_sockets(BIN, &strs(&t.args()), &envs(&t.env()), &[&held], &t.log());
+    wait_ready(&conn, &mut d).await;
+    proxy_set_backends(&conn, "web", addr.port(), &[b.addr])
+        .await
+        .expect("SetBackends");
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let loads: Vec<_> = (0..4).map(|_| load_retrying_once(addr, stop.clone())).collect();
+    for _ in 0..3 {
+        let before = b.served();
+        support::wait_for_async("requests through the proxy", LONG, || async {
+            (b.served() > before + 50).then_some(())
+        })
+        .await;
+        assert!(d.terminate(LONG).success(), "{}", d.log());
+        d = support::activate::spawn_with_sockets(BIN, &strs(&t.args()), &envs(&t.env()), &[&held], &t.log());
+        wait_ready(&conn, &mut d).await;
+    }
+    let before = b.served();
+    support::wait_for_async("requests after the last restart", LONG, || async {
+        (b.served() > before + 50).then_some(())
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    let (mut ok, mut retried, mut failed) = (0, 0, 0);
+    for l in loads {
+        let (o, r, f) = l.await.expect("load");
+        ok += o;
+        retried += r;
+        failed += f;
+    }
+    eprintln!("{ok} ok, {retried} retried once, {failed} failed");
+    assert_eq!(failed, 0, "{ok} ok; log:\n{}", d.log());
+    assert!(d.log().contains("Backends restored"), "{}", d.log());
+    assert!(d.terminate(LONG).success());
+}
