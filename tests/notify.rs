@@ -234,7 +234,7 @@ fn metrics_are_served_on_the_unix_socket_after_a_deploy() {
     });
     let sock = s.root.join(".dewy/metrics.sock");
     let text = wait_for("two checks counted", LONG, || {
-        let t = scrape(&sock)?;
+        let t = support::scrape_metrics(&sock)?;
         t.contains("dewy_registry_checks_total 2\n").then_some(t)
     });
     assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
@@ -257,16 +257,6 @@ fn metrics_are_served_on_the_unix_socket_after_a_deploy() {
         .unwrap_or_default();
     assert!((chrono::Utc::now().timestamp() - last).abs() < 60, "{text}");
     assert!(d.terminate(LONG).success());
-}
-
-fn scrape(sock: &Path) -> Option<String> {
-    let mut c = std::os::unix::net::UnixStream::connect(sock).ok()?;
-    c.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    c.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .ok()?;
-    let mut out = String::new();
-    c.read_to_string(&mut out).ok()?;
-    Some(out)
 }
 
 /// aiosmtpd on a free port, storing mail in a Maildir; killed on drop.

@@ -137,7 +137,12 @@ fn bad_releases_leave_the_old_generation_serving_and_are_not_retried() {
 fn alive_readiness_and_a_crashed_app_is_restarted() {
     let s = setup();
     publish(&s.registry, "v1.0.0", "plain");
-    let mut d = start(&s, &["--alive-delay", "1s", "--drain-time", "2"]);
+    let rx = support::receiver::Receiver::start();
+    let hook = format!("webhook+{}/hook", rx.base());
+    let mut d = start(
+        &s,
+        &["--alive-delay", "1s", "--drain-time", "2", "--notifier", &hook],
+    );
     wait_for("v1.0.0 served", LONG, || served(s.port, "v1.0.0"));
     wait_for("alive readiness", LONG, || {
         d.log().contains("Server started for v1.0.0").then_some(())
@@ -149,6 +154,31 @@ fn alive_readiness_and_a_crashed_app_is_restarted() {
         try_app_pid(s.port).filter(|p| *p != pid)
     });
     assert!(d.log().contains("exited unexpectedly"), "{}", d.log());
+    // The operators hear of the crash (with what dewy does next), then of the restart.
+    let crash = wait_for("the crash notification", LONG, || {
+        rx.to("/hook")
+            .into_iter()
+            .map(|r| r.json())
+            .find(|j| j["event"] == "failed")
+    });
+    let text = crash["message"].as_str().unwrap_or_default();
+    assert!(
+        text.contains("Server v1.0.0 stopped: the app exited unexpectedly"),
+        "{crash}"
+    );
+    assert!(text.contains("dewy restarts it in"), "{crash}");
+    wait_for("the restart notification", LONG, || {
+        rx.to("/hook").into_iter().map(|r| r.json()).find(|j| {
+            j["event"] == "server-restarted"
+                && j["message"]
+                    .as_str()
+                    .is_some_and(|t| t.contains("after it exited"))
+        })
+    });
+    let sock = s.root.join(".dewy/metrics.sock");
+    wait_for("the crash restart counted", LONG, || {
+        support::scrape_metrics(&sock).filter(|t| t.contains("dewy_app_restarts_total{reason=\"crash\"} 1\n"))
+    });
     d.terminate(Duration::from_secs(30));
     assert!(!alive(new_pid));
 }

@@ -16,7 +16,7 @@ use crate::config::Settings;
 use crate::notify::{Event, EventSink};
 use crate::registry::{Registry, Release};
 use crate::release::Releases;
-use crate::supervise::Supervisor;
+use crate::supervise::{Restart, Supervisor};
 use state::{HistoryEntry, Live, State, StateFile};
 
 /// What happened to a release offered to the deployer.
@@ -133,7 +133,7 @@ impl Deployer {
             tracing::info!("No release is live yet; the server starts with the first deploy");
             return;
         };
-        if let Err(e) = app.start(&version).await {
+        if let Err(e) = app.start(&version, Restart::Deploy).await {
             let error = format!("{e:#}");
             tracing::error!(dewy_version = %version, error = %error, "Server failure");
             self.emit(Event::Failed {
@@ -163,7 +163,7 @@ impl Deployer {
             crate::supervise::CRASH_LOOP
         );
         if let DeployResult::Deployed { version: back, .. } = self.do_rollback(&reason) {
-            if let Err(e) = app.start(&back).await {
+            if let Err(e) = app.start(&back, Restart::Rollback).await {
                 tracing::error!(dewy_version = %back, error = %format!("{e:#}"), "Server failure after rollback");
             }
         }
@@ -178,7 +178,7 @@ impl Deployer {
         let version = self
             .live_version()
             .ok_or_else(|| anyhow::anyhow!("no release is live yet"))?;
-        app.start(&version).await
+        app.start(&version, Restart::Operator).await
     }
 
     /// Server mode: stop the app gracefully (SIGTERM, drain, SIGKILL).

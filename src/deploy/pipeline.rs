@@ -235,7 +235,7 @@ impl Deployer {
             "Create symlink"
         );
         if let Some(app) = &self.app {
-            if let Err(e) = app.start(version).await {
+            if let Err(e) = app.start(version, crate::supervise::Restart::Deploy).await {
                 self.undo_switch(previous.as_ref(), &dir);
                 // Starting the live version again (repair) failing is retried at the next
                 // check, as the Go Dewy does; a new version that fails to start is marked bad.

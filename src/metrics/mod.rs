@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::notify::{Event, EventSink, Stage};
+use crate::supervise::Restart;
 
 /// Buckets of `dewy_deployment_duration_seconds` (the Go Dewy's).
 pub const DURATION_BUCKETS: [f64; 8] = [1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0];
@@ -21,6 +22,8 @@ pub struct Metrics {
     deployment_errors: AtomicU64,
     rollbacks: AtomicU64,
     hook_failures: AtomicU64,
+    /// Server mode: new generations by reason, in [`Restart::ALL`] order.
+    app_restarts: [AtomicU64; 4],
     buckets: [AtomicU64; DURATION_BUCKETS.len()],
     duration_count: AtomicU64,
     duration_sum_us: AtomicU64,
@@ -38,6 +41,7 @@ impl Metrics {
             deployment_errors: AtomicU64::new(0),
             rollbacks: AtomicU64::new(0),
             hook_failures: AtomicU64::new(0),
+            app_restarts: Default::default(),
             buckets: Default::default(),
             duration_count: AtomicU64::new(0),
             duration_sum_us: AtomicU64::new(0),
@@ -124,6 +128,17 @@ impl Metrics {
                 get(&self.hook_failures).to_string(),
             )],
         );
+        let restarts: Vec<(String, String)> = Restart::ALL
+            .iter()
+            .zip(&self.app_restarts)
+            .map(|(r, n)| (format!("{{reason=\"{}\"}}", r.as_str()), get(n).to_string()))
+            .collect();
+        metric(
+            "dewy_app_restarts_total",
+            "counter",
+            "Server mode: new generations of the app that replaced a running or exited one, by reason.",
+            &restarts,
+        );
         let mut lines: Vec<(String, String)> = DURATION_BUCKETS
             .iter()
             .zip(&self.buckets)
@@ -180,6 +195,11 @@ impl EventSink for Metrics {
             Event::Hook { success: false, .. } => {
                 self.hook_failures.fetch_add(1, Ordering::Relaxed);
             }
+            Event::ServerRestarted { reason, .. } => {
+                if let Some(i) = Restart::ALL.iter().position(|r| r.as_str() == reason) {
+                    self.app_restarts[i].fetch_add(1, Ordering::Relaxed);
+                }
+            }
             _ => {}
         }
     }
@@ -198,7 +218,16 @@ mod tests {
             duration: std::time::Duration::from_millis(2500),
             command: "assets".into(),
         });
+        m.emit(Event::ServerRestarted {
+            version: "v1".into(),
+            reason: "crash".into(),
+        });
         let t = m.render();
+        assert!(t.contains("dewy_app_restarts_total{reason=\"crash\"} 1\n"), "{t}");
+        assert!(
+            t.contains("dewy_app_restarts_total{reason=\"deploy\"} 0\n"),
+            "{t}"
+        );
         assert!(
             t.contains("dewy_deployments_total{command=\"assets\"} 1\n"),
             "{t}"

@@ -21,6 +21,8 @@ pub enum Stage {
     Deploy,
     /// Going back to the previous release.
     Rollback,
+    /// The running app (server mode) exited on its own.
+    Run,
 }
 
 /// One thing worth telling the operators.
@@ -84,8 +86,9 @@ pub enum Event {
     },
     /// Server mode: the first generation of the app is serving.
     ServerStarted { version: String },
-    /// Server mode: a new generation of the app took over from the previous one.
-    ServerRestarted { version: String },
+    /// Server mode: a new generation of the app took over from the previous one; `reason` is
+    /// deploy, crash, operator or rollback.
+    ServerRestarted { version: String, reason: String },
     /// dewy stops.
     Stopped { signal: String },
 }
@@ -230,6 +233,8 @@ impl Event {
                     (Stage::Deploy, Some(v)) => format!("Deploy of {v} failed"),
                     (Stage::Deploy, None) => "Deploy failed".to_string(),
                     (Stage::Rollback, _) => "Rollback failed".to_string(),
+                    (Stage::Run, Some(v)) => format!("Server {v} stopped"),
+                    (Stage::Run, None) => "Server stopped".to_string(),
                 };
                 format!("{what}: {error}\nNext step: {next_step}")
             }
@@ -248,7 +253,11 @@ impl Event {
                 since.format("%Y-%m-%d %H:%M:%S UTC")
             ),
             Event::ServerStarted { version } => format!("Server started for {version}"),
-            Event::ServerRestarted { version } => format!("Server restarted for {version}"),
+            Event::ServerRestarted { version, reason } => match reason.as_str() {
+                "deploy" => format!("Server restarted for {version}"),
+                "crash" => format!("Server restarted for {version} after it exited"),
+                other => format!("Server restarted for {version} ({other})"),
+            },
             Event::Stopped { signal } => format!("Stop receiving by {signal} signal"),
         }
     }
@@ -353,7 +362,7 @@ impl Note {
             }
             Event::Recovered { last_error, .. } => (None, None, Some("recovered"), Some(last_error), None),
             Event::Digest { error, .. } => (None, None, Some("failed"), Some(error), None),
-            Event::ServerStarted { version } | Event::ServerRestarted { version } => {
+            Event::ServerStarted { version } | Event::ServerRestarted { version, .. } => {
                 (Some(version), None, None, None, None)
             }
             Event::Started { .. } | Event::Stopped { .. } => (None, None, None, None, None),

@@ -16,9 +16,41 @@ use std::time::Duration;
 use anyhow::Context;
 
 use crate::config::{Readiness, Settings};
-use crate::notify::{Event, EventSink};
+use crate::notify::{Event, EventSink, Stage};
 use generation::{describe, Check, Generation, Launch};
 use sockets::Socket;
+
+/// Why a new generation of the app is started (reported with `ServerRestarted` and counted in
+/// `dewy_app_restarts_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Restart {
+    /// A deploy (or the repair of the live release).
+    Deploy,
+    /// The previous generation exited on its own.
+    Crash,
+    /// `dewy restart` or SIGUSR1.
+    Operator,
+    /// A rollback to the previous release.
+    Rollback,
+}
+
+impl Restart {
+    pub const ALL: [Restart; 4] = [
+        Restart::Deploy,
+        Restart::Crash,
+        Restart::Operator,
+        Restart::Rollback,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Restart::Deploy => "deploy",
+            Restart::Crash => "crash",
+            Restart::Operator => "operator",
+            Restart::Rollback => "rollback",
+        }
+    }
+}
 
 /// Longest wait between two restarts of a crashing app.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
@@ -136,18 +168,18 @@ impl Supervisor {
 
     /// Start a generation for `version` (the release `current` points to), wait until it is
     /// ready, then stop the previous generation gracefully. On failure the new generation is
-    /// killed and the previous one keeps serving.
-    pub async fn start(self: &Arc<Self>, version: &str) -> anyhow::Result<()> {
+    /// killed and the previous one keeps serving. `why` is reported with the restart.
+    pub async fn start(self: &Arc<Self>, version: &str, why: Restart) -> anyhow::Result<()> {
         let _op = self.ops.lock().await;
         if self.stopping.load(Ordering::SeqCst) {
             anyhow::bail!("dewy is stopping");
         }
         self.quick_crashes.store(0, Ordering::SeqCst);
         *self.backoff.lock().unwrap_or_else(|p| p.into_inner()) = Duration::from_secs(1);
-        self.start_locked(version).await
+        self.start_locked(version, why).await
     }
 
-    async fn start_locked(self: &Arc<Self>, version: &str) -> anyhow::Result<()> {
+    async fn start_locked(self: &Arc<Self>, version: &str, why: Restart) -> anyhow::Result<()> {
         let old = self.current_gen().filter(|g| g.exited().is_none());
         let check = self.check();
         let number = self.next.fetch_add(1, Ordering::SeqCst);
@@ -197,6 +229,18 @@ impl Supervisor {
                 );
                 self.emit(Event::ServerRestarted {
                     version: version.to_string(),
+                    reason: why.as_str().to_string(),
+                });
+            }
+            None if why == Restart::Crash => {
+                tracing::info!(
+                    dewy_version = version,
+                    pid = gen.pid,
+                    "Server restarted for {version} after it exited"
+                );
+                self.emit(Event::ServerRestarted {
+                    version: version.to_string(),
+                    reason: why.as_str().to_string(),
                 });
             }
             None => {
@@ -266,6 +310,16 @@ impl Supervisor {
                 d
             };
             tracing::error!(pid = gen.pid, dewy_version = %gen.version, status = %describe(status), retry_in_ms = delay.as_millis() as u64, "Server process exited unexpectedly; restarting");
+            me.emit(Event::Failed {
+                stage: Stage::Run,
+                version: Some(gen.version.clone()),
+                error: format!("the app exited unexpectedly ({})", describe(status)),
+                next_step: format!(
+                    "dewy restarts it in {delay:?} (backoff up to {MAX_BACKOFF:?}); after {CRASH_LOOP} quick crashes it rolls back to the previous release. Its output: journalctl -t {}",
+                    me.settings.app
+                ),
+                command: me.settings.mode.to_string(),
+            });
             me.restart_after(gen, delay).await;
         });
     }
@@ -277,7 +331,7 @@ impl Supervisor {
             if self.stopping.load(Ordering::SeqCst) || !self.is_current(&dead) {
                 return;
             }
-            match self.start_locked(&dead.version).await {
+            match self.start_locked(&dead.version, Restart::Crash).await {
                 Ok(()) => return,
                 Err(e) => {
                     self.crashed_quickly(&dead.version);

@@ -62,6 +62,18 @@ pub async fn read_all(reg: &dyn dewy::registry::Registry, url: &str) -> Vec<u8> 
     out
 }
 
+/// `GET /metrics` on a metrics unix socket: the raw HTTP answer, `None` while it does not answer.
+pub fn scrape_metrics(sock: &Path) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut c = std::os::unix::net::UnixStream::connect(sock).ok()?;
+    c.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    c.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut out = String::new();
+    c.read_to_string(&mut out).ok()?;
+    Some(out)
+}
+
 /// A port that was free a moment ago on 127.0.0.1.
 pub fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
