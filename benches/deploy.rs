@@ -135,10 +135,20 @@ fn idle_rss() -> Vec<(&'static str, u64)> {
         tmp.path(),
         &tmp.path().join("w.log"),
     );
+    // The proxy serves a container-mode config of its own (one port, no backends).
+    let proxy_cfg = tmp.path().join("proxy.toml");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    std::fs::write(&proxy_cfg, format!("mode = \"container\"\nport = [\"{port}\"]\n")).unwrap();
+    let proxy_state = tmp.path().join("proxy-state");
+    let mut proxy_env = env.to_vec();
+    proxy_env.push(("STATE_DIRECTORY", proxy_state.to_str().unwrap()));
     let proxy = Daemon::start(
         env!("CARGO_BIN_EXE_dewy-proxy"),
-        &["app"],
-        &env,
+        &["app", "--config", proxy_cfg.to_str().unwrap()],
+        &proxy_env,
         tmp.path(),
         &tmp.path().join("p.log"),
     );

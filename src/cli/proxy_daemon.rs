@@ -91,6 +91,10 @@ async fn serve(
             )
         }
     };
+    let metrics: std::sync::Arc<dyn crate::metrics::Render> = std::sync::Arc::new(handle.clone());
+    if let Err(e) = crate::metrics::serve::start(metrics, &settings.metrics_socket, None).await {
+        tracing::warn!(error = %format!("{e:#}"), "Metrics not served");
+    }
     let status = status_line(&handle);
     tracing::info!(state_file = %settings.state_file.display(), "Proxy ready: {status}");
     notify::ready(&status);

@@ -12,6 +12,17 @@ use crate::supervise::Restart;
 /// Buckets of `dewy_deployment_duration_seconds` (the Go Dewy's).
 pub const DURATION_BUCKETS: [f64; 8] = [1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0];
 
+/// Something that renders Prometheus text: a process's [`Metrics`], or the proxy's counters.
+pub trait Render: Send + Sync {
+    fn render(&self) -> String;
+}
+
+impl Render for Metrics {
+    fn render(&self) -> String {
+        Metrics::render(self)
+    }
+}
+
 /// The counters and gauges of one dewy process.
 pub struct Metrics {
     command: String,

@@ -15,7 +15,7 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::Metrics;
+use super::Render;
 
 /// Where the metrics socket goes: `$RUNTIME_DIRECTORY/<name>` under systemd, else `<state_dir>/<name>`.
 pub fn socket_path(state_dir: &Path, name: &str) -> PathBuf {
@@ -24,8 +24,12 @@ pub fn socket_path(state_dir: &Path, name: &str) -> PathBuf {
         .join(name)
 }
 
-/// Start serving on the unix socket at `socket` (a stale file is replaced) and on `listen`.
-pub async fn start(metrics: Arc<Metrics>, socket: &Path, listen: Option<SocketAddr>) -> anyhow::Result<()> {
+/// Start serving `metrics` (dewy's [`super::Metrics`], or the proxy's) on the unix socket at `socket` (a stale file is replaced) and on `listen`.
+pub async fn start(
+    metrics: Arc<dyn Render>,
+    socket: &Path,
+    listen: Option<SocketAddr>,
+) -> anyhow::Result<()> {
     if let Some(dir) = socket.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
@@ -69,14 +73,14 @@ pub async fn start(metrics: Arc<Metrics>, socket: &Path, listen: Option<SocketAd
     Ok(())
 }
 
-fn connection<S>(stream: S, metrics: Arc<Metrics>)
+fn connection<S>(stream: S, metrics: Arc<dyn Render>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     tokio::spawn(async move {
         let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
             let m = metrics.clone();
-            async move { Ok::<_, Infallible>(answer(&req, &m)) }
+            async move { Ok::<_, Infallible>(answer(&req, m.as_ref())) }
         });
         if let Err(e) = http1::Builder::new()
             .serve_connection(TokioIo::new(stream), svc)
@@ -87,7 +91,7 @@ where
     });
 }
 
-fn answer(req: &Request<hyper::body::Incoming>, m: &Metrics) -> Response<Full<Bytes>> {
+fn answer(req: &Request<hyper::body::Incoming>, m: &dyn Render) -> Response<Full<Bytes>> {
     let (status, ctype, body) = match (req.method().as_str(), req.uri().path()) {
         ("GET", "/metrics" | "/") => (
             StatusCode::OK,

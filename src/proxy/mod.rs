@@ -8,6 +8,7 @@
 mod http;
 mod life;
 pub mod listen;
+mod metrics;
 mod persist;
 pub mod settings;
 pub mod spec;
@@ -36,6 +37,8 @@ pub(crate) struct Port {
     requests: AtomicU64,
     errors: AtomicU64,
     latency_us: AtomicU64,
+    /// Cumulative counts per [`metrics::LATENCY_BUCKETS`] upper bound.
+    buckets: [AtomicU64; metrics::LATENCY_BUCKETS.len()],
 }
 
 impl Port {
@@ -47,6 +50,12 @@ impl Port {
         }
         self.latency_us
             .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+        let secs = took.as_secs_f64();
+        for (i, le) in metrics::LATENCY_BUCKETS.iter().enumerate() {
+            if secs <= *le {
+                self.buckets[i].fetch_add(1, Ordering::Relaxed);
+            }
+        }
     }
 }
 
@@ -142,62 +151,6 @@ impl ProxyHandle {
             .collect()
     }
 
-    /// Prometheus text for the proxy's counters.
-    pub fn render_metrics(&self) -> String {
-        use std::fmt::Write as _;
-        let mut o = String::new();
-        let ports = self.status();
-        let series = |o: &mut String, name: &str, kind: &str, help: &str, f: &dyn Fn(&Port) -> u64| {
-            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for (port, p) in &self.shared.ports {
-                let _ = writeln!(
-                    o,
-                    "{name}{{proxy_port=\"{port}\",protocol=\"{}\"}} {}",
-                    p.spec.protocol,
-                    f(p)
-                );
-            }
-        };
-        series(
-            &mut o,
-            "dewy_proxy_requests_total",
-            "counter",
-            "Requests (HTTP) or connections (TCP) the proxy handled.",
-            &|p| p.requests.load(Ordering::Relaxed),
-        );
-        series(
-            &mut o,
-            "dewy_proxy_errors_total",
-            "counter",
-            "Requests or connections that got no answer from a backend (502/504 or closed).",
-            &|p| p.errors.load(Ordering::Relaxed),
-        );
-        let _ = writeln!(
-            o,
-            "# HELP dewy_proxy_latency_seconds_sum Time to the backend's response headers (HTTP) or connection length (TCP), summed.\n# TYPE dewy_proxy_latency_seconds_sum counter"
-        );
-        for (port, p) in &self.shared.ports {
-            let _ = writeln!(
-                o,
-                "dewy_proxy_latency_seconds_sum{{proxy_port=\"{port}\"}} {:.6}",
-                p.latency_us.load(Ordering::Relaxed) as f64 / 1e6
-            );
-        }
-        let _ = writeln!(o, "# HELP dewy_proxy_backend_in_flight Requests or connections open to a backend.\n# TYPE dewy_proxy_backend_in_flight gauge");
-        for s in &ports {
-            for b in &s.backends {
-                let _ = writeln!(
-                    o,
-                    "dewy_proxy_backend_in_flight{{proxy_port=\"{}\",backend=\"{}\"}} {}",
-                    s.listen.port(),
-                    b.addr,
-                    b.in_flight
-                );
-            }
-        }
-        o
-    }
-
     /// Backends over all ports.
     pub fn backend_count(&self) -> usize {
         self.shared.snapshot().values().map(Vec::len).sum()
@@ -274,6 +227,7 @@ pub async fn start(
             requests: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             latency_us: AtomicU64::new(0),
+            buckets: Default::default(),
         });
         if ports.insert(s.listen.port(), port).is_some() {
             bail!("proxy port {} is given twice", s.listen.port());

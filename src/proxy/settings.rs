@@ -16,6 +16,9 @@ pub struct ProxySettings {
     /// `proxy.json`: `$STATE_DIRECTORY` (the unit's `StateDirectory=dewy/APP/proxy`), else
     /// `<root>/proxy` with `root` from the config or `/var/lib/dewy/APP`.
     pub state_file: PathBuf,
+    /// Where the metrics are served: `$RUNTIME_DIRECTORY/metrics.sock` (the unit's
+    /// `RuntimeDirectory=dewy-proxy/APP`), else beside `proxy.json`.
+    pub metrics_socket: PathBuf,
     /// Time open requests get at shutdown (`drain-time`).
     pub grace: Duration,
     pub log_level: Option<String>,
@@ -58,6 +61,7 @@ fn from_layer(app: &str, l: &Layer) -> Result<ProxySettings, ConfigError> {
     Ok(ProxySettings {
         specs,
         state_file: dir.join("proxy.json"),
+        metrics_socket: crate::metrics::serve::socket_path(&dir, "metrics.sock"),
         grace: l.drain_time.map_or(DEFAULT_DRAIN_TIME, |d| d.0),
         log_level: l.log_level.clone(),
         log_format: l.log_format,
