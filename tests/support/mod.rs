@@ -4,6 +4,7 @@
 pub mod dbus;
 pub mod gcs;
 pub mod github;
+pub mod nspawn;
 pub mod proc;
 pub mod receiver;
 pub mod s3;
