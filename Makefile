@@ -1,5 +1,6 @@
-# `make packages`: the .deb and the .rpm in target/dist, checked by lintian and by
-# packaging/check-file-lists. PROFILE=dev packages the debug build that `cargo test` made
+# `make packages`: the .deb and the .rpm in target/dist, checked by lintian, by
+# packaging/check-file-lists (both ship the same files) and packaging/check-rpm (scratch-root
+# install and erase). PROFILE=dev packages the debug build that `cargo test` made
 # (quick, for CI and the systemd end-to-end test); the default `dist` profile is the release
 # profile without LTO. Needs cargo-deb, cargo-generate-rpm, lintian, rpm (.ci/run installs them).
 PROFILE ?= dist
@@ -37,6 +38,7 @@ rpm: bins docs-gen
 check-packages: deb rpm
 	lintian --fail-on error,warning $(DIST)/dewy_*.deb
 	packaging/check-file-lists $(DIST)/dewy_*.deb $(DIST)/dewy-*.rpm
+	packaging/check-rpm $(DIST)/dewy-*.rpm
 
 clean-packages:
 	rm -rf $(DIST) $(GEN)

@@ -80,10 +80,24 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// A cargo (or make) command without the `CARGO_*` variables cargo gives a test: build scripts
+/// watch some of them (ring: `CARGO_PKG_NAME`…), and a build with other values rebuilds them.
+fn build_command(program: &str) -> Command {
+    let mut cmd = Command::new(program);
+    for (k, _) in std::env::vars_os() {
+        if k.to_str()
+            .is_some_and(|k| k.starts_with("CARGO_") && k != "CARGO_HOME")
+        {
+            cmd.env_remove(k);
+        }
+    }
+    cmd
+}
+
 /// The example app `hello_server`, built by cargo for this test.
 fn hello_server() -> Vec<u8> {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let status = Command::new(env!("CARGO"))
+    let status = build_command(env!("CARGO"))
         .args(["build", "-q", "--example", "hello_server", "--manifest-path"])
         .arg(manifest.join("Cargo.toml"))
         .status()
@@ -149,7 +163,7 @@ fn deb() -> PathBuf {
         }
     }
     let start = Instant::now();
-    let out = Command::new("make")
+    let out = build_command("make")
         .args(["-C"])
         .arg(root)
         .args(["deb", "PROFILE=dev"])
@@ -367,7 +381,7 @@ fn deb_in_booted_systemd_file_registry_fd_store() {
     );
     let status = m.sh("systemctl status --no-pager dewy@app");
     let status = String::from_utf8_lossy(&status.stdout);
-    assert!(status.contains("Status: \"v2.0.0"), "{status}");
+    assert!(status.contains("Status: \"v2.0.0 live; idle; pid "), "{status}");
 
     // (5) the D-Bus policy: an unprivileged user may read status but not deploy.
     m.ok("useradd --no-create-home tester");
