@@ -6,71 +6,17 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use support::github::{GithubFake, ReleaseSpec};
+use support::load::Load;
 use support::nspawn::{self, Bind, Machine};
+use support::packages::{deb, hello_server, release};
 use support::server::get;
-use support::{tar_gz, wait_for};
+use support::wait_for;
 
 const LONG: Duration = Duration::from_secs(120);
-
-/// Requests sent one after another on new connections while something happens.
-struct Load {
-    stop: Arc<AtomicBool>,
-    seen: Arc<Mutex<Vec<Result<String, String>>>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Load {
-    fn start(port: u16) -> Load {
-        let stop = Arc::new(AtomicBool::new(false));
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let (s, v) = (stop.clone(), seen.clone());
-        let thread = std::thread::spawn(move || {
-            while !s.load(Ordering::SeqCst) {
-                let r = get(port, "/")
-                    .map(|b| b.trim().to_string())
-                    .map_err(|e| e.to_string());
-                v.lock().unwrap().push(r);
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        });
-        Load {
-            stop,
-            seen,
-            thread: Some(thread),
-        }
-    }
-
-    /// Wait until `n` more requests after now were answered by `version`.
-    fn wait_served(&self, version: &str, n: usize) {
-        let from = self.seen.lock().unwrap().len();
-        wait_for(&format!("{n} requests served by {version}"), LONG, || {
-            let seen = self.seen.lock().unwrap();
-            let ok = seen[from..]
-                .iter()
-                .filter(|r| r.as_deref() == Ok(version))
-                .count();
-            (ok >= n).then_some(())
-        });
-    }
-
-    /// Stop; (requests, failures).
-    fn finish(mut self) -> (usize, Vec<String>) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            t.join().unwrap();
-        }
-        let seen = self.seen.lock().unwrap();
-        let failed = seen.iter().filter_map(|r| r.clone().err()).collect();
-        (seen.len(), failed)
-    }
-}
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -78,105 +24,6 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-/// A cargo (or make) command without the `CARGO_*` variables cargo gives a test: build scripts
-/// watch some of them (ring: `CARGO_PKG_NAME`…), and a build with other values rebuilds them.
-fn build_command(program: &str) -> Command {
-    let mut cmd = Command::new(program);
-    for (k, _) in std::env::vars_os() {
-        if k.to_str()
-            .is_some_and(|k| k.starts_with("CARGO_") && k != "CARGO_HOME")
-        {
-            cmd.env_remove(k);
-        }
-    }
-    cmd
-}
-
-/// The example app `hello_server`, built by cargo for this test.
-fn hello_server() -> Vec<u8> {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let status = build_command(env!("CARGO"))
-        .args(["build", "-q", "--example", "hello_server", "--manifest-path"])
-        .arg(manifest.join("Cargo.toml"))
-        .status()
-        .expect("running cargo");
-    assert!(status.success(), "building examples/hello_server failed");
-    let exe = PathBuf::from(env!("CARGO_BIN_EXE_dewy"));
-    std::fs::read(exe.parent().unwrap().join("examples/hello_server")).expect("reading hello_server")
-}
-
-fn release(app: &[u8], version: &str) -> Vec<u8> {
-    tar_gz(&[
-        ("hello_server", 0o755, app),
-        ("VERSION", 0o644, version.as_bytes()),
-    ])
-}
-
-/// The .deb of this build: `target/dist/dewy_*.deb` when it is newer than the binaries and the
-/// packaged files, else made now by `make deb PROFILE=dev`.
-fn deb() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let dist = root.join("target/dist");
-    let find = || {
-        std::fs::read_dir(&dist)
-            .ok()?
-            .filter_map(|e| e.ok())
-            .map(|e| e.path())
-            .find(|p| {
-                p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with("dewy_") && n.ends_with(".deb"))
-            })
-    };
-    let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    let mut inputs: Vec<PathBuf> = [
-        env!("CARGO_BIN_EXE_dewy"),
-        env!("CARGO_BIN_EXE_dewy-deployer"),
-        env!("CARGO_BIN_EXE_dewy-watcher"),
-        env!("CARGO_BIN_EXE_dewy-proxy"),
-    ]
-    .iter()
-    .map(PathBuf::from)
-    .collect();
-    inputs.push(root.join("Cargo.toml"));
-    for dir in [
-        "units",
-        "debian",
-        "packaging",
-        "packaging/dbus-1/system.d",
-        "packaging/dewy",
-    ] {
-        if let Ok(rd) = std::fs::read_dir(root.join(dir)) {
-            inputs.extend(
-                rd.filter_map(|e| e.ok())
-                    .map(|e| e.path())
-                    .filter(|p| p.is_file()),
-            );
-        }
-    }
-    let newest = inputs.iter().filter_map(|p| mtime(p)).max();
-    if let Some(deb) = find() {
-        if mtime(&deb) >= newest {
-            return deb;
-        }
-    }
-    let start = Instant::now();
-    let out = build_command("make")
-        .args(["-C"])
-        .arg(root)
-        .args(["deb", "PROFILE=dev"])
-        .output()
-        .expect("running make");
-    assert!(
-        out.status.success(),
-        "`make deb PROFILE=dev` failed (needs cargo-deb: .ci/run installs it):\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    eprintln!("built the .deb in {:?}", start.elapsed());
-    find().expect("make deb made no target/dist/dewy_*.deb")
 }
 
 /// Boot a machine with the .deb and `releases` bound in, and install the package.
@@ -252,18 +99,19 @@ fn main_pid(m: &Machine, unit: &str) -> String {
         .to_string()
 }
 
-/// Restart the deployer under load: no request fails, and the app serves `version` after.
-fn restart_under_load(m: &Machine, port: u16, version: &str) {
+/// Run `script` (which restarts the deployer) under load: no request fails, the deployer is a
+/// new process, and the app serves `version` after.
+fn restart_under_load(m: &Machine, port: u16, version: &str, script: &str) {
     let before = main_pid(m, "dewy@app.service");
     let load = Load::start(port);
     load.wait_served(version, 20);
     let start = Instant::now();
-    m.ok("systemctl restart dewy@app.service");
+    m.ok(script);
     let took = start.elapsed();
     load.wait_served(version, 50);
     let (n, failed) = load.finish();
     eprintln!(
-        "systemctl restart took {took:?}; {n} requests during it, {} failed",
+        "`{script}` took {took:?}; {n} requests during it, {} failed",
         failed.len()
     );
     assert!(
@@ -351,8 +199,10 @@ fn deb_in_booted_systemd_file_registry_fd_store() {
     // (2) v2 published while clients keep asking.
     deploy_under_load(port, "v1.0.0", "v2.0.0", || publish("v2.0.0"));
 
-    // (3) the deployer restarts; the port stays open (fd store).
-    restart_under_load(&m, port, "v2.0.0");
+    // (3) the deployer restarts; the port stays open (fd store). A package upgrade (here the
+    // same .deb again) restarts the running daemons the same way.
+    restart_under_load(&m, port, "v2.0.0", "systemctl restart dewy@app.service");
+    restart_under_load(&m, port, "v2.0.0", "dpkg -i /mnt/deb/dewy.deb");
 
     // (4) the journal: deploy events with their fields, the app's own output; the STATUS= line.
     let entries = m.journal("dewy@app.service");
@@ -462,7 +312,7 @@ fn deb_in_booted_systemd_github_socket_unit() {
     deploy_under_load(port, "v1.0.0", "v2.0.0", || {
         gh.add_release(ReleaseSpec::new("v2.0.0").with_asset("app.tar.gz", release(&app, "v2.0.0")))
     });
-    restart_under_load(&m, port, "v2.0.0");
+    restart_under_load(&m, port, "v2.0.0", "systemctl restart dewy@app.service");
     let entries = m.journal("dewy@app.service");
     assert!(
         entries.iter().any(

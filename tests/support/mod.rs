@@ -4,7 +4,9 @@
 pub mod dbus;
 pub mod gcs;
 pub mod github;
+pub mod load;
 pub mod nspawn;
+pub mod packages;
 pub mod proc;
 pub mod receiver;
 pub mod s3;

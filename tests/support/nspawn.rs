@@ -137,16 +137,8 @@ impl Machine {
         };
         let np = m.nspawn.id();
         m.leader = wait_for("the container's init", BOOT, || {
-            let o = Command::new("pgrep")
-                .args(["-P", &np.to_string()])
-                .output()
-                .ok()?;
-            String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .next()?
-                .trim()
-                .parse()
-                .ok()
+            let children = std::fs::read_to_string(format!("/proc/{np}/task/{np}/children")).ok()?;
+            children.split_whitespace().next()?.parse().ok()
         });
         let state = wait_for("systemd in the container to finish booting", BOOT, || {
             let o = m.run(&["systemctl", "is-system-running"]);
