@@ -1,11 +1,11 @@
-# `make packages`: the .deb and the .rpm in target/dist, checked by lintian, by
+# `make packages`: the .deb and the .rpm in target/packages, checked by lintian, by
 # packaging/check-file-lists (both ship the same files) and packaging/check-rpm (scratch-root
 # install and erase). PROFILE=dev packages the debug build that `cargo test` made
 # (quick, for CI and the systemd end-to-end test); the default `dist` profile is the release
 # profile without LTO. Needs cargo-deb, cargo-generate-rpm, lintian, rpm (.ci/run installs them).
 PROFILE ?= dist
 CARGO ?= cargo
-DIST ?= target/dist
+DIST ?= target/packages
 GEN := target/gen
 PROFILE_DIR := $(if $(filter dev,$(PROFILE)),debug,$(PROFILE))
 DEB_FLAGS := $(if $(filter dev,$(PROFILE)),--fast,)

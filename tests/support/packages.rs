@@ -41,11 +41,11 @@ pub fn release(app: &[u8], version: &str) -> Vec<u8> {
     ])
 }
 
-/// The .deb of this build: `target/dist/dewy_*.deb` when it is newer than the binaries and the
+/// The .deb of this build: `target/packages/dewy_*.deb` when it is newer than the binaries and the
 /// packaged files, else made now by `make deb PROFILE=dev`.
 pub fn deb() -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let dist = root.join("target/dist");
+    let dist = root.join("target/packages");
     let find = || {
         std::fs::read_dir(&dist)
             .ok()?
@@ -103,5 +103,5 @@ pub fn deb() -> PathBuf {
         String::from_utf8_lossy(&out.stderr)
     );
     eprintln!("built the .deb in {:?}", start.elapsed());
-    find().expect("make deb made no target/dist/dewy_*.deb")
+    find().expect("make deb made no target/packages/dewy_*.deb")
 }
