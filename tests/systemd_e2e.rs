@@ -204,6 +204,30 @@ fn deb_in_booted_systemd_file_registry_fd_store() {
     restart_under_load(&m, port, "v2.0.0", "systemctl restart dewy@app.service");
     restart_under_load(&m, port, "v2.0.0", "dpkg -i /mnt/deb/dewy.deb");
 
+    // A port moved in the config: after a restart the new one serves, and the old one's stored
+    // socket is dropped from the fd store (it stays closed across a further restart).
+    let old_port = port;
+    let port = free_port();
+    m.write(
+        "/etc/dewy/app.toml",
+        &server_config(
+            "file:///srv/releases?artifact=app.tar.gz",
+            &format!("port = [\"127.0.0.1:{port}\"]"),
+        ),
+    );
+    m.ok("systemctl restart dewy@app.service");
+    wait_for("v2.0.0 served on the new port", LONG, || {
+        (get(port, "/").ok()?.trim() == "v2.0.0").then_some(())
+    });
+    m.ok("systemctl restart dewy@app.service");
+    assert_eq!(get(port, "/").expect("the new port").trim(), "v2.0.0");
+    let refused = std::net::TcpStream::connect(("127.0.0.1", old_port)).map_err(|e| e.kind());
+    assert_eq!(
+        refused.err(),
+        Some(std::io::ErrorKind::ConnectionRefused),
+        "the old port is still open"
+    );
+
     // (4) the journal: deploy events with their fields, the app's own output; the STATUS= line.
     let entries = m.journal("dewy@app.service");
     let deployed = entries
