@@ -296,8 +296,18 @@ impl Deployer {
         if let Ok(mut a) = self.activity.lock() {
             *a = what;
         }
+        crate::systemd::notify::status(&self.status_line());
+    }
+
+    /// The `STATUS=` line: the live version, what the deployer is doing and, in server mode,
+    /// the serving process (`v1.2.3 live; idle; pid 4242 (generation 3) serving`).
+    pub fn status_line(&self) -> String {
         let live = self.live_version().unwrap_or_else(|| "nothing".into());
-        crate::systemd::notify::status(&format!("{live} live; {}", self.activity()));
+        let mut line = format!("{live} live; {}", self.activity());
+        if let Some((pid, _, number)) = self.app.as_ref().and_then(|a| a.live()) {
+            line.push_str(&format!("; pid {pid} (generation {number}) serving"));
+        }
+        line
     }
 
     fn lock_state(&self) -> std::sync::MutexGuard<'_, State> {

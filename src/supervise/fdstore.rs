@@ -27,6 +27,28 @@ pub fn push(sockets: &[Socket]) -> io::Result<bool> {
 
 /// Send one `FDSTORE=1` message per socket, with the fd attached (SCM_RIGHTS).
 pub fn push_to(notify_socket: &str, sockets: &[Socket]) -> io::Result<()> {
+    let sock = connect(notify_socket)?;
+    for s in sockets {
+        let msg = format!("FDSTORE=1\nFDNAME={}\n", fd_name(&s.name));
+        send_fd(sock.as_raw_fd(), msg.as_bytes(), s.fd.as_raw_fd())?;
+    }
+    Ok(())
+}
+
+/// Drop the stored fds named `name` (`FDSTOREREMOVE=1`), so a later restart does not get them.
+pub fn remove(name: &str) -> io::Result<()> {
+    let Ok(path) = std::env::var("NOTIFY_SOCKET") else {
+        return Ok(());
+    };
+    if path.is_empty() {
+        return Ok(());
+    }
+    connect(&path)?.send(format!("FDSTOREREMOVE=1\nFDNAME={}\n", fd_name(name)).as_bytes())?;
+    Ok(())
+}
+
+/// A datagram socket connected to `NOTIFY_SOCKET` (a path, or `@name` for an abstract socket).
+fn connect(notify_socket: &str) -> io::Result<UnixDatagram> {
     let sock = UnixDatagram::unbound()?;
     match notify_socket.strip_prefix('@') {
         Some(name) => {
@@ -35,11 +57,7 @@ pub fn push_to(notify_socket: &str, sockets: &[Socket]) -> io::Result<()> {
         }
         None => sock.connect(notify_socket)?,
     }
-    for s in sockets {
-        let msg = format!("FDSTORE=1\nFDNAME={}\n", fd_name(&s.name));
-        send_fd(sock.as_raw_fd(), msg.as_bytes(), s.fd.as_raw_fd())?;
-    }
-    Ok(())
+    Ok(sock)
 }
 
 fn send_fd(sock: RawFd, data: &[u8], fd: RawFd) -> io::Result<()> {
@@ -86,6 +104,7 @@ mod tests {
             fd: OwnedFd::from(l),
             name: format!("127.0.0.1:{port}"),
             addr: format!("127.0.0.1:{port}"),
+            local: None,
         }];
         push_to(path.to_str().unwrap(), &sockets).unwrap();
         let mut data = [0u8; 256];

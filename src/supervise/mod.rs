@@ -81,24 +81,7 @@ impl Supervisor {
     pub fn open(settings: &Settings) -> anyhow::Result<Arc<Self>> {
         let run_dir = settings.state_dir.join("run");
         orphan::stop_leftover(&run_dir, &settings.root, settings.drain_time);
-        let mut sockets = sockets::inherited().context("taking the sockets passed by systemd")?;
-        if sockets.is_empty() {
-            let addrs = ports::parse(&settings.ports)?;
-            sockets = sockets::bind(&addrs)?;
-            match fdstore::push(&sockets) {
-                Ok(true) => tracing::info!(
-                    count = sockets.len(),
-                    "Listening sockets pushed to the systemd fd store"
-                ),
-                Ok(false) => {}
-                Err(e) => tracing::warn!(error = %e, "Pushing the sockets to the systemd fd store failed"),
-            }
-        } else {
-            tracing::info!(
-                count = sockets.len(),
-                "Using the listening sockets passed by systemd"
-            );
-        }
+        let sockets = Self::listen(settings)?;
         if sockets.len() >= sockets::MAX_SOCKETS {
             anyhow::bail!("too many listening sockets ({})", sockets.len());
         }
@@ -117,6 +100,38 @@ impl Supervisor {
             crash_loop_rx: Mutex::new(Some(rx)),
             events: OnceLock::new(),
         }))
+    }
+
+    /// The app's sockets: those systemd passed (a socket unit's, or dewy's own from the fd store)
+    /// matched to the configured ports by address, and the configured ports none of them serves
+    /// bound here and pushed to the fd store.
+    fn listen(settings: &Settings) -> anyhow::Result<Vec<Socket>> {
+        let wanted = ports::parse(&settings.ports)?;
+        let inherited = sockets::inherited().context("taking the sockets passed by systemd")?;
+        let plan = sockets::plan(inherited, &wanted);
+        if !plan.keep.is_empty() {
+            let names: Vec<&str> = plan.keep.iter().map(|s| s.name.as_str()).collect();
+            tracing::info!(count = plan.keep.len(), names = ?names, "Using the listening sockets passed by systemd");
+        }
+        for s in &plan.stale {
+            tracing::info!(socket = %s.addr, "Port no longer configured; closing its stored socket");
+            if let Err(e) = fdstore::remove(&s.name) {
+                tracing::warn!(error = %e, "Removing a socket from the systemd fd store failed");
+            }
+        }
+        let bound = sockets::bind(&plan.bind)?;
+        match fdstore::push(&bound) {
+            Ok(true) => tracing::info!(
+                count = bound.len(),
+                "Listening sockets pushed to the systemd fd store"
+            ),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "Pushing the sockets to the systemd fd store failed"),
+        }
+        let mut sockets = plan.keep;
+        sockets.extend(bound);
+        sockets::sort(&mut sockets);
+        Ok(sockets)
     }
 
     /// Report server events to `sink`; only the first call counts.

@@ -14,6 +14,70 @@ pub struct Socket {
     pub name: String,
     /// `host:port` as it appears in `SERVER_STARTER_PORT`.
     pub addr: String,
+    /// The address it listens on, when the kernel tells.
+    pub local: Option<SocketAddr>,
+}
+
+impl Socket {
+    /// True when this socket serves the configured address `want`: same port, and the same IP
+    /// or either side listening on all interfaces (`ListenStream=8080` of a socket unit is
+    /// `[::]:8080`, the port `8080` in dewy's config is `0.0.0.0:8080`).
+    pub fn serves(&self, want: &SocketAddr) -> bool {
+        self.local.is_some_and(|l| {
+            l.port() == want.port()
+                && (l.ip() == want.ip() || l.ip().is_unspecified() || want.ip().is_unspecified())
+        })
+    }
+
+    /// True when dewy itself bound this socket and pushed it to the fd store: its name is the
+    /// `FDNAME` dewy gives its own sockets. A socket unit's sockets are named after the unit.
+    pub fn from_own_store(&self) -> bool {
+        self.local
+            .is_some_and(|l| self.name == super::fdstore::fd_name(&l.to_string()))
+    }
+}
+
+/// The sockets the app gets, from what systemd passed and the configured addresses.
+#[derive(Debug, Default)]
+pub struct Plan {
+    /// Inherited sockets the app keeps.
+    pub keep: Vec<Socket>,
+    /// Configured addresses no inherited socket serves: dewy binds them.
+    pub bind: Vec<SocketAddr>,
+    /// Sockets dewy once stored for an address no longer configured: removed from the store.
+    pub stale: Vec<Socket>,
+}
+
+/// Match inherited sockets to the configured addresses. With no address configured the
+/// inherited sockets are the app's ports as they are (a socket unit decides them). Otherwise each
+/// configured address is served by an inherited socket that [`Socket::serves`] it or bound anew;
+/// inherited sockets of a socket unit are kept even when not configured (the unit asked for them),
+/// while those dewy stored itself for an address dropped from the config are stale.
+pub fn plan(inherited: Vec<Socket>, wanted: &[SocketAddr]) -> Plan {
+    let mut plan = Plan::default();
+    for s in inherited {
+        if wanted.is_empty() || wanted.iter().any(|w| s.serves(w)) || !s.from_own_store() {
+            plan.keep.push(s);
+        } else {
+            plan.stale.push(s);
+        }
+    }
+    plan.bind = wanted
+        .iter()
+        .filter(|w| !plan.keep.iter().any(|s| s.serves(w)))
+        .copied()
+        .collect();
+    plan
+}
+
+/// Put sockets in a stable order (port, then address; unknown addresses last), which fixes the
+/// app's fd numbers whatever order systemd passed them in.
+pub fn sort(sockets: &mut [Socket]) {
+    sockets.sort_by_key(|s| {
+        s.local
+            .map(|l| (0, l.port(), l.ip()))
+            .unwrap_or((1, 0, std::net::Ipv4Addr::UNSPECIFIED.into()))
+    });
 }
 
 /// Take the sockets systemd passed to dewy (`LISTEN_FDS`), if any are there for this process.
@@ -32,10 +96,10 @@ pub fn inherited() -> anyhow::Result<Vec<Socket>> {
         else {
             continue;
         };
-        let addr = listener
-            .local_addr()
+        let local = listener.local_addr().ok();
+        let addr = local
             .map(|a| starter_addr(&a))
-            .unwrap_or_else(|_| format!("fd{i}"));
+            .unwrap_or_else(|| format!("fd{i}"));
         let name = names
             .get(i)
             .filter(|n| !n.is_empty())
@@ -47,7 +111,12 @@ pub fn inherited() -> anyhow::Result<Vec<Socket>> {
         if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) } < 0 {
             return Err(std::io::Error::last_os_error()).context("setting close-on-exec");
         }
-        out.push(Socket { fd, name, addr });
+        out.push(Socket {
+            fd,
+            name,
+            addr,
+            local,
+        });
     }
     Ok(out)
 }
@@ -63,6 +132,7 @@ pub fn bind(addrs: &[SocketAddr]) -> anyhow::Result<Vec<Socket>> {
                 fd: OwnedFd::from(l),
                 name: super::fdstore::fd_name(&a.to_string()),
                 addr: starter_addr(a),
+                local: Some(*a),
             })
         })
         .collect()
@@ -118,4 +188,73 @@ pub fn install(fds: &[RawFd]) -> std::io::Result<()> {
 /// The raw fds of `sockets`, in order.
 pub fn raw(sockets: &[Socket]) -> Vec<RawFd> {
     sockets.iter().map(|s| s.fd.as_raw_fd()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sock(addr: &str, name: &str) -> Socket {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        Socket {
+            fd: OwnedFd::from(l),
+            name: name.to_string(),
+            addr: addr.to_string(),
+            local: Some(addr.parse().unwrap()),
+        }
+    }
+
+    fn addrs(v: &[&str]) -> Vec<SocketAddr> {
+        v.iter().map(|a| a.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn socket_unit_sockets_serve_configured_ports_by_address() {
+        let unit = || {
+            vec![
+                sock("[::]:8080", "dewy@web.socket"),
+                sock("127.0.0.1:9090", "dewy@web.socket"),
+            ]
+        };
+        // No ports configured: the socket unit decides.
+        let p = plan(unit(), &[]);
+        assert_eq!(p.keep.len(), 2);
+        assert!(p.bind.is_empty() && p.stale.is_empty());
+        // 8080 is served by [::]:8080; 8081 is not served by anything and is bound; 9090 of the
+        // unit is kept although not configured.
+        let p = plan(unit(), &addrs(&["0.0.0.0:8080", "0.0.0.0:8081"]));
+        assert_eq!(p.keep.len(), 2);
+        assert_eq!(p.bind, addrs(&["0.0.0.0:8081"]));
+        // A specific address is not served by another specific address on the same port.
+        let p = plan(unit(), &addrs(&["127.0.0.2:9090"]));
+        assert_eq!(p.bind, addrs(&["127.0.0.2:9090"]));
+    }
+
+    #[test]
+    fn own_stored_sockets_are_reused_or_stale() {
+        let own = || {
+            vec![
+                sock("127.0.0.1:8080", "127.0.0.1_8080"),
+                sock("127.0.0.1:8081", "127.0.0.1_8081"),
+            ]
+        };
+        let p = plan(own(), &addrs(&["127.0.0.1:8080"]));
+        assert_eq!(p.keep.len(), 1);
+        assert_eq!(p.keep[0].name, "127.0.0.1_8080");
+        assert!(p.bind.is_empty());
+        assert_eq!(p.stale.len(), 1);
+        assert_eq!(p.stale[0].name, "127.0.0.1_8081");
+    }
+
+    #[test]
+    fn sorted_by_port_then_address() {
+        let mut v = vec![
+            sock("127.0.0.1:9000", "a"),
+            sock("[::]:80", "b"),
+            sock("0.0.0.0:9000", "c"),
+        ];
+        sort(&mut v);
+        let names: Vec<_> = v.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["b", "c", "a"]);
+    }
 }
