@@ -83,7 +83,23 @@ pub async fn run(mode: Mode, args: RunArgs) -> i32 {
     };
     deployer.set_events(observers.sink());
     watcher.set_events(&app, observers.sink());
-    let _bus = publish(&args.bus, &app, deployer.clone(), watcher.clone()).await;
+    let bus = publish(&args.bus, &app, deployer.clone(), watcher.clone()).await;
+    if mode == Mode::Container {
+        // The backends go to `dewy-proxy@APP` on the bus this run is published on.
+        match bus.first() {
+            Some(conn) => match crate::container::BusProxy::new(conn, &app).await {
+                Ok(p) => deployer.set_proxy(Arc::new(p)),
+                Err(e) => {
+                    eprintln!("Error: connecting to dewy-proxy: {e:#}");
+                    return 1;
+                }
+            },
+            None => {
+                eprintln!("Error: container mode needs dewy-proxy on a D-Bus (--bus)");
+                return 1;
+            }
+        }
+    }
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         app = %app,

@@ -86,6 +86,8 @@ pub enum Event {
     ServerStarted { version: String },
     /// Server mode: a new generation of the app took over from the previous one.
     ServerRestarted { version: String },
+    /// Container mode: the image of a release is pulled.
+    ImagePulled { version: String, image: String },
     /// dewy stops.
     Stopped { signal: String },
 }
@@ -107,6 +109,7 @@ impl Event {
             Event::Digest { .. } => "failure-digest",
             Event::ServerStarted { .. } => "server-started",
             Event::ServerRestarted { .. } => "server-restarted",
+            Event::ImagePulled { .. } => "image-pulled",
             Event::Stopped { .. } => "stopped",
         }
     }
@@ -116,6 +119,7 @@ impl Event {
         match self {
             Event::ReleaseFound { version, .. }
             | Event::Downloaded { version }
+            | Event::ImagePulled { version, .. }
             | Event::DeployStarted { version, .. }
             | Event::Hook { version, .. }
             | Event::Deployed { version, .. } => Some(version),
@@ -203,6 +207,9 @@ impl Event {
                 }
                 m
             }
+            Event::Deployed { version, command, .. } if command == "container" => {
+                format!("Container deployed successfully for {version}")
+            }
             Event::Deployed {
                 version,
                 previous,
@@ -249,6 +256,7 @@ impl Event {
             ),
             Event::ServerStarted { version } => format!("Server started for {version}"),
             Event::ServerRestarted { version } => format!("Server restarted for {version}"),
+            Event::ImagePulled { version, .. } => format!("Pulled image for {version}"),
             Event::Stopped { signal } => format!("Stop receiving by {signal} signal"),
         }
     }
@@ -356,6 +364,7 @@ impl Note {
             Event::ServerStarted { version } | Event::ServerRestarted { version } => {
                 (Some(version), None, None, None, None)
             }
+            Event::ImagePulled { version, .. } => (Some(version), None, None, None, None),
             Event::Started { .. } | Event::Stopped { .. } => (None, None, None, None, None),
         };
         WebhookBody {

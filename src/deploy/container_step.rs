@@ -1,0 +1,143 @@
+//! Container mode's deploy: pull, hooks, the rolling update and the state that records it.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::anyhow;
+use chrono::Utc;
+
+use super::state::{HistoryEntry, Live, Outcome, Pending};
+use super::{Deployer, Trigger};
+use crate::config::HookFailure;
+use crate::container::{ContainerMode, DeployError};
+use crate::logging::MSG_DEPLOY;
+use crate::notify::Event;
+use crate::registry::Release;
+use crate::release::HookKind;
+
+fn transient(error: anyhow::Error) -> DeployError {
+    DeployError {
+        error,
+        release_fault: false,
+    }
+}
+
+impl Deployer {
+    pub(super) async fn deploy_container(
+        &self,
+        c: &Arc<ContainerMode>,
+        release: &Release,
+        key: &str,
+        trigger: Trigger,
+        started: Instant,
+    ) -> Result<String, DeployError> {
+        let version = &release.version;
+        let pulled = c.pull(release).await?;
+        tracing::info!(
+            dewy_version = %version,
+            notification = %format!("Pulled image for {version}"),
+            "Image pull notification"
+        );
+        self.emit(Event::ImagePulled {
+            version: version.clone(),
+            image: release.artifact.clone(),
+        });
+        let reason = match trigger {
+            Trigger::Watcher => "new release",
+            Trigger::Operator => "operator",
+        };
+        let previous = self.lock_state().live.clone();
+        let prev_version = previous.as_ref().map(|l| l.version.clone());
+        let digest = pulled.digest.clone().or_else(|| Some(pulled.id.clone()));
+        self.update_state(|st| {
+            st.pending = Some(Pending {
+                version: version.clone(),
+                cache_key: key.to_string(),
+                artifact_url: release.artifact_url.clone(),
+                sha256: digest.clone(),
+                release: None,
+                started_at: Utc::now(),
+                reason: reason.to_string(),
+            })
+        })
+        .map_err(transient)?;
+        self.emit(Event::DeployStarted {
+            version: version.clone(),
+            previous: prev_version.clone(),
+        });
+        let root = self.settings.root.clone();
+        let hook_env = self.hook_env(version, prev_version.as_deref(), &root);
+        if let Some(cmd) = &self.settings.before_deploy_hook {
+            let ok = self
+                .hook_step(HookKind::Before, cmd, &root, hook_env.clone(), version)
+                .await;
+            if !ok && self.settings.before_hook_failure == HookFailure::Abort {
+                let _ = self.update_state(|st| st.pending = None);
+                return Err(transient(anyhow!(
+                    "before-deploy hook failed (before-hook-failure = \"abort\"); will retry at the next check"
+                )));
+            }
+        }
+        let replicas = match c.roll(release, &pulled).await {
+            Ok(r) => r,
+            Err(e) => return Err(e),
+        };
+        let live = Live {
+            version: version.clone(),
+            cache_key: key.to_string(),
+            artifact_url: release.artifact_url.clone(),
+            release: pulled.reference.clone(),
+            sha256: digest,
+            deployed_at: Utc::now(),
+        };
+        let mut entry = HistoryEntry {
+            at: Utc::now(),
+            from: prev_version.clone(),
+            to: version.clone(),
+            result: Outcome::Deployed,
+            duration_ms: started.elapsed().as_millis() as u64,
+            reason: reason.to_string(),
+        };
+        self.update_state(|st| {
+            let old = st.live.take();
+            if old.as_ref().is_some_and(|o| o.version != *version) || st.previous.is_none() {
+                st.previous = old;
+            }
+            st.live = Some(live);
+            st.pending = None;
+            st.bad.remove(version);
+            st.record(entry.clone());
+        })
+        .map_err(transient)?;
+        if let Some(cmd) = &self.settings.after_deploy_hook {
+            if !self
+                .hook_step(HookKind::After, cmd, &root, hook_env, version)
+                .await
+            {
+                entry.reason = format!("{reason}; after-deploy hook failed");
+                let _ = self.update_state(|st| {
+                    if let Some(last) = st.history.back_mut() {
+                        *last = entry.clone();
+                    }
+                });
+            }
+        }
+        let (repository, _) = crate::container::docker::split_reference(&pulled.reference);
+        c.cleanup(&repository).await;
+        tracing::info!(
+            message_id = MSG_DEPLOY,
+            dewy_version = %version,
+            replicas = replicas.len(),
+            desired = c.desired_replicas(),
+            duration_ms = started.elapsed().as_millis() as u64,
+            "Deploy completed"
+        );
+        self.emit(Event::Deployed {
+            version: version.clone(),
+            previous: prev_version,
+            duration: started.elapsed(),
+            command: self.settings.mode.to_string(),
+        });
+        Ok(pulled.reference)
+    }
+}
