@@ -32,9 +32,17 @@ pub fn filters(app: &str) -> HashMap<String, Vec<String>> {
     )])
 }
 
-/// `<base>-<unix seconds>-<replica>`, as the Go Dewy names them.
-pub fn container_name(base: &str, at: DateTime<Utc>, replica: usize) -> String {
-    format!("{base}-{}-{replica}", at.timestamp())
+/// `<base>-<stamp>-<replica>`, as the Go Dewy names them (the stamp is the deploy's unix
+/// seconds, moved on by one when two deploys fall in the same second).
+pub fn container_name(base: &str, stamp: i64, replica: usize) -> String {
+    format!("{base}-{stamp}-{replica}")
+}
+
+/// The stamp in a container name made by [`container_name`].
+pub fn stamp_of(name: &str) -> Option<i64> {
+    let mut parts = name.rsplitn(3, '-');
+    parts.next()?;
+    parts.next()?.parse().ok()
 }
 
 #[cfg(test)]
@@ -52,7 +60,15 @@ mod tests {
         assert_eq!(l[VERSION], "v1.2.0");
         assert_eq!(l[REPLICA], "2");
         assert_eq!(l[DEPLOYED_AT], "2026-01-02T03:04:05Z");
-        assert_eq!(container_name("web", at, 2), format!("web-{}-2", at.timestamp()));
+        assert_eq!(
+            container_name("web", at.timestamp(), 2),
+            format!("web-{}-2", at.timestamp())
+        );
+        assert_eq!(
+            stamp_of(&container_name("my-web", 1700000000, 3)),
+            Some(1700000000)
+        );
+        assert_eq!(stamp_of("web"), None);
         assert_eq!(filters("web")["label"], ["dewy.managed=true", "dewy.app=web"]);
     }
 }

@@ -11,6 +11,7 @@ pub mod run_options;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -53,6 +54,8 @@ pub struct ContainerMode {
     engine: tokio::sync::OnceCell<Engine>,
     proxy: OnceLock<Arc<dyn ProxyControl>>,
     replicas: Mutex<Vec<Replica>>,
+    /// The stamp of the newest container names, so that names never repeat.
+    last_stamp: AtomicI64,
 }
 
 impl ContainerMode {
@@ -67,6 +70,7 @@ impl ContainerMode {
             engine: tokio::sync::OnceCell::new(),
             proxy: OnceLock::new(),
             replicas: Mutex::new(Vec::new()),
+            last_stamp: AtomicI64::new(0),
         }))
     }
 
@@ -100,6 +104,16 @@ impl ContainerMode {
         self.cfg.run_options.name.as_deref().unwrap_or(&self.app)
     }
 
+    /// The name stamp of a new deploy at `now` (unix seconds), after any stamp used before.
+    fn next_stamp(&self, now: i64) -> i64 {
+        let prev = self.last_stamp.fetch_max(now, Ordering::SeqCst);
+        if prev >= now {
+            self.last_stamp.fetch_add(1, Ordering::SeqCst) + 1
+        } else {
+            now
+        }
+    }
+
     /// How many replicas a deploy starts.
     pub fn desired_replicas(&self) -> usize {
         self.cfg.replicas
@@ -130,6 +144,9 @@ impl ContainerMode {
         let running = engine.managed(&self.app, false).await?;
         let mut adopted = Vec::new();
         for m in running {
+            if let Some(stamp) = labels::stamp_of(&m.name) {
+                self.last_stamp.fetch_max(stamp, Ordering::SeqCst);
+            }
             if Some(m.version.as_str()) != live {
                 tracing::warn!(container = %m.name, dewy_version = %m.version, "Removing a container that is not of the live version");
                 engine.remove(&m.id, STOP_GRACE).await;

@@ -68,10 +68,12 @@ impl ContainerMode {
                             spec.listen.port()
                         )))
                     }
-                    many => return Err(fault(anyhow!(
+                    many => {
+                        return Err(fault(anyhow!(
                         "the image exposes several ports {many:?}; give the container port: --port {}:PORT",
                         spec.listen.port()
-                    ))),
+                    )))
+                    }
                 },
             };
             map.push((spec.listen.port(), cport));
@@ -85,9 +87,10 @@ impl ContainerMode {
         tracing::info!(replicas = total, "Starting container deployment");
         tracing::info!(count = old.len(), "Found existing containers");
         let deployed_at = Utc::now();
+        let stamp = self.next_stamp(deployed_at.timestamp());
         let mut new: Vec<Replica> = Vec::new();
         for i in 1..=total {
-            let name = super::labels::container_name(self.base_name(), deployed_at, i);
+            let name = super::labels::container_name(self.base_name(), stamp, i);
             tracing::info!(replica = i, total, name = %name, image = %image.reference, "Starting new container");
             for c in &cports {
                 tracing::info!(mapping = %format!("127.0.0.1::{c}"), "Adding localhost-only port mapping");

@@ -2,12 +2,14 @@
 #![allow(dead_code)]
 
 pub mod dbus;
+pub mod docker;
 pub mod gcs;
 pub mod github;
 pub mod proc;
 pub mod receiver;
 pub mod s3;
 pub mod server;
+pub mod standin_proxy;
 
 use std::path::Path;
 use std::time::{Duration, Instant};

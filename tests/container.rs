@@ -1,0 +1,546 @@
+//! Container mode against a real Docker engine and a private registry: first deploy, rolling
+//! update under load, rollback on a failed health check, pull and auth failures, adoption after
+//! a restart of the deployer, several ports, image clean-up and refused run options.
+
+mod support;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use dewy::config::{self, Layer, Mode, Settings, Sources};
+use dewy::deploy::{DeployResult, Deployer};
+use dewy::registry::Release;
+use support::docker::{self, app_containers, free_port, Registry, TestImage};
+use support::standin_proxy::StandInProxy;
+
+/// Removes the app's containers and images when a test ends, passed or not.
+struct Cleanup {
+    app: String,
+    repo: String,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        docker::remove_app_containers(&self.app);
+        let ids = std::process::Command::new("docker")
+            .args(["images", "-q", "--filter", &format!("reference=*/{}", self.repo)])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        let mut ids: Vec<&str> = ids.lines().collect();
+        ids.sort();
+        ids.dedup();
+        for id in ids {
+            let _ = std::process::Command::new("docker")
+                .args(["rmi", "-f", id])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+    }
+}
+
+fn unique(name: &str) -> String {
+    format!("dt-{name}-{}", std::process::id())
+}
+
+fn settings(app: &str, root: &Path, ports: &[String], tune: impl FnOnce(&mut Layer)) -> Settings {
+    std::fs::create_dir_all(root.join("registry")).unwrap();
+    let mut sources = Sources::default();
+    let f = &mut sources.flags;
+    f.mode = Some(Mode::Container);
+    f.registry = Some(format!("file://{}", root.join("registry").display()));
+    f.root = Some(root.to_path_buf());
+    f.port = Some(ports.to_vec());
+    f.health_path = Some("/health".into());
+    f.health_timeout = Some("20s".parse().unwrap());
+    f.drain_time = Some("5s".parse().unwrap());
+    f.on_stop = Some(config::container::OnStop::Remove);
+    tune(f);
+    config::load(app, &sources).unwrap_or_else(|e| panic!("settings: {e}"))
+}
+
+fn open(settings: Settings, proxy: &Arc<StandInProxy>) -> Arc<Deployer> {
+    let registry = dewy::registry::open(&settings.registry, &Default::default()).expect("registry");
+    let d = Deployer::open(settings, registry).expect("deployer");
+    d.set_proxy(proxy.clone());
+    d
+}
+
+fn release(version: &str, refs: &(String, String)) -> Release {
+    Release {
+        version: version.into(),
+        artifact: refs.0.clone(),
+        artifact_url: refs.1.clone(),
+        checksum_url: None,
+        published_at: None,
+    }
+}
+
+/// One HTTP GET through 127.0.0.1:port; the body on a 200.
+fn get(port: u16, path: &str) -> Result<String, String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connect: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .map_err(|e| format!("write: {e}"))?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).map_err(|e| format!("read: {e}"))?;
+    match out.split_once("\r\n\r\n") {
+        Some((head, body)) if head.starts_with("HTTP/1.1 200") => Ok(body.trim().to_string()),
+        _ => Err(format!("bad answer {out:?}")),
+    }
+}
+
+fn inspect(id: &str, format: &str) -> String {
+    docker::docker(&["inspect", "--format", format, id])
+}
+
+fn deployed(r: &DeployResult) -> bool {
+    matches!(r, DeployResult::Deployed { .. })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_deploy_runs_replicas_with_labels_loopback_ports_and_user() {
+    let reg = Registry::start();
+    let app = unique("first");
+    let _c = Cleanup {
+        app: app.clone(),
+        repo: app.clone(),
+    };
+    let v1 = reg.push(&app, &TestImage::new("v1.0.0"));
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    // No container port: it comes from the image's EXPOSE.
+    let s = settings(&app, tmp.path(), &[format!("127.0.0.1:{port}")], |f| {
+        f.replicas = Some(3)
+    });
+    let proxy = StandInProxy::start(&[port]).await;
+    let d = open(s, &proxy);
+    d.start_app().await;
+    let r = d.offer(release("v1.0.0", &v1)).await;
+    assert!(deployed(&r), "{r:?}");
+    let ids = app_containers(&app);
+    assert_eq!(ids.len(), 3, "{ids:?}");
+    let mut replicas: Vec<String> = Vec::new();
+    for id in &ids {
+        assert_eq!(inspect(id, "{{index .Config.Labels \"dewy.managed\"}}"), "true");
+        assert_eq!(inspect(id, "{{index .Config.Labels \"dewy.app\"}}"), app);
+        assert_eq!(inspect(id, "{{index .Config.Labels \"dewy.version\"}}"), "v1.0.0");
+        assert!(!inspect(id, "{{index .Config.Labels \"dewy.deployed_at\"}}").is_empty());
+        replicas.push(inspect(id, "{{index .Config.Labels \"dewy.replica\"}}"));
+        let bindings = inspect(id, "{{json .HostConfig.PortBindings}}");
+        assert!(
+            bindings.contains("\"8080/tcp\"") && bindings.contains("\"HostIp\":\"127.0.0.1\""),
+            "{bindings}"
+        );
+        let published = inspect(id, "{{json .NetworkSettings.Ports}}");
+        assert!(
+            !published.contains("0.0.0.0"),
+            "published beyond loopback: {published}"
+        );
+        assert_eq!(
+            inspect(id, "{{.Config.User}}"),
+            format!("{}:{}", nix::unistd::getuid(), nix::unistd::getgid())
+        );
+    }
+    replicas.sort();
+    assert_eq!(replicas, ["1", "2", "3"]);
+    assert_eq!(proxy.backends()[&port].len(), 3);
+    for _ in 0..6 {
+        assert_eq!(get(port, "/").unwrap(), "v1.0.0");
+    }
+    let status = d.status();
+    assert_eq!(status.replicas.len(), 3);
+    assert_eq!(status.live.as_ref().map(|l| l.version.as_str()), Some("v1.0.0"));
+    // The same release again is skipped while its replicas run.
+    let again = d.offer(release("v1.0.0", &v1)).await;
+    assert_eq!(again.kind(), "skipped", "{again:?}");
+    let listed = d.containers().await.unwrap();
+    assert_eq!(listed.len(), 3);
+    assert!(listed
+        .iter()
+        .all(|(_, upstream, _, v)| upstream.starts_with("127.0.0.1:") && v == "v1.0.0"));
+    d.stop_app().await;
+    assert!(
+        app_containers(&app).is_empty(),
+        "on-stop = remove left containers"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolling_update_through_the_proxy_drops_no_request() {
+    let reg = Registry::start();
+    let app = unique("rolling");
+    let _c = Cleanup {
+        app: app.clone(),
+        repo: app.clone(),
+    };
+    let v1 = reg.push(&app, &TestImage::new("v1.0.0"));
+    let v2 = reg.push(&app, &TestImage::new("v2.0.0"));
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let s = settings(&app, tmp.path(), &[format!("{port}:8080")], |f| {
+        f.replicas = Some(3)
+    });
+    let proxy = StandInProxy::start(&[port]).await;
+    let d = open(s, &proxy);
+    assert!(deployed(&d.offer(release("v1.0.0", &v1)).await));
+    let old = app_containers(&app);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen = Arc::new(Mutex::new((0usize, 0usize, 0usize, Vec::<String>::new())));
+    let mut clients = Vec::new();
+    for n in 0..3 {
+        let (stop, seen) = (stop.clone(), seen.clone());
+        clients.push(std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let path = if n == 0 { "/slow" } else { "/" };
+                let r = get(port, path);
+                let mut s = seen.lock().unwrap();
+                match r {
+                    Ok(v) if v == "v1.0.0" => s.0 += 1,
+                    Ok(v) if v == "v2.0.0" => s.1 += 1,
+                    Ok(v) => s.3.push(format!("unexpected {v}")),
+                    Err(e) => {
+                        s.2 += 1;
+                        s.3.push(e)
+                    }
+                }
+            }
+        }));
+    }
+    support::wait_for("traffic on v1", Duration::from_secs(30), || {
+        (seen.lock().unwrap().0 > 20).then_some(())
+    });
+    let started = Instant::now();
+    let r = d.offer(release("v2.0.0", &v2)).await;
+    let took = started.elapsed();
+    assert!(deployed(&r), "{r:?}");
+    let after = seen.lock().unwrap().1;
+    support::wait_for("traffic on v2", Duration::from_secs(30), || {
+        (seen.lock().unwrap().1 > after + 20).then_some(())
+    });
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.join().unwrap();
+    }
+    let s = seen.lock().unwrap();
+    eprintln!(
+        "rolling update of 3 replicas: {took:?}; requests v1={} v2={} failed={}",
+        s.0, s.1, s.2
+    );
+    assert_eq!(
+        s.2,
+        0,
+        "failed requests during the rolling update: {:?}",
+        &s.3[..s.3.len().min(5)]
+    );
+    assert!(s.3.is_empty(), "{:?}", s.3);
+    let now = app_containers(&app);
+    assert_eq!(now.len(), 3, "{now:?}");
+    assert!(now.iter().all(|id| !old.contains(id)), "old containers left");
+    assert!(now
+        .iter()
+        .all(|id| inspect(id, "{{index .Config.Labels \"dewy.version\"}}") == "v2.0.0"));
+    assert_eq!(d.status().previous.map(|p| p.version), Some("v1.0.0".into()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_health_check_rolls_back_and_marks_the_version_bad() {
+    let reg = Registry::start();
+    let app = unique("health");
+    let _c = Cleanup {
+        app: app.clone(),
+        repo: app.clone(),
+    };
+    let v1 = reg.push(&app, &TestImage::new("v1.0.0"));
+    let mut broken = TestImage::new("v1.1.0");
+    broken.healthy = false;
+    let v11 = reg.push(&app, &broken);
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let s = settings(&app, tmp.path(), &[format!("{port}:8080")], |f| {
+        f.replicas = Some(2);
+        f.health_timeout = Some("8s".parse().unwrap());
+    });
+    let proxy = StandInProxy::start(&[port]).await;
+    let d = open(s, &proxy);
+    assert!(deployed(&d.offer(release("v1.0.0", &v1)).await));
+    let mut old = app_containers(&app);
+    old.sort();
+    let backends = proxy.backends();
+    let r = d.offer(release("v1.1.0", &v11)).await;
+    let DeployResult::Failed { error, .. } = &r else {
+        panic!("{r:?}")
+    };
+    assert!(
+        error.contains("health check") && error.contains("status 500"),
+        "{error}"
+    );
+    let mut now = app_containers(&app);
+    now.sort();
+    assert_eq!(
+        now, old,
+        "the old replicas must be untouched and the new ones gone"
+    );
+    assert_eq!(proxy.backends(), backends);
+    assert_eq!(get(port, "/").unwrap(), "v1.0.0");
+    let status = d.status();
+    assert_eq!(status.live.map(|l| l.version), Some("v1.0.0".into()));
+    assert!(
+        status.bad.iter().any(|b| b.version == "v1.1.0"),
+        "{:?}",
+        status.bad
+    );
+    // The watcher does not offer it again.
+    assert_eq!(d.offer(release("v1.1.0", &v11)).await.kind(), "skipped");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pull_and_auth_failures_are_clear_and_change_nothing() {
+    let reg = Registry::start_with(Some(("dewy", "s3cret")));
+    let app = unique("pull");
+    let _c = Cleanup {
+        app: app.clone(),
+        repo: app.clone(),
+    };
+    let v1 = reg.push(&app, &TestImage::new("v1.0.0"));
+    let v2 = reg.push(&app, &TestImage::new("v2.0.0"));
+    // Pushed from a private client config: the engine has them locally; drop v2 so a pull
+    // must reach the registry.
+    docker::docker(&["rmi", "-f", &v2.0]);
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let s = settings(&app, tmp.path(), &[format!("{port}:8080")], |_| {});
+    let proxy = StandInProxy::start(&[port]).await;
+    let d = open(s, &proxy);
+    // The login comes from the Docker client config (DOCKER_CONFIG/config.json auths).
+    std::env::set_var("DOCKER_CONFIG", reg.client_config.as_ref().unwrap());
+    let r = d.offer(release("v1.0.0", &v1)).await;
+    std::env::remove_var("DOCKER_CONFIG");
+    assert!(deployed(&r), "{r:?}");
+    let before = app_containers(&app);
+
+    // A tag that does not exist.
+    let missing = (
+        format!("{}/{app}:v9.9.9", reg.host),
+        format!("{}/{app}:v9.9.9", reg.host),
+    );
+    let r = d.offer(release("v9.9.9", &missing)).await;
+    let DeployResult::Failed { error, .. } = &r else {
+        panic!("{r:?}")
+    };
+    assert!(error.contains("pulling") && error.contains("v9.9.9"), "{error}");
+
+    // No credentials for a registry that wants them.
+    let r = d.offer(release("v2.0.0", &v2)).await;
+    let DeployResult::Failed { error, .. } = &r else {
+        panic!("{r:?}")
+    };
+    assert!(
+        error.contains("no basic auth credentials")
+            || error.contains("unauthorized")
+            || error.contains("authentication required"),
+        "{error}"
+    );
+    assert_eq!(app_containers(&app), before);
+    let status = d.status();
+    assert_eq!(status.live.map(|l| l.version), Some("v1.0.0".into()));
+    assert!(
+        status.bad.is_empty(),
+        "a pull failure must not mark versions bad: {:?}",
+        status.bad
+    );
+    assert_eq!(get(port, "/").unwrap(), "v1.0.0");
+
+    // With the client config's login (DOCKER_CONFIG) the same release deploys.
+    std::env::set_var("DOCKER_CONFIG", reg.client_config.as_ref().unwrap());
+    let r = d.offer(release("v2.0.0", &v2)).await;
+    std::env::remove_var("DOCKER_CONFIG");
+    assert!(deployed(&r), "{r:?}");
+    assert_eq!(get(port, "/").unwrap(), "v2.0.0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_deployer_adopts_the_running_replicas() {
+    let reg = Registry::start();
+    let app = unique("adopt");
+    let _c = Cleanup {
+        app: app.clone(),
+        repo: app.clone(),
+    };
+    let v1 = reg.push(&app, &TestImage::new("v1.0.0"));
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let keep = |f: &mut Layer| {
+        f.replicas = Some(2);
+        f.on_stop = Some(config::container::OnStop::Keep);
+    };
+    let proxy = StandInProxy::start(&[port]).await;
+    let d = open(
+        settings(&app, tmp.path(), &[format!("{port}:8080")], keep),
+        &proxy,
+    );
+    assert!(deployed(&d.offer(release("v1.0.0", &v1)).await));
+    let mut before = app_containers(&app);
+    before.sort();
+    // The deployer goes away without cleaning up (as after SIGKILL); a stray container of
+    // another version (an interrupted deploy) is left too.
+    drop(d);
+    proxy.set_backends_for_test(port, Vec::new()).await;
+    docker::docker(&[
+        "run",
+        "-d",
+        "--label",
+        "dewy.managed=true",
+        "--label",
+        &format!("dewy.app={app}"),
+        "--label",
+        "dewy.version=v0.9.0",
+        &v1.0,
+    ]);
+    let d = open(
+        settings(&app, tmp.path(), &[format!("{port}:8080")], keep),
+        &proxy,
+    );
+    d.start_app().await;
+    let mut after = app_containers(&app);
+    after.sort();
+    assert_eq!(
+        after, before,
+        "adopted exactly the live replicas, no duplicates, no stray"
+    );
+    assert_eq!(proxy.backends()[&port].len(), 2);
+    assert_eq!(get(port, "/").unwrap(), "v1.0.0");
+    assert_eq!(d.status().replicas.len(), 2);
+    assert_eq!(d.offer(release("v1.0.0", &v1)).await.kind(), "skipped");
+    // on-stop = keep: they outlive this deployer too.
+    d.stop_app().await;
+    assert_eq!(app_containers(&app).len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_proxy_ports_reach_their_container_ports() {
+    let reg = Registry::start();
+    let app = unique("ports");
+    let _c = Cleanup {
+        app: app.clone(),
+        repo: app.clone(),
+    };
+    let mut img = TestImage::new("v1.0.0");
+    img.expose = vec![8080, 9090];
+    let v1 = reg.push(&app, &img);
+    let tmp = tempfile::tempdir().unwrap();
+    let (web, admin) = (free_port(), free_port());
+    let s = settings(
+        &app,
+        tmp.path(),
+        &[format!("{web}:8080"), format!("{admin}:9090")],
+        |f| f.replicas = Some(2),
+    );
+    let proxy = StandInProxy::start(&[web, admin]).await;
+    let d = open(s, &proxy);
+    assert!(deployed(&d.offer(release("v1.0.0", &v1)).await));
+    assert_eq!(get(web, "/").unwrap(), "v1.0.0");
+    assert_eq!(get(admin, "/").unwrap(), "admin v1.0.0");
+    let b = proxy.backends();
+    assert_eq!((b[&web].len(), b[&admin].len()), (2, 2));
+
+    // A port given without a container port is ambiguous with two EXPOSEs.
+    let tmp2 = tempfile::tempdir().unwrap();
+    let p2 = free_port();
+    let app2 = format!("{app}-b");
+    let _c2 = Cleanup {
+        app: app2.clone(),
+        repo: app2.clone(),
+    };
+    let proxy2 = StandInProxy::start(&[p2]).await;
+    let d2 = open(settings(&app2, tmp2.path(), &[p2.to_string()], |_| {}), &proxy2);
+    let r = d2.offer(release("v1.0.0", &v1)).await;
+    let DeployResult::Failed { error, .. } = &r else {
+        panic!("{r:?}")
+    };
+    assert!(error.contains("exposes several ports"), "{error}");
+    assert!(app_containers(&app2).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn image_cleanup_keeps_the_newest_images() {
+    let reg = Registry::start();
+    let app = unique("images");
+    let _c = Cleanup {
+        app: app.clone(),
+        repo: app.clone(),
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let s = settings(&app, tmp.path(), &[format!("{port}:8080")], |f| {
+        f.keep_images = Some(2)
+    });
+    let proxy = StandInProxy::start(&[port]).await;
+    let d = open(s, &proxy);
+    let versions = ["v1.0.0", "v1.1.0", "v1.2.0", "v1.3.0"];
+    for v in versions {
+        let refs = reg.push(&app, &TestImage::new(v));
+        // Created times have a one-second resolution: keep the images apart.
+        std::thread::sleep(Duration::from_millis(1100));
+        assert!(deployed(&d.offer(release(v, &refs)).await), "{v}");
+    }
+    let tags = docker::docker(&["images", "--format", "{{.Tag}}", &format!("{}/{app}", reg.host)]);
+    let mut tags: Vec<&str> = tags.lines().collect();
+    tags.sort();
+    assert_eq!(tags, ["v1.2.0", "v1.3.0"]);
+    assert_eq!(get(port, "/").unwrap(), "v1.3.0");
+}
+
+#[test]
+fn dangerous_run_options_are_refused_when_the_config_is_checked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("web.toml");
+    std::fs::write(
+        &cfg,
+        "registry = \"file:///srv/releases\"\nmode = \"container\"\nport = [\"8000:8080\"]\nrun-options = [\"--privileged\"]\n",
+    )
+    .unwrap();
+    let (code, _out, err) = support::proc::dewy(&["config", "check", cfg.to_str().unwrap()], &[]);
+    assert_eq!(code, 78, "{err}");
+    assert!(
+        err.contains("--privileged") && err.contains("full access to the host"),
+        "{err}"
+    );
+    let (code, _out, err) = support::proc::dewy(
+        &[
+            "container",
+            "--registry",
+            "file:///srv/releases",
+            "--port",
+            "8000:8080",
+            "--bus",
+            "none",
+            "--",
+            "--cap-add",
+            "SYS_ADMIN",
+        ],
+        &[],
+    );
+    assert_eq!(code, 78, "{err}");
+    assert!(err.contains("--cap-add") && err.contains("capabilities"), "{err}");
+    let (code, _out, err) = support::proc::dewy(
+        &[
+            "container",
+            "--registry",
+            "file:///srv/releases",
+            "--port",
+            "8000:8080",
+            "--",
+            "-p",
+            "80:80",
+        ],
+        &[],
+    );
+    assert_eq!(code, 78, "{err}");
+    assert!(err.contains("127.0.0.1 only"), "{err}");
+}
