@@ -1,5 +1,345 @@
-//! Container mode's reverse proxy: port specifications shared by the deployer and `dewy-proxy`.
+//! Container mode's reverse proxy: port specifications, per-port backend tables swapped
+//! atomically, HTTP and TCP forwarding, drain and the persisted table.
+//!
+//! [`start`] serves already-bound listeners and returns a [`ProxyHandle`] (to change and read the
+//! backends) and a [`Server`] (to stop gracefully). `dewy-proxy` runs it as a daemon; the
+//! container deployer may run it in-process.
 
+mod http;
+mod life;
+pub mod listen;
+mod persist;
 pub mod spec;
+mod table;
+mod tcp;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use serde::Serialize;
 
 pub use spec::{PortSpec, Protocol};
+pub use table::BackendStats;
+
+use table::{Backends, PortTable};
+
+/// One proxy port: its spec, live table and counters.
+pub(crate) struct Port {
+    spec: PortSpec,
+    table: PortTable,
+    requests: AtomicU64,
+    errors: AtomicU64,
+    latency_us: AtomicU64,
+}
+
+impl Port {
+    /// Count a finished request (HTTP) or connection (TCP).
+    fn observe(&self, took: Duration, error: bool) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        if error {
+            self.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        self.latency_us
+            .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+    }
+}
+
+struct Shared {
+    ports: BTreeMap<u16, Arc<Port>>,
+    backends: Backends,
+    state_file: Option<PathBuf>,
+    /// Serialises table changes so the file always holds the last table set.
+    change: tokio::sync::Mutex<()>,
+}
+
+impl Shared {
+    fn snapshot(&self) -> BTreeMap<u16, Vec<SocketAddr>> {
+        self.ports
+            .iter()
+            .map(|(p, port)| (*p, port.table.load().addrs()))
+            .collect()
+    }
+}
+
+/// Changes and reads the backend tables of a running proxy.
+#[derive(Clone)]
+pub struct ProxyHandle {
+    shared: Arc<Shared>,
+}
+
+/// One port in [`ProxyHandle::status`].
+#[derive(Debug, Clone, Serialize)]
+pub struct PortStatus {
+    pub listen: SocketAddr,
+    pub protocol: Protocol,
+    pub container_port: Option<u16>,
+    /// Requests (HTTP) or connections (TCP) handled, and how many failed.
+    pub requests: u64,
+    pub errors: u64,
+    pub backends: Vec<BackendStats>,
+}
+
+impl ProxyHandle {
+    /// Replace the backends of the proxy port `port` (the PortSpec's listen port). Returns after the swap.
+    pub async fn set_backends(&self, port: u16, backends: Vec<SocketAddr>) -> anyhow::Result<()> {
+        let Some(p) = self.shared.ports.get(&port) else {
+            let known: Vec<String> = self.shared.ports.keys().map(u16::to_string).collect();
+            bail!("no proxy port {port} (ports: {})", known.join(", "));
+        };
+        let _change = self.shared.change.lock().await;
+        let before = p.table.load().addrs();
+        self.shared.backends.swap(&p.table, &backends);
+        let after = p.table.load().addrs();
+        tracing::info!(
+            proxy_port = port,
+            backends = %list(&after),
+            previous = %list(&before),
+            "Backends switched"
+        );
+        self.save().await;
+        Ok(())
+    }
+
+    /// Current table: listen port -> backends.
+    pub fn backends(&self) -> BTreeMap<u16, Vec<SocketAddr>> {
+        self.shared.snapshot()
+    }
+
+    /// Wait until no request/connection is in flight to `backend` (no longer in any table) or `max` passes; returns how many were still in flight.
+    pub async fn drain(&self, backend: SocketAddr, max: Duration) -> usize {
+        let deadline = Instant::now() + max;
+        loop {
+            let n = self.shared.backends.get(backend).map_or(0, |b| b.in_flight());
+            if n == 0 || Instant::now() >= deadline {
+                if n > 0 {
+                    tracing::warn!(%backend, in_flight = n, "Drain time over with requests in flight");
+                }
+                return n;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Every port with its backends and counters.
+    pub fn status(&self) -> Vec<PortStatus> {
+        self.shared
+            .ports
+            .values()
+            .map(|p| PortStatus {
+                listen: p.spec.listen,
+                protocol: p.spec.protocol,
+                container_port: p.spec.container_port,
+                requests: p.requests.load(Ordering::Relaxed),
+                errors: p.errors.load(Ordering::Relaxed),
+                backends: p.table.load().backends.iter().map(|b| b.stats()).collect(),
+            })
+            .collect()
+    }
+
+    /// Prometheus text for the proxy's counters.
+    pub fn render_metrics(&self) -> String {
+        use std::fmt::Write as _;
+        let mut o = String::new();
+        let ports = self.status();
+        let series = |o: &mut String, name: &str, kind: &str, help: &str, f: &dyn Fn(&Port) -> u64| {
+            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (port, p) in &self.shared.ports {
+                let _ = writeln!(
+                    o,
+                    "{name}{{proxy_port=\"{port}\",protocol=\"{}\"}} {}",
+                    p.spec.protocol,
+                    f(p)
+                );
+            }
+        };
+        series(
+            &mut o,
+            "dewy_proxy_requests_total",
+            "counter",
+            "Requests (HTTP) or connections (TCP) the proxy handled.",
+            &|p| p.requests.load(Ordering::Relaxed),
+        );
+        series(
+            &mut o,
+            "dewy_proxy_errors_total",
+            "counter",
+            "Requests or connections that got no answer from a backend (502/504 or closed).",
+            &|p| p.errors.load(Ordering::Relaxed),
+        );
+        let _ = writeln!(
+            o,
+            "# HELP dewy_proxy_latency_seconds_sum Time to the backend's response headers (HTTP) or connection length (TCP), summed.\n# TYPE dewy_proxy_latency_seconds_sum counter"
+        );
+        for (port, p) in &self.shared.ports {
+            let _ = writeln!(
+                o,
+                "dewy_proxy_latency_seconds_sum{{proxy_port=\"{port}\"}} {:.6}",
+                p.latency_us.load(Ordering::Relaxed) as f64 / 1e6
+            );
+        }
+        let _ = writeln!(o, "# HELP dewy_proxy_backend_in_flight Requests or connections open to a backend.\n# TYPE dewy_proxy_backend_in_flight gauge");
+        for s in &ports {
+            for b in &s.backends {
+                let _ = writeln!(
+                    o,
+                    "dewy_proxy_backend_in_flight{{proxy_port=\"{}\",backend=\"{}\"}} {}",
+                    s.listen.port(),
+                    b.addr,
+                    b.in_flight
+                );
+            }
+        }
+        o
+    }
+
+    /// Backends over all ports.
+    pub fn backend_count(&self) -> usize {
+        self.shared.snapshot().values().map(Vec::len).sum()
+    }
+
+    async fn save(&self) {
+        let Some(path) = self.shared.state_file.clone() else {
+            return;
+        };
+        let table = self.shared.snapshot();
+        let result = tokio::task::spawn_blocking(move || persist::save(&path, &table)).await;
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %format!("{e:#}"), "Saving the backend table failed (the new table is live)")
+            }
+            Err(e) => tracing::warn!(error = %e, "Saving the backend table failed (the new table is live)"),
+        }
+    }
+}
+
+fn list(addrs: &[SocketAddr]) -> String {
+    if addrs.is_empty() {
+        return "none".into();
+    }
+    addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(",")
+}
+
+/// The running listeners; [`Server::shutdown`] stops them gracefully.
+pub struct Server {
+    control: life::Control,
+    loops: Vec<tokio::task::JoinHandle<()>>,
+    shared: Arc<Shared>,
+}
+
+impl Server {
+    /// Stop accepting, let requests and connections in flight finish (idle keep-alive connections
+    /// are closed), and cut what is left after `grace`.
+    pub async fn shutdown(self, grace: Duration) {
+        let deadline = tokio::time::Instant::now() + grace;
+        self.control.stop();
+        for l in self.loops {
+            let _ = tokio::time::timeout_at(deadline, l).await;
+        }
+        while self.control.open() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let left = self.control.open();
+        if left > 0 {
+            tracing::warn!(
+                connections = left,
+                "Grace period over: closing connections still open"
+            );
+        }
+        self.control.kill();
+        drop(self.shared);
+    }
+}
+
+/// Start serving `specs` on `listeners` (already-bound std listeners, one per spec, same order); `state_file` persists the table (restored at start when present).
+pub async fn start(
+    specs: Vec<PortSpec>,
+    listeners: Vec<std::net::TcpListener>,
+    state_file: Option<PathBuf>,
+) -> anyhow::Result<(ProxyHandle, Server)> {
+    if specs.len() != listeners.len() {
+        bail!("{} port specs but {} listeners", specs.len(), listeners.len());
+    }
+    let mut ports = BTreeMap::new();
+    for s in &specs {
+        let port = Arc::new(Port {
+            spec: *s,
+            table: PortTable::default(),
+            requests: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            latency_us: AtomicU64::new(0),
+        });
+        if ports.insert(s.listen.port(), port).is_some() {
+            bail!("proxy port {} is given twice", s.listen.port());
+        }
+    }
+    let shared = Arc::new(Shared {
+        ports,
+        backends: Backends::default(),
+        state_file,
+        change: tokio::sync::Mutex::new(()),
+    });
+    restore(&shared);
+    let mut tokio_listeners = Vec::new();
+    for (spec, l) in specs.iter().zip(listeners) {
+        l.set_nonblocking(true)
+            .with_context(|| format!("preparing the listener of {spec}"))?;
+        let l = tokio::net::TcpListener::from_std(l)
+            .with_context(|| format!("registering the listener of {spec}"))?;
+        tokio_listeners.push(l);
+    }
+    let (control, life) = life::new();
+    let client = http::client();
+    let mut loops = Vec::new();
+    for (spec, l) in specs.iter().zip(tokio_listeners) {
+        let port = shared.ports[&spec.listen.port()].clone();
+        let addr = l
+            .local_addr()
+            .map_or_else(|_| spec.listen.to_string(), |a| a.to_string());
+        tracing::info!(proxy_port = spec.listen.port(), listen = %addr, protocol = %spec.protocol, backends = %list(&port.table.load().addrs()), "Proxy listening");
+        loops.push(match spec.protocol {
+            Protocol::Http => tokio::spawn(http::serve(l, port, client.clone(), life.clone())),
+            Protocol::Tcp => tokio::spawn(tcp::serve(l, port, life.clone())),
+        });
+    }
+    Ok((
+        ProxyHandle {
+            shared: shared.clone(),
+        },
+        Server {
+            control,
+            loops,
+            shared,
+        },
+    ))
+}
+
+/// Load the saved table into the ports it names; a bad file is set aside with a warning.
+fn restore(shared: &Shared) {
+    let Some(path) = &shared.state_file else { return };
+    let saved = match persist::load(path) {
+        Ok(Some(s)) => s,
+        Ok(None) => return,
+        Err(e) => {
+            let aside = persist::set_aside(path);
+            tracing::warn!(error = %format!("{e:#}"), moved_to = ?aside, "Ignoring an unreadable backend table");
+            return;
+        }
+    };
+    for (port, addrs) in saved {
+        match shared.ports.get(&port) {
+            Some(p) => {
+                shared.backends.swap(&p.table, &addrs);
+                tracing::info!(proxy_port = port, backends = %list(&addrs), "Backends restored");
+            }
+            None => {
+                tracing::warn!(proxy_port = port, backends = %list(&addrs), "Saved backends for a port no longer configured; dropped")
+            }
+        }
+    }
+}

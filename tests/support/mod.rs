@@ -1,6 +1,7 @@
 //! Support code for the integration tests: real servers and processes started by the tests.
 #![allow(dead_code)]
 
+pub mod backend;
 pub mod dbus;
 pub mod docker;
 pub mod gcs;
@@ -25,6 +26,24 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<
             panic!("timed out after {timeout:?} waiting for {what}");
         }
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Poll the async `f` until it returns `Some`, or panic with `what` after `timeout`.
+pub async fn wait_for_async<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        if start.elapsed() > timeout {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

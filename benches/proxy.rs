@@ -1,0 +1,3 @@
+//! Proxy benchmark (filled in below).
+
+fn main() {}

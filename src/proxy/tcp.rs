@@ -1,0 +1,79 @@
+//! TCP mode: each client connection goes to the next healthy backend (round robin) and bytes are
+//! copied both ways until either side closes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+
+use super::http::CONNECT_TIMEOUT;
+use super::life::Life;
+use super::Port;
+
+/// Serve raw TCP on `listener` until `life` says stop; open connections go on until they end or
+/// the grace period is over.
+pub async fn serve(listener: TcpListener, port: Arc<Port>, life: Life) {
+    loop {
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(proxy_port = port.spec.listen.port(), error = %e, "Accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = life.stopped() => break,
+        };
+        let port = port.clone();
+        let life = life.clone();
+        tokio::spawn(async move {
+            let _open = life.open();
+            let started = std::time::Instant::now();
+            let ok = forward(stream, &port, &life).await;
+            if !ok {
+                tracing::debug!(%peer, proxy_port = port.spec.listen.port(), "Connection closed: no backend");
+            }
+            port.observe(started.elapsed(), !ok);
+        });
+    }
+}
+
+/// Connect to a backend (trying each once, healthy ones first) and copy; false when none answered.
+async fn forward(mut client: TcpStream, port: &Port, life: &Life) -> bool {
+    let _ = client.set_nodelay(true);
+    let table = port.table.load();
+    let mut tried = Vec::new();
+    while let Some(backend) = table.pick(&tried) {
+        tried.push(backend.addr);
+        let guard = backend.begin();
+        let upstream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(backend.addr)).await;
+        let mut upstream = match upstream {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                backend.error();
+                backend.eject();
+                tracing::warn!(proxy_port = port.spec.listen.port(), backend = %backend.addr, error = %e, "Backend refused the connection");
+                continue;
+            }
+            Err(_) => {
+                backend.error();
+                backend.eject();
+                tracing::warn!(proxy_port = port.spec.listen.port(), backend = %backend.addr, "Backend connect timed out");
+                continue;
+            }
+        };
+        let _ = upstream.set_nodelay(true);
+        tokio::select! {
+            r = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {
+                if let Err(e) = r {
+                    tracing::debug!(backend = %backend.addr, error = %e, "TCP connection ended with an error");
+                }
+            }
+            _ = life.killed() => {}
+        }
+        drop(guard);
+        return true;
+    }
+    false
+}
