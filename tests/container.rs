@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 
 use dewy::config::{self, Layer, Mode, Settings, Sources};
 use dewy::deploy::{DeployResult, Deployer};
+use dewy::proxy::{PortSpec, ProxyHandle, Server};
 use dewy::registry::Release;
 use support::docker::{self, app_containers, free_port, Registry, TestImage};
-use support::standin_proxy::StandInProxy;
 
 /// Removes the app's containers and images when a test ends, passed or not.
 struct Cleanup {
@@ -62,10 +62,25 @@ fn settings(app: &str, root: &Path, ports: &[String], tune: impl FnOnce(&mut Lay
     config::load(app, &sources).unwrap_or_else(|e| panic!("settings: {e}"))
 }
 
-fn open(settings: Settings, proxy: &Arc<StandInProxy>) -> Arc<Deployer> {
+/// dewy's proxy, in this process, on the settings' ports.
+async fn start_proxy(settings: &Settings) -> (ProxyHandle, Server) {
+    let specs: Vec<PortSpec> = settings
+        .container
+        .as_ref()
+        .expect("container settings")
+        .ports
+        .clone();
+    let listeners = specs
+        .iter()
+        .map(|s| std::net::TcpListener::bind(s.listen).expect("proxy port"))
+        .collect();
+    dewy::proxy::start(specs, listeners, None).await.expect("proxy")
+}
+
+fn open(settings: Settings, proxy: &ProxyHandle) -> Arc<Deployer> {
     let registry = dewy::registry::open(&settings.registry, &Default::default()).expect("registry");
     let d = Deployer::open(settings, registry).expect("deployer");
-    d.set_proxy(proxy.clone());
+    d.set_proxy(Arc::new(proxy.clone()));
     d
 }
 
@@ -117,7 +132,7 @@ async fn first_deploy_runs_replicas_with_labels_loopback_ports_and_user() {
     let s = settings(&app, tmp.path(), &[format!("127.0.0.1:{port}")], |f| {
         f.replicas = Some(3)
     });
-    let proxy = StandInProxy::start(&[port]).await;
+    let (proxy, _server) = start_proxy(&s).await;
     let d = open(s, &proxy);
     d.start_app().await;
     let r = d.offer(release("v1.0.0", &v1)).await;
@@ -182,10 +197,10 @@ async fn rolling_update_through_the_proxy_drops_no_request() {
     let v2 = reg.push(&app, &TestImage::new("v2.0.0"));
     let tmp = tempfile::tempdir().unwrap();
     let port = free_port();
-    let s = settings(&app, tmp.path(), &[format!("{port}:8080")], |f| {
+    let s = settings(&app, tmp.path(), &[format!("127.0.0.1:{port}:8080")], |f| {
         f.replicas = Some(3)
     });
-    let proxy = StandInProxy::start(&[port]).await;
+    let (proxy, _server) = start_proxy(&s).await;
     let d = open(s, &proxy);
     assert!(deployed(&d.offer(release("v1.0.0", &v1)).await));
     let old = app_containers(&app);
@@ -239,6 +254,8 @@ async fn rolling_update_through_the_proxy_drops_no_request() {
         &s.3[..s.3.len().min(5)]
     );
     assert!(s.3.is_empty(), "{:?}", s.3);
+    let errors: u64 = proxy.status().iter().map(|p| p.errors).sum();
+    assert_eq!(errors, 0, "the proxy saw failed requests");
     let now = app_containers(&app);
     assert_eq!(now.len(), 3, "{now:?}");
     assert!(now.iter().all(|id| !old.contains(id)), "old containers left");
@@ -262,11 +279,11 @@ async fn failed_health_check_rolls_back_and_marks_the_version_bad() {
     let v11 = reg.push(&app, &broken);
     let tmp = tempfile::tempdir().unwrap();
     let port = free_port();
-    let s = settings(&app, tmp.path(), &[format!("{port}:8080")], |f| {
+    let s = settings(&app, tmp.path(), &[format!("127.0.0.1:{port}:8080")], |f| {
         f.replicas = Some(2);
         f.health_timeout = Some("8s".parse().unwrap());
     });
-    let proxy = StandInProxy::start(&[port]).await;
+    let (proxy, _server) = start_proxy(&s).await;
     let d = open(s, &proxy);
     assert!(deployed(&d.offer(release("v1.0.0", &v1)).await));
     let mut old = app_containers(&app);
@@ -314,8 +331,8 @@ async fn pull_and_auth_failures_are_clear_and_change_nothing() {
     docker::docker(&["rmi", "-f", &v2.0]);
     let tmp = tempfile::tempdir().unwrap();
     let port = free_port();
-    let s = settings(&app, tmp.path(), &[format!("{port}:8080")], |_| {});
-    let proxy = StandInProxy::start(&[port]).await;
+    let s = settings(&app, tmp.path(), &[format!("127.0.0.1:{port}:8080")], |_| {});
+    let (proxy, _server) = start_proxy(&s).await;
     let d = open(s, &proxy);
     // The login comes from the Docker client config (DOCKER_CONFIG/config.json auths).
     std::env::set_var("DOCKER_CONFIG", reg.client_config.as_ref().unwrap());
@@ -379,18 +396,16 @@ async fn a_restarted_deployer_adopts_the_running_replicas() {
         f.replicas = Some(2);
         f.on_stop = Some(config::container::OnStop::Keep);
     };
-    let proxy = StandInProxy::start(&[port]).await;
-    let d = open(
-        settings(&app, tmp.path(), &[format!("{port}:8080")], keep),
-        &proxy,
-    );
+    let s = settings(&app, tmp.path(), &[format!("127.0.0.1:{port}:8080")], keep);
+    let (proxy, server) = start_proxy(&s).await;
+    let d = open(s, &proxy);
     assert!(deployed(&d.offer(release("v1.0.0", &v1)).await));
     let mut before = app_containers(&app);
     before.sort();
     // The deployer goes away without cleaning up (as after SIGKILL); a stray container of
     // another version (an interrupted deploy) is left too.
     drop(d);
-    proxy.set_backends_for_test(port, Vec::new()).await;
+    server.shutdown(Duration::from_secs(1)).await;
     docker::docker(&[
         "run",
         "-d",
@@ -402,10 +417,11 @@ async fn a_restarted_deployer_adopts_the_running_replicas() {
         "dewy.version=v0.9.0",
         &v1.0,
     ]);
-    let d = open(
-        settings(&app, tmp.path(), &[format!("{port}:8080")], keep),
-        &proxy,
-    );
+    // A new proxy (no backends) and a new deployer on the same root.
+    let s = settings(&app, tmp.path(), &[format!("127.0.0.1:{port}:8080")], keep);
+    let (proxy, _server) = start_proxy(&s).await;
+    assert!(proxy.backends()[&port].is_empty());
+    let d = open(s, &proxy);
     d.start_app().await;
     let mut after = app_containers(&app);
     after.sort();
@@ -438,10 +454,10 @@ async fn several_proxy_ports_reach_their_container_ports() {
     let s = settings(
         &app,
         tmp.path(),
-        &[format!("{web}:8080"), format!("{admin}:9090")],
+        &[format!("127.0.0.1:{web}:8080"), format!("127.0.0.1:{admin}:9090")],
         |f| f.replicas = Some(2),
     );
-    let proxy = StandInProxy::start(&[web, admin]).await;
+    let (proxy, _server) = start_proxy(&s).await;
     let d = open(s, &proxy);
     assert!(deployed(&d.offer(release("v1.0.0", &v1)).await));
     assert_eq!(get(web, "/").unwrap(), "v1.0.0");
@@ -457,8 +473,9 @@ async fn several_proxy_ports_reach_their_container_ports() {
         app: app2.clone(),
         repo: app2.clone(),
     };
-    let proxy2 = StandInProxy::start(&[p2]).await;
-    let d2 = open(settings(&app2, tmp2.path(), &[p2.to_string()], |_| {}), &proxy2);
+    let s2 = settings(&app2, tmp2.path(), &[format!("127.0.0.1:{p2}")], |_| {});
+    let (proxy2, _server2) = start_proxy(&s2).await;
+    let d2 = open(s2, &proxy2);
     let r = d2.offer(release("v1.0.0", &v1)).await;
     let DeployResult::Failed { error, .. } = &r else {
         panic!("{r:?}")
@@ -477,10 +494,10 @@ async fn image_cleanup_keeps_the_newest_images() {
     };
     let tmp = tempfile::tempdir().unwrap();
     let port = free_port();
-    let s = settings(&app, tmp.path(), &[format!("{port}:8080")], |f| {
+    let s = settings(&app, tmp.path(), &[format!("127.0.0.1:{port}:8080")], |f| {
         f.keep_images = Some(2)
     });
-    let proxy = StandInProxy::start(&[port]).await;
+    let (proxy, _server) = start_proxy(&s).await;
     let d = open(s, &proxy);
     let versions = ["v1.0.0", "v1.1.0", "v1.2.0", "v1.3.0"];
     for v in versions {

@@ -61,3 +61,15 @@ impl ProxyControl for BusProxy {
         Ok(left as usize)
     }
 }
+
+/// The proxy running in this process (foreground `dewy container`).
+#[async_trait::async_trait]
+impl ProxyControl for crate::proxy::ProxyHandle {
+    async fn set_backends(&self, port: u16, backends: Vec<SocketAddr>) -> anyhow::Result<()> {
+        crate::proxy::ProxyHandle::set_backends(self, port, backends).await
+    }
+
+    async fn drain(&self, backend: SocketAddr, max: Duration) -> anyhow::Result<usize> {
+        Ok(crate::proxy::ProxyHandle::drain(self, backend, max).await)
+    }
+}

@@ -10,7 +10,6 @@ pub mod proc;
 pub mod receiver;
 pub mod s3;
 pub mod server;
-pub mod standin_proxy;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
