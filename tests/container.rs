@@ -14,6 +14,7 @@ use dewy::deploy::{DeployResult, Deployer};
 use dewy::proxy::{PortSpec, ProxyHandle, Server};
 use dewy::registry::Release;
 use support::docker::{self, app_containers, free_port, Registry, TestImage};
+use support::proc::Daemon;
 
 /// Removes the app's containers and images when a test ends, passed or not.
 struct Cleanup {
@@ -560,4 +561,144 @@ fn dangerous_run_options_are_refused_when_the_config_is_checked() {
     );
     assert_eq!(code, 78, "{err}");
     assert!(err.contains("127.0.0.1 only"), "{err}");
+}
+
+/// `dewy container` as a process: the proxy runs inside it, releases are offered over D-Bus,
+/// `dewy container list` and `dewy status` show the replicas; after SIGKILL a new run adopts
+/// the running replicas; SIGTERM of a foreground run removes them.
+#[test]
+fn foreground_run_lists_replicas_and_adopts_them_after_sigkill() {
+    use support::dbus::PrivateBus;
+    use support::proc::dewy;
+    const LONG: Duration = Duration::from_secs(90);
+    let reg = Registry::start();
+    let app = unique("fg");
+    let _c = Cleanup {
+        app: app.clone(),
+        repo: app.clone(),
+    };
+    let v1 = reg.push(&app, &TestImage::new("v1.0.0"));
+    let bus = PrivateBus::start();
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(tmp.path().join("registry")).unwrap();
+    let port = free_port();
+    let registry = format!("file://{}", tmp.path().join("registry").display());
+    let root = tmp.path().display().to_string();
+    let listen = format!("127.0.0.1:{port}:8080");
+    let args = |on_stop: &'static str| -> Vec<String> {
+        [
+            "container",
+            "--name",
+            &app,
+            "--registry",
+            &registry,
+            "--root",
+            &root,
+            "--port",
+            &listen,
+            "--replicas",
+            "2",
+            "--health-path",
+            "/health",
+            "--health-timeout",
+            "30s",
+            "--interval",
+            "1h",
+            "--bus",
+            &bus.address,
+            "--on-stop",
+            on_stop,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let start = |on_stop: &'static str, log: &str| {
+        let a = args(on_stop);
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        Daemon::start(
+            env!("CARGO_BIN_EXE_dewy"),
+            &a,
+            &[],
+            tmp.path(),
+            &tmp.path().join(log),
+        )
+    };
+    let bus_env = [("DEWY_BUS", bus.address.as_str())];
+    let status = |d: &Daemon| {
+        wait_for_ok(LONG, d, || {
+            let (code, out, _) = dewy(&["status", &app], &bus_env);
+            (code == 0).then_some(out)
+        })
+    };
+    let mut d = start("keep", "run1.log");
+    status(&d);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let r = rt.block_on(async {
+        let conn = zbus::connection::Builder::address(bus.address.as_str())
+            .unwrap()
+            .build()
+            .await
+            .unwrap();
+        let client = dewy::bus::client::DeployerClient::new(&conn, &app).await.unwrap();
+        dewy::watch::DeployTarget::offer(&client, release("v1.0.0", &v1)).await
+    });
+    assert!(
+        matches!(r, Ok(DeployResult::Deployed { .. })),
+        "{r:?}\n{}",
+        d.log()
+    );
+    assert_eq!(get(port, "/").unwrap(), "v1.0.0");
+    let (code, out, err) = dewy(&["container", "list", &app], &bus_env);
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[0].starts_with("UPSTREAM") && lines[0].contains("DEPLOY TIME") && lines[0].ends_with("NAME"),
+        "{out}"
+    );
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(
+        lines[1].starts_with("127.0.0.1:") && lines[1].contains(&app),
+        "{out}"
+    );
+    let out = status(&d);
+    assert!(
+        out.contains("replicas:") && out.matches("v1.0.0").count() >= 3,
+        "{out}"
+    );
+    let mut before = app_containers(&app);
+    before.sort();
+
+    d.kill9();
+    assert_eq!(app_containers(&app).len(), 2, "replicas outlive a killed dewy");
+    let mut d = start("remove", "run2.log");
+    status(&d);
+    support::wait_for("the adopted replicas to serve", LONG, || {
+        get(port, "/").ok().filter(|v| v == "v1.0.0")
+    });
+    let mut after = app_containers(&app);
+    after.sort();
+    assert_eq!(after, before, "adopted, not duplicated\n{}", d.log());
+    assert!(d.log().contains("Adopted running container"), "{}", d.log());
+
+    let st = d.terminate(LONG);
+    assert!(st.success(), "{st:?}\n{}", d.log());
+    assert!(
+        app_containers(&app).is_empty(),
+        "on-stop = remove left containers\n{}",
+        d.log()
+    );
+    assert!(d.log().contains("Cleanup completed"), "{}", d.log());
+}
+
+/// Poll `f` while `d` runs; panics with its log if it exits or time runs out.
+fn wait_for_ok<T>(timeout: Duration, d: &Daemon, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(start.elapsed() < timeout, "timed out; log:\n{}", d.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

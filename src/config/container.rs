@@ -37,13 +37,18 @@ impl std::str::FromStr for OnStop {
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct ContainerSettings {
-    /// Proxy ports and the container ports behind them.
+    /// Proxy ports and the container ports behind them (shown as `ports`).
+    #[serde(skip)]
     pub ports: Vec<PortSpec>,
     pub replicas: usize,
     /// Replaces the image's CMD.
     pub cmd: Vec<String>,
     /// Extra `docker run` options, already checked.
+    #[serde(skip)]
     pub run_options: RunOptions,
+    /// The same options as written.
+    #[serde(rename = "run-options")]
+    pub run_option_words: Vec<String>,
     pub keep_images: usize,
     pub on_stop: OnStop,
 }
@@ -111,6 +116,7 @@ pub(super) fn resolve(l: &Layer, mode: Mode) -> Result<Option<ContainerSettings>
         replicas,
         cmd: l.cmd.clone().unwrap_or_default(),
         run_options,
+        run_option_words: l.run_options.clone().unwrap_or_default(),
         keep_images,
         on_stop,
     }))

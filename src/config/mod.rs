@@ -90,7 +90,7 @@ pub struct Settings {
     #[serde(serialize_with = "ser_duration")]
     pub alive_delay: Duration,
     /// Container mode: ports, replicas, run options… (`None` in the other modes).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(flatten)]
     pub container: Option<container::ContainerSettings>,
     /// The files that were read, in the order they applied.
     pub files: Vec<PathBuf>,
