@@ -11,7 +11,7 @@ pub mod run_options;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -56,6 +56,8 @@ pub struct ContainerMode {
     replicas: Mutex<Vec<Replica>>,
     /// The stamp of the newest container names, so that names never repeat.
     last_stamp: AtomicI64,
+    /// False while the proxy may lack the backends of the replicas (adoption could not reach it).
+    synced: AtomicBool,
 }
 
 impl ContainerMode {
@@ -71,6 +73,7 @@ impl ContainerMode {
             proxy: OnceLock::new(),
             replicas: Mutex::new(Vec::new()),
             last_stamp: AtomicI64::new(0),
+            synced: AtomicBool::new(true),
         }))
     }
 
@@ -177,7 +180,6 @@ impl ContainerMode {
                 backends,
             });
         }
-        self.push(&adopted).await?;
         let n = adopted.len();
         if n > 0 && n < self.cfg.replicas {
             tracing::warn!(
@@ -186,8 +188,28 @@ impl ContainerMode {
                 "Fewer replicas than configured are running"
             );
         }
-        *self.lock() = adopted;
+        // Known before the proxy is told, so that a later deploy replaces them (never orphans).
+        *self.lock() = adopted.clone();
+        self.synced.store(false, Ordering::SeqCst);
+        self.push(&adopted).await?;
+        self.synced.store(true, Ordering::SeqCst);
         Ok(n)
+    }
+
+    /// Send the replicas' backends again if adoption could not reach the proxy.
+    pub async fn ensure_synced(&self) {
+        if self.synced.load(Ordering::SeqCst) {
+            return;
+        }
+        match self.push(&self.replicas()).await {
+            Ok(()) => {
+                self.synced.store(true, Ordering::SeqCst);
+                tracing::info!(backend_count = self.replicas().len(), "Proxy backends restored");
+            }
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "The proxy still lacks the replicas' backends")
+            }
+        }
     }
 
     /// When dewy stops: remove the containers from the proxy and stop them, or leave them

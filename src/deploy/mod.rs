@@ -159,7 +159,7 @@ impl Deployer {
                     tracing::info!(count = n, dewy_version = %live.unwrap_or_default(), "Found existing containers")
                 }
                 Err(e) => {
-                    tracing::error!(error = %format!("{e:#}"), "Adopting the running containers failed; the next check deploys again")
+                    tracing::error!(error = %format!("{e:#}"), "Adopting the running containers failed; the next check tries the proxy again")
                 }
             }
             return;

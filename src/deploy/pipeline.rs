@@ -43,6 +43,9 @@ impl Deployer {
     pub(super) async fn run(&self, release: Release, trigger: Trigger) -> DeployResult {
         let version = release.version.clone();
         let key = release.cache_key();
+        if let Some(c) = &self.containers {
+            c.ensure_synced().await;
+        }
         if let Some(reason) = self.skip_reason(&release, &key, trigger) {
             tracing::debug!(
                 message_id = MSG_SKIP,
