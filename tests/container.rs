@@ -290,7 +290,14 @@ async fn failed_health_check_rolls_back_and_marks_the_version_bad() {
     let mut old = app_containers(&app);
     old.sort();
     let backends = proxy.backends();
+    let started = Instant::now();
     let r = d.offer(release("v1.1.0", &v11)).await;
+    let took = started.elapsed();
+    // health-timeout = 8s is honoured: the first replica is given that long, no more.
+    assert!(
+        took >= Duration::from_secs(8) && took < Duration::from_secs(40),
+        "{took:?}"
+    );
     let DeployResult::Failed { error, .. } = &r else {
         panic!("{r:?}")
     };
@@ -456,7 +463,11 @@ async fn several_proxy_ports_reach_their_container_ports() {
         &app,
         tmp.path(),
         &[format!("127.0.0.1:{web}:8080"), format!("127.0.0.1:{admin}:9090")],
-        |f| f.replicas = Some(2),
+        |f| {
+            f.replicas = Some(2);
+            // No health path: the health check is a TCP connection to the first port.
+            f.health_path = None;
+        },
     );
     let (proxy, _server) = start_proxy(&s).await;
     let d = open(s, &proxy);
@@ -483,6 +494,36 @@ async fn several_proxy_ports_reach_their_container_ports() {
     };
     assert!(error.contains("exposes several ports"), "{error}");
     assert!(app_containers(&app2).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_health_check_fails_when_nothing_listens_on_the_port() {
+    let reg = Registry::start();
+    let app = unique("tcp");
+    let _c = Cleanup {
+        app: app.clone(),
+        repo: app.clone(),
+    };
+    let v1 = reg.push(&app, &TestImage::new("v1.0.0"));
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    // The app listens on 9999 instead of the published 8080: the engine's port forwarder
+    // still accepts connections on the host port, and closes them at once.
+    let s = settings(&app, tmp.path(), &[format!("127.0.0.1:{port}:8080")], |f| {
+        f.health_path = None;
+        f.health_timeout = Some("4s".parse().unwrap());
+        f.run_options = Some(vec!["-e".into(), "PORT=9999".into()]);
+    });
+    let (proxy, _server) = start_proxy(&s).await;
+    let d = open(s, &proxy);
+    let r = d.offer(release("v1.0.0", &v1)).await;
+    let DeployResult::Failed { error, .. } = &r else {
+        panic!("{r:?}")
+    };
+    assert!(error.contains("health check of tcp://127.0.0.1:"), "{error}");
+    assert!(app_containers(&app).is_empty(), "the failed replica was left");
+    assert!(proxy.backends()[&port].is_empty());
+    assert!(d.status().live.is_none());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -649,6 +690,21 @@ fn foreground_run_lists_replicas_and_adopts_them_after_sigkill() {
         d.log()
     );
     assert_eq!(get(port, "/").unwrap(), "v1.0.0");
+    let log = d.log();
+    for line in [
+        "Reverse proxy started successfully",
+        "Pulling new image",
+        "Image pull complete",
+        "Container added to load balancer",
+        "Container deployment completed",
+    ] {
+        assert!(log.contains(line), "{line:?} missing from the log:\n{log}");
+    }
+    let pulled = log
+        .lines()
+        .find(|l| l.contains("Image pull complete"))
+        .unwrap_or_default();
+    assert!(pulled.contains("sha256:"), "{pulled}");
     let (code, out, err) = dewy(&["container", "list", &app], &bus_env);
     assert_eq!(code, 0, "{err}");
     let lines: Vec<&str> = out.lines().collect();

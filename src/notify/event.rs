@@ -405,6 +405,24 @@ mod tests {
     }
 
     #[test]
+    fn container_wording() {
+        let pulled = Event::ImagePulled {
+            version: "v1.2.3".into(),
+            image: "ghcr.io/o/app:v1.2.3".into(),
+        };
+        assert_eq!(pulled.message(), "Pulled image for v1.2.3");
+        assert_eq!(pulled.kind(), "image-pulled");
+        assert_eq!(pulled.deploy_version(), Some("v1.2.3"));
+        let deployed = Event::Deployed {
+            version: "v1.2.3".into(),
+            previous: Some("v1.2.2".into()),
+            duration: Duration::from_secs(4),
+            command: "container".into(),
+        };
+        assert_eq!(deployed.message(), "Container deployed successfully for v1.2.3");
+    }
+
+    #[test]
     fn output_is_truncated_from_the_top() {
         let long: String = (0..60).map(|i| format!("line {i}\n")).collect();
         let t = truncate_output(&long);
