@@ -264,6 +264,23 @@ async fn rolling_update_through_the_proxy_drops_no_request() {
         .iter()
         .all(|id| inspect(id, "{{index .Config.Labels \"dewy.version\"}}") == "v2.0.0"));
     assert_eq!(d.status().previous.map(|p| p.version), Some("v1.0.0".into()));
+
+    // `dewy rollback`: v1 comes back the same rolling way and v2 is marked bad.
+    let r = d.rollback().await;
+    assert!(deployed(&r), "{r:?}");
+    assert_eq!(get(port, "/").unwrap(), "v1.0.0");
+    let now = app_containers(&app);
+    assert_eq!(now.len(), 3, "{now:?}");
+    assert!(now
+        .iter()
+        .all(|id| inspect(id, "{{index .Config.Labels \"dewy.version\"}}") == "v1.0.0"));
+    let status = d.status();
+    assert_eq!(status.live.map(|l| l.version), Some("v1.0.0".into()));
+    assert!(
+        status.bad.iter().any(|b| b.version == "v2.0.0"),
+        "{:?}",
+        status.bad
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,12 +6,12 @@ use std::time::Instant;
 use anyhow::anyhow;
 use chrono::Utc;
 
-use super::state::{HistoryEntry, Live, Outcome, Pending};
-use super::{Deployer, Trigger};
+use super::state::{BadVersion, HistoryEntry, Live, Outcome, Pending};
+use super::{DeployResult, Deployer, Trigger};
 use crate::config::HookFailure;
 use crate::container::{ContainerMode, DeployError};
-use crate::logging::MSG_DEPLOY;
-use crate::notify::Event;
+use crate::logging::{MSG_DEPLOY, MSG_ROLLBACK};
+use crate::notify::{Event, Stage};
 use crate::registry::Release;
 use crate::release::HookKind;
 
@@ -139,5 +139,98 @@ impl Deployer {
             command: self.settings.mode.to_string(),
         });
         Ok(pulled.reference)
+    }
+
+    /// `dewy rollback` in container mode: the previous release's image replaces the live one by
+    /// the same rolling update; the version rolled back from is marked bad.
+    pub(super) async fn container_rollback(&self, c: &Arc<ContainerMode>, reason: &str) -> DeployResult {
+        let (live, previous) = {
+            let st = self.lock_state();
+            (st.live.clone(), st.previous.clone())
+        };
+        let (Some(live), Some(previous)) = (live, previous) else {
+            return DeployResult::Failed {
+                version: String::new(),
+                error: "no previous release to roll back to".into(),
+            };
+        };
+        let release = Release {
+            version: previous.version.clone(),
+            artifact: previous.release.clone(),
+            artifact_url: previous.artifact_url.clone(),
+            checksum_url: None,
+            published_at: None,
+        };
+        self.set_activity(format!("rolling back to {}", previous.version));
+        let rolled = async {
+            let pulled = c.pull(&release).await?;
+            c.roll(&release, &pulled).await
+        }
+        .await;
+        self.set_activity("idle".into());
+        if let Err(e) = rolled {
+            let error = format!("{:#}", e.error);
+            self.emit(Event::Failed {
+                stage: Stage::Rollback,
+                version: Some(previous.version.clone()),
+                error: error.clone(),
+                next_step: format!(
+                    "{} keeps serving; fix the cause and run `dewy rollback {}` again",
+                    live.version, self.settings.app
+                ),
+                command: self.settings.mode.to_string(),
+            });
+            return DeployResult::Failed {
+                version: previous.version,
+                error,
+            };
+        }
+        tracing::warn!(
+            message_id = MSG_ROLLBACK,
+            dewy_version = %previous.version,
+            from = %live.version,
+            reason,
+            "Rolled back"
+        );
+        let saved = self.update_state(|st| {
+            st.bad.insert(
+                live.version.clone(),
+                BadVersion {
+                    version: live.version.clone(),
+                    artifact_url: live.artifact_url.clone(),
+                    sha256: live.sha256.clone(),
+                    reason: reason.to_string(),
+                    at: Utc::now(),
+                },
+            );
+            st.record(HistoryEntry {
+                at: Utc::now(),
+                from: Some(live.version.clone()),
+                to: previous.version.clone(),
+                result: Outcome::RolledBack,
+                duration_ms: 0,
+                reason: reason.to_string(),
+            });
+            st.live = Some(Live {
+                deployed_at: Utc::now(),
+                ..previous.clone()
+            });
+            st.previous = Some(live.clone());
+        });
+        if let Err(e) = saved {
+            return DeployResult::Failed {
+                version: previous.version,
+                error: format!("{e:#}"),
+            };
+        }
+        self.emit(Event::RolledBack {
+            from: live.version.clone(),
+            to: previous.version.clone(),
+            reason: reason.to_string(),
+        });
+        DeployResult::Deployed {
+            version: previous.version,
+            release: previous.release,
+        }
     }
 }

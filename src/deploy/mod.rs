@@ -297,6 +297,9 @@ impl Deployer {
     /// Make the previous release live again and mark the current version bad.
     pub async fn rollback(&self) -> DeployResult {
         let _guard = self.busy.lock().await;
+        if let Some(c) = self.containers.clone() {
+            return self.container_rollback(&c, "rolled back by operator").await;
+        }
         self.do_rollback("rolled back by operator")
     }
 
