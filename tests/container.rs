@@ -243,7 +243,7 @@ async fn rolling_update_through_the_proxy_drops_no_request() {
     for c in clients {
         c.join().unwrap();
     }
-    let s = seen.lock().unwrap();
+    let s = std::mem::take(&mut *seen.lock().unwrap());
     eprintln!(
         "rolling update of 3 replicas: {took:?}; requests v1={} v2={} failed={}",
         s.0, s.1, s.2
