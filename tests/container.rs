@@ -775,3 +775,121 @@ fn wait_for_ok<T>(timeout: Duration, d: &Daemon, mut f: impl FnMut() -> Option<T
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// The split daemons: `dewy-deployer` drives `dewy-proxy` over D-Bus; after a SIGKILL of the
+/// deployer the proxy keeps serving, the next deployer adopts the replicas, and the next
+/// rolling update replaces exactly them.
+#[test]
+fn split_daemons_adopt_replicas_after_a_deployer_sigkill() {
+    use support::dbus::PrivateBus;
+    use support::proc::dewy;
+    const LONG: Duration = Duration::from_secs(90);
+    let reg = Registry::start();
+    let app = unique("split");
+    let _c = Cleanup {
+        app: app.clone(),
+        repo: app.clone(),
+    };
+    let v1 = reg.push(&app, &TestImage::new("v1.0.0"));
+    let v2 = reg.push(&app, &TestImage::new("v2.0.0"));
+    let bus = PrivateBus::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    std::fs::create_dir_all(tmp.path().join("registry")).unwrap();
+    let config = tmp.path().join(format!("{app}.toml"));
+    std::fs::write(
+        &config,
+        format!(
+            "mode = \"container\"\nregistry = \"file://{reg}\"\nroot = \"{root}\"\nport = [\"127.0.0.1:{port}:8080\"]\n\
+             replicas = 2\nhealth-path = \"/health\"\ndrain-time = \"5s\"\non-stop = \"keep\"\n",
+            reg = tmp.path().join("registry").display(),
+            root = tmp.path().join("root").display(),
+        ),
+    )
+    .unwrap();
+    let cfg = config.display().to_string();
+    let args = [
+        app.as_str(),
+        "--config",
+        cfg.as_str(),
+        "--bus",
+        bus.address.as_str(),
+    ];
+    let proxy_state = tmp.path().join("proxy-state").display().to_string();
+    let _proxy = Daemon::start(
+        env!("CARGO_BIN_EXE_dewy-proxy"),
+        &args,
+        &[("STATE_DIRECTORY", proxy_state.as_str())],
+        tmp.path(),
+        &tmp.path().join("proxy.log"),
+    );
+    let deployer = |log: &str| {
+        Daemon::start(
+            env!("CARGO_BIN_EXE_dewy-deployer"),
+            &args,
+            &[],
+            tmp.path(),
+            &tmp.path().join(log),
+        )
+    };
+    let bus_env = [("DEWY_BUS", bus.address.as_str())];
+    let ready = |d: &Daemon| {
+        wait_for_ok(LONG, d, || {
+            let (code, out, _) = dewy(&["status", &app], &bus_env);
+            (code == 0).then_some(out)
+        })
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let offer = |r: Release| {
+        rt.block_on(async {
+            let conn = zbus::connection::Builder::address(bus.address.as_str())
+                .unwrap()
+                .build()
+                .await
+                .unwrap();
+            let client = dewy::bus::client::DeployerClient::new(&conn, &app).await.unwrap();
+            dewy::watch::DeployTarget::offer(&client, r).await
+        })
+    };
+
+    let mut d = deployer("deployer1.log");
+    ready(&d);
+    let r = offer(release("v1.0.0", &v1));
+    assert!(
+        matches!(r, Ok(DeployResult::Deployed { .. })),
+        "{r:?}\n{}",
+        d.log()
+    );
+    assert_eq!(get(port, "/").unwrap(), "v1.0.0");
+    let mut before = app_containers(&app);
+    before.sort();
+    assert_eq!(before.len(), 2);
+
+    d.kill9();
+    // The proxy keeps its table: the replicas still serve without a deployer.
+    for _ in 0..4 {
+        assert_eq!(get(port, "/").unwrap(), "v1.0.0");
+    }
+    let d = deployer("deployer2.log");
+    ready(&d);
+    support::wait_for("adoption", LONG, || {
+        (d.log().matches("Adopted running container").count() == 2).then_some(())
+    });
+    let mut after = app_containers(&app);
+    after.sort();
+    assert_eq!(after, before, "adopted, not duplicated\n{}", d.log());
+
+    let r = offer(release("v2.0.0", &v2));
+    assert!(
+        matches!(r, Ok(DeployResult::Deployed { .. })),
+        "{r:?}\n{}",
+        d.log()
+    );
+    assert_eq!(get(port, "/").unwrap(), "v2.0.0");
+    let now = app_containers(&app);
+    assert_eq!(now.len(), 2, "{now:?}");
+    assert!(
+        now.iter().all(|id| !before.contains(id)),
+        "the adopted replicas were replaced"
+    );
+}

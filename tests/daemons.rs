@@ -276,10 +276,17 @@ fn daemon_with_bad_config_exits_78() {
 fn proxy_starts_owns_its_name_and_stops() {
     let bus = PrivateBus::start();
     let tmp = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let config = tmp.path().join("web.toml");
+    std::fs::write(&config, format!("mode = \"container\"\nport = [\"{port}\"]\n")).unwrap();
+    let state = tmp.path().join("state");
     let mut proxy = Daemon::start(
         env!("CARGO_BIN_EXE_dewy-proxy"),
-        &["web", "--bus", &bus.address],
-        &[],
+        &["web", "--config", config.to_str().unwrap(), "--bus", &bus.address],
+        &[("STATE_DIRECTORY", state.to_str().unwrap())],
         tmp.path(),
         &tmp.path().join("proxy.log"),
     );

@@ -396,3 +396,271 @@ async fn shutdown_lets_in_flight_requests_finish() {
     );
     let _: &Backend = &b;
 }
+
+// ---- the `dewy-proxy` daemon ----
+
+const BIN: &str = env!("CARGO_BIN_EXE_dewy-proxy");
+const LONG: Duration = Duration::from_secs(60);
+
+/// A config, state dir and private bus for one `dewy-proxy` app.
+struct Daemonised {
+    dir: tempfile::TempDir,
+    bus: support::dbus::PrivateBus,
+    config: std::path::PathBuf,
+}
+
+impl Daemonised {
+    fn new(ports: &[String]) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("web.toml");
+        let list: Vec<String> = ports.iter().map(|p| format!("{p:?}")).collect();
+        std::fs::write(
+            &config,
+            format!(
+                "mode = \"container\"\nregistry = \"img://localhost:5000/web\"\nport = [{}]\ndrain-time = \"20s\"\n",
+                list.join(", ")
+            ),
+        )
+        .expect("config");
+        Daemonised {
+            dir,
+            bus: support::dbus::PrivateBus::start(),
+            config,
+        }
+    }
+
+    fn args(&self) -> Vec<String> {
+        vec![
+            "web".into(),
+            "--config".into(),
+            self.config.display().to_string(),
+            "--bus".into(),
+            self.bus.address.clone(),
+        ]
+    }
+
+    fn env(&self) -> Vec<(String, String)> {
+        vec![(
+            "STATE_DIRECTORY".into(),
+            self.dir.path().join("state").display().to_string(),
+        )]
+    }
+
+    fn log(&self) -> std::path::PathBuf {
+        self.dir.path().join("proxy.log")
+    }
+
+    async fn conn(&self) -> zbus::Connection {
+        dewy::bus::BusChoice::Address(self.bus.address.clone())
+            .connect()
+            .await
+            .expect("bus")
+    }
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+fn envs(v: &[(String, String)]) -> Vec<(&str, &str)> {
+    v.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect()
+}
+
+/// Wait until the daemon answers on the bus.
+async fn wait_ready(conn: &zbus::Connection, d: &mut support::proc::Daemon) {
+    let start = Instant::now();
+    loop {
+        if dewy::bus::client::proxy_backends(conn, "web").await.is_ok() {
+            return;
+        }
+        assert!(d.running(), "dewy-proxy exited:\n{}", d.log());
+        assert!(start.elapsed() < LONG, "dewy-proxy not ready:\n{}", d.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemon_dbus_set_backends_status_drain_and_restore() {
+    use dewy::bus::client::{proxy_backends, proxy_drain, proxy_set_backends, proxy_status};
+    let port = support::backend::listener().local_addr().expect("addr");
+    let t = Daemonised::new(&[format!("{port}")]);
+    // sd_notify: READY and STATUS go to a datagram socket of ours.
+    let notify_path = t.dir.path().join("notify.sock");
+    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).expect("notify socket");
+    notify.set_read_timeout(Some(LONG)).expect("timeout");
+    let mut env = t.env();
+    env.push(("NOTIFY_SOCKET".into(), notify_path.display().to_string()));
+    let mut d = support::proc::Daemon::start(BIN, &strs(&t.args()), &envs(&env), t.dir.path(), &t.log());
+    let mut buf = [0u8; 512];
+    let n = notify.recv(&mut buf).expect("sd_notify message");
+    let msg = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(
+        msg.contains("READY=1") && msg.contains("STATUS=serving 1 port, 0 backends"),
+        "{msg}"
+    );
+    let conn = t.conn().await;
+    wait_ready(&conn, &mut d).await;
+    let b = backend::http("a").await;
+    proxy_set_backends(&conn, "web", port.port(), &[b.addr])
+        .await
+        .expect("SetBackends");
+    assert_eq!(
+        proxy_backends(&conn, "web").await.expect("Backends")[&port.port()],
+        vec![b.addr]
+    );
+    assert_eq!(get_json(&client(), &format!("http://{port}/")).await["id"], "a");
+    let status = proxy_status(&conn, "web").await.expect("Status");
+    assert_eq!(status["ports"][0]["protocol"], "http", "{status}");
+    assert_eq!(
+        status["ports"][0]["backends"][0]["addr"],
+        b.addr.to_string(),
+        "{status}"
+    );
+    assert_eq!(status["ports"][0]["backends"][0]["requests"], 1, "{status}");
+    assert_eq!(
+        proxy_drain(&conn, "web", b.addr, Duration::from_secs(5))
+            .await
+            .expect("Drain"),
+        0
+    );
+    // Bad input is refused and changes nothing.
+    let err = proxy_set_backends(&conn, "web", 1, &[b.addr])
+        .await
+        .expect_err("unknown port");
+    assert!(format!("{err:#}").contains("no proxy port 1"), "{err:#}");
+    let proxy = zbus::Proxy::new(
+        &conn,
+        dewy::bus::names::proxy_name("web"),
+        dewy::bus::names::PROXY_PATH,
+        dewy::bus::names::PROXY_IFACE,
+    )
+    .await
+    .expect("proxy");
+    let r: zbus::Result<()> = proxy.call("SetBackends", &(port.port(), vec!["nonsense"])).await;
+    assert!(format!("{:?}", r.expect_err("bad address")).contains("not an address"));
+    assert_eq!(
+        proxy_backends(&conn, "web").await.expect("Backends")[&port.port()],
+        vec![b.addr]
+    );
+    // The status line follows the table.
+    let n = notify.recv(&mut buf).expect("status update");
+    assert!(String::from_utf8_lossy(&buf[..n]).contains("serving 1 port, 1 backend"));
+    // SIGTERM: exit 0; a new process serves the saved table before anyone sets it.
+    assert!(d.terminate(LONG).success(), "{}", d.log());
+    let mut d = support::proc::Daemon::start(BIN, &strs(&t.args()), &envs(&t.env()), t.dir.path(), &t.log());
+    wait_ready(&conn, &mut d).await;
+    assert_eq!(
+        proxy_backends(&conn, "web").await.expect("Backends")[&port.port()],
+        vec![b.addr]
+    );
+    assert_eq!(get_json(&client(), &format!("http://{port}/")).await["id"], "a");
+    assert!(d.terminate(LONG).success());
+    assert!(t.dir.path().join("state/proxy.json").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemon_refuses_sockets_that_do_not_match_the_ports() {
+    let held = support::backend::listener();
+    let other = support::backend::listener().local_addr().expect("addr");
+    let t = Daemonised::new(&[format!("{other}")]);
+    let mut d =
+        support::activate::spawn_with_sockets(BIN, &strs(&t.args()), &envs(&t.env()), &[&held], &t.log());
+    let status = support::wait_for("dewy-proxy to refuse", LONG, || d.child.try_wait().ok().flatten());
+    assert!(!status.success());
+    let log = d.log();
+    assert!(
+        log.contains("do not match the configured ports") && log.contains(&format!("no socket for {other}")),
+        "{log}"
+    );
+    // A config that is not container mode is a config error (EX_CONFIG).
+    std::fs::write(&t.config, "mode = \"assets\"\nregistry = \"file:///x\"\n").expect("config");
+    let mut d = support::proc::Daemon::start(BIN, &strs(&t.args()), &envs(&t.env()), t.dir.path(), &t.log());
+    let status = support::wait_for("dewy-proxy to refuse", LONG, || d.child.try_wait().ok().flatten());
+    assert_eq!(status.code(), Some(78), "{}", d.log());
+}
+
+/// GET in a loop on a keep-alive client; like browsers and most HTTP libraries, an idempotent
+/// request that fails because the server closed a reused connection is sent once more.
+fn load_retrying_once(
+    addr: SocketAddr,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<(u64, u64, u64)> {
+    tokio::spawn(async move {
+        let c = client();
+        let (mut ok, mut retried, mut failed) = (0, 0, 0);
+        while !stop.load(Ordering::Relaxed) {
+            let mut outcome = None;
+            for attempt in 0..2 {
+                match c.get(format!("http://{addr}/")).send().await {
+                    Ok(r) if r.status() == 200 => match r.bytes().await {
+                        Ok(_) => {
+                            outcome = Some(attempt);
+                            break;
+                        }
+                        Err(e) => eprintln!("body: {e}"),
+                    },
+                    Ok(r) => {
+                        eprintln!("status {}", r.status());
+                        break;
+                    }
+                    Err(e) => eprintln!("attempt {attempt}: {e:?}"),
+                }
+            }
+            match outcome {
+                Some(0) => ok += 1,
+                Some(_) => {
+                    ok += 1;
+                    retried += 1
+                }
+                None => failed += 1,
+            }
+        }
+        (ok, retried, failed)
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemon_restart_under_load_with_inherited_socket_loses_nothing() {
+    use dewy::bus::client::proxy_set_backends;
+    // The test holds the listening socket, as systemd's dewy-proxy@.socket would.
+    let held = support::backend::listener();
+    let addr = held.local_addr().expect("addr");
+    let t = Daemonised::new(&[format!("{addr}")]);
+    let conn = t.conn().await;
+    let b = backend::http("a").await;
+    let mut d =
+        support::activate::spawn_with_sockets(BIN, &strs(&t.args()), &envs(&t.env()), &[&held], &t.log());
+    wait_ready(&conn, &mut d).await;
+    proxy_set_backends(&conn, "web", addr.port(), &[b.addr])
+        .await
+        .expect("SetBackends");
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let loads: Vec<_> = (0..4).map(|_| load_retrying_once(addr, stop.clone())).collect();
+    for _ in 0..3 {
+        let before = b.served();
+        support::wait_for_async("requests through the proxy", LONG, || async {
+            (b.served() > before + 50).then_some(())
+        })
+        .await;
+        assert!(d.terminate(LONG).success(), "{}", d.log());
+        d = support::activate::spawn_with_sockets(BIN, &strs(&t.args()), &envs(&t.env()), &[&held], &t.log());
+        wait_ready(&conn, &mut d).await;
+    }
+    let before = b.served();
+    support::wait_for_async("requests after the last restart", LONG, || async {
+        (b.served() > before + 50).then_some(())
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    let (mut ok, mut retried, mut failed) = (0, 0, 0);
+    for l in loads {
+        let (o, r, f) = l.await.expect("load");
+        ok += o;
+        retried += r;
+        failed += f;
+    }
+    eprintln!("{ok} ok, {retried} retried once, {failed} failed");
+    assert_eq!(failed, 0, "{ok} ok; log:\n{}", d.log());
+    assert!(d.log().contains("Backends restored"), "{}", d.log());
+    assert!(d.terminate(LONG).success());
+}

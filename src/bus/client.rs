@@ -1,4 +1,9 @@
-//! Client side: proxies for the deployer and watcher, used by `dewy-watcher` and the `dewy` CLI.
+//! Client side: proxies for the deployer, watcher and dewy-proxy, used by `dewy-watcher`, the
+//! container deployer and the `dewy` CLI.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::time::Duration;
 
 use anyhow::Context;
 use zbus::{proxy, Connection};
@@ -24,6 +29,81 @@ trait Deployer1 {
 trait Watcher1 {
     fn check_now(&self) -> zbus::Result<(String, String, String)>;
     fn status(&self) -> zbus::Result<String>;
+}
+
+#[proxy(interface = "io.dewy.Proxy1", gen_blocking = false)]
+trait Proxy1 {
+    fn set_backends(&self, port: u16, backends: &[String]) -> zbus::Result<()>;
+    fn backends(&self) -> zbus::Result<HashMap<u16, Vec<String>>>;
+    fn drain(&self, backend: &str, max_ms: u64) -> zbus::Result<u32>;
+    fn status(&self) -> zbus::Result<String>;
+}
+
+async fn proxy_of(conn: &Connection, app: &str) -> anyhow::Result<Proxy1Proxy<'static>> {
+    Proxy1Proxy::builder(conn)
+        .destination(names::proxy_name(app))?
+        .path(names::PROXY_PATH)?
+        .cache_properties(zbus::proxy::CacheProperties::No)
+        .build()
+        .await
+        .context("creating the proxy client")
+}
+
+/// Replace the backends of `app`'s proxy port `port` (over `dewy-proxy`'s bus name).
+pub async fn proxy_set_backends(
+    conn: &Connection,
+    app: &str,
+    port: u16,
+    backends: &[SocketAddr],
+) -> anyhow::Result<()> {
+    let list: Vec<String> = backends.iter().map(|b| b.to_string()).collect();
+    proxy_of(conn, app)
+        .await?
+        .set_backends(port, &list)
+        .await
+        .map_err(explain)
+        .with_context(|| format!("setting the backends of {app}'s proxy port {port}"))
+}
+
+/// The backend table of `app`'s proxy: port → backends.
+pub async fn proxy_backends(conn: &Connection, app: &str) -> anyhow::Result<BTreeMap<u16, Vec<SocketAddr>>> {
+    let table = proxy_of(conn, app).await?.backends().await.map_err(explain)?;
+    table
+        .into_iter()
+        .map(|(p, list)| {
+            let addrs = list
+                .iter()
+                .map(|a| {
+                    a.parse()
+                        .with_context(|| format!("the proxy reported a bad backend {a:?}"))
+                })
+                .collect::<anyhow::Result<Vec<SocketAddr>>>()?;
+            Ok((p, addrs))
+        })
+        .collect()
+}
+
+/// Wait until nothing is in flight to `backend` in `app`'s proxy, at most `max`; returns what
+/// was still in flight.
+pub async fn proxy_drain(
+    conn: &Connection,
+    app: &str,
+    backend: SocketAddr,
+    max: Duration,
+) -> anyhow::Result<usize> {
+    let ms = u64::try_from(max.as_millis()).unwrap_or(u64::MAX);
+    let left = proxy_of(conn, app)
+        .await?
+        .drain(&backend.to_string(), ms)
+        .await
+        .map_err(explain)?;
+    Ok(left as usize)
+}
+
+/// The proxy's status JSON (ports, protocols, backends and counters).
+pub async fn proxy_status(conn: &Connection, app: &str) -> anyhow::Result<serde_json::Value> {
+    let s = proxy_of(conn, app).await?.status().await.map_err(explain)?;
+    serde_json::from_str(&s).context("parsing the proxy's status")
 }
 
 /// A handle on an app's deployer over D-Bus.

@@ -1,12 +1,16 @@
 //! The D-Bus interfaces the daemons export, as thin adapters over the library types.
 
+use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use zbus::{fdo, interface, Connection};
 
 use super::names::{self, BusChoice};
 use super::wire::{encode_result, WireRelease, WireResult};
 use crate::deploy::Deployer;
+use crate::proxy::ProxyHandle;
 use crate::watch::Watcher;
 
 /// `io.dewy.Deployer1` over a [`Deployer`].
@@ -97,16 +101,56 @@ impl WatcherIface {
     }
 }
 
-/// `io.dewy.Proxy1`: the proxy's backend table (container mode).
+/// `io.dewy.Proxy1` over a running proxy's [`ProxyHandle`] (container mode).
 pub struct ProxyIface {
     pub app: String,
+    pub proxy: ProxyHandle,
+}
+
+fn parse_backend(s: &str) -> fdo::Result<SocketAddr> {
+    s.trim()
+        .parse()
+        .map_err(|_| fdo::Error::InvalidArgs(format!("backend {s:?} is not an address like 127.0.0.1:32768")))
 }
 
 #[interface(name = "io.dewy.Proxy1")]
 impl ProxyIface {
-    /// Status as a JSON object.
-    async fn status(&self) -> String {
-        serde_json::json!({ "app": self.app, "backends": [] }).to_string()
+    /// Replace the backends of proxy port `port`; returns once new requests use them.
+    async fn set_backends(&self, port: u16, backends: Vec<String>) -> fdo::Result<()> {
+        let addrs = backends
+            .iter()
+            .map(|b| parse_backend(b))
+            .collect::<fdo::Result<Vec<_>>>()?;
+        self.proxy
+            .set_backends(port, addrs)
+            .await
+            .map_err(|e| fdo::Error::InvalidArgs(format!("{e:#}")))
+    }
+
+    /// Proxy port → backends.
+    async fn backends(&self) -> HashMap<u16, Vec<String>> {
+        self.proxy
+            .backends()
+            .into_iter()
+            .map(|(p, b)| (p, b.iter().map(|a| a.to_string()).collect()))
+            .collect()
+    }
+
+    /// Wait until nothing is in flight to `backend` or `max_ms` passes; returns what was left.
+    async fn drain(&self, backend: String, max_ms: u64) -> fdo::Result<u32> {
+        let addr = parse_backend(&backend)?;
+        let left = self.proxy.drain(addr, Duration::from_millis(max_ms)).await;
+        Ok(u32::try_from(left).unwrap_or(u32::MAX))
+    }
+
+    /// Status as a JSON object: app and, per port, listen address, protocol, counters and
+    /// backends with their counters.
+    async fn status(&self) -> fdo::Result<String> {
+        serde_json::to_string(&serde_json::json!({
+            "app": self.app,
+            "ports": self.proxy.status(),
+        }))
+        .map_err(|e| fdo::Error::Failed(e.to_string()))
     }
 }
 
@@ -129,9 +173,15 @@ pub async fn serve_watcher(bus: &BusChoice, app: &str, watcher: Arc<Watcher>) ->
 }
 
 /// Own the proxy's name on `bus` and serve its interface.
-pub async fn serve_proxy(bus: &BusChoice, app: &str) -> zbus::Result<Connection> {
+pub async fn serve_proxy(bus: &BusChoice, app: &str, proxy: ProxyHandle) -> zbus::Result<Connection> {
     bus.builder()?
-        .serve_at(names::PROXY_PATH, ProxyIface { app: app.to_string() })?
+        .serve_at(
+            names::PROXY_PATH,
+            ProxyIface {
+                app: app.to_string(),
+                proxy,
+            },
+        )?
         .name(names::proxy_name(app))?
         .build()
         .await

@@ -1,4 +1,5 @@
-//! `dewy-deployer`, `dewy-watcher` and `dewy-proxy`: one app each, on the system bus.
+//! `dewy-deployer` and `dewy-watcher`: one app each, on the system bus (`dewy-proxy` is in
+//! [`super::proxy_daemon`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -174,48 +175,4 @@ async fn publish_watcher(conn: &zbus::Connection, app: &str, watcher: Arc<Watche
         .at(bus::names::WATCHER_PATH, bus::WatcherIface { watcher })
         .await?;
     conn.request_name(bus::names::watcher_name(app)).await
-}
-
-/// `dewy-proxy APP`: owns its bus name and reports ready (the proxy itself comes with container mode).
-pub fn proxy_main() -> i32 {
-    let args = DaemonArgs::parse();
-    let level = args.log_level.clone().unwrap_or_else(|| "info".into());
-    let Ok(level) = crate::logging::parse_level(&level) else {
-        eprintln!("Error: bad configuration: unknown log level {level:?}");
-        return crate::EXIT_CONFIG;
-    };
-    let format = args.log_format.unwrap_or(crate::logging::LogFormat::Auto);
-    if let Err(e) = crate::logging::init(level, format, "dewy-proxy", Some(&args.app)) {
-        eprintln!("Error: {e:#}");
-        return 1;
-    }
-    if let Err(e) = config::validate_app_name(&args.app) {
-        return config_failure(&e);
-    }
-    let rt = match runtime() {
-        Ok(rt) => rt,
-        Err(code) => return code,
-    };
-    rt.block_on(async move {
-        let bus: BusChoice = args.bus.bus.parse().unwrap_or_default();
-        let _conn = match bus::serve_proxy(&bus, &args.app).await {
-            Ok(c) => c,
-            Err(e) => {
-                return fail(
-                    &format!(
-                        "publishing {} on the {bus} bus",
-                        bus::names::proxy_name(&args.app)
-                    ),
-                    e,
-                )
-            }
-        };
-        tracing::info!("Proxy ready (no backends)");
-        notify::ready("no backends");
-        notify::spawn_watchdog();
-        shutdown_signal().await;
-        notify::stopping();
-        tracing::info!("Proxy stopped");
-        0
-    })
 }

@@ -5,8 +5,10 @@ mod daemon;
 mod foreground;
 mod observe;
 mod ops;
+mod proxy_daemon;
 
-pub use daemon::{deployer_main, proxy_main, watcher_main};
+pub use daemon::{deployer_main, watcher_main};
+pub use proxy_daemon::proxy_main;
 
 use clap::Parser;
 

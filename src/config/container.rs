@@ -79,23 +79,8 @@ pub(super) fn resolve(l: &Layer, mode: Mode) -> Result<Option<ContainerSettings>
             None => Ok(None),
         };
     }
-    let specs = l.port.clone().unwrap_or_default();
-    if specs.is_empty() {
-        return Err(invalid(
-            "container mode needs at least one proxy port: port = [\"8000:8080\"] or `dewy container --port 8000:8080`",
-        ));
-    }
-    let mut ports: Vec<PortSpec> = Vec::new();
-    for s in &specs {
-        let spec: PortSpec = s.parse().map_err(|e| invalid(format!("{e:#}")))?;
-        if ports.iter().any(|p| p.listen.port() == spec.listen.port()) {
-            return Err(invalid(format!(
-                "port {s:?}: duplicate proxy port {}",
-                spec.listen.port()
-            )));
-        }
-        ports.push(spec);
-    }
+    let ports = crate::proxy::spec::parse_all(l.port.as_deref().unwrap_or_default())
+        .map_err(|e| invalid(format!("{e:#}")))?;
     let replicas = l.replicas.unwrap_or(1);
     if !(1..=64).contains(&replicas) {
         return Err(invalid(format!("replicas = {replicas}: use 1 to 64")));
@@ -138,10 +123,10 @@ mod tests {
     fn container_keys() {
         let mut s = sources();
         let err = load("app", &s).unwrap_err().to_string();
-        assert!(err.contains("needs at least one proxy port"), "{err}");
+        assert!(err.contains("needs at least one port"), "{err}");
         s.flags.port = Some(vec!["8000:8080".into(), "8000:9090".into()]);
         let err = load("app", &s).unwrap_err().to_string();
-        assert!(err.contains("duplicate proxy port 8000"), "{err}");
+        assert!(err.contains("proxy port 8000 is given twice"), "{err}");
         s.flags.port = Some(vec!["8000:8080".into(), "9000".into()]);
         s.flags.replicas = Some(0);
         let err = load("app", &s).unwrap_err().to_string();

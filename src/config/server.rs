@@ -41,6 +41,10 @@ pub(super) fn resolve(l: &Layer, mode: Mode) -> Result<Server, ConfigError> {
             crate::supervise::ports::parse(l.port.as_deref().unwrap_or_default())
                 .map_err(|e| invalid(format!("{e:#}")))?;
         }
+        Mode::Container => {
+            crate::proxy::spec::parse_all(l.port.as_deref().unwrap_or_default())
+                .map_err(|e| invalid(format!("{e:#}")))?;
+        }
         _ => {}
     }
     let health_timeout = l.health_timeout.map_or(DEFAULT_HEALTH_TIMEOUT, |d| d.0);

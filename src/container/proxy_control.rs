@@ -5,9 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
-use zbus::{proxy, Connection};
-
-use crate::bus::names;
+use zbus::Connection;
 
 /// The two operations a rolling update needs from the proxy.
 #[async_trait::async_trait]
@@ -18,47 +16,38 @@ pub trait ProxyControl: Send + Sync {
     async fn drain(&self, backend: SocketAddr, max: Duration) -> anyhow::Result<usize>;
 }
 
-#[proxy(interface = "io.dewy.Proxy1", gen_blocking = false)]
-trait Proxy1 {
-    fn set_backends(&self, port: u16, backends: Vec<String>) -> zbus::Result<()>;
-    fn drain(&self, backend: &str, max_ms: u64) -> zbus::Result<u32>;
-}
-
-/// `dewy-proxy@APP` over D-Bus.
+/// `dewy-proxy@APP` over D-Bus (`io.dewy.Proxy1`).
 pub struct BusProxy {
-    proxy: Proxy1Proxy<'static>,
+    conn: Connection,
+    app: String,
 }
 
 impl BusProxy {
     pub async fn new(conn: &Connection, app: &str) -> anyhow::Result<Self> {
-        let proxy = Proxy1Proxy::builder(conn)
-            .destination(names::proxy_name(app))?
-            .path(names::PROXY_PATH)?
-            .cache_properties(zbus::proxy::CacheProperties::No)
-            .build()
-            .await
-            .context("creating the proxy client")?;
-        Ok(Self { proxy })
+        Ok(Self {
+            conn: conn.clone(),
+            app: app.to_string(),
+        })
     }
 }
 
 #[async_trait::async_trait]
 impl ProxyControl for BusProxy {
     async fn set_backends(&self, port: u16, backends: Vec<SocketAddr>) -> anyhow::Result<()> {
-        let list = backends.iter().map(|b| b.to_string()).collect();
-        self.proxy
-            .set_backends(port, list)
+        crate::bus::client::proxy_set_backends(&self.conn, &self.app, port, &backends)
             .await
-            .with_context(|| format!("setting the backends of proxy port {port} (is dewy-proxy@ running?)"))
+            .with_context(|| {
+                format!(
+                    "setting the backends of proxy port {port} (is dewy-proxy@{} running?)",
+                    self.app
+                )
+            })
     }
 
     async fn drain(&self, backend: SocketAddr, max: Duration) -> anyhow::Result<usize> {
-        let left = self
-            .proxy
-            .drain(&backend.to_string(), max.as_millis() as u64)
+        crate::bus::client::proxy_drain(&self.conn, &self.app, backend, max)
             .await
-            .with_context(|| format!("draining {backend}"))?;
-        Ok(left as usize)
+            .with_context(|| format!("draining {backend}"))
     }
 }
 

@@ -9,6 +9,7 @@ mod http;
 mod life;
 pub mod listen;
 mod persist;
+pub mod settings;
 pub mod spec;
 mod table;
 mod tcp;

@@ -81,6 +81,24 @@ impl fmt::Display for PortSpec {
     }
 }
 
+/// Parse the `port` list of container mode: at least one spec, no listen port twice.
+pub fn parse_all(ports: &[String]) -> anyhow::Result<Vec<PortSpec>> {
+    let specs = ports
+        .iter()
+        .filter(|p| !p.trim().is_empty())
+        .map(|p| p.parse::<PortSpec>())
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    if specs.is_empty() {
+        bail!("container mode needs at least one port: port = [\"8080:80\"] (PROXY:CONTAINER)");
+    }
+    for (i, s) in specs.iter().enumerate() {
+        if specs[..i].iter().any(|o| o.listen.port() == s.listen.port()) {
+            bail!("proxy port {} is given twice", s.listen.port());
+        }
+    }
+    Ok(specs)
+}
+
 /// Split an optional leading bind address (`1.2.3.4:` or `[::1]:`) from the ports.
 fn split_host(s: &str) -> anyhow::Result<(Option<IpAddr>, &str)> {
     if let Some(rest) = s.strip_prefix('[') {
@@ -131,6 +149,18 @@ mod tests {
             spec(&spec("127.0.0.1:8080:80/tcp").to_string()),
             spec("127.0.0.1:8080:80/tcp")
         );
+    }
+
+    #[test]
+    fn lists() {
+        let l = |v: &[&str]| parse_all(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(l(&["8080:80", "9000/tcp"]).unwrap().len(), 2);
+        assert!(l(&[]).is_err());
+        assert!(l(&["8080", "127.0.0.1:8080:81"])
+            .unwrap_err()
+            .to_string()
+            .contains("twice"));
+        assert!(l(&["8080", "x"]).is_err());
     }
 
     #[test]

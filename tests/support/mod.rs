@@ -1,6 +1,7 @@
 //! Support code for the integration tests: real servers and processes started by the tests.
 #![allow(dead_code)]
 
+pub mod activate;
 pub mod backend;
 pub mod dbus;
 pub mod docker;

@@ -1,0 +1,119 @@
+//! `dewy-proxy APP`: serves the app's container-mode ports on sockets from systemd (or bound
+//! here), restores the saved backend table, takes table changes over D-Bus, and on SIGTERM stops
+//! accepting and lets requests in flight finish.
+
+use std::time::Duration;
+
+use clap::Parser;
+
+use super::args::DaemonArgs;
+use super::{config_failure, runtime, shutdown_signal};
+use crate::bus::{self, BusChoice};
+use crate::proxy::{self, settings::ProxySettings, ProxyHandle};
+use crate::systemd::notify;
+
+fn fail(what: &str, e: impl std::fmt::Display) -> i32 {
+    tracing::error!(error = %e, "{what}");
+    eprintln!("Error: {what}: {e}");
+    1
+}
+
+fn status_line(h: &ProxyHandle) -> String {
+    let ports = h.backends().len();
+    let backends = h.backend_count();
+    format!(
+        "serving {ports} port{}, {backends} backend{}",
+        if ports == 1 { "" } else { "s" },
+        if backends == 1 { "" } else { "s" }
+    )
+}
+
+/// `dewy-proxy APP`.
+pub fn proxy_main() -> i32 {
+    let args = DaemonArgs::parse();
+    let settings = match proxy::settings::load(&args.app, args.config.as_deref()) {
+        Ok(s) => s,
+        Err(e) => return config_failure(&e),
+    };
+    let level = args
+        .log_level
+        .clone()
+        .or_else(|| settings.log_level.clone())
+        .unwrap_or_else(|| "info".into());
+    let Ok(level) = crate::logging::parse_level(&level) else {
+        eprintln!("Error: bad configuration: unknown log level {level:?}");
+        return crate::EXIT_CONFIG;
+    };
+    let format = args
+        .log_format
+        .or(settings.log_format)
+        .unwrap_or(crate::logging::LogFormat::Auto);
+    if let Err(e) = crate::logging::init(level, format, "dewy-proxy", Some(&args.app)) {
+        eprintln!("Error: {e:#}");
+        return 1;
+    }
+    // Take or bind the sockets before the runtime starts threads.
+    let listeners = match proxy::listen::listeners(&settings.specs) {
+        Ok(l) => l,
+        Err(e) => return fail("opening the proxy ports", format!("{e:#}")),
+    };
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    let bus: BusChoice = args.bus.bus.parse().unwrap_or_default();
+    rt.block_on(serve(args.app, settings, listeners, bus))
+}
+
+async fn serve(
+    app: String,
+    settings: ProxySettings,
+    listeners: Vec<std::net::TcpListener>,
+    bus: BusChoice,
+) -> i32 {
+    let stop = shutdown_signal();
+    let (handle, server) = match proxy::start(
+        settings.specs.clone(),
+        listeners,
+        Some(settings.state_file.clone()),
+    )
+    .await
+    {
+        Ok(x) => x,
+        Err(e) => return fail("starting the proxy", format!("{e:#}")),
+    };
+    let _conn = match bus::serve_proxy(&bus, &app, handle.clone()).await {
+        Ok(c) => c,
+        Err(e) => {
+            return fail(
+                &format!("publishing {} on the {bus} bus", bus::names::proxy_name(&app)),
+                e,
+            )
+        }
+    };
+    let status = status_line(&handle);
+    tracing::info!(state_file = %settings.state_file.display(), "Proxy ready: {status}");
+    notify::ready(&status);
+    notify::spawn_watchdog();
+    let report = tokio::spawn({
+        let handle = handle.clone();
+        async move {
+            let mut last = status;
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let now = status_line(&handle);
+                if now != last {
+                    notify::status(&now);
+                    last = now;
+                }
+            }
+        }
+    });
+    let signal = stop.await;
+    notify::stopping();
+    report.abort();
+    tracing::info!(signal, grace = ?settings.grace, "Proxy stopping: no new connections, finishing requests in flight");
+    server.shutdown(settings.grace).await;
+    tracing::info!("Proxy stopped");
+    0
+}
