@@ -1,7 +1,7 @@
-//! The shared S3 cache against a real S3-compatible server (`s3s-fs`): a fleet downloads each
-//! artifact from the origin once, `registry-ttl` keeps origin registry requests at one per window
-//! (concurrent hosts included), a dead lock holder is taken over, and a failing origin is
-//! answered from the last shared result.
+//! The shared cache against a real S3-compatible server (`s3s-fs`) and the GCS emulator: a fleet
+//! downloads each artifact from the origin once, `registry-ttl` keeps origin registry requests at
+//! one per window (concurrent hosts included), a dead lock holder is taken over, and a failing
+//! origin is answered from the last shared result.
 
 mod support;
 
@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 
 use dewy::cache::shared::registry::SharedRegistry;
-use dewy::cache::shared::{parse_url, S3Store};
+use dewy::cache::shared::{open_store, parse_url, S3Store};
 use dewy::registry::{self, ByteStream, CheckError, OpenOptions, Registry, Release};
+use support::gcs::GcsEmulator;
 use support::s3::{S3Server, ACCESS_KEY, REGION, SECRET_KEY};
 
 fn credentials() {
@@ -301,4 +302,63 @@ fn second_host_deploys_from_the_shared_cache() {
         (support::current_file(&root_b, "VERSION").as_deref() == Some("v1.0.0")).then_some(())
     });
     b.kill9();
+}
+
+/// The same fleet through a `gs://` cache (the GCS emulator): each release downloaded from the
+/// origin once, one origin registry request per window. The emulator ignores `ifGenerationMatch`,
+/// so hosts run one after another here and the lock's exclusivity rests on real GCS.
+#[tokio::test]
+async fn gcs_fleet_downloads_each_release_once() {
+    const HOSTS: usize = 4;
+    let emu = GcsEmulator::start("fleet");
+    let tmp = tempfile::tempdir().expect("tmp");
+    let releases = tmp.path().join("releases");
+    let origin = Origin::new(&releases);
+    let url = format!("gs://fleet/cache?endpoint={}&registry-ttl=30s", emu.endpoint());
+    let hosts: Vec<SharedRegistry> = (0..HOSTS)
+        .map(|n| {
+            let spec = parse_url(&url).expect("cache url");
+            let ttl = spec.registry_ttl;
+            let store = open_store(spec, "dewy-test").expect("store");
+            SharedRegistry::new(
+                origin.clone(),
+                store,
+                "file:///releases",
+                None,
+                ttl,
+                format!("host-{n}:1"),
+            )
+        })
+        .collect();
+    for r in 0..2 {
+        let version = format!("v2.{r}.0");
+        let dir = releases.join(&version);
+        std::fs::create_dir_all(&dir).expect("dir");
+        std::fs::write(dir.join("app.tar.gz"), format!("artifact {version}")).expect("write");
+        emu.delete(&format!("cache/{}", hosts[0].entry_key())).await;
+        for host in &hosts {
+            let (got, body) = deploy(host).await;
+            assert_eq!(got, version);
+            assert_eq!(body, format!("artifact {version}").as_bytes());
+        }
+    }
+    assert_eq!(
+        origin.fetch_calls.load(Ordering::SeqCst),
+        2,
+        "one origin download per release"
+    );
+    assert_eq!(
+        origin.latest_calls.load(Ordering::SeqCst),
+        2,
+        "one origin request per window"
+    );
+    let objects = emu.list("cache/").await;
+    assert_eq!(
+        objects
+            .iter()
+            .filter(|o| o.starts_with("cache/artifacts/"))
+            .count(),
+        2,
+        "{objects:?}"
+    );
 }

@@ -3,23 +3,14 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use support::proc::{dewy, Daemon};
-use support::{current_file, current_target, tar_gz, wait_for};
+use support::{current_file, current_target, tar_gz, wait_for, Workspace};
 
 const LONG: Duration = Duration::from_secs(60);
-
-/// Publish `<dir>/<version>/site.tar.gz` atomically (written aside, then renamed into place).
-fn publish(dir: &Path, version: &str, archive: &[u8]) {
-    let tmp = dir.join(format!(".tmp-{version}"));
-    std::fs::create_dir_all(&tmp).unwrap();
-    std::fs::write(tmp.join("site.tar.gz"), archive).unwrap();
-    std::fs::rename(&tmp, dir.join(version)).unwrap();
-}
 
 fn site(version: &str) -> Vec<u8> {
     let index = format!("<h1>{version}</h1>\n");
@@ -30,27 +21,8 @@ fn site(version: &str) -> Vec<u8> {
     ])
 }
 
-struct Setup {
-    _tmp: tempfile::TempDir,
-    registry: PathBuf,
-    root: PathBuf,
-}
-
-fn setup() -> Setup {
-    let tmp = tempfile::tempdir().unwrap();
-    let registry = tmp.path().join("registry");
-    let root = tmp.path().join("root");
-    std::fs::create_dir_all(&registry).unwrap();
-    std::fs::create_dir_all(&root).unwrap();
-    Setup {
-        registry,
-        root,
-        _tmp: tmp,
-    }
-}
-
-fn start(s: &Setup, extra: &[&str]) -> Daemon {
-    let url = format!("file://{}?artifact=site.tar.gz", s.registry.display());
+fn start(s: &Workspace, extra: &[&str]) -> Daemon {
+    let url = s.registry_url();
     let mut args = vec![
         "assets",
         "--registry",
@@ -74,8 +46,8 @@ fn start(s: &Setup, extra: &[&str]) -> Daemon {
 
 #[test]
 fn deploys_new_versions_with_hooks_and_current_never_dangles() {
-    let s = setup();
-    publish(&s.registry, "v1.0.0", &site("v1.0.0"));
+    let s = Workspace::new();
+    s.publish("v1.0.0", &site("v1.0.0"));
     let hook = format!(
         "env | grep ^DEWY_ | sort > {}/hook-$DEWY_VERSION.env",
         s.root.display()
@@ -105,7 +77,7 @@ fn deploys_new_versions_with_hooks_and_current_never_dangles() {
             }
         })
     };
-    publish(&s.registry, "v1.1.0", &site("v1.1.0"));
+    s.publish("v1.1.0", &site("v1.1.0"));
     wait_for("v1.1.0 live", LONG, || {
         (current_file(&s.root, "VERSION").as_deref() == Some("v1.1.0")).then_some(())
     });
@@ -167,8 +139,8 @@ fn deploys_new_versions_with_hooks_and_current_never_dangles() {
 
 #[test]
 fn broken_and_malicious_archives_are_refused_and_not_retried() {
-    let s = setup();
-    publish(&s.registry, "v1.0.0", &site("v1.0.0"));
+    let s = Workspace::new();
+    s.publish("v1.0.0", &site("v1.0.0"));
     let d = start(&s, &[]);
     wait_for("v1.0.0 live", LONG, || {
         (current_file(&s.root, "VERSION").as_deref() == Some("v1.0.0")).then_some(())
@@ -188,7 +160,7 @@ fn broken_and_malicious_archives_are_refused_and_not_retried() {
     h.set_cksum();
     evil.append(&h, &data[..]).unwrap();
     let evil = evil.into_inner().unwrap().finish().unwrap();
-    publish(&s.registry, "v1.1.0", &evil);
+    s.publish("v1.1.0", &evil);
     wait_for("v1.1.0 refused", LONG, || {
         d.log().contains("Deploy failed").then_some(())
     });
@@ -201,7 +173,7 @@ fn broken_and_malicious_archives_are_refused_and_not_retried() {
     assert_eq!(d.log().matches("Deploy failed").count(), 1, "{}", d.log());
 
     // Garbage that claims to be a tar.gz.
-    publish(&s.registry, "v1.2.0", b"this is not gzip at all");
+    s.publish("v1.2.0", b"this is not gzip at all");
     wait_for("v1.2.0 refused", LONG, || {
         (d.log().matches("Deploy failed").count() == 2).then_some(())
     });
@@ -232,8 +204,8 @@ fn broken_and_malicious_archives_are_refused_and_not_retried() {
 
 #[test]
 fn grace_period_skips_quietly_then_fails_loudly() {
-    let s = setup();
-    publish(&s.registry, "v1.0.0", &site("v1.0.0"));
+    let s = Workspace::new();
+    s.publish("v1.0.0", &site("v1.0.0"));
     let d = start(&s, &[]);
     wait_for("v1.0.0 live", LONG, || {
         (current_file(&s.root, "VERSION").as_deref() == Some("v1.0.0")).then_some(())
@@ -261,8 +233,8 @@ fn grace_period_skips_quietly_then_fails_loudly() {
 
 #[test]
 fn sigkill_during_extraction_leaves_a_consistent_state() {
-    let s = setup();
-    publish(&s.registry, "v1.0.0", &site("v1.0.0"));
+    let s = Workspace::new();
+    s.publish("v1.0.0", &site("v1.0.0"));
     let mut d = start(&s, &[]);
     wait_for("v1.0.0 live", LONG, || {
         (current_file(&s.root, "VERSION").as_deref() == Some("v1.0.0")).then_some(())
@@ -322,6 +294,34 @@ trait TakeExact: std::io::Read + Sized {
 }
 impl<R: std::io::Read> TakeExact for R {}
 
+/// Without `--offline`, `config check` asks the source for its newest release.
+#[test]
+fn config_check_probes_the_source() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("site.toml");
+    let releases = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/releases");
+    let body = format!(
+        "registry = \"file://{}?artifact=site.tar.gz\"\n",
+        releases.display()
+    );
+    std::fs::write(&cfg, body).unwrap();
+    let (code, out, err) = dewy(&["config", "check", cfg.to_str().unwrap()], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("# source file://"), "{out}");
+    assert!(
+        out.contains("reachable; newest release v1.1.0 (site.tar.gz)"),
+        "{out}"
+    );
+    assert!(out.parse::<toml::Table>().is_ok(), "output stays TOML: {out}");
+
+    let missing = tmp.path().join("nowhere");
+    std::fs::write(&cfg, format!("registry = \"file://{}\"\n", missing.display())).unwrap();
+    let (code, out, err) = dewy(&["config", "check", cfg.to_str().unwrap()], &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(err.contains("cannot be used"), "{err}");
+    assert!(err.contains("nowhere"), "{err}");
+}
+
 #[test]
 fn config_errors_exit_78_with_file_and_line() {
     let tmp = tempfile::tempdir().unwrap();
@@ -340,10 +340,11 @@ fn config_errors_exit_78_with_file_and_line() {
     std::fs::write(&cfg, "registry = \"file:///srv/x\"\ninterval = \"30s\"\n").unwrap();
     std::fs::create_dir_all(tmp.path().join("web.toml.d")).unwrap();
     std::fs::write(tmp.path().join("web.toml.d/10-slot.toml"), "slot = \"blue\"\n").unwrap();
-    let (code, out, err) = dewy(&["config", "check", cfg_s], &[]);
+    let (code, out, err) = dewy(&["config", "check", "--offline", cfg_s], &[]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("interval = \"30s\""), "{out}");
     assert!(out.contains("slot = \"blue\""), "{out}");
+    assert!(!out.contains("# source"), "{out}");
 
     std::fs::write(&cfg, "registry = \"ghr://o/r?pre-relase=true\"\n").unwrap();
     let (code, _, err) = dewy(&["config", "check", cfg_s], &[]);
@@ -375,8 +376,8 @@ fn config_errors_exit_78_with_file_and_line() {
 
 #[test]
 fn before_hook_failure_continues_or_aborts_as_configured_and_json_logs() {
-    let s = setup();
-    publish(&s.registry, "v1.0.0", &site("v1.0.0"));
+    let s = Workspace::new();
+    s.publish("v1.0.0", &site("v1.0.0"));
     let cfg = s.root.join("../web.toml");
     let write_cfg = |policy: &str| {
         std::fs::write(
@@ -430,7 +431,7 @@ fn before_hook_failure_continues_or_aborts_as_configured_and_json_logs() {
 
     // abort: the deploy stops, the previous release keeps serving.
     write_cfg("abort");
-    publish(&s.registry, "v1.1.0", &site("v1.1.0"));
+    s.publish("v1.1.0", &site("v1.1.0"));
     let d = run("../abort.log");
     wait_for("aborted deploy", LONG, || {
         d.log().contains("Deploy failed").then_some(())

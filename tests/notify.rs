@@ -11,39 +11,16 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use support::proc::Daemon;
 use support::receiver::{Received, Receiver};
-use support::{current_file, tar_gz, wait_for};
+use support::{current_file, tar_gz, wait_for, Workspace};
 
 const LONG: Duration = Duration::from_secs(60);
 
-fn publish(dir: &Path, version: &str) {
-    let tmp = dir.join(format!(".tmp-{version}"));
-    std::fs::create_dir_all(&tmp).unwrap();
-    let archive = tar_gz(&[("VERSION", 0o644, version.as_bytes())]);
-    std::fs::write(tmp.join("site.tar.gz"), archive).unwrap();
-    std::fs::rename(&tmp, dir.join(version)).unwrap();
+fn publish(s: &Workspace, version: &str) {
+    s.publish(version, &tar_gz(&[("VERSION", 0o644, version.as_bytes())]));
 }
 
-struct Setup {
-    _tmp: tempfile::TempDir,
-    registry: PathBuf,
-    root: PathBuf,
-}
-
-fn setup() -> Setup {
-    let tmp = tempfile::tempdir().unwrap();
-    let registry = tmp.path().join("registry");
-    let root = tmp.path().join("root");
-    std::fs::create_dir_all(&registry).unwrap();
-    std::fs::create_dir_all(&root).unwrap();
-    Setup {
-        registry,
-        root,
-        _tmp: tmp,
-    }
-}
-
-fn start(s: &Setup, extra: &[&str], env: &[(&str, &str)]) -> Daemon {
-    let url = format!("file://{}?artifact=site.tar.gz", s.registry.display());
+fn start(s: &Workspace, extra: &[&str], env: &[(&str, &str)]) -> Daemon {
+    let url = s.registry_url();
     let mut args = vec!["assets", "--registry", &url, "--interval", "1", "--bus", "none"];
     args.extend_from_slice(extra);
     Daemon::start(
@@ -69,9 +46,9 @@ fn wait_event(rx: &Receiver, path: &str, what: &str, pred: impl Fn(&Value) -> bo
 
 #[test]
 fn slack_threads_one_deploy_and_webhook_gets_the_json_body() {
-    let s = setup();
+    let s = Workspace::new();
     let rx = Receiver::start();
-    publish(&s.registry, "v1.0.0");
+    publish(&s, "v1.0.0");
     let api = format!("{}/api", rx.base());
     let webhook = format!("webhook+{}/hook", rx.base());
     let mut d = start(
@@ -89,7 +66,7 @@ fn slack_threads_one_deploy_and_webhook_gets_the_json_body() {
     wait_event(&rx, "/hook", "deployed v1.0.0", |j| {
         j["event"] == "deployed" && j["version"] == "v1.0.0"
     });
-    publish(&s.registry, "v1.1.0");
+    publish(&s, "v1.1.0");
     let deployed = wait_event(&rx, "/hook", "deployed v1.1.0", |j| {
         j["event"] == "deployed" && j["version"] == "v1.1.0"
     });
@@ -166,9 +143,9 @@ fn slack_threads_one_deploy_and_webhook_gets_the_json_body() {
 
 #[test]
 fn hanging_receiver_does_not_slow_the_deploy_and_others_still_get_messages() {
-    let s = setup();
+    let s = Workspace::new();
     let rx = Receiver::start();
-    publish(&s.registry, "v1.0.0");
+    publish(&s, "v1.0.0");
     let hang = format!("webhook+{}/hang?timeout=1s", rx.base());
     let ok = format!("webhook+{}/ok", rx.base());
     let started = Instant::now();
@@ -195,7 +172,7 @@ fn hanging_receiver_does_not_slow_the_deploy_and_others_still_get_messages() {
 
 #[test]
 fn repeated_failures_are_rate_limited_then_recovery_is_sent_and_quiet_gets_only_alerts() {
-    let s = setup();
+    let s = Workspace::new();
     let rx = Receiver::start();
     let all = format!("webhook+{}/all", rx.base());
     let quiet = format!("webhook+{}/quiet?quiet=true", rx.base());
@@ -204,7 +181,7 @@ fn repeated_failures_are_rate_limited_then_recovery_is_sent_and_quiet_gets_only_
     wait_for("three held-back repeats", LONG, || {
         (d.log().matches("notification held back").count() >= 3).then_some(())
     });
-    publish(&s.registry, "v1.0.0");
+    publish(&s, "v1.0.0");
     wait_event(&rx, "/all", "deployed v1.0.0", |j| j["event"] == "deployed");
     wait_event(&rx, "/quiet", "recovered on the quiet receiver", |j| {
         j["event"] == "recovered"
@@ -249,8 +226,8 @@ fn repeated_failures_are_rate_limited_then_recovery_is_sent_and_quiet_gets_only_
 
 #[test]
 fn metrics_are_served_on_the_unix_socket_after_a_deploy() {
-    let s = setup();
-    publish(&s.registry, "v1.0.0");
+    let s = Workspace::new();
+    publish(&s, "v1.0.0");
     let mut d = start(&s, &[], &[]);
     wait_for("v1.0.0 live", LONG, || {
         (current_file(&s.root, "VERSION").as_deref() == Some("v1.0.0")).then_some(())
@@ -307,6 +284,83 @@ impl Drop for Smtp {
 }
 
 fn aiosmtpd(dir: &Path) -> Smtp {
+    aiosmtpd_with(dir, "maildir", &[])
+}
+
+/// A private CA and a certificate it signed for 127.0.0.1, under `dir`: (ca, cert, key).
+fn certificate(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let p = |n: &str| dir.join(n);
+    let openssl = |args: &[&str]| {
+        let status = std::process::Command::new("openssl")
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("openssl");
+        assert!(status.success(), "openssl {args:?} failed");
+    };
+    let s = |p: PathBuf| p.to_str().expect("path").to_string();
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let (ca, ca_key) = (s(p("ca.pem")), s(p("ca-key.pem")));
+    openssl(
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-keyout",
+                &ca_key,
+                "-out",
+                &ca,
+                "-days",
+                "2",
+                "-subj",
+                "/CN=dewy test CA",
+            ],
+        ]
+        .concat(),
+    );
+    let (cert, key, csr, ext) = (
+        s(p("smtp-cert.pem")),
+        s(p("smtp-key.pem")),
+        s(p("smtp.csr")),
+        s(p("smtp.ext")),
+    );
+    openssl(
+        &[
+            &["req"][..],
+            &ec,
+            &["-keyout", &key, "-out", &csr, "-subj", "/CN=127.0.0.1"],
+        ]
+        .concat(),
+    );
+    std::fs::write(&ext, "subjectAltName=IP:127.0.0.1\n").expect("ext file");
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        &csr,
+        "-CA",
+        &ca,
+        "-CAkey",
+        &ca_key,
+        "-CAcreateserial",
+        "-out",
+        &cert,
+        "-days",
+        "2",
+        "-extfile",
+        &ext,
+    ]);
+    (ca.into(), cert.into(), key.into())
+}
+
+fn aiosmtpd_with(dir: &Path, name: &str, tls: &[&std::ffi::OsStr]) -> Smtp {
     let probe = std::process::Command::new("python3")
         .args(["-c", "import aiosmtpd"])
         .status();
@@ -318,10 +372,11 @@ fn aiosmtpd(dir: &Path) -> Smtp {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free port");
-    let maildir = dir.join("maildir");
+    let maildir = dir.join(name);
     let child = std::process::Command::new("python3")
         .args(["-m", "aiosmtpd", "-n", "-l"])
         .arg(format!("127.0.0.1:{port}"))
+        .args(tls)
         .args(["-c", "aiosmtpd.handlers.Mailbox"])
         .arg(&maildir)
         .stdin(std::process::Stdio::null())
@@ -347,9 +402,9 @@ fn mails(maildir: &Path) -> Vec<String> {
 
 #[test]
 fn mail_is_delivered_over_plain_smtp_with_tls_false() {
-    let s = setup();
+    let s = Workspace::new();
     let smtp = aiosmtpd(s.root.parent().unwrap());
-    publish(&s.registry, "v1.0.0");
+    publish(&s, "v1.0.0");
     let url = format!(
         "mail://127.0.0.1:{}/ops@example.com?from=dewy@example.com&subject=web%20deploys&tls=false",
         smtp.port
@@ -394,5 +449,92 @@ fn mail_is_delivered_over_plain_smtp_with_tls_false() {
     assert!(
         all.iter().any(|m| m.contains("Stop receiving by SIGTERM signal")),
         "{all:#?}"
+    );
+}
+
+/// STARTTLS (required by the server) and implicit TLS, with the relay's private CA given by
+/// `ca-file=`; without the CA the certificate is refused and nothing is sent in clear.
+#[test]
+fn mail_is_delivered_over_starttls_and_implicit_tls_with_a_private_ca() {
+    let s = Workspace::new();
+    let dir = s.root.parent().unwrap();
+    let (ca, cert, key) = certificate(dir);
+    let starttls = aiosmtpd_with(
+        dir,
+        "starttls",
+        &[
+            "--tlscert".as_ref(),
+            cert.as_os_str(),
+            "--tlskey".as_ref(),
+            key.as_os_str(),
+        ],
+    );
+    let implicit = aiosmtpd_with(
+        dir,
+        "implicit",
+        &[
+            "--smtpscert".as_ref(),
+            cert.as_os_str(),
+            "--smtpskey".as_ref(),
+            key.as_os_str(),
+        ],
+    );
+    let other = aiosmtpd_with(
+        dir,
+        "untrusted",
+        &[
+            "--tlscert".as_ref(),
+            cert.as_os_str(),
+            "--tlskey".as_ref(),
+            key.as_os_str(),
+        ],
+    );
+    publish(&s, "v1.0.0");
+    let ca = ca.display();
+    let a = format!(
+        "mail://127.0.0.1:{}/ops@example.com?from=dewy@example.com&ca-file={ca}",
+        starttls.port
+    );
+    let b = format!(
+        "smtp://127.0.0.1:{}/sec@example.com?from=dewy@example.com&tls=implicit&ca-file={ca}",
+        implicit.port
+    );
+    let untrusted = format!(
+        "mail://127.0.0.1:{}/nobody@example.com?from=dewy@example.com&timeout=5s",
+        other.port
+    );
+    let mut d = start(
+        &s,
+        &["--notifier", &a, "--notifier", &b, "--notifier", &untrusted],
+        &[],
+    );
+    for (smtp, to) in [(&starttls, "ops@example.com"), (&implicit, "sec@example.com")] {
+        let start = std::time::Instant::now();
+        let mail = loop {
+            if let Some(m) = mails(&smtp.maildir)
+                .into_iter()
+                .find(|m| m.contains("Deployed v1.0.0 in "))
+            {
+                break m;
+            }
+            assert!(
+                start.elapsed() < LONG,
+                "no mail to {to} over TLS; dewy's log:\n{}",
+                d.log()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        assert!(mail.contains(&format!("To: {to}")), "{mail}");
+    }
+    wait_for("the untrusted notifier failing", LONG, || {
+        d.log()
+            .lines()
+            .any(|l| l.contains("Notification failure") && l.contains(&format!("127.0.0.1:{}", other.port)))
+            .then_some(())
+    });
+    assert!(d.terminate(LONG).success());
+    assert!(
+        mails(&other.maildir).is_empty(),
+        "a mail went to a relay whose certificate is not trusted"
     );
 }

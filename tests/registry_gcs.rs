@@ -8,7 +8,6 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 
 use dewy::registry::{self, CheckError, OpenOptions, Registry};
@@ -27,15 +26,6 @@ fn open(emu: &GcsEmulator, prefix: &str, query: &str, slot: Option<&str>) -> Arc
         ..OpenOptions::default()
     };
     registry::open(&emu.registry_url(prefix, query), &opts).expect("open registry")
-}
-
-async fn read_all(reg: &dyn Registry, url: &str) -> Vec<u8> {
-    let mut stream = reg.fetch(url).await.expect("fetch");
-    let mut out = Vec::new();
-    while let Some(chunk) = stream.next().await {
-        out.extend_from_slice(&chunk.expect("chunk"));
-    }
-    out
 }
 
 #[tokio::test]
@@ -63,7 +53,7 @@ async fn newest_prerelease_explicit_slots_and_calver() {
     assert_eq!(rel.version, "v1.11.0+blue");
     assert_eq!(rel.artifact_url, format!("gs://bkt/app/v1.11.0+blue/{art}"));
     assert_eq!(
-        read_all(reg.as_ref(), &rel.artifact_url).await,
+        support::read_all(reg.as_ref(), &rel.artifact_url).await,
         b"payload v1.11.0+blue"
     );
 
@@ -81,7 +71,10 @@ async fn newest_prerelease_explicit_slots_and_calver() {
     let explicit = open(&emu, "app", "artifact=custom.bin", None);
     let rel = explicit.latest().await.expect("latest");
     assert_eq!(rel.artifact, "custom.bin");
-    assert_eq!(read_all(explicit.as_ref(), &rel.artifact_url).await, b"custom");
+    assert_eq!(
+        support::read_all(explicit.as_ref(), &rel.artifact_url).await,
+        b"custom"
+    );
 
     for v in ["2024.9.3", "2024.10.1", "2024.10.12", "2024.11.0-rc.1"] {
         emu.put(&format!("cal/{v}/app.tar.gz"), v.as_bytes()).await;

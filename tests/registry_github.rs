@@ -40,15 +40,6 @@ fn open(fake: &GithubFake, query: &str) -> Arc<dyn Registry> {
     open_with(fake, query, None, None)
 }
 
-async fn read_all(reg: &dyn Registry, url: &str) -> Vec<u8> {
-    let mut stream = reg.fetch(url).await.expect("fetch");
-    let mut out = Vec::new();
-    while let Some(chunk) = stream.next().await {
-        out.extend_from_slice(&chunk.expect("chunk"));
-    }
-    out
-}
-
 #[tokio::test]
 async fn newest_of_several_releases() {
     let fake = GithubFake::start().await;
@@ -217,7 +208,7 @@ async fn checksum_url_found_and_fetchable() {
     let reg = open(&fake, "");
     let rel = reg.latest().await.expect("latest");
     let url = rel.checksum_url.expect("checksum url");
-    assert_eq!(read_all(reg.as_ref(), &url).await, sums.as_bytes());
+    assert_eq!(support::read_all(reg.as_ref(), &url).await, sums.as_bytes());
     let small = dewy::artifact::fetch_small(reg.as_ref(), &url, 1 << 20)
         .await
         .expect("small");
@@ -234,7 +225,7 @@ async fn fetch_follows_redirect_without_leaking_token() {
     fake.add_release(ReleaseSpec::new("v1.0.0").with_asset(&host_asset(), body.clone()));
     let reg = open_with(&fake, "", Some("s3cret"), None);
     let rel = reg.latest().await.expect("latest");
-    let bytes = read_all(reg.as_ref(), &rel.artifact_url).await;
+    let bytes = support::read_all(reg.as_ref(), &rel.artifact_url).await;
     assert_eq!(bytes.len() as u64, body.len());
     assert_eq!(hex::encode(Sha256::digest(&bytes)), body.sha256_hex());
     assert!(fake.cdn_requests() >= 1);

@@ -7,7 +7,6 @@ mod support;
 use std::sync::{Arc, Once};
 use std::time::{Duration, SystemTime};
 
-use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 
 use dewy::registry::{self, CheckError, OpenOptions, Registry};
@@ -41,15 +40,6 @@ fn open(url: &str, slot: Option<&str>, max_keys: Option<i32>) -> Arc<dyn Registr
     registry::open(url, &opts).expect("open registry")
 }
 
-async fn read_all(reg: &dyn Registry, url: &str) -> Vec<u8> {
-    let mut stream = reg.fetch(url).await.expect("fetch");
-    let mut out = Vec::new();
-    while let Some(chunk) = stream.next().await {
-        out.extend_from_slice(&chunk.expect("chunk"));
-    }
-    out
-}
-
 #[tokio::test]
 async fn newest_version_prerelease_and_explicit_artifact() {
     let s3 = S3Server::start(&["rel"]);
@@ -74,7 +64,7 @@ async fn newest_version_prerelease_and_explicit_artifact() {
     assert_eq!(rel.artifact_url, format!("s3://{REGION}/rel/app/v1.10.0/{art}"));
     assert!(rel.published_at.is_some());
     assert_eq!(
-        read_all(reg.as_ref(), &rel.artifact_url).await,
+        support::read_all(reg.as_ref(), &rel.artifact_url).await,
         b"payload v1.10.0"
     );
     assert!(reg
@@ -88,7 +78,10 @@ async fn newest_version_prerelease_and_explicit_artifact() {
     let explicit = open(&s3.registry_url("rel", "app", "artifact=custom.bin"), None, None);
     let rel = explicit.latest().await.expect("latest");
     assert_eq!(rel.artifact, "custom.bin");
-    assert_eq!(read_all(explicit.as_ref(), &rel.artifact_url).await, b"custom");
+    assert_eq!(
+        support::read_all(explicit.as_ref(), &rel.artifact_url).await,
+        b"custom"
+    );
     assert_eq!(explicit.find("1.2.0").await.expect("find").version, "v1.2.0");
     assert!(matches!(
         explicit.find("v3.0.0").await,
@@ -167,7 +160,10 @@ async fn slots_and_calver() {
     );
     let rel = blue.latest().await.expect("latest");
     assert_eq!(rel.version, "v1.0.0+blue");
-    assert_eq!(read_all(blue.as_ref(), &rel.artifact_url).await, b"v1.0.0+blue");
+    assert_eq!(
+        support::read_all(blue.as_ref(), &rel.artifact_url).await,
+        b"v1.0.0+blue"
+    );
     let cal = open(
         &s3.registry_url("rel", "cal", "artifact=app.tar.gz&calver=YYYY.0M.MICRO"),
         None,

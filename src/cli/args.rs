@@ -48,13 +48,17 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
-    /// Validate a config file (with its drop-ins) and print the effective settings.
+    /// Validate a config file (with its drop-ins), print the effective settings, and check that the
+    /// release source answers with these credentials.
     Check {
         /// The config file, e.g. /etc/dewy/app.toml.
         file: PathBuf,
         /// App name (defaults to the file name without .toml).
         #[arg(long)]
         app: Option<String>,
+        /// Only validate the file: do not ask the registry (and shared cache) for the newest release.
+        #[arg(long)]
+        offline: bool,
     },
 }
 

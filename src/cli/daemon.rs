@@ -13,7 +13,7 @@ use crate::bus::{self, client::DeployerClient, BusChoice};
 use crate::config::{self, Settings, Sources};
 use crate::deploy::Deployer;
 use crate::notify::Event;
-use crate::registry::{self, OpenOptions};
+use crate::registry;
 use crate::systemd::notify;
 use crate::watch::Watcher;
 
@@ -27,15 +27,6 @@ fn load(args: &DaemonArgs, identifier: &str) -> Result<Settings, i32> {
     let settings = config::load(&args.app, &sources).map_err(|e| config_failure(&e))?;
     init_logging(&settings, identifier)?;
     Ok(settings)
-}
-
-fn open_registry(settings: &Settings) -> anyhow::Result<Arc<dyn registry::Registry>> {
-    let opts = OpenOptions {
-        slot: settings.slot.clone(),
-        cache: settings.cache.clone(),
-        ..OpenOptions::default()
-    };
-    registry::open(&settings.registry, &opts)
 }
 
 fn fail(what: &str, e: impl std::fmt::Display) -> i32 {
@@ -56,7 +47,8 @@ struct Prepared {
 fn prepare(identifier: &str) -> Result<Prepared, i32> {
     let args = DaemonArgs::parse();
     let settings = load(&args, identifier)?;
-    let registry = open_registry(&settings).map_err(|e| fail("opening the registry", format!("{e:#}")))?;
+    let registry =
+        super::open_registry(&settings).map_err(|e| fail("opening the registry", format!("{e:#}")))?;
     Ok(Prepared {
         settings,
         registry,

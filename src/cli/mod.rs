@@ -31,8 +31,8 @@ pub fn dewy_main() -> i32 {
             ..
         }) => rt.block_on(ops::container_list(a)),
         Command::Container(a) => return rt.block_on(foreground::run(crate::config::Mode::Container, a.run)),
-        Command::Config(ConfigCommand::Check { file, app }) => {
-            return ops::config_check(&file, app.as_deref())
+        Command::Config(ConfigCommand::Check { file, app, offline }) => {
+            return ops::config_check(&rt, &file, app.as_deref(), offline)
         }
         Command::Status(a) => rt.block_on(ops::status(a)),
         Command::History(a) => rt.block_on(ops::history(a)),
@@ -61,6 +61,16 @@ fn runtime() -> Result<tokio::runtime::Runtime, i32> {
             eprintln!("Error: starting the runtime: {e}");
             1
         })
+}
+
+/// Open the release source of `settings` (slot and shared cache included).
+fn open_registry(settings: &Settings) -> anyhow::Result<std::sync::Arc<dyn crate::registry::Registry>> {
+    let opts = crate::registry::OpenOptions {
+        slot: settings.slot.clone(),
+        cache: settings.cache.clone(),
+        ..crate::registry::OpenOptions::default()
+    };
+    crate::registry::open(&settings.registry, &opts)
 }
 
 /// Print a config error the way operators read it and return EX_CONFIG.

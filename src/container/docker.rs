@@ -18,9 +18,10 @@ use bollard::Docker;
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 
-use super::credentials;
 use super::labels;
 use super::run_options::RunOptions;
+use crate::registry::oci::credentials;
+use crate::registry::oci::location::normalise_host;
 
 /// A connection to the engine.
 #[derive(Clone)]
@@ -88,7 +89,7 @@ impl Engine {
     /// credentials, and tag it `tag_as` (`host/repo:tag`) when pulled by digest.
     pub async fn pull(&self, reference: &str, tag_as: Option<&str>) -> anyhow::Result<Pulled> {
         let (repo, tag) = split_reference(reference);
-        let host = credentials::registry_host(reference);
+        let host = normalise_host(&registry_host(reference));
         let creds = credentials::lookup(&host)?.map(|c| DockerCredentials {
             username: Some(c.username),
             password: Some(c.password),
@@ -358,6 +359,17 @@ pub fn split_reference(reference: &str) -> (String, String) {
     }
 }
 
+/// The registry host of an image reference: the first path component when it looks like a
+/// host (has `.` or `:`, or is `localhost`), else Docker Hub.
+pub fn registry_host(image: &str) -> String {
+    match image.split_once('/') {
+        Some((first, _)) if first.contains('.') || first.contains(':') || first == "localhost" => {
+            first.to_string()
+        }
+        _ => "docker.io".to_string(),
+    }
+}
+
 /// dewy's own uid:gid, the default `--user` of the containers.
 pub fn own_user() -> String {
     format!("{}:{}", nix::unistd::getuid(), nix::unistd::getgid())
@@ -420,6 +432,14 @@ mod tests {
         );
         assert_eq!(s("nginx:1.25"), ("nginx".into(), "1.25".into()));
         assert!(restart_policy("on-failure:3").is_ok());
+        assert_eq!(registry_host("ghcr.io/linyows/myapp:v1"), "ghcr.io");
+        assert_eq!(
+            registry_host("127.0.0.1:5000/test/app@sha256:ab"),
+            "127.0.0.1:5000"
+        );
+        assert_eq!(registry_host("localhost/app"), "localhost");
+        assert_eq!(registry_host("library/nginx"), "docker.io");
+        assert_eq!(registry_host("nginx"), "docker.io");
         assert!(restart_policy("sometimes").is_err());
     }
 }

@@ -1,7 +1,6 @@
 //! Container mode: OCI images run as labelled containers on 127.0.0.1-only ports, replaced by a
 //! rolling update behind dewy's proxy, re-adopted after a restart of the deployer.
 
-pub mod credentials;
 pub mod docker;
 mod health;
 pub mod labels;

@@ -1,5 +1,6 @@
 //! Mail: `mail://<host>[:port]/<to>?username=…&password=…&from=…&subject=…&tls=…` (or `smtp://`)
-//! through lettre: STARTTLS, implicit TLS (`tls=implicit`, or port 465) or plain (`tls=false`).
+//! through lettre: STARTTLS, implicit TLS (`tls=implicit`, or port 465) or plain (`tls=false`);
+//! `ca-file=` adds a private CA for the relay's certificate.
 
 use std::time::Duration;
 
@@ -7,7 +8,7 @@ use anyhow::{anyhow, bail, Context};
 use lettre::message::header::ContentType;
 use lettre::message::Mailbox;
 use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use super::event::{Event, Note};
@@ -33,6 +34,8 @@ pub struct Mail {
     to: Vec<Mailbox>,
     subject: String,
     credentials: Option<Credentials>,
+    /// PEM of an extra trusted CA (`ca-file=`), for relays with a private certificate.
+    ca_pem: Option<Vec<u8>>,
     common: Common,
 }
 
@@ -98,7 +101,22 @@ impl Mail {
             .parse::<Mailbox>()
             .with_context(|| format!("sender {from_raw:?}"))?;
         let subject = q.remove("subject").unwrap_or_else(|| "Dewy Notification".into());
-        no_leftovers(&q, "username, password, from, subject, tls, quiet, timeout")?;
+        let ca_pem = match q.remove("ca-file").filter(|f| !f.is_empty()) {
+            None => None,
+            Some(_) if security == Security::Plain => {
+                bail!("ca-file applies to TLS; it conflicts with tls=false")
+            }
+            Some(path) => {
+                let pem = std::fs::read(&path).with_context(|| format!("ca-file {path}"))?;
+                Certificate::from_pem(&pem)
+                    .map_err(|e| anyhow!("ca-file {path}: not a PEM certificate: {e}"))?;
+                Some(pem)
+            }
+        };
+        no_leftovers(
+            &q,
+            "username, password, from, subject, tls, ca-file, quiet, timeout",
+        )?;
         let credentials = match (username, password) {
             (Some(user), Some(pass)) => Some(Credentials::new(user, pass)),
             (Some(_), None) => {
@@ -114,8 +132,17 @@ impl Mail {
             to,
             subject,
             credentials,
+            ca_pem,
             common,
         })
+    }
+
+    fn tls_parameters(&self) -> anyhow::Result<TlsParameters> {
+        let mut b = TlsParameters::builder(self.host.clone());
+        if let Some(pem) = &self.ca_pem {
+            b = b.add_root_certificate(Certificate::from_pem(pem)?);
+        }
+        Ok(b.build_rustls()?)
     }
 
     fn transport(&self) -> anyhow::Result<AsyncSmtpTransport<Tokio1Executor>> {
@@ -124,8 +151,8 @@ impl Mail {
             .timeout(Some(self.common.timeout));
         b = match self.security {
             Security::Plain => b.tls(Tls::None),
-            Security::StartTls => b.tls(Tls::Required(TlsParameters::new(self.host.clone())?)),
-            Security::Implicit => b.tls(Tls::Wrapper(TlsParameters::new(self.host.clone())?)),
+            Security::StartTls => b.tls(Tls::Required(self.tls_parameters()?)),
+            Security::Implicit => b.tls(Tls::Wrapper(self.tls_parameters()?)),
         };
         if let Some(c) = &self.credentials {
             b = b.credentials(c.clone());

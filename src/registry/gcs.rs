@@ -3,6 +3,7 @@
 //! objects inside them, downloaded with `alt=media` as a stream. `STORAGE_EMULATOR_HOST` points
 //! it at an emulator (no authentication).
 
+pub(crate) mod api;
 mod auth;
 
 use anyhow::{bail, Context};
@@ -17,7 +18,6 @@ use super::query::{self, SourceQuery};
 use super::version::Selector;
 use super::{ByteStream, CheckError, OpenOptions, Registry, Release};
 
-const DEFAULT_BASE: &str = "https://storage.googleapis.com";
 /// A bound on listing pages, against a server that never stops paging.
 const MAX_PAGES: usize = 10_000;
 
@@ -57,16 +57,14 @@ pub fn parse_location(url: &Url) -> anyhow::Result<Location> {
 pub struct GcsRegistry {
     location: Location,
     selector: Selector,
-    base: Url,
-    http: reqwest::Client,
-    tokens: auth::Tokens,
+    api: api::Api,
 }
 
 impl std::fmt::Debug for GcsRegistry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GcsRegistry")
             .field("location", &self.location)
-            .field("base", &self.base.as_str())
+            .field("base", &self.api.base.as_str())
             .finish()
     }
 }
@@ -76,35 +74,11 @@ impl std::fmt::Debug for GcsRegistry {
 pub fn open(url: &Url, opts: &OpenOptions) -> anyhow::Result<GcsRegistry> {
     let location = parse_location(url)?;
     let selector = layout::selector(&location.query, opts)?;
-    let emulator = opts
-        .gcs_endpoint
-        .clone()
-        .or_else(|| std::env::var("STORAGE_EMULATOR_HOST").ok())
-        .filter(|h| !h.trim().is_empty());
-    let (base, source) = match emulator {
-        Some(host) => {
-            let host = host.trim();
-            let full = if host.contains("://") {
-                host.to_string()
-            } else {
-                format!("http://{host}")
-            };
-            (full, auth::Source::None)
-        }
-        None => (DEFAULT_BASE.to_string(), auth::Source::from_env()?),
-    };
-    let base = Url::parse(&base).with_context(|| format!("invalid GCS endpoint \"{base}\""))?;
-    let http = reqwest::Client::builder()
-        .user_agent(&opts.user_agent)
-        .connect_timeout(std::time::Duration::from_secs(10))
-        .build()
-        .context("building the HTTP client")?;
+    let api = api::Api::connect(opts.gcs_endpoint.as_deref(), &opts.user_agent)?;
     Ok(GcsRegistry {
         location,
         selector,
-        base,
-        http,
-        tokens: auth::Tokens::new(source),
+        api,
     })
 }
 
@@ -130,30 +104,18 @@ impl GcsRegistry {
     fn place_name(&self) -> String {
         format!(
             "gs://{}/{} (endpoint {})",
-            self.location.bucket, self.location.prefix, self.base
+            self.location.bucket, self.location.prefix, self.api.base
         )
     }
 
-    /// `{base}/storage/v1/b/{bucket}/o[/{object}]`, names percent-encoded whole (`/` too).
     fn objects_url(&self, object: Option<&str>) -> Url {
-        let mut url = self.base.clone();
-        let mut path = url.path().trim_end_matches('/').to_string();
-        path.push_str(&format!("/storage/v1/b/{}/o", encode(&self.location.bucket)));
-        if let Some(object) = object {
-            path.push('/');
-            path.push_str(&encode(object));
-        }
-        url.set_path(&path);
-        url
+        self.api.objects_url(&self.location.bucket, object)
     }
 
     async fn get(&self, url: Url) -> anyhow::Result<reqwest::Response> {
-        let mut req = self.http.get(url.clone());
-        if let Some(token) = self.tokens.token(&self.http).await? {
-            req = req.bearer_auth(token);
-        }
-        let resp = req
-            .send()
+        let resp = self
+            .api
+            .send(self.api.http.get(url.clone()))
             .await
             .with_context(|| format!("requesting {url} for {}", self.place_name()))?;
         let status = resp.status();
@@ -261,19 +223,6 @@ impl Registry for GcsRegistry {
         let resp = self.get(media).await?;
         Ok(Box::pin(resp.bytes_stream().map_err(std::io::Error::other)))
     }
-}
-
-/// Percent-encode everything but RFC 3986 unreserved characters.
-fn encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! polling, pre-release opt-in, slots, platform artifact choice and asset downloads.
 
 mod api;
-mod status;
+pub(super) mod status;
 
 use anyhow::{bail, Context};
 use async_trait::async_trait;

@@ -5,6 +5,7 @@ pub mod file;
 pub mod gcs;
 pub mod github;
 pub mod layout;
+pub mod oci;
 pub mod platform;
 pub mod query;
 pub mod s3;
@@ -69,7 +70,7 @@ pub enum CheckError {
 }
 
 /// A release source. Implementations: `ghr://` ([`github`]), `file://` ([`file`]), `s3://`
-/// ([`s3`]), `gs://` ([`gcs`]).
+/// ([`s3`]), `gs://` ([`gcs`]), `img://` ([`oci`]).
 #[async_trait::async_trait]
 pub trait Registry: Send + Sync {
     /// The newest release that passes the version rules (pre-release opt-in, slot).
@@ -81,7 +82,7 @@ pub trait Registry: Send + Sync {
 }
 
 /// Registry schemes this build implements.
-pub const SUPPORTED_SCHEMES: &[&str] = &["ghr", "file", "s3", "gs"];
+pub const SUPPORTED_SCHEMES: &[&str] = &["ghr", "file", "s3", "gs", "img"];
 
 /// Settings that do not come from the registry URL.
 #[derive(Clone)]
@@ -104,6 +105,8 @@ pub struct OpenOptions {
     pub gcs_endpoint: Option<String>,
     /// S3 page size of ListObjectsV2 (`None`: the server's default of 1000); for tests.
     pub s3_max_keys: Option<i32>,
+    /// Tags per page when listing an OCI repository (`None`: 1000); for tests.
+    pub oci_page_size: Option<usize>,
 }
 
 impl Default for OpenOptions {
@@ -117,6 +120,7 @@ impl Default for OpenOptions {
             cache: None,
             gcs_endpoint: None,
             s3_max_keys: None,
+            oci_page_size: None,
         }
     }
 }
@@ -132,6 +136,7 @@ impl fmt::Debug for OpenOptions {
             .field("cache", &self.cache)
             .field("gcs_endpoint", &self.gcs_endpoint)
             .field("s3_max_keys", &self.s3_max_keys)
+            .field("oci_page_size", &self.oci_page_size)
             .finish()
     }
 }
@@ -145,7 +150,7 @@ pub fn default_user_agent() -> String {
 pub fn parse_url(s: &str) -> anyhow::Result<url::Url> {
     let url = url::Url::parse(s.trim()).with_context(|| {
         format!(
-            "invalid registry URL \"{s}\": expected scheme://… (supported: ghr://owner/repo, file:///dir, s3://region/bucket/prefix, gs://bucket/prefix)"
+            "invalid registry URL \"{s}\": expected scheme://… (supported: ghr://owner/repo, file:///dir, s3://region/bucket/prefix, gs://bucket/prefix, img://host/repository)"
         )
     })?;
     match url.scheme() {
@@ -161,7 +166,10 @@ pub fn parse_url(s: &str) -> anyhow::Result<url::Url> {
         "gs" => {
             gcs::parse_location(&url)?;
         }
-        scheme @ ("img" | "grpc") => bail!(
+        "img" => {
+            oci::parse_location(&url)?;
+        }
+        scheme @ "grpc" => bail!(
             "registry scheme {scheme}:// is not supported yet in this build (registry URL {s}); supported: {}",
             supported_list()
         ),
@@ -180,6 +188,7 @@ pub fn open(s: &str, opts: &OpenOptions) -> anyhow::Result<Arc<dyn Registry>> {
         "ghr" => Arc::new(github::open(&url, opts)?),
         "s3" => Arc::new(s3::open(&url, opts)?),
         "gs" => Arc::new(gcs::open(&url, opts)?),
+        "img" => Arc::new(oci::open(&url, opts)?),
         _ => Arc::new(file::open(&url, opts)?),
     };
     let Some(cache) = opts.cache.as_deref().filter(|c| !c.trim().is_empty()) else {
@@ -187,7 +196,7 @@ pub fn open(s: &str, opts: &OpenOptions) -> anyhow::Result<Arc<dyn Registry>> {
     };
     let spec = crate::cache::shared::parse_url(cache)?;
     let ttl = spec.registry_ttl;
-    let store = Arc::new(crate::cache::shared::S3Store::new(spec));
+    let store = crate::cache::shared::open_store(spec, &opts.user_agent)?;
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
     let node = format!("{}:{}", host.trim(), std::process::id());
     Ok(Arc::new(crate::cache::shared::registry::SharedRegistry::new(
@@ -224,11 +233,12 @@ mod tests {
         assert!(err.contains("unknown parameter \"endpoint\""), "{err}");
         let err = parse_url("s3://r/b?regoin=x").expect_err("s3").to_string();
         assert!(err.contains("unknown parameter \"regoin\""), "{err}");
-        let err = parse_url("img://ghcr.io/o/r").expect_err("img").to_string();
+        assert!(parse_url("img://ghcr.io/o/r?pre-release=true").is_ok());
+        let err = parse_url("grpc://x/y").expect_err("grpc").to_string();
         assert!(err.contains("not supported yet in this build"), "{err}");
         let err = parse_url("ftp://x/y").expect_err("ftp").to_string();
         assert!(err.contains("unknown registry scheme \"ftp\""), "{err}");
-        assert!(err.contains("ghr://, file://, s3://, gs://"), "{err}");
+        assert!(err.contains("ghr://, file://, s3://, gs://, img://"), "{err}");
         let err = parse_url("linyows/dewy").expect_err("bare").to_string();
         assert!(err.contains("expected scheme://"), "{err}");
         let err = parse_url("ghr://o/r?bogus=1").expect_err("key").to_string();

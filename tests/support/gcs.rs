@@ -14,7 +14,7 @@ pub struct GcsEmulator {
 
 impl GcsEmulator {
     pub fn start(bucket: &str) -> GcsEmulator {
-        let port = free_port();
+        let port = super::free_port();
         let child = Command::new("python3")
             .args(["-m", "gcp_storage_emulator", "start", "--host=127.0.0.1"])
             .arg(format!("--port={port}"))
@@ -75,6 +75,55 @@ impl GcsEmulator {
     }
 }
 
+impl GcsEmulator {
+    /// Delete one object (404 is fine).
+    pub async fn delete(&self, name: &str) {
+        let url = format!(
+            "{}/storage/v1/b/{}/o/{}",
+            self.endpoint(),
+            self.bucket,
+            url_encode(name)
+        );
+        let resp = reqwest::Client::new().delete(url).send().await.expect("delete");
+        assert!(
+            resp.status().is_success() || resp.status().as_u16() == 404,
+            "delete of {name}: {}",
+            resp.status()
+        );
+    }
+
+    /// Names of the objects under `prefix`.
+    pub async fn list(&self, prefix: &str) -> Vec<String> {
+        let url = reqwest::Url::parse_with_params(
+            &format!("{}/storage/v1/b/{}/o", self.endpoint(), self.bucket),
+            &[("prefix", prefix)],
+        )
+        .expect("list url");
+        let page: serde_json::Value = reqwest::get(url).await.expect("list").json().await.expect("json");
+        page["items"]
+            .as_array()
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(|o| o["name"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
 impl Drop for GcsEmulator {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -95,10 +144,4 @@ fn answers(port: u16, bucket: &str) -> bool {
     }
     let mut head = [0u8; 12];
     conn.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.") && &head[9..12] == b"200"
-}
-
-/// A port that was free a moment ago on 127.0.0.1.
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
 }

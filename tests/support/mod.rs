@@ -7,13 +7,67 @@ pub mod dbus;
 pub mod docker;
 pub mod gcs;
 pub mod github;
+pub mod oci;
+pub mod oci_token;
 pub mod proc;
 pub mod receiver;
 pub mod s3;
 pub mod server;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+
+/// A `file://` release directory and a root for one `dewy` run, in a temporary directory.
+pub struct Workspace {
+    pub registry: PathBuf,
+    pub root: PathBuf,
+    _tmp: tempfile::TempDir,
+}
+
+impl Workspace {
+    pub fn new() -> Workspace {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let registry = tmp.path().join("registry");
+        let root = tmp.path().join("root");
+        std::fs::create_dir_all(&registry).expect("registry dir");
+        std::fs::create_dir_all(&root).expect("root dir");
+        Workspace {
+            registry,
+            root,
+            _tmp: tmp,
+        }
+    }
+
+    /// `file://<registry>?artifact=site.tar.gz`.
+    pub fn registry_url(&self) -> String {
+        format!("file://{}?artifact=site.tar.gz", self.registry.display())
+    }
+
+    /// Publish `<registry>/<version>/site.tar.gz` atomically (written aside, then renamed).
+    pub fn publish(&self, version: &str, archive: &[u8]) {
+        let tmp = self.registry.join(format!(".tmp-{version}"));
+        std::fs::create_dir_all(&tmp).expect("staging dir");
+        std::fs::write(tmp.join("site.tar.gz"), archive).expect("write archive");
+        std::fs::rename(&tmp, self.registry.join(version)).expect("publish");
+    }
+}
+
+/// Every byte behind `url` in `reg`.
+pub async fn read_all(reg: &dyn dewy::registry::Registry, url: &str) -> Vec<u8> {
+    use futures_util::StreamExt;
+    let mut stream = reg.fetch(url).await.expect("fetch");
+    let mut out = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        out.extend_from_slice(&chunk.expect("chunk"));
+    }
+    out
+}
+
+/// A port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
 
 /// Poll `f` until it returns `Some`, or panic with `what` after `timeout`.
 pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {

@@ -42,7 +42,7 @@ impl S3Server {
         for b in buckets {
             std::fs::create_dir_all(data.path().join(b)).expect("bucket dir");
         }
-        let port = free_port();
+        let port = super::free_port();
         let child = Command::new(binary())
             .args(["--host", "127.0.0.1", "--port", &port.to_string()])
             .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
@@ -95,10 +95,4 @@ impl Drop for S3Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// A port that was free a moment ago on 127.0.0.1.
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
 }

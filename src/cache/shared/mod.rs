@@ -1,16 +1,23 @@
-//! The shared cache a fleet reads together: `s3://<region>/<bucket>/<prefix>?endpoint=…&registry-ttl=30s`.
+//! The shared cache a fleet reads together: `s3://<region>/<bucket>/<prefix>?endpoint=…&registry-ttl=30s`
+//! or `gs://<bucket>/<prefix>?registry-ttl=30s`.
 //! Artifacts are written to the bucket once and read by every host; with `registry-ttl`, one host
 //! per window asks the origin registry and the others read its answer (see [`registry`]).
 //! Per-host state (what is live, bad versions) never goes to the bucket.
 
+mod gcs;
 pub mod registry;
+mod s3;
+
+pub use gcs::GcsStore;
+pub use s3::S3Store;
 
 use std::path::Path;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use anyhow::{bail, Context};
 use async_trait::async_trait;
-use aws_sdk_s3::error::ProvideErrorMetadata;
 use url::Url;
 
 use crate::registry::ByteStream;
@@ -18,9 +25,10 @@ use crate::registry::ByteStream;
 /// How an object may be written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Condition {
-    /// Only if no object exists (S3 `If-None-Match: *`).
+    /// Only if no object exists (S3 `If-None-Match: *`, GCS `ifGenerationMatch=0`).
     Absent,
-    /// Only if the object is still at this version (S3 `If-Match: <etag>`).
+    /// Only if the object is still at this version (S3 `If-Match: <etag>`, GCS
+    /// `ifGenerationMatch=<generation>`).
     Matches(String),
 }
 
@@ -48,36 +56,54 @@ pub trait ObjectStore: Send + Sync {
     fn describe(&self) -> String;
 }
 
+/// Which object store a cache URL names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    /// `s3://<region>/…`.
+    S3 { region: String },
+    /// `gs://…`.
+    Gcs,
+}
+
 /// A parsed `--cache` URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Spec {
-    pub region: String,
+    pub backend: Backend,
     pub bucket: String,
     /// Empty or ending with `/`.
     pub prefix: String,
+    /// S3-compatible store or GCS JSON API endpoint (an emulator); `None`: the cloud's own.
     pub endpoint: Option<String>,
     /// One origin request per window across the fleet; `None`: every host asks the origin.
     pub registry_ttl: Option<Duration>,
 }
 
-/// Parse `s3://<region>/<bucket>/<prefix>?endpoint=…&registry-ttl=…`; unknown keys are refused.
+/// Parse `s3://<region>/<bucket>/<prefix>?endpoint=…&registry-ttl=…` or
+/// `gs://<bucket>/<prefix>?endpoint=…&registry-ttl=…`; unknown keys are refused.
 pub fn parse_url(s: &str) -> anyhow::Result<Spec> {
     let url = Url::parse(s.trim()).with_context(|| format!("invalid cache URL \"{s}\""))?;
-    match url.scheme() {
-        "s3" => {}
-        "gs" => bail!("cache URL {s}: a gs:// shared cache is not supported by this build yet; use s3://"),
-        other => bail!("unsupported cache scheme \"{other}\" in {s}; supported: s3://"),
-    }
-    let region = url.host_str().unwrap_or_default().to_string();
+    let host = url.host_str().unwrap_or_default().to_string();
     let path = url.path().trim_start_matches('/');
-    let (bucket, prefix) = path.split_once('/').unwrap_or((path, ""));
-    if region.is_empty() || bucket.is_empty() {
-        bail!("cache URL {s} must be s3://<region>/<bucket>/<prefix>");
-    }
+    let (backend, bucket, prefix) = match url.scheme() {
+        "s3" => {
+            let (bucket, prefix) = path.split_once('/').unwrap_or((path, ""));
+            if host.is_empty() || bucket.is_empty() {
+                bail!("cache URL {s} must be s3://<region>/<bucket>/<prefix>");
+            }
+            (Backend::S3 { region: host }, bucket.to_string(), prefix)
+        }
+        "gs" => {
+            if host.is_empty() {
+                bail!("cache URL {s} must be gs://<bucket>/<prefix>");
+            }
+            (Backend::Gcs, host, path)
+        }
+        other => bail!("unsupported cache scheme \"{other}\" in {s}; supported: s3://, gs://"),
+    };
     let prefix = prefix.trim_matches('/');
     let mut spec = Spec {
-        region,
-        bucket: bucket.to_string(),
+        backend,
+        bucket,
         prefix: if prefix.is_empty() {
             String::new()
         } else {
@@ -100,148 +126,12 @@ pub fn parse_url(s: &str) -> anyhow::Result<Spec> {
     Ok(spec)
 }
 
-/// An S3 bucket as an [`ObjectStore`]; the client is built at the first request.
-pub struct S3Store {
-    spec: Spec,
-    client: tokio::sync::OnceCell<aws_sdk_s3::Client>,
-}
-
-impl S3Store {
-    pub fn new(spec: Spec) -> S3Store {
-        S3Store {
-            spec,
-            client: tokio::sync::OnceCell::new(),
-        }
-    }
-
-    async fn client(&self) -> &aws_sdk_s3::Client {
-        self.client
-            .get_or_init(|| crate::registry::s3::connect(&self.spec.region, self.spec.endpoint.as_deref()))
-            .await
-    }
-
-    fn key(&self, key: &str) -> String {
-        format!("{}{key}", self.spec.prefix)
-    }
-}
-
-fn is_conflict(code: Option<&str>) -> bool {
-    matches!(code, Some("PreconditionFailed" | "ConditionalRequestConflict"))
-}
-
-#[async_trait]
-impl ObjectStore for S3Store {
-    async fn get(&self, key: &str) -> anyhow::Result<Option<(Vec<u8>, String)>> {
-        let full = self.key(key);
-        let out = match self
-            .client()
-            .await
-            .get_object()
-            .bucket(&self.spec.bucket)
-            .key(&full)
-            .send()
-            .await
-        {
-            Ok(out) => out,
-            Err(e) if e.code() == Some("NoSuchKey") => return Ok(None),
-            Err(e) => bail!(
-                "reading {full} from {}: {}",
-                self.describe(),
-                crate::registry::s3::describe(&e)
-            ),
-        };
-        let etag = out.e_tag().unwrap_or_default().to_string();
-        let body = out
-            .body
-            .collect()
-            .await
-            .with_context(|| format!("reading {full} from {}", self.describe()))?;
-        Ok(Some((body.to_vec(), etag)))
-    }
-
-    async fn put(&self, key: &str, body: Vec<u8>, condition: Condition) -> anyhow::Result<Written> {
-        let full = self.key(key);
-        let mut req = self
-            .client()
-            .await
-            .put_object()
-            .bucket(&self.spec.bucket)
-            .key(&full)
-            .content_type("application/json")
-            .body(body.into());
-        req = match condition {
-            Condition::Absent => req.if_none_match("*"),
-            Condition::Matches(etag) => req.if_match(etag),
-        };
-        match req.send().await {
-            Ok(out) => Ok(Written::Done(out.e_tag().unwrap_or_default().to_string())),
-            Err(e) if is_conflict(e.code()) => Ok(Written::Conflict),
-            Err(e) => bail!(
-                "writing {full} to {}: {}",
-                self.describe(),
-                crate::registry::s3::describe(&e)
-            ),
-        }
-    }
-
-    async fn open(&self, key: &str) -> anyhow::Result<Option<ByteStream>> {
-        let full = self.key(key);
-        match self
-            .client()
-            .await
-            .get_object()
-            .bucket(&self.spec.bucket)
-            .key(&full)
-            .send()
-            .await
-        {
-            Ok(out) => Ok(Some(crate::registry::s3::body_stream(out.body))),
-            Err(e) if e.code() == Some("NoSuchKey") => Ok(None),
-            Err(e) => bail!(
-                "reading {full} from {}: {}",
-                self.describe(),
-                crate::registry::s3::describe(&e)
-            ),
-        }
-    }
-
-    async fn create_from_file(&self, key: &str, path: &Path) -> anyhow::Result<Written> {
-        let full = self.key(key);
-        let body = aws_sdk_s3::primitives::ByteStream::from_path(path)
-            .await
-            .with_context(|| format!("reading {}", path.display()))?;
-        let sent = self
-            .client()
-            .await
-            .put_object()
-            .bucket(&self.spec.bucket)
-            .key(&full)
-            .if_none_match("*")
-            .body(body)
-            .send()
-            .await;
-        match sent {
-            Ok(out) => Ok(Written::Done(out.e_tag().unwrap_or_default().to_string())),
-            Err(e) if is_conflict(e.code()) => Ok(Written::Conflict),
-            Err(e) => bail!(
-                "uploading {full} to {}: {}",
-                self.describe(),
-                crate::registry::s3::describe(&e)
-            ),
-        }
-    }
-
-    fn describe(&self) -> String {
-        let at = self
-            .spec
-            .endpoint
-            .clone()
-            .unwrap_or_else(|| format!("AWS region {}", self.spec.region));
-        format!(
-            "shared cache s3://{}/{} ({at})",
-            self.spec.bucket, self.spec.prefix
-        )
-    }
+/// The object store a cache URL names.
+pub fn open_store(spec: Spec, user_agent: &str) -> anyhow::Result<Arc<dyn ObjectStore>> {
+    Ok(match spec.backend {
+        Backend::S3 { .. } => Arc::new(S3Store::new(spec)),
+        Backend::Gcs => Arc::new(GcsStore::new(spec, user_agent)?),
+    })
 }
 
 #[cfg(test)]
@@ -260,5 +150,9 @@ mod tests {
         assert!(parse_url("file:///tmp/x").is_err());
         assert!(parse_url("s3://r/b?registry-ttl=soon").is_err());
         assert!(parse_url("s3://r").is_err());
+        let gs = parse_url("gs://bkt/fleet/x?registry-ttl=1m").expect("gs");
+        assert_eq!(gs.backend, Backend::Gcs);
+        assert_eq!((gs.bucket.as_str(), gs.prefix.as_str()), ("bkt", "fleet/x/"));
+        assert!(parse_url("gs:///x").is_err());
     }
 }

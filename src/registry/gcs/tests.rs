@@ -217,9 +217,12 @@ fn registry_with(base: &str, sa: auth::ServiceAccount) -> GcsRegistry {
     GcsRegistry {
         selector: layout::selector(&location.query, &OpenOptions::default()).expect("selector"),
         location,
-        base: Url::parse(base).expect("base"),
-        http: reqwest::Client::new(),
-        tokens: auth::Tokens::new(auth::Source::ServiceAccount(Box::new(sa))),
+        api: api::Api::new(
+            Url::parse(base).expect("base"),
+            auth::Source::ServiceAccount(Box::new(sa)),
+            "dewy-test",
+        )
+        .expect("api"),
     }
 }
 

@@ -104,7 +104,7 @@ fn at_least_one_second(d: Duration) -> Duration {
 }
 
 /// `Retry-After` as delta-seconds or an HTTP date.
-fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     if let Ok(secs) = value.parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }

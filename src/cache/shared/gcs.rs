@@ -1,0 +1,185 @@
+//! A GCS bucket as the shared cache's [`ObjectStore`], through the JSON API: the version token is
+//! the object's generation, and conditional writes use `ifGenerationMatch` (`0`: only if absent).
+
+use std::path::Path;
+
+use anyhow::{bail, Context};
+use async_trait::async_trait;
+use futures_util::TryStreamExt;
+use reqwest::StatusCode;
+use serde::Deserialize;
+
+use super::{Condition, ObjectStore, Spec, Written};
+use crate::registry::gcs::api::Api;
+use crate::registry::ByteStream;
+
+/// A GCS bucket (or emulator) holding the fleet's shared cache.
+pub struct GcsStore {
+    spec: Spec,
+    api: Api,
+}
+
+#[derive(Deserialize)]
+struct ObjectMeta {
+    generation: String,
+}
+
+impl GcsStore {
+    pub fn new(spec: Spec, user_agent: &str) -> anyhow::Result<GcsStore> {
+        let api = Api::connect(spec.endpoint.as_deref(), user_agent)?;
+        Ok(GcsStore { spec, api })
+    }
+
+    fn key(&self, key: &str) -> String {
+        format!("{}{key}", self.spec.prefix)
+    }
+
+    /// The object's generation, `None` when absent.
+    async fn generation(&self, full: &str) -> anyhow::Result<Option<String>> {
+        let url = self.api.objects_url(&self.spec.bucket, Some(full));
+        let resp = self
+            .api
+            .send(self.api.http.get(url))
+            .await
+            .with_context(|| format!("reading {full} from {}", self.describe()))?;
+        if resp.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let resp = self.checked(resp, full, "reading").await?;
+        let meta: ObjectMeta = resp
+            .json()
+            .await
+            .with_context(|| format!("metadata of {full} from {}", self.describe()))?;
+        Ok(Some(meta.generation))
+    }
+
+    /// Stream `full` (pinned to `generation` when given), `None` when absent.
+    async fn media(&self, full: &str, generation: Option<&str>) -> anyhow::Result<Option<reqwest::Response>> {
+        let mut url = self.api.objects_url(&self.spec.bucket, Some(full));
+        url.query_pairs_mut().append_pair("alt", "media");
+        if let Some(g) = generation {
+            url.query_pairs_mut().append_pair("generation", g);
+        }
+        let resp = self
+            .api
+            .send(self.api.http.get(url))
+            .await
+            .with_context(|| format!("reading {full} from {}", self.describe()))?;
+        if resp.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        Ok(Some(self.checked(resp, full, "reading").await?))
+    }
+
+    /// Upload `body` to `full` if its generation is still `if_generation` (`0`: absent).
+    async fn upload(
+        &self,
+        full: &str,
+        body: reqwest::Body,
+        len: u64,
+        if_generation: &str,
+    ) -> anyhow::Result<Written> {
+        let mut url = self.api.upload_url(&self.spec.bucket, full);
+        url.query_pairs_mut()
+            .append_pair("ifGenerationMatch", if_generation);
+        let req = self
+            .api
+            .http
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .header(reqwest::header::CONTENT_LENGTH, len)
+            .body(body);
+        let resp = self
+            .api
+            .send(req)
+            .await
+            .with_context(|| format!("writing {full} to {}", self.describe()))?;
+        if resp.status() == StatusCode::PRECONDITION_FAILED {
+            return Ok(Written::Conflict);
+        }
+        let resp = self.checked(resp, full, "writing").await?;
+        let meta: ObjectMeta = resp
+            .json()
+            .await
+            .with_context(|| format!("answer to writing {full} to {}", self.describe()))?;
+        Ok(Written::Done(meta.generation))
+    }
+
+    async fn checked(
+        &self,
+        resp: reqwest::Response,
+        full: &str,
+        doing: &str,
+    ) -> anyhow::Result<reqwest::Response> {
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp);
+        }
+        let text = resp.text().await.unwrap_or_default();
+        let hint = match status.as_u16() {
+            401 | 403 => " — check the Google credentials (GOOGLE_APPLICATION_CREDENTIALS or the systemd credential gcs-credentials)",
+            _ => "",
+        };
+        bail!(
+            "{doing} {full} in {}: HTTP {status}: {}{hint}",
+            self.describe(),
+            text.chars().take(300).collect::<String>()
+        )
+    }
+}
+
+#[async_trait]
+impl ObjectStore for GcsStore {
+    async fn get(&self, key: &str) -> anyhow::Result<Option<(Vec<u8>, String)>> {
+        let full = self.key(key);
+        let Some(generation) = self.generation(&full).await? else {
+            return Ok(None);
+        };
+        let Some(resp) = self.media(&full, Some(&generation)).await? else {
+            return Ok(None);
+        };
+        let body = resp
+            .bytes()
+            .await
+            .with_context(|| format!("reading {full} from {}", self.describe()))?;
+        Ok(Some((body.to_vec(), generation)))
+    }
+
+    async fn put(&self, key: &str, body: Vec<u8>, condition: Condition) -> anyhow::Result<Written> {
+        let generation = match condition {
+            Condition::Absent => "0".to_string(),
+            Condition::Matches(g) => g,
+        };
+        let len = body.len() as u64;
+        self.upload(&self.key(key), body.into(), len, &generation).await
+    }
+
+    async fn open(&self, key: &str) -> anyhow::Result<Option<ByteStream>> {
+        let full = self.key(key);
+        Ok(self
+            .media(&full, None)
+            .await?
+            .map(|resp| -> ByteStream { Box::pin(resp.bytes_stream().map_err(std::io::Error::other)) }))
+    }
+
+    async fn create_from_file(&self, key: &str, path: &Path) -> anyhow::Result<Written> {
+        let file = tokio::fs::File::open(path)
+            .await
+            .with_context(|| format!("reading {}", path.display()))?;
+        let len = file
+            .metadata()
+            .await
+            .with_context(|| format!("reading {}", path.display()))?
+            .len();
+        let stream = tokio_util::io::ReaderStream::new(file);
+        let body = reqwest::Body::wrap_stream(stream);
+        self.upload(&self.key(key), body, len, "0").await
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "shared cache gs://{}/{} (endpoint {})",
+            self.spec.bucket, self.spec.prefix, self.api.base
+        )
+    }
+}

@@ -1,0 +1,161 @@
+//! An S3 bucket as the shared cache's [`ObjectStore`], with `If-None-Match`/`If-Match` writes.
+
+use std::path::Path;
+
+use anyhow::{bail, Context};
+use async_trait::async_trait;
+use aws_sdk_s3::error::ProvideErrorMetadata;
+
+use super::{Backend, Condition, ObjectStore, Spec, Written};
+use crate::registry::ByteStream;
+
+/// An S3 bucket as an [`ObjectStore`]; the client is built at the first request.
+pub struct S3Store {
+    spec: Spec,
+    client: tokio::sync::OnceCell<aws_sdk_s3::Client>,
+}
+
+impl S3Store {
+    pub fn new(spec: Spec) -> S3Store {
+        S3Store {
+            spec,
+            client: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    async fn client(&self) -> &aws_sdk_s3::Client {
+        self.client
+            .get_or_init(|| crate::registry::s3::connect(self.region(), self.spec.endpoint.as_deref()))
+            .await
+    }
+
+    fn region(&self) -> &str {
+        match &self.spec.backend {
+            Backend::S3 { region } => region,
+            Backend::Gcs => "",
+        }
+    }
+
+    fn key(&self, key: &str) -> String {
+        format!("{}{key}", self.spec.prefix)
+    }
+}
+
+fn is_conflict(code: Option<&str>) -> bool {
+    matches!(code, Some("PreconditionFailed" | "ConditionalRequestConflict"))
+}
+
+#[async_trait]
+impl ObjectStore for S3Store {
+    async fn get(&self, key: &str) -> anyhow::Result<Option<(Vec<u8>, String)>> {
+        let full = self.key(key);
+        let out = match self
+            .client()
+            .await
+            .get_object()
+            .bucket(&self.spec.bucket)
+            .key(&full)
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            Err(e) if e.code() == Some("NoSuchKey") => return Ok(None),
+            Err(e) => bail!(
+                "reading {full} from {}: {}",
+                self.describe(),
+                crate::registry::s3::describe(&e)
+            ),
+        };
+        let etag = out.e_tag().unwrap_or_default().to_string();
+        let body = out
+            .body
+            .collect()
+            .await
+            .with_context(|| format!("reading {full} from {}", self.describe()))?;
+        Ok(Some((body.to_vec(), etag)))
+    }
+
+    async fn put(&self, key: &str, body: Vec<u8>, condition: Condition) -> anyhow::Result<Written> {
+        let full = self.key(key);
+        let mut req = self
+            .client()
+            .await
+            .put_object()
+            .bucket(&self.spec.bucket)
+            .key(&full)
+            .content_type("application/json")
+            .body(body.into());
+        req = match condition {
+            Condition::Absent => req.if_none_match("*"),
+            Condition::Matches(etag) => req.if_match(etag),
+        };
+        match req.send().await {
+            Ok(out) => Ok(Written::Done(out.e_tag().unwrap_or_default().to_string())),
+            Err(e) if is_conflict(e.code()) => Ok(Written::Conflict),
+            Err(e) => bail!(
+                "writing {full} to {}: {}",
+                self.describe(),
+                crate::registry::s3::describe(&e)
+            ),
+        }
+    }
+
+    async fn open(&self, key: &str) -> anyhow::Result<Option<ByteStream>> {
+        let full = self.key(key);
+        match self
+            .client()
+            .await
+            .get_object()
+            .bucket(&self.spec.bucket)
+            .key(&full)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(Some(crate::registry::s3::body_stream(out.body))),
+            Err(e) if e.code() == Some("NoSuchKey") => Ok(None),
+            Err(e) => bail!(
+                "reading {full} from {}: {}",
+                self.describe(),
+                crate::registry::s3::describe(&e)
+            ),
+        }
+    }
+
+    async fn create_from_file(&self, key: &str, path: &Path) -> anyhow::Result<Written> {
+        let full = self.key(key);
+        let body = aws_sdk_s3::primitives::ByteStream::from_path(path)
+            .await
+            .with_context(|| format!("reading {}", path.display()))?;
+        let sent = self
+            .client()
+            .await
+            .put_object()
+            .bucket(&self.spec.bucket)
+            .key(&full)
+            .if_none_match("*")
+            .body(body)
+            .send()
+            .await;
+        match sent {
+            Ok(out) => Ok(Written::Done(out.e_tag().unwrap_or_default().to_string())),
+            Err(e) if is_conflict(e.code()) => Ok(Written::Conflict),
+            Err(e) => bail!(
+                "uploading {full} to {}: {}",
+                self.describe(),
+                crate::registry::s3::describe(&e)
+            ),
+        }
+    }
+
+    fn describe(&self) -> String {
+        let at = self
+            .spec
+            .endpoint
+            .clone()
+            .unwrap_or_else(|| format!("AWS region {}", self.region()));
+        format!(
+            "shared cache s3://{}/{} ({at})",
+            self.spec.bucket, self.spec.prefix
+        )
+    }
+}

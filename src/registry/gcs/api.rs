@@ -1,0 +1,104 @@
+//! The GCS JSON API connection shared by the `gs://` registry and the `gs://` shared cache: the
+//! endpoint (storage.googleapis.com, `STORAGE_EMULATOR_HOST` or an explicit one), the HTTP client,
+//! bearer tokens, and object/upload URLs.
+
+use anyhow::Context;
+use url::Url;
+
+use super::auth;
+
+const DEFAULT_BASE: &str = "https://storage.googleapis.com";
+
+/// One connection to a GCS JSON API endpoint.
+pub struct Api {
+    pub base: Url,
+    pub http: reqwest::Client,
+    tokens: auth::Tokens,
+}
+
+impl Api {
+    /// Connect to `endpoint`, else `STORAGE_EMULATOR_HOST` (both unauthenticated), else
+    /// storage.googleapis.com with service-account or metadata-server tokens.
+    pub fn connect(endpoint: Option<&str>, user_agent: &str) -> anyhow::Result<Api> {
+        let emulator = endpoint
+            .map(str::to_string)
+            .or_else(|| std::env::var("STORAGE_EMULATOR_HOST").ok())
+            .filter(|h| !h.trim().is_empty());
+        let (base, source) = match emulator {
+            Some(host) => {
+                let host = host.trim();
+                let full = if host.contains("://") {
+                    host.to_string()
+                } else {
+                    format!("http://{host}")
+                };
+                (full, auth::Source::None)
+            }
+            None => (DEFAULT_BASE.to_string(), auth::Source::from_env()?),
+        };
+        let base = Url::parse(&base).with_context(|| format!("invalid GCS endpoint \"{base}\""))?;
+        Api::new(base, source, user_agent)
+    }
+
+    /// A connection to `base` authenticated by `source`.
+    pub(super) fn new(base: Url, source: auth::Source, user_agent: &str) -> anyhow::Result<Api> {
+        let http = reqwest::Client::builder()
+            .user_agent(user_agent)
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .build()
+            .context("building the HTTP client")?;
+        Ok(Api {
+            base,
+            http,
+            tokens: auth::Tokens::new(source),
+        })
+    }
+
+    /// `{base}/storage/v1/b/{bucket}/o[/{object}]`, names percent-encoded whole (`/` too).
+    pub fn objects_url(&self, bucket: &str, object: Option<&str>) -> Url {
+        self.with_path(&format!("/storage/v1/b/{}/o", encode(bucket)), object)
+    }
+
+    /// `{base}/upload/storage/v1/b/{bucket}/o?uploadType=media&name={object}`.
+    pub fn upload_url(&self, bucket: &str, object: &str) -> Url {
+        let mut url = self.with_path(&format!("/upload/storage/v1/b/{}/o", encode(bucket)), None);
+        url.query_pairs_mut()
+            .append_pair("uploadType", "media")
+            .append_pair("name", object);
+        url
+    }
+
+    fn with_path(&self, tail: &str, object: Option<&str>) -> Url {
+        let mut url = self.base.clone();
+        let mut path = url.path().trim_end_matches('/').to_string();
+        path.push_str(tail);
+        if let Some(object) = object {
+            path.push('/');
+            path.push_str(&encode(object));
+        }
+        url.set_path(&path);
+        url
+    }
+
+    /// Send `req` with the bearer token when the endpoint needs one.
+    pub async fn send(&self, req: reqwest::RequestBuilder) -> anyhow::Result<reqwest::Response> {
+        let req = match self.tokens.token(&self.http).await? {
+            Some(token) => req.bearer_auth(token),
+            None => req,
+        };
+        Ok(req.send().await?)
+    }
+}
+
+/// Percent-encode everything but RFC 3986 unreserved characters.
+pub fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
