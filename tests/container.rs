@@ -893,3 +893,97 @@ fn split_daemons_adopt_replicas_after_a_deployer_sigkill() {
         "the adopted replicas were replaced"
     );
 }
+
+/// The whole pipeline: `dewy container --registry img://…` finds the newest tag in a real
+/// registry, deploys it, and rolls the next tag in while a client keeps calling the proxy.
+#[test]
+fn img_registry_to_containers_end_to_end() {
+    const LONG: Duration = Duration::from_secs(90);
+    let reg = Registry::start();
+    let app = unique("e2e");
+    let _c = Cleanup {
+        app: app.clone(),
+        repo: app.clone(),
+    };
+    reg.push(&app, &TestImage::new("v1.0.0"));
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let registry = format!("img://{}/{app}", reg.host);
+    let root = tmp.path().display().to_string();
+    let listen = format!("127.0.0.1:{port}:8080");
+    let mut d = Daemon::start(
+        env!("CARGO_BIN_EXE_dewy"),
+        &[
+            "container",
+            "--name",
+            &app,
+            "--registry",
+            &registry,
+            "--root",
+            &root,
+            "--port",
+            &listen,
+            "--replicas",
+            "2",
+            "--health-path",
+            "/health",
+            "--interval",
+            "1s",
+            "--drain-time",
+            "5s",
+            "--bus",
+            "none",
+            "--log-level",
+            "info",
+        ],
+        &[],
+        tmp.path(),
+        &tmp.path().join("dewy.log"),
+    );
+    wait_for_ok(LONG, &d, || get(port, "/").ok().filter(|v| v == "v1.0.0"));
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let tally = Arc::new(Mutex::new((0usize, 0usize, Vec::<String>::new())));
+    let client = {
+        let (stop, tally) = (stop.clone(), tally.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let r = get(port, "/");
+                let mut t = tally.lock().unwrap();
+                match r {
+                    Ok(_) => t.0 += 1,
+                    Err(e) => {
+                        t.1 += 1;
+                        t.2.push(e)
+                    }
+                }
+            }
+        })
+    };
+    reg.push(&app, &TestImage::new("v1.1.0"));
+    wait_for_ok(LONG, &d, || get(port, "/").ok().filter(|v| v == "v1.1.0"));
+    wait_for_ok(LONG, &d, || {
+        (d.log().matches("Container deployment completed").count() >= 2).then_some(())
+    });
+    wait_for_ok(LONG, &d, || (app_containers(&app).len() == 2).then_some(()));
+    stop.store(true, Ordering::Relaxed);
+    client.join().unwrap();
+    let t = tally.lock().unwrap();
+    eprintln!("img:// end to end: {} requests, {} failed", t.0, t.1);
+    assert_eq!(t.1, 0, "{:?}\n{}", &t.2[..t.2.len().min(5)], d.log());
+    let log = d.log();
+    for line in [
+        "Pulling new image",
+        "Image pull complete",
+        "Container deployment completed",
+        "Keep images",
+    ] {
+        assert!(log.contains(line), "{line:?} missing:\n{log}");
+    }
+    let st = d.terminate(LONG);
+    assert!(st.success(), "{st:?}");
+    assert!(
+        app_containers(&app).is_empty(),
+        "a foreground run removes its containers on stop"
+    );
+}
