@@ -131,7 +131,21 @@ async fn first_deploy_runs_replicas_with_labels_loopback_ports_and_user() {
     let port = free_port();
     // No container port: it comes from the image's EXPOSE.
     let s = settings(&app, tmp.path(), &[format!("127.0.0.1:{port}")], |f| {
-        f.replicas = Some(3)
+        f.replicas = Some(3);
+        f.run_options = Some(
+            [
+                "-e",
+                "GREETING=hi",
+                "--memory",
+                "64m",
+                "-l",
+                "team=web",
+                "--restart",
+                "on-failure:2",
+            ]
+            .map(String::from)
+            .to_vec(),
+        );
     });
     let (proxy, _server) = start_proxy(&s).await;
     let d = open(s, &proxy);
@@ -147,6 +161,16 @@ async fn first_deploy_runs_replicas_with_labels_loopback_ports_and_user() {
         assert_eq!(inspect(id, "{{index .Config.Labels \"dewy.version\"}}"), "v1.0.0");
         assert!(!inspect(id, "{{index .Config.Labels \"dewy.deployed_at\"}}").is_empty());
         replicas.push(inspect(id, "{{index .Config.Labels \"dewy.replica\"}}"));
+        assert_eq!(inspect(id, "{{index .Config.Labels \"team\"}}"), "web");
+        assert!(inspect(id, "{{json .Config.Env}}").contains("GREETING=hi"));
+        assert_eq!(inspect(id, "{{.HostConfig.Memory}}"), (64 << 20).to_string());
+        assert_eq!(
+            inspect(
+                id,
+                "{{.HostConfig.RestartPolicy.Name}}:{{.HostConfig.RestartPolicy.MaximumRetryCount}}"
+            ),
+            "on-failure:2"
+        );
         let bindings = inspect(id, "{{json .HostConfig.PortBindings}}");
         assert!(
             bindings.contains("\"8080/tcp\"") && bindings.contains("\"HostIp\":\"127.0.0.1\""),
@@ -559,12 +583,36 @@ async fn image_cleanup_keeps_the_newest_images() {
     let (proxy, _server) = start_proxy(&s).await;
     let d = open(s, &proxy);
     let versions = ["v1.0.0", "v1.1.0", "v1.2.0", "v1.3.0"];
+    let mut exited = String::new();
     for v in versions {
         let refs = reg.push(&app, &TestImage::new(v));
         // Created times have a one-second resolution: keep the images apart.
         std::thread::sleep(Duration::from_millis(1100));
+        if v == "v1.3.0" {
+            // A managed container of the app that exited (its port cannot be bound): reaped.
+            exited = docker::docker(&[
+                "run",
+                "-d",
+                "--label",
+                "dewy.managed=true",
+                "--label",
+                &format!("dewy.app={app}"),
+                "--label",
+                "dewy.version=v1.2.0",
+                "-e",
+                "PORT=not-a-port",
+                &refs.0,
+            ]);
+            support::wait_for("the container to exit", Duration::from_secs(30), || {
+                (inspect(&exited, "{{.State.Status}}") == "exited").then_some(())
+            });
+        }
         assert!(deployed(&d.offer(release(v, &refs)).await), "{v}");
     }
+    assert!(
+        !app_containers(&app).contains(&exited),
+        "the exited container was not reaped"
+    );
     let tags = docker::docker(&["images", "--format", "{{.Tag}}", &format!("{}/{app}", reg.host)]);
     let mut tags: Vec<&str> = tags.lines().collect();
     tags.sort();
