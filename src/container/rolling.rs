@@ -95,6 +95,9 @@ impl ContainerMode {
             for c in &cports {
                 tracing::info!(mapping = %format!("127.0.0.1::{c}"), "Adding localhost-only port mapping");
             }
+            // Engine and proxy trouble is retried at the next check; a replica that exits or
+            // fails its health check is the image's fault and marks the version bad.
+            let image_fault = std::sync::atomic::AtomicBool::new(false);
             let step = async {
                 let id = engine
                     .run(&RunSpec {
@@ -118,6 +121,7 @@ impl ContainerMode {
                     backends: BTreeMap::new(),
                 };
                 new.push(replica);
+                image_fault.store(true, std::sync::atomic::Ordering::Relaxed);
                 let published = engine.published(&id, &cports).await?;
                 for (cport, addr) in &published {
                     tracing::info!(
@@ -144,6 +148,7 @@ impl ContainerMode {
                     self.health_timeout,
                 )
                 .await?;
+                image_fault.store(false, std::sync::atomic::Ordering::Relaxed);
                 if let Some(r) = new.last_mut() {
                     r.backends = backends;
                 }
@@ -154,7 +159,12 @@ impl ContainerMode {
             };
             if let Err(e) = step.await {
                 self.undo(&old, &new).await;
-                return Err(fault(e.context(format!("replica {i} of {total} ({name})"))));
+                let e = e.context(format!("replica {i} of {total} ({name})"));
+                return Err(if image_fault.load(std::sync::atomic::Ordering::Relaxed) {
+                    fault(e)
+                } else {
+                    transient(e)
+                });
             }
         }
         *self.lock() = new.clone();
