@@ -568,6 +568,38 @@ async fn tcp_health_check_fails_when_nothing_listens_on_the_port() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_engine_error_is_retried_not_marked_bad() {
+    let reg = Registry::start();
+    let app = unique("engine");
+    let _c = Cleanup {
+        app: app.clone(),
+        repo: app.clone(),
+    };
+    let v1 = reg.push(&app, &TestImage::new("v1.0.0"));
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let s = settings(&app, tmp.path(), &[format!("127.0.0.1:{port}:8080")], |f| {
+        f.run_options = Some(vec!["--network".into(), format!("{app}-no-such-network")]);
+    });
+    let (proxy, _server) = start_proxy(&s).await;
+    let d = open(s, &proxy);
+    let r = d.offer(release("v1.0.0", &v1)).await;
+    let DeployResult::Failed { error, .. } = &r else {
+        panic!("{r:?}")
+    };
+    assert!(error.contains("no-such-network"), "{error}");
+    assert!(app_containers(&app).is_empty(), "the failed replica was left");
+    let status = d.status();
+    assert!(
+        status.bad.is_empty(),
+        "an engine error must not mark the version bad: {:?}",
+        status.bad
+    );
+    // Offered again, it is tried again (not skipped as bad).
+    assert_eq!(d.offer(release("v1.0.0", &v1)).await.kind(), "failed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn image_cleanup_keeps_the_newest_images() {
     let reg = Registry::start();
     let app = unique("images");
