@@ -57,6 +57,8 @@ pub struct ContainerMode {
     last_stamp: AtomicI64,
     /// False while the proxy may lack the backends of the replicas (adoption could not reach it).
     synced: AtomicBool,
+    /// True once the running containers were listed (adoption done, whatever the proxy said).
+    adopted: AtomicBool,
 }
 
 impl ContainerMode {
@@ -73,6 +75,7 @@ impl ContainerMode {
             replicas: Mutex::new(Vec::new()),
             last_stamp: AtomicI64::new(0),
             synced: AtomicBool::new(true),
+            adopted: AtomicBool::new(false),
         }))
     }
 
@@ -144,6 +147,7 @@ impl ContainerMode {
     pub async fn adopt(&self, live: Option<&str>) -> anyhow::Result<usize> {
         let engine = self.engine().await?;
         let running = engine.managed(&self.app, false).await?;
+        self.adopted.store(true, Ordering::SeqCst);
         let mut adopted = Vec::new();
         for m in running {
             if let Some(stamp) = labels::stamp_of(&m.name) {
@@ -195,8 +199,17 @@ impl ContainerMode {
         Ok(n)
     }
 
-    /// Send the replicas' backends again if adoption could not reach the proxy.
-    pub async fn ensure_synced(&self) {
+    /// Before a deploy: adopt the running containers if the engine could not be reached at
+    /// start (so they are replaced, never duplicated), and send the replicas' backends again if
+    /// the proxy could not be reached.
+    pub async fn catch_up(&self, live: Option<&str>) {
+        if !self.adopted.load(Ordering::SeqCst) {
+            match self.adopt(live).await {
+                Ok(n) => tracing::info!(count = n, "Found existing containers"),
+                Err(e) => tracing::warn!(error = %format!("{e:#}"), "Adopting the running containers failed"),
+            }
+            return;
+        }
         if self.synced.load(Ordering::SeqCst) {
             return;
         }

@@ -144,6 +144,7 @@ impl Deployer {
     /// `dewy rollback` in container mode: the previous release's image replaces the live one by
     /// the same rolling update; the version rolled back from is marked bad.
     pub(super) async fn container_rollback(&self, c: &Arc<ContainerMode>, reason: &str) -> DeployResult {
+        c.catch_up(self.live_version().as_deref()).await;
         let (live, previous) = {
             let st = self.lock_state();
             (st.live.clone(), st.previous.clone())

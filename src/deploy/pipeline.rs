@@ -44,7 +44,7 @@ impl Deployer {
         let version = release.version.clone();
         let key = release.cache_key();
         if let Some(c) = &self.containers {
-            c.ensure_synced().await;
+            c.catch_up(self.live_version().as_deref()).await;
         }
         if let Some(reason) = self.skip_reason(&release, &key, trigger) {
             tracing::debug!(
