@@ -222,44 +222,35 @@ impl TestImage {
     }
 }
 
-/// A tar with the test app at `/app` and the shared libraries it needs (no base image can be
-/// pulled here), made once per test binary.
-fn rootfs_tar() -> PathBuf {
-    static TAR: OnceLock<PathBuf> = OnceLock::new();
-    static LOCK: Mutex<()> = Mutex::new(());
-    let _g = LOCK.lock().unwrap_or_else(|p| p.into_inner());
+/// A tar (in memory: nothing is left on disk) with the test app at `/app` and the shared
+/// libraries it needs (no base image can be pulled here), made once per test binary.
+fn rootfs_tar() -> &'static [u8] {
+    static TAR: OnceLock<Vec<u8>> = OnceLock::new();
     TAR.get_or_init(|| {
         let bin = app_binary();
-        let dir = std::env::temp_dir().join(format!("dewy-test-rootfs-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("rootfs dir");
-        std::fs::copy(&bin, dir.join("app")).expect("copy app");
+        let mut b = tar::Builder::new(Vec::new());
+        b.follow_symlinks(true);
+        b.append_path_with_name(&bin, "app").expect("tar app");
         let ldd = Command::new("ldd").arg(&bin).output().expect("ldd");
         for line in String::from_utf8_lossy(&ldd.stdout).lines() {
-            let path = line
+            let Some(p) = line
                 .split_whitespace()
                 .find(|w| w.starts_with('/'))
-                .map(PathBuf::from);
-            if let Some(p) = path {
-                let dest = dir.join(p.strip_prefix("/").expect("absolute"));
-                std::fs::create_dir_all(dest.parent().expect("parent")).expect("lib dir");
-                std::fs::copy(&p, &dest).unwrap_or_else(|e| panic!("copy {}: {e}", p.display()));
-            }
+                .map(PathBuf::from)
+            else {
+                continue;
+            };
+            let name = p.strip_prefix("/").expect("absolute");
+            b.append_path_with_name(&p, name)
+                .unwrap_or_else(|e| panic!("tar {}: {e}", p.display()));
         }
-        std::fs::create_dir_all(dir.join("tmp")).expect("tmp");
-        let tar = dir.with_extension("tar");
-        let st = Command::new("tar")
-            .arg("-C")
-            .arg(&dir)
-            .arg("-cf")
-            .arg(&tar)
-            .arg(".")
-            .status()
-            .expect("tar");
-        assert!(st.success(), "tar failed");
-        tar
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_mode(0o1777);
+        h.set_size(0);
+        b.append_data(&mut h, "tmp/", std::io::empty()).expect("tar tmp");
+        b.into_inner().expect("tar")
     })
-    .clone()
 }
 
 /// The `container_app` example binary (built by `cargo test`; built here when missing).
@@ -280,7 +271,6 @@ fn app_binary() -> PathBuf {
 
 /// `docker import` the test app as `reference`.
 pub fn build_image(reference: &str, image: &TestImage) {
-    let tar = rootfs_tar();
     let mut args: Vec<String> = vec!["import".into()];
     let mut change = |c: String| {
         args.push("-c".into());
@@ -300,10 +290,26 @@ pub fn build_image(reference: &str, image: &TestImage) {
     for p in &image.expose {
         change(format!("EXPOSE {p}"));
     }
-    args.push(tar.display().to_string());
+    args.push("-".into());
     args.push(reference.to_string());
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    docker(&refs);
+    let mut child = Command::new("docker")
+        .args(&args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("docker import");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(rootfs_tar()).expect("writing the image tar");
+    }
+    let out = child.wait_with_output().expect("docker import");
+    assert!(
+        out.status.success(),
+        "docker import: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// IDs of the containers with label `dewy.app=APP` (all states).
