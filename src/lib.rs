@@ -7,6 +7,7 @@ pub mod bus;
 pub mod cache;
 pub mod cli;
 pub mod config;
+pub mod container;
 pub mod deploy;
 pub mod logging;
 pub mod metrics;

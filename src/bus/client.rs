@@ -22,6 +22,7 @@ trait Deployer1 {
     fn forget_bad(&self, version: &str) -> zbus::Result<bool>;
     fn status(&self) -> zbus::Result<String>;
     fn history(&self, limit: u32) -> zbus::Result<String>;
+    fn containers(&self) -> zbus::Result<Vec<(String, String, String, String)>>;
 }
 
 #[proxy(interface = "io.dewy.Watcher1", gen_blocking = false)]
@@ -142,6 +143,11 @@ impl DeployerClient {
     pub async fn status_json(&self) -> anyhow::Result<serde_json::Value> {
         let s = self.proxy.status().await.map_err(explain)?;
         serde_json::from_str(&s).context("parsing the deployer's status")
+    }
+
+    /// Container mode: (name, upstream, deploy time, version) of the running containers.
+    pub async fn containers(&self) -> anyhow::Result<Vec<(String, String, String, String)>> {
+        self.proxy.containers().await.map_err(explain)
     }
 
     pub async fn history_json(&self, limit: u32) -> anyhow::Result<serde_json::Value> {

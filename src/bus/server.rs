@@ -61,6 +61,14 @@ impl DeployerIface {
             .map_err(|e| fdo::Error::Failed(e.to_string()))
     }
 
+    /// Container mode: the running containers as (name, upstream, deploy time, version).
+    async fn containers(&self) -> fdo::Result<Vec<(String, String, String, String)>> {
+        self.deployer
+            .containers()
+            .await
+            .map_err(|e| fdo::Error::Failed(format!("{e:#}")))
+    }
+
     /// The version live now ("" when none).
     #[zbus(property)]
     async fn live_version(&self) -> String {

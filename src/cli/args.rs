@@ -25,8 +25,8 @@ pub enum Command {
     Assets(RunArgs),
     /// Deploy and run a server app with zero-downtime restarts.
     Server(RunArgs),
-    /// Deploy OCI images as containers behind dewy-proxy.
-    Container(RunArgs),
+    /// Deploy OCI images as containers behind dewy's proxy (`dewy container list` lists them).
+    Container(ContainerArgs),
     /// Show what is live, the last check and the bad versions of an app.
     Status(AppArgs),
     /// Show the deploy history of an app.
@@ -60,6 +60,22 @@ pub enum ConfigCommand {
         #[arg(long)]
         offline: bool,
     },
+}
+
+/// `dewy container [flags] [-- docker-run options]` or `dewy container list [APP]`.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct ContainerArgs {
+    #[command(subcommand)]
+    pub sub: Option<ContainerCommand>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ContainerCommand {
+    /// List the running containers of an app (UPSTREAM, DEPLOY TIME, NAME).
+    List(AppArgs),
 }
 
 /// Which bus the clients and daemons use.
@@ -183,13 +199,27 @@ pub struct RunArgs {
     /// Server mode: how long the old generation may drain before SIGKILL.
     #[arg(long = "drain-time")]
     pub drain_time: Option<DurationValue>,
+    /// Container mode: how many replicas run.
+    #[arg(long)]
+    pub replicas: Option<usize>,
+    /// Container mode: the command given to the image (replaces its CMD); repeat for arguments.
+    #[arg(long)]
+    pub cmd: Vec<String>,
+    /// Container mode: images of the app's repository kept.
+    #[arg(long = "keep-images")]
+    pub keep_images: Option<usize>,
+    /// Container mode: keep or remove the containers when dewy stops (default: keep under
+    /// systemd, remove in the foreground).
+    #[arg(long = "on-stop")]
+    pub on_stop: Option<crate::config::container::OnStop>,
     /// Server mode: `alive` readiness delay.
     #[arg(long = "alive-delay")]
     pub alive_delay: Option<DurationValue>,
     /// Go Dewy flags that this build does not implement yet (refused with a message).
     #[command(flatten)]
     pub later: LaterFlags,
-    /// Command and arguments of the app (server mode), after `--`.
+    /// Command and arguments of the app (server mode), or extra `docker run` options
+    /// (container mode), after `--`.
     #[arg(last = true)]
     pub command: Vec<String>,
 }
@@ -206,13 +236,9 @@ pub struct LaterFlags {
     #[arg(long = "admin-port", hide = true)]
     pub admin_port: Option<u16>,
     #[arg(long, hide = true)]
-    pub replicas: Option<i64>,
-    #[arg(long, hide = true)]
     pub runtime: Option<String>,
     #[arg(long = "proxy-idle-timeout", hide = true)]
     pub proxy_idle_timeout: Option<String>,
-    #[arg(long, hide = true)]
-    pub cmd: Vec<String>,
 }
 
 impl LaterFlags {
@@ -223,10 +249,8 @@ impl LaterFlags {
             (self.otlp_endpoint.is_some(), "--otlp-endpoint"),
             (self.otlp_insecure, "--otlp-insecure"),
             (self.admin_port.is_some(), "--admin-port"),
-            (self.replicas.is_some(), "--replicas"),
             (self.runtime.is_some(), "--runtime"),
             (self.proxy_idle_timeout.is_some(), "--proxy-idle-timeout"),
-            (!self.cmd.is_empty(), "--cmd"),
         ]
         .into_iter()
         .find_map(|(given, name)| given.then_some(name))
@@ -257,7 +281,12 @@ impl RunArgs {
             notifier: (!self.notifier.is_empty()).then(|| self.notifier.clone()),
             metrics_listen: self.metrics_listen.clone(),
             port: (!self.port.is_empty()).then(|| self.port.clone()),
-            command: (!self.command.is_empty()).then(|| self.command.clone()),
+            command: (!self.command.is_empty() && mode != Mode::Container).then(|| self.command.clone()),
+            run_options: (!self.command.is_empty() && mode == Mode::Container).then(|| self.command.clone()),
+            replicas: self.replicas,
+            cmd: (!self.cmd.is_empty()).then(|| self.cmd.clone()),
+            keep_images: self.keep_images,
+            on_stop: self.on_stop,
             readiness: self.readiness,
             health_path: self.health_path.clone(),
             health_timeout: self.health_timeout,

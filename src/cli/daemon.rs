@@ -89,6 +89,12 @@ pub fn deployer_main() -> i32 {
                 )
             }
         };
+        if deployer.settings().mode == crate::config::Mode::Container {
+            match crate::container::BusProxy::new(&_conn, &app).await {
+                Ok(p) => deployer.set_proxy(Arc::new(p)),
+                Err(e) => return fail("connecting to dewy-proxy", format!("{e:#}")),
+            }
+        }
         let stop = shutdown_signal();
         deployer.start_app().await;
         super::restart_on_sigusr1(deployer.clone());

@@ -84,6 +84,19 @@ pub async fn run(mode: Mode, args: RunArgs) -> i32 {
     deployer.set_events(observers.sink());
     watcher.set_events(&app, observers.sink());
     let _bus = publish(&args.bus, &app, deployer.clone(), watcher.clone()).await;
+    let proxy = match &settings.container {
+        Some(c) => match start_proxy(&c.ports).await {
+            Ok((handle, server)) => {
+                deployer.set_proxy(Arc::new(handle));
+                Some(server)
+            }
+            Err(e) => {
+                eprintln!("Error: starting the proxy: {e:#}");
+                return 1;
+            }
+        },
+        None => None,
+    };
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         app = %app,
@@ -107,8 +120,30 @@ pub async fn run(mode: Mode, args: RunArgs) -> i32 {
     let _ = tokio::time::timeout(Duration::from_secs(60), deployer.wait_idle()).await;
     poll.abort();
     deployer.stop_app().await;
+    if let Some(server) = proxy {
+        tracing::info!("Stopping reverse proxy");
+        server.shutdown(Duration::from_secs(10)).await;
+    }
     observers.stopped(signal, true).await;
     0
+}
+
+/// Container mode in the foreground: the proxy runs in this process, on the `--port` addresses.
+async fn start_proxy(
+    specs: &[crate::proxy::PortSpec],
+) -> anyhow::Result<(crate::proxy::ProxyHandle, crate::proxy::Server)> {
+    for s in specs {
+        tracing::info!(port = s.listen.port(), listen = %s.listen, "Starting built-in reverse proxy");
+    }
+    let listeners = crate::proxy::listen::listeners(specs)?;
+    let started = crate::proxy::start(specs.to_vec(), listeners, None).await?;
+    for s in specs {
+        tracing::info!(
+            external_port = s.listen.port(),
+            "Reverse proxy started successfully"
+        );
+    }
+    Ok(started)
 }
 
 /// Publish the deployer and watcher on a bus when possible; `auto` tries the system bus,

@@ -26,7 +26,11 @@ pub fn dewy_main() -> i32 {
     let result = match cli.command {
         Command::Assets(a) => return rt.block_on(foreground::run(crate::config::Mode::Assets, a)),
         Command::Server(a) => return rt.block_on(foreground::run(crate::config::Mode::Server, a)),
-        Command::Container(a) => return rt.block_on(foreground::run(crate::config::Mode::Container, a)),
+        Command::Container(args::ContainerArgs {
+            sub: Some(args::ContainerCommand::List(a)),
+            ..
+        }) => rt.block_on(ops::container_list(a)),
+        Command::Container(a) => return rt.block_on(foreground::run(crate::config::Mode::Container, a.run)),
         Command::Config(ConfigCommand::Check { file, app, offline }) => {
             return ops::config_check(&rt, &file, app.as_deref(), offline)
         }

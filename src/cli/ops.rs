@@ -99,6 +99,26 @@ pub async fn status(a: AppArgs) -> anyhow::Result<i32> {
             );
         }
     }
+    if let Some(reps) = d
+        .get("replicas")
+        .and_then(|b| b.as_array())
+        .filter(|b| !b.is_empty())
+    {
+        println!("replicas:");
+        for r in reps {
+            let backends = r
+                .get("backends")
+                .and_then(|b| b.as_object())
+                .map(|b| {
+                    b.iter()
+                        .map(|(port, addr)| format!(":{port}->{}", addr.as_str().unwrap_or("-")))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .unwrap_or_default();
+            println!("  {}  {}  {}", s(r, "name"), s(r, "version"), backends);
+        }
+    }
     if let Some(bad) = d.get("bad").and_then(|b| b.as_array()).filter(|b| !b.is_empty()) {
         println!("bad versions:");
         for b in bad {
@@ -251,4 +271,46 @@ async fn probe_source(settings: &config::Settings) -> (i32, String) {
         ),
         Ok(Err(CheckError::Other(e))) => (1, format!("source {source}: cannot be used: {e:#}")),
     }
+}
+
+/// `dewy container list`: the running containers of an app, from its deployer.
+pub async fn container_list(a: AppArgs) -> anyhow::Result<i32> {
+    let conn = connect(&a.bus).await?;
+    let app = pick_app(&conn, a.app.as_deref()).await?;
+    let mut rows = DeployerClient::new(&conn, &app).await?.containers().await?;
+    rows.sort();
+    if a.json {
+        let list: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|(name, upstream, at, version)| {
+                serde_json::json!({ "name": name, "upstream": upstream, "deployed_at": at, "version": version })
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(list));
+        return Ok(0);
+    }
+    if rows.is_empty() {
+        println!("No containers found.");
+        return Ok(0);
+    }
+    let local = |at: &str| {
+        chrono::DateTime::parse_from_rfc3339(at)
+            .map(|t| {
+                t.with_timezone(&chrono::Local)
+                    .format("%Y-%m-%d %H:%M:%S")
+                    .to_string()
+            })
+            .unwrap_or_else(|_| at.to_string())
+    };
+    let w = rows
+        .iter()
+        .map(|r| r.1.len())
+        .max()
+        .unwrap_or(0)
+        .max("UPSTREAM".len());
+    println!("{:<w$}  {:<19}  NAME", "UPSTREAM", "DEPLOY TIME");
+    for (name, upstream, at, _) in &rows {
+        println!("{upstream:<w$}  {:<19}  {name}", local(at));
+    }
+    Ok(0)
 }

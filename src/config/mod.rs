@@ -2,6 +2,7 @@
 //!
 //! Precedence: built-in defaults < config files (see [`file`]) < command-line flags.
 
+pub mod container;
 pub mod file;
 mod server;
 pub mod values;
@@ -88,6 +89,9 @@ pub struct Settings {
     pub health_timeout: Duration,
     #[serde(serialize_with = "ser_duration")]
     pub alive_delay: Duration,
+    /// Container mode: ports, replicas, run options… (`None` in the other modes).
+    #[serde(flatten)]
+    pub container: Option<container::ContainerSettings>,
     /// The files that were read, in the order they applied.
     pub files: Vec<PathBuf>,
 }
@@ -139,12 +143,6 @@ fn invalid(msg: impl Into<String>) -> ConfigError {
     ConfigError::Invalid(msg.into())
 }
 
-fn not_yet(what: &str) -> ConfigError {
-    invalid(format!(
-        "{what} is not supported by this build of dewy yet; remove it from the config or command line"
-    ))
-}
-
 fn resolve(app: &str, l: Layer, files: Vec<PathBuf>, foreground: bool) -> Result<Settings, ConfigError> {
     let where_ = if files.is_empty() {
         "the command line".to_string()
@@ -167,10 +165,8 @@ fn resolve(app: &str, l: Layer, files: Vec<PathBuf>, foreground: bool) -> Result
     let registry = with_calver(&registry, calver.as_deref())?;
     crate::registry::parse_url(&registry).map_err(|e| invalid(format!("registry: {e:#}")))?;
     let mode = l.mode.unwrap_or(Mode::Assets);
-    if mode == Mode::Container {
-        return Err(not_yet("container mode"));
-    }
     let server = server::resolve(&l, mode)?;
+    let container = container::resolve(&l, mode)?;
     let cache = l.cache.clone().filter(|c| !c.trim().is_empty());
     if let Some(url) = &cache {
         crate::cache::shared::parse_url(url).map_err(|e| invalid(format!("cache: {e:#}")))?;
@@ -238,6 +234,7 @@ fn resolve(app: &str, l: Layer, files: Vec<PathBuf>, foreground: bool) -> Result
         health_path: server.health_path,
         health_timeout: server.health_timeout,
         alive_delay: server.alive_delay,
+        container,
         files,
     })
 }

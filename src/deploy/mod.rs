@@ -1,6 +1,7 @@
 //! The deployer: skip rules, download into the cache, extract, hooks, the `current` switch,
 //! rollback, the bad-version ledger and crash recovery. One deploy runs at a time.
 
+mod container_step;
 mod hook_step;
 mod pipeline;
 mod recovery;
@@ -63,6 +64,9 @@ pub struct Status {
     pub activity: String,
     pub last: Option<HistoryEntry>,
     pub bad: Vec<state::BadVersion>,
+    /// Container mode: the replicas in the proxy.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub replicas: Vec<crate::container::Replica>,
 }
 
 /// The deploy pipeline of one app.
@@ -78,6 +82,8 @@ pub struct Deployer {
     events: OnceLock<Arc<dyn EventSink>>,
     /// Server mode: the app and its sockets.
     app: Option<Arc<Supervisor>>,
+    /// Container mode: the containers and the proxy in front of them.
+    containers: Option<Arc<crate::container::ContainerMode>>,
 }
 
 impl Deployer {
@@ -92,6 +98,12 @@ impl Deployer {
             crate::config::Mode::Server => Some(Supervisor::open(&settings).context("server mode")?),
             _ => None,
         };
+        let containers = match settings.mode {
+            crate::config::Mode::Container => {
+                Some(crate::container::ContainerMode::new(&settings).context("container mode")?)
+            }
+            _ => None,
+        };
         let d = Arc::new(Self {
             settings,
             registry,
@@ -103,6 +115,7 @@ impl Deployer {
             busy: tokio::sync::Mutex::new(()),
             events: OnceLock::new(),
             app,
+            containers,
         });
         d.recover()?;
         Ok(d)
@@ -116,8 +129,41 @@ impl Deployer {
         let _ = self.events.set(sink);
     }
 
+    /// Container mode: where the backends go (dewy-proxy over D-Bus, or the in-process proxy).
+    pub fn set_proxy(&self, proxy: Arc<dyn crate::container::ProxyControl>) {
+        if let Some(c) = &self.containers {
+            c.set_proxy(proxy);
+        }
+    }
+
+    /// Container mode: the running containers as (name, upstream, deploy time, version).
+    pub async fn containers(&self) -> anyhow::Result<Vec<(String, String, String, String)>> {
+        match &self.containers {
+            Some(c) => c.list().await,
+            None => anyhow::bail!(
+                "{} runs in {} mode, not container mode",
+                self.settings.app,
+                self.settings.mode
+            ),
+        }
+    }
+
     /// Server mode: start the app of the live release (first generation), if there is one.
+    /// Container mode: adopt the running containers of the live release.
     pub async fn start_app(self: &Arc<Self>) {
+        if let Some(c) = &self.containers {
+            let _guard = self.busy.lock().await;
+            let live = self.live_version();
+            match c.adopt(live.as_deref()).await {
+                Ok(n) => {
+                    tracing::info!(count = n, dewy_version = %live.unwrap_or_default(), "Found existing containers")
+                }
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "Adopting the running containers failed; the next check tries the proxy again")
+                }
+            }
+            return;
+        }
         let Some(app) = &self.app else { return };
         if let Some(mut loops) = app.crash_loops() {
             let me = Arc::downgrade(self);
@@ -183,6 +229,9 @@ impl Deployer {
 
     /// Server mode: stop the app gracefully (SIGTERM, drain, SIGKILL).
     pub async fn stop_app(&self) {
+        if let Some(c) = &self.containers {
+            c.shutdown().await;
+        }
         if let Some(app) = &self.app {
             app.stop().await;
         }
@@ -192,6 +241,9 @@ impl Deployer {
     /// (then the live version is deployed again); a crashed app is restarted by the supervisor.
     /// Always true in the other modes.
     pub fn app_running(&self) -> bool {
+        if let Some(c) = &self.containers {
+            return !c.replicas().is_empty();
+        }
         self.app.as_ref().is_none_or(|a| a.supervising())
     }
 
@@ -245,6 +297,9 @@ impl Deployer {
     /// Make the previous release live again and mark the current version bad.
     pub async fn rollback(&self) -> DeployResult {
         let _guard = self.busy.lock().await;
+        if let Some(c) = self.containers.clone() {
+            return self.container_rollback(&c, "rolled back by operator").await;
+        }
         self.do_rollback("rolled back by operator")
     }
 
@@ -272,6 +327,7 @@ impl Deployer {
             activity: self.activity(),
             last: st.history.back().cloned(),
             bad: st.bad.values().cloned().collect(),
+            replicas: self.containers.as_ref().map(|c| c.replicas()).unwrap_or_default(),
         }
     }
 

@@ -16,7 +16,7 @@ use crate::registry::Release;
 use crate::release::{self, HookKind, Limits};
 
 /// A failure, and whether it belongs to the release itself (then the version is marked bad).
-struct StepError {
+pub(super) struct StepError {
     error: anyhow::Error,
     release_fault: bool,
     sha256: Option<String>,
@@ -43,6 +43,9 @@ impl Deployer {
     pub(super) async fn run(&self, release: Release, trigger: Trigger) -> DeployResult {
         let version = release.version.clone();
         let key = release.cache_key();
+        if let Some(c) = &self.containers {
+            c.catch_up(self.live_version().as_deref()).await;
+        }
         if let Some(reason) = self.skip_reason(&release, &key, trigger) {
             tracing::debug!(
                 message_id = MSG_SKIP,
@@ -130,12 +133,13 @@ impl Deployer {
     fn skip_reason(&self, release: &Release, key: &str, trigger: Trigger) -> Option<String> {
         let st = self.lock_state();
         if let Some(live) = &st.live {
-            let intact = self
-                .releases
-                .current()
-                .ok()
-                .flatten()
-                .is_some_and(|p| p.file_name().is_some_and(|n| n.to_string_lossy() == live.release));
+            let intact = self.containers.is_some()
+                || self
+                    .releases
+                    .current()
+                    .ok()
+                    .flatten()
+                    .is_some_and(|p| p.file_name().is_some_and(|n| n.to_string_lossy() == live.release));
             if live.cache_key == key && intact {
                 if self.app_running() {
                     return Some(format!("{} is live", release.version));
@@ -163,6 +167,16 @@ impl Deployer {
         trigger: Trigger,
         started: Instant,
     ) -> Result<String, StepError> {
+        if let Some(c) = self.containers.clone() {
+            return self
+                .deploy_container(&c, release, key, trigger, started)
+                .await
+                .map_err(|e| StepError {
+                    error: e.error,
+                    release_fault: e.release_fault,
+                    sha256: None,
+                });
+        }
         let version = &release.version;
         let sha256 = self.fetch_artifact(release, key).await?;
         tracing::info!(

@@ -89,6 +89,8 @@ pub enum Event {
     /// Server mode: a new generation of the app took over from the previous one; `reason` is
     /// deploy, crash, operator or rollback.
     ServerRestarted { version: String, reason: String },
+    /// Container mode: the image of a release is pulled.
+    ImagePulled { version: String, image: String },
     /// dewy stops.
     Stopped { signal: String },
 }
@@ -110,6 +112,7 @@ impl Event {
             Event::Digest { .. } => "failure-digest",
             Event::ServerStarted { .. } => "server-started",
             Event::ServerRestarted { .. } => "server-restarted",
+            Event::ImagePulled { .. } => "image-pulled",
             Event::Stopped { .. } => "stopped",
         }
     }
@@ -119,6 +122,7 @@ impl Event {
         match self {
             Event::ReleaseFound { version, .. }
             | Event::Downloaded { version }
+            | Event::ImagePulled { version, .. }
             | Event::DeployStarted { version, .. }
             | Event::Hook { version, .. }
             | Event::Deployed { version, .. } => Some(version),
@@ -206,6 +210,9 @@ impl Event {
                 }
                 m
             }
+            Event::Deployed { version, command, .. } if command == "container" => {
+                format!("Container deployed successfully for {version}")
+            }
             Event::Deployed {
                 version,
                 previous,
@@ -258,6 +265,7 @@ impl Event {
                 "crash" => format!("Server restarted for {version} after it exited"),
                 other => format!("Server restarted for {version} ({other})"),
             },
+            Event::ImagePulled { version, .. } => format!("Pulled image for {version}"),
             Event::Stopped { signal } => format!("Stop receiving by {signal} signal"),
         }
     }
@@ -365,6 +373,7 @@ impl Note {
             Event::ServerStarted { version } | Event::ServerRestarted { version, .. } => {
                 (Some(version), None, None, None, None)
             }
+            Event::ImagePulled { version, .. } => (Some(version), None, None, None, None),
             Event::Started { .. } | Event::Stopped { .. } => (None, None, None, None, None),
         };
         WebhookBody {
@@ -402,6 +411,24 @@ mod tests {
                 env!("CARGO_PKG_VERSION")
             )
         );
+    }
+
+    #[test]
+    fn container_wording() {
+        let pulled = Event::ImagePulled {
+            version: "v1.2.3".into(),
+            image: "ghcr.io/o/app:v1.2.3".into(),
+        };
+        assert_eq!(pulled.message(), "Pulled image for v1.2.3");
+        assert_eq!(pulled.kind(), "image-pulled");
+        assert_eq!(pulled.deploy_version(), Some("v1.2.3"));
+        let deployed = Event::Deployed {
+            version: "v1.2.3".into(),
+            previous: Some("v1.2.2".into()),
+            duration: Duration::from_secs(4),
+            command: "container".into(),
+        };
+        assert_eq!(deployed.message(), "Container deployed successfully for v1.2.3");
     }
 
     #[test]

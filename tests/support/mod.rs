@@ -4,6 +4,7 @@
 pub mod activate;
 pub mod backend;
 pub mod dbus;
+pub mod docker;
 pub mod gcs;
 pub mod github;
 pub mod load;

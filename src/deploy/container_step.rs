@@ -1,0 +1,237 @@
+//! Container mode's deploy: pull, hooks, the rolling update and the state that records it.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::anyhow;
+use chrono::Utc;
+
+use super::state::{BadVersion, HistoryEntry, Live, Outcome, Pending};
+use super::{DeployResult, Deployer, Trigger};
+use crate::config::HookFailure;
+use crate::container::{ContainerMode, DeployError};
+use crate::logging::{MSG_DEPLOY, MSG_ROLLBACK};
+use crate::notify::{Event, Stage};
+use crate::registry::Release;
+use crate::release::HookKind;
+
+fn transient(error: anyhow::Error) -> DeployError {
+    DeployError {
+        error,
+        release_fault: false,
+    }
+}
+
+impl Deployer {
+    pub(super) async fn deploy_container(
+        &self,
+        c: &Arc<ContainerMode>,
+        release: &Release,
+        key: &str,
+        trigger: Trigger,
+        started: Instant,
+    ) -> Result<String, DeployError> {
+        let version = &release.version;
+        let pulled = c.pull(release).await?;
+        tracing::info!(
+            dewy_version = %version,
+            notification = %format!("Pulled image for {version}"),
+            "Image pull notification"
+        );
+        self.emit(Event::ImagePulled {
+            version: version.clone(),
+            image: release.artifact.clone(),
+        });
+        let reason = match trigger {
+            Trigger::Watcher => "new release",
+            Trigger::Operator => "operator",
+        };
+        let previous = self.lock_state().live.clone();
+        let prev_version = previous.as_ref().map(|l| l.version.clone());
+        let digest = pulled.digest.clone().or_else(|| Some(pulled.id.clone()));
+        self.update_state(|st| {
+            st.pending = Some(Pending {
+                version: version.clone(),
+                cache_key: key.to_string(),
+                artifact_url: release.artifact_url.clone(),
+                sha256: digest.clone(),
+                release: None,
+                started_at: Utc::now(),
+                reason: reason.to_string(),
+            })
+        })
+        .map_err(transient)?;
+        self.emit(Event::DeployStarted {
+            version: version.clone(),
+            previous: prev_version.clone(),
+        });
+        let root = self.settings.root.clone();
+        let hook_env = self.hook_env(version, prev_version.as_deref(), &root);
+        if let Some(cmd) = &self.settings.before_deploy_hook {
+            let ok = self
+                .hook_step(HookKind::Before, cmd, &root, hook_env.clone(), version)
+                .await;
+            if !ok && self.settings.before_hook_failure == HookFailure::Abort {
+                let _ = self.update_state(|st| st.pending = None);
+                return Err(transient(anyhow!(
+                    "before-deploy hook failed (before-hook-failure = \"abort\"); will retry at the next check"
+                )));
+            }
+        }
+        let replicas = match c.roll(release, &pulled).await {
+            Ok(r) => r,
+            Err(e) => return Err(e),
+        };
+        let live = Live {
+            version: version.clone(),
+            cache_key: key.to_string(),
+            artifact_url: release.artifact_url.clone(),
+            release: pulled.reference.clone(),
+            sha256: digest,
+            deployed_at: Utc::now(),
+        };
+        let mut entry = HistoryEntry {
+            at: Utc::now(),
+            from: prev_version.clone(),
+            to: version.clone(),
+            result: Outcome::Deployed,
+            duration_ms: started.elapsed().as_millis() as u64,
+            reason: reason.to_string(),
+        };
+        self.update_state(|st| {
+            let old = st.live.take();
+            if old.as_ref().is_some_and(|o| o.version != *version) || st.previous.is_none() {
+                st.previous = old;
+            }
+            st.live = Some(live);
+            st.pending = None;
+            st.bad.remove(version);
+            st.record(entry.clone());
+        })
+        .map_err(transient)?;
+        if let Some(cmd) = &self.settings.after_deploy_hook {
+            if !self
+                .hook_step(HookKind::After, cmd, &root, hook_env, version)
+                .await
+            {
+                entry.reason = format!("{reason}; after-deploy hook failed");
+                let _ = self.update_state(|st| {
+                    if let Some(last) = st.history.back_mut() {
+                        *last = entry.clone();
+                    }
+                });
+            }
+        }
+        let (repository, _) = crate::container::docker::split_reference(&pulled.reference);
+        c.cleanup(&repository).await;
+        tracing::info!(
+            message_id = MSG_DEPLOY,
+            dewy_version = %version,
+            replicas = replicas.len(),
+            desired = c.desired_replicas(),
+            duration_ms = started.elapsed().as_millis() as u64,
+            "Deploy completed"
+        );
+        self.emit(Event::Deployed {
+            version: version.clone(),
+            previous: prev_version,
+            duration: started.elapsed(),
+            command: self.settings.mode.to_string(),
+        });
+        Ok(pulled.reference)
+    }
+
+    /// `dewy rollback` in container mode: the previous release's image replaces the live one by
+    /// the same rolling update; the version rolled back from is marked bad.
+    pub(super) async fn container_rollback(&self, c: &Arc<ContainerMode>, reason: &str) -> DeployResult {
+        c.catch_up(self.live_version().as_deref()).await;
+        let (live, previous) = {
+            let st = self.lock_state();
+            (st.live.clone(), st.previous.clone())
+        };
+        let (Some(live), Some(previous)) = (live, previous) else {
+            return DeployResult::Failed {
+                version: String::new(),
+                error: "no previous release to roll back to".into(),
+            };
+        };
+        let release = Release {
+            version: previous.version.clone(),
+            artifact: previous.release.clone(),
+            artifact_url: previous.artifact_url.clone(),
+            checksum_url: None,
+            published_at: None,
+        };
+        self.set_activity(format!("rolling back to {}", previous.version));
+        let rolled = async {
+            let pulled = c.pull(&release).await?;
+            c.roll(&release, &pulled).await
+        }
+        .await;
+        self.set_activity("idle".into());
+        if let Err(e) = rolled {
+            let error = format!("{:#}", e.error);
+            self.emit(Event::Failed {
+                stage: Stage::Rollback,
+                version: Some(previous.version.clone()),
+                error: error.clone(),
+                next_step: format!(
+                    "{} keeps serving; fix the cause and run `dewy rollback {}` again",
+                    live.version, self.settings.app
+                ),
+                command: self.settings.mode.to_string(),
+            });
+            return DeployResult::Failed {
+                version: previous.version,
+                error,
+            };
+        }
+        tracing::warn!(
+            message_id = MSG_ROLLBACK,
+            dewy_version = %previous.version,
+            from = %live.version,
+            reason,
+            "Rolled back"
+        );
+        let saved = self.update_state(|st| {
+            st.bad.insert(
+                live.version.clone(),
+                BadVersion {
+                    version: live.version.clone(),
+                    artifact_url: live.artifact_url.clone(),
+                    sha256: live.sha256.clone(),
+                    reason: reason.to_string(),
+                    at: Utc::now(),
+                },
+            );
+            st.record(HistoryEntry {
+                at: Utc::now(),
+                from: Some(live.version.clone()),
+                to: previous.version.clone(),
+                result: Outcome::RolledBack,
+                duration_ms: 0,
+                reason: reason.to_string(),
+            });
+            st.live = Some(Live {
+                deployed_at: Utc::now(),
+                ..previous.clone()
+            });
+            st.previous = Some(live.clone());
+        });
+        if let Err(e) = saved {
+            return DeployResult::Failed {
+                version: previous.version,
+                error: format!("{e:#}"),
+            };
+        }
+        self.emit(Event::RolledBack {
+            from: live.version.clone(),
+            to: previous.version.clone(),
+            reason: reason.to_string(),
+        });
+        DeployResult::Deployed {
+            version: previous.version,
+            release: previous.release,
+        }
+    }
+}
