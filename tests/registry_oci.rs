@@ -216,3 +216,36 @@ async fn missing_repository_and_unreachable_registry() {
         other => panic!("expected a network error, got {other:?}"),
     }
 }
+
+/// `dewy config check` names a registry that refuses the credentials (exit 1), and reports the
+/// newest tag when they are right.
+#[tokio::test]
+async fn config_check_reports_authentication() {
+    let reg = OciServer::start(Auth::Basic);
+    reg.push("checked/app", "v3.0.0", "three").await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let cfg = tmp.path().join("web.toml");
+    let body = format!(
+        "mode = \"container\"\nregistry = \"img://{}/checked/app\"\nport = [\"8080:80\"]\n",
+        reg.host()
+    );
+    std::fs::write(&cfg, body).expect("config");
+    let cfg = cfg.to_str().expect("path");
+    let docker_config = tmp.path().to_str().expect("path");
+    let env = [
+        ("DOCKER_CONFIG", docker_config),
+        ("DOCKER_USERNAME", USER),
+        ("DOCKER_PASSWORD", "nope"),
+    ];
+    let (code, _, err) = support::proc::dewy(&["config", "check", cfg], &env);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("refused the credentials"), "{err}");
+    let env = [
+        ("DOCKER_CONFIG", docker_config),
+        ("DOCKER_USERNAME", USER),
+        ("DOCKER_PASSWORD", PASSWORD),
+    ];
+    let (code, out, err) = support::proc::dewy(&["config", "check", cfg], &env);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("reachable; newest release v3.0.0"), "{out}");
+}
