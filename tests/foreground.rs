@@ -269,8 +269,11 @@ fn sigkill_during_extraction_leaves_a_consistent_state() {
     d.kill9();
     assert_eq!(current_file(&s.root, "VERSION").as_deref(), Some("v1.0.0"));
 
-    // Restart: the staging dir is cleaned, v1 stays live until v2 is deployed again.
-    let d = start(&s, &[]);
+    // Restart: the staging dir is cleaned, v1 stays live until v2 is deployed again; the
+    // operators are told of the interrupted deploy.
+    let rx = support::receiver::Receiver::start();
+    let hook = format!("webhook+{}/hook", rx.base());
+    let d = start(&s, &["--notifier", &hook]);
     wait_for("v2.0.0 live after restart", Duration::from_secs(120), || {
         current_file(&s.root, "VERSION")
             .filter(|v| v.trim() == "v2.0.0")
@@ -279,6 +282,18 @@ fn sigkill_during_extraction_leaves_a_consistent_state() {
     let log = d.log();
     assert!(log.contains("Removed staging directories"), "{log}");
     assert!(log.contains("Interrupted deploy undone"), "{log}");
+    let told = wait_for("the interrupted deploy notification", LONG, || {
+        rx.to("/hook")
+            .into_iter()
+            .map(|r| r.json())
+            .find(|j| j["event"] == "failed")
+    });
+    let text = told["message"].as_str().unwrap_or_default();
+    assert!(
+        text.contains("Deploy of v2.0.0 failed: interrupted by a stop of the deployer"),
+        "{told}"
+    );
+    assert!(text.contains("v1.0.0 stays live"), "{told}");
     let staging_left = std::fs::read_dir(&releases)
         .unwrap()
         .flatten()

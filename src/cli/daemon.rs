@@ -101,6 +101,7 @@ pub fn deployer_main() -> i32 {
         let live = deployer.live_version().unwrap_or_else(|| "nothing".into());
         tracing::info!(dewy_version = %live, "Deployer ready");
         observers.emit(Event::Started { command: mode });
+        deployer.report_recovery();
         notify::ready(&deployer.status_line());
         notify::spawn_watchdog();
         let signal = stop.await;

@@ -108,6 +108,7 @@ pub async fn run(mode: Mode, args: RunArgs) -> i32 {
     observers.emit(Event::Started {
         command: mode.to_string(),
     });
+    deployer.report_recovery();
     notify::ready(&format!("watching {}", settings.registry));
     notify::spawn_watchdog();
     let stop = shutdown_signal();

@@ -80,6 +80,8 @@ pub struct Deployer {
     activity: Mutex<String>,
     busy: tokio::sync::Mutex<()>,
     events: OnceLock<Arc<dyn EventSink>>,
+    /// What the repair at start found, told to the operators once the events have a sink.
+    recovered: Mutex<Vec<Event>>,
     /// Server mode: the app and its sockets.
     app: Option<Arc<Supervisor>>,
     /// Container mode: the containers and the proxy in front of them.
@@ -114,6 +116,7 @@ impl Deployer {
             activity: Mutex::new("idle".into()),
             busy: tokio::sync::Mutex::new(()),
             events: OnceLock::new(),
+            recovered: Mutex::new(Vec::new()),
             app,
             containers,
         });
@@ -127,6 +130,14 @@ impl Deployer {
             app.set_events(sink.clone());
         }
         let _ = self.events.set(sink);
+    }
+
+    /// Send what the repair at start found (an interrupted deploy) to the event sink.
+    pub fn report_recovery(&self) {
+        let events = std::mem::take(&mut *self.recovered.lock().unwrap_or_else(|p| p.into_inner()));
+        for event in events {
+            self.emit(event);
+        }
     }
 
     /// Container mode: where the backends go (dewy-proxy over D-Bus, or the in-process proxy).

@@ -110,6 +110,13 @@ impl Deployer {
     }
 
     /// Repair what a crash left: staging dirs, a deploy that was cut short.
+    fn note_recovery(&self, event: Event) {
+        self.recovered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(event);
+    }
+
     pub(super) fn recover(&self) -> anyhow::Result<()> {
         let cleaned = self
             .releases
@@ -147,6 +154,17 @@ impl Deployer {
                         .into(),
                 });
                 tracing::warn!(dewy_version = %p.version, "Interrupted deploy had switched current; keeping it live");
+                self.note_recovery(Event::Failed {
+                    stage: Stage::Deploy,
+                    version: Some(p.version.clone()),
+                    error: "the deployer stopped after the switch of current and before the after-deploy hook"
+                        .into(),
+                    next_step: format!(
+                        "{} is live and kept; its after-deploy hook did not run: run it by hand if it matters",
+                        p.version
+                    ),
+                    command: self.settings.mode.to_string(),
+                });
             } else {
                 if let Some(name) = &p.release {
                     let dir = self.releases.releases_dir().join(name);
@@ -164,6 +182,20 @@ impl Deployer {
                     reason: "interrupted by a restart of the deployer; will retry".into(),
                 });
                 tracing::warn!(dewy_version = %p.version, "Interrupted deploy undone; the previous release stays live");
+                let live = st
+                    .live
+                    .as_ref()
+                    .map_or_else(|| "nothing".to_string(), |l| l.version.clone());
+                self.note_recovery(Event::Failed {
+                    stage: Stage::Deploy,
+                    version: Some(p.version.clone()),
+                    error: "interrupted by a stop of the deployer; the half-done release was removed".into(),
+                    next_step: format!(
+                        "{live} stays live; dewy deploys {} again at the next check",
+                        p.version
+                    ),
+                    command: self.settings.mode.to_string(),
+                });
             }
             self.state_file.save(&st)?;
         }
