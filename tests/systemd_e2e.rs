@@ -243,9 +243,17 @@ fn deb_in_booted_systemd_file_registry_fd_store() {
     deploy_under_load(port, "v1.0.0", "v2.0.0", || publish("v2.0.0"));
 
     // (3) the deployer restarts; the port stays open (fd store). A package upgrade (here the
-    // same .deb again) restarts the running daemons the same way.
+    // same .deb again) restarts the running daemons the same way, and so does a crash.
     restart_under_load(&m, port, "v2.0.0", "systemctl restart dewy@app.service");
     restart_under_load(&m, port, "v2.0.0", "dpkg -i /mnt/deb/dewy.deb");
+    // A deployer killed outright: systemd stops the app and starts the deployer again
+    // (Restart=on-failure); the fd store outlives the crash, so clients wait, never refused.
+    restart_under_load(
+        &m,
+        port,
+        "v2.0.0",
+        "systemctl kill --kill-whom=main --signal=SIGKILL dewy@app.service",
+    );
 
     // A port moved in the config: after a restart the new one serves, and the old one's stored
     // socket is dropped from the fd store (it stays closed across a further restart).
