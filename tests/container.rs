@@ -13,7 +13,8 @@ use dewy::config::{self, Layer, Mode, Settings, Sources};
 use dewy::deploy::{DeployResult, Deployer};
 use dewy::proxy::{PortSpec, ProxyHandle, Server};
 use dewy::registry::Release;
-use support::docker::{self, app_containers, free_port, Registry, TestImage};
+use support::docker::{self, app_containers, Registry, TestImage};
+use support::free_port;
 use support::proc::Daemon;
 
 /// Removes the app's containers and images when a test ends, passed or not.
@@ -367,7 +368,7 @@ async fn failed_health_check_rolls_back_and_marks_the_version_bad() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pull_and_auth_failures_are_clear_and_change_nothing() {
-    let reg = Registry::start_with(Some(("dewy", "s3cret")));
+    let reg = Registry::start_authenticated();
     let app = unique("pull");
     let _c = Cleanup {
         app: app.clone(),
@@ -818,6 +819,15 @@ fn foreground_run_lists_replicas_and_adopts_them_after_sigkill() {
     assert!(
         out.contains("replicas:") && out.matches("v1.0.0").count() >= 3,
         "{out}"
+    );
+    let sock = tmp.path().join(".dewy/metrics.sock");
+    let metrics = support::wait_for("the replica gauges", LONG, || {
+        support::scrape_metrics(&sock)
+            .filter(|t| t.contains("dewy_container_replicas{state=\"running\"} 2\n"))
+    });
+    assert!(
+        metrics.contains("dewy_container_desired_replicas 2\n"),
+        "{metrics}"
     );
     let mut before = app_containers(&app);
     before.sort();

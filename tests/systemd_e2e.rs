@@ -14,17 +14,9 @@ use support::load::Load;
 use support::nspawn::{self, Bind, Machine};
 use support::packages::{deb, hello_server, release};
 use support::server::get;
-use support::wait_for;
+use support::{free_port, wait_for};
 
 const LONG: Duration = Duration::from_secs(120);
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Boot a machine with the .deb and `releases` bound in, and install the package.
 fn boot_and_install(tmp: &Path, releases: &Path) -> Machine {

@@ -80,6 +80,7 @@ pub fn deployer_main() -> i32 {
             Err(e) => return fail("opening the deployer", format!("{e:#}")),
         };
         deployer.set_events(observers.sink());
+        observers.watch_replicas(&deployer);
         let _conn = match bus::serve_deployer(&bus, &app, deployer.clone()).await {
             Ok(c) => c,
             Err(e) => {

@@ -82,6 +82,7 @@ pub async fn run(mode: Mode, args: RunArgs) -> i32 {
         Err(code) => return code,
     };
     deployer.set_events(observers.sink());
+    observers.watch_replicas(&deployer);
     watcher.set_events(&app, observers.sink());
     let _bus = publish(&args.bus, &app, deployer.clone(), watcher.clone()).await;
     let proxy = match &settings.container {

@@ -14,6 +14,7 @@ const FLUSH_LIMIT: Duration = Duration::from_secs(5);
 pub(super) struct Observers {
     dispatcher: Arc<Dispatcher>,
     sinks: Arc<Sinks>,
+    metrics: Arc<Metrics>,
 }
 
 impl Observers {
@@ -34,8 +35,23 @@ impl Observers {
         if let Err(e) = serve::start(metrics.clone(), &socket, listen).await {
             tracing::warn!(error = %format!("{e:#}"), "Metrics not served");
         }
-        let sinks = Arc::new(Sinks(vec![dispatcher.clone(), metrics]));
-        Ok(Self { dispatcher, sinks })
+        let sinks = Arc::new(Sinks(vec![dispatcher.clone(), metrics.clone()]));
+        Ok(Self {
+            dispatcher,
+            sinks,
+            metrics,
+        })
+    }
+
+    /// Container mode: the replica gauges come from the deployer at every scrape.
+    pub(super) fn watch_replicas(&self, deployer: &Arc<crate::deploy::Deployer>) {
+        if deployer.replica_counts().is_none() {
+            return;
+        }
+        let d = Arc::downgrade(deployer);
+        self.metrics.set_replica_counts(Box::new(move || {
+            d.upgrade().and_then(|d| d.replica_counts()).unwrap_or_default()
+        }));
     }
 
     /// The sink to hand to the deployer and the watcher.

@@ -147,6 +147,12 @@ impl Deployer {
         }
     }
 
+    /// Container mode: (desired, running) replicas; `None` in the other modes.
+    pub fn replica_counts(&self) -> Option<(usize, usize)> {
+        let c = self.containers.as_ref()?;
+        Some((c.desired_replicas(), c.replicas().len()))
+    }
+
     /// Container mode: the running containers as (name, upstream, deploy time, version).
     pub async fn containers(&self) -> anyhow::Result<Vec<(String, String, String, String)>> {
         match &self.containers {

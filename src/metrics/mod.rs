@@ -23,9 +23,13 @@ impl Render for Metrics {
     }
 }
 
+/// Container mode: (desired, running) replicas, read at every scrape.
+pub type ReplicaCounts = Box<dyn Fn() -> (usize, usize) + Send + Sync>;
+
 /// The counters and gauges of one dewy process.
 pub struct Metrics {
     command: String,
+    replicas: std::sync::OnceLock<ReplicaCounts>,
     checks: AtomicU64,
     check_errors: AtomicU64,
     last_check_ok: AtomicU64,
@@ -45,6 +49,7 @@ impl Metrics {
     pub fn new(command: &str) -> Self {
         Self {
             command: command.to_string(),
+            replicas: std::sync::OnceLock::new(),
             checks: AtomicU64::new(0),
             check_errors: AtomicU64::new(0),
             last_check_ok: AtomicU64::new(0),
@@ -57,6 +62,11 @@ impl Metrics {
             duration_count: AtomicU64::new(0),
             duration_sum_us: AtomicU64::new(0),
         }
+    }
+
+    /// Container mode: report the replica gauges from `counts` (only the first call counts).
+    pub fn set_replica_counts(&self, counts: ReplicaCounts) {
+        let _ = self.replicas.set(counts);
     }
 
     fn observe_duration(&self, secs: f64) {
@@ -150,6 +160,21 @@ impl Metrics {
             "Server mode: new generations of the app that replaced a running or exited one, by reason.",
             &restarts,
         );
+        if let Some(counts) = self.replicas.get() {
+            let (desired, running) = counts();
+            metric(
+                "dewy_container_desired_replicas",
+                "gauge",
+                "Container mode: replicas a deploy starts.",
+                &[(String::new(), desired.to_string())],
+            );
+            metric(
+                "dewy_container_replicas",
+                "gauge",
+                "Container mode: replicas in the proxy, by state.",
+                &[("{state=\"running\"}".to_string(), running.to_string())],
+            );
+        }
         let mut lines: Vec<(String, String)> = DURATION_BUCKETS
             .iter()
             .zip(&self.buckets)
@@ -235,6 +260,14 @@ mod tests {
         });
         let t = m.render();
         assert!(t.contains("dewy_app_restarts_total{reason=\"crash\"} 1\n"), "{t}");
+        assert!(!t.contains("dewy_container_replicas"), "{t}");
+        m.set_replica_counts(Box::new(|| (3, 2)));
+        let t = m.render();
+        assert!(t.contains("dewy_container_desired_replicas 3\n"), "{t}");
+        assert!(
+            t.contains("dewy_container_replicas{state=\"running\"} 2\n"),
+            "{t}"
+        );
         assert!(
             t.contains("dewy_app_restarts_total{reason=\"deploy\"} 0\n"),
             "{t}"

@@ -1,13 +1,13 @@
 //! A real container engine and OCI registry for the container-mode tests: dockerd (started here
-//! when nothing answers), a private `docker-registry` on a free 127.0.0.1 port (optionally with
-//! htpasswd auth), and test images made with `docker import` from the `container_app` example.
+//! when nothing answers), a private `docker-registry` ([`OciServer`]) on a free 127.0.0.1 port
+//! (optionally with htpasswd auth), and test images made with `docker import` from the `container_app` example.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
+use super::oci::{self, Auth, OciServer};
 use super::wait_for;
 
 /// Run `docker ARGS` and return stdout, panicking with stderr on failure.
@@ -75,17 +75,9 @@ pub fn ensure_engine() {
     });
 }
 
-/// A free TCP port on 127.0.0.1.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-/// A private OCI registry (`docker-registry serve`); killed on drop.
+/// A private OCI registry ([`OciServer`]) the engine pushes to; stopped on drop.
 pub struct Registry {
-    child: Child,
+    _server: OciServer,
     pub host: String,
     /// Client config dir holding the login, when the registry has auth.
     pub client_config: Option<PathBuf>,
@@ -95,57 +87,26 @@ pub struct Registry {
 impl Registry {
     /// Without auth.
     pub fn start() -> Registry {
-        Self::start_with(None)
+        Self::start_with(Auth::None)
     }
 
-    /// With htpasswd auth for `user`/`password`; the returned registry's `client_config`
-    /// is logged in.
-    pub fn start_with(auth: Option<(&str, &str)>) -> Registry {
+    /// With htpasswd auth for [`oci::USER`]/[`oci::PASSWORD`]; `client_config` is logged in.
+    pub fn start_authenticated() -> Registry {
+        Self::start_with(Auth::Basic)
+    }
+
+    fn start_with(auth: Auth) -> Registry {
         ensure_engine();
+        let server = OciServer::start(auth);
+        let host = server.host();
         let dir = tempfile::tempdir().expect("tempdir");
-        let port = free_port();
-        let mut yml = format!(
-            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
-            dir.path().join("data").display()
-        );
-        if let Some((user, password)) = auth {
-            let htpasswd = dir.path().join("htpasswd");
-            let st = Command::new("htpasswd")
-                .args(["-Bbc"])
-                .arg(&htpasswd)
-                .args([user, password])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .expect("htpasswd is needed: apt-get install apache2-utils");
-            assert!(st.success(), "htpasswd failed");
-            yml.push_str(&format!(
-                "auth:\n  htpasswd:\n    realm: dewy-test\n    path: {}\n",
-                htpasswd.display()
-            ));
-        }
-        let cfg = dir.path().join("config.yml");
-        std::fs::write(&cfg, yml).expect("registry config");
-        let log = std::fs::File::create(dir.path().join("registry.log")).expect("log");
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(&cfg)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("docker-registry is needed: apt-get install docker-registry");
-        let host = format!("127.0.0.1:{port}");
-        wait_for("the registry to listen", Duration::from_secs(30), || {
-            std::net::TcpStream::connect(&host).ok()
-        });
-        let client_config = auth.map(|(user, password)| {
+        let client_config = (auth == Auth::Basic).then(|| {
             let c = dir.path().join("client");
             std::fs::create_dir_all(&c).expect("client config dir");
             let mut login = Command::new("docker")
                 .arg("--config")
                 .arg(&c)
-                .args(["login", &host, "-u", user, "--password-stdin"])
+                .args(["login", &host, "-u", oci::USER, "--password-stdin"])
                 .stdin(Stdio::piped())
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())
@@ -156,7 +117,7 @@ impl Registry {
                 .stdin
                 .take()
                 .expect("stdin")
-                .write_all(password.as_bytes())
+                .write_all(oci::PASSWORD.as_bytes())
                 .expect("password");
             let out = login.wait_with_output().expect("docker login");
             assert!(
@@ -167,7 +128,7 @@ impl Registry {
             c
         });
         Registry {
-            child,
+            _server: server,
             host,
             client_config,
             _dir: dir,
@@ -193,13 +154,6 @@ impl Registry {
             .unwrap_or_else(|| panic!("no digest for {tagged} in {digest:?}"))
             .to_string();
         (tagged, by_digest)
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
