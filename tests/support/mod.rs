@@ -3,6 +3,7 @@
 
 pub mod activate;
 pub mod backend;
+pub mod container;
 pub mod dbus;
 pub mod docker;
 pub mod gcs;
