@@ -982,3 +982,73 @@ fn img_registry_to_containers_end_to_end() {
         "a foreground run removes its containers on stop"
     );
 }
+
+/// Podman's Docker-compatible socket through the same code (`DOCKER_HOST`): `dewy container`
+/// deploys from the registry, rolls the next tag in, and removes its replicas when it stops.
+#[test]
+fn podman_socket_runs_the_same_deploys() {
+    const LONG: Duration = Duration::from_secs(120);
+    let podman = docker::Podman::start();
+    let reg = Registry::start();
+    let app = unique("podman");
+    let _c = Cleanup {
+        app: app.clone(),
+        repo: app.clone(),
+    };
+    reg.push(&app, &TestImage::new("v1.0.0"));
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let registry = format!("img://{}/{app}", reg.host);
+    let root = tmp.path().display().to_string();
+    let listen = format!("127.0.0.1:{port}:8080");
+    let args = [
+        "container",
+        "--name",
+        &app,
+        "--registry",
+        &registry,
+        "--root",
+        &root,
+        "--port",
+        &listen,
+        "--replicas",
+        "2",
+        "--health-path",
+        "/health",
+        "--interval",
+        "1s",
+        "--drain-time",
+        "2s",
+        "--bus",
+        "none",
+    ];
+    let mut d = Daemon::start(
+        env!("CARGO_BIN_EXE_dewy"),
+        &args,
+        &[("DOCKER_HOST", podman.host.as_str())],
+        tmp.path(),
+        &tmp.path().join("dewy.log"),
+    );
+    let served = |v: &'static str, d: &Daemon| {
+        let start = Instant::now();
+        while get(port, "/").ok().as_deref() != Some(v) {
+            assert!(
+                start.elapsed() < LONG,
+                "{v} not served\n{}\n{}",
+                d.log(),
+                podman.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    served("v1.0.0", &d);
+    assert_eq!(podman.app_containers(&app).len(), 2, "{}", d.log());
+    assert!(
+        app_containers(&app).is_empty(),
+        "the replicas must run in Podman, not dockerd"
+    );
+    reg.push(&app, &TestImage::new("v1.1.0"));
+    served("v1.1.0", &d);
+    assert!(d.terminate(LONG).success());
+    assert!(podman.app_containers(&app).is_empty(), "replicas left after stop");
+}

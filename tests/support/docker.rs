@@ -290,3 +290,84 @@ pub fn remove_app_containers(app: &str) {
             .status();
     }
 }
+
+/// A private Podman API service (Podman's Docker-compatible socket) with its own storage, runc as
+/// the runtime and the test registries on 127.0.0.1 allowed over plain HTTP; killed on drop.
+pub struct Podman {
+    child: Child,
+    /// `unix://…` for `DOCKER_HOST`.
+    pub host: String,
+    dir: tempfile::TempDir,
+}
+
+impl Podman {
+    /// Start `podman system service` on a socket in a temporary directory.
+    pub fn start() -> Podman {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = |n: &str| dir.path().join(n);
+        std::fs::write(
+            p("containers.conf"),
+            "[engine]\nruntime = \"runc\"\n[containers]\ndefault_ulimits = [\"nofile=20000:20000\", \"nproc=4096:4096\"]\n",
+        )
+        .expect("containers.conf");
+        std::fs::write(
+            p("registries.conf"),
+            "unqualified-search-registries = []\n[[registry]]\nlocation = \"127.0.0.1\"\ninsecure = true\n",
+        )
+        .expect("registries.conf");
+        let sock = p("podman.sock");
+        let log = std::fs::File::create(p("podman.log")).expect("log");
+        let child = Command::new("podman")
+            .env("CONTAINERS_CONF", p("containers.conf"))
+            .env("CONTAINERS_REGISTRIES_CONF", p("registries.conf"))
+            .arg("--root")
+            .arg(p("root"))
+            .arg("--runroot")
+            .arg(p("run"))
+            .args(["system", "service", "--time=0"])
+            .arg(format!("unix://{}", sock.display()))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("podman is needed: apt-get install podman");
+        wait_for("the Podman socket", Duration::from_secs(30), || {
+            std::os::unix::net::UnixStream::connect(&sock).ok()
+        });
+        Podman {
+            child,
+            host: format!("unix://{}", sock.display()),
+            dir,
+        }
+    }
+
+    /// Ids of the running containers labelled `dewy.app=<app>`, through the Podman socket.
+    pub fn app_containers(&self, app: &str) -> Vec<String> {
+        let out = Command::new("podman")
+            .args(["--url", &self.host, "ps", "-q", "--filter"])
+            .arg(format!("label=dewy.app={app}"))
+            .output()
+            .expect("podman ps");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// The service's log.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("podman.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Podman {
+    fn drop(&mut self) {
+        let _ = Command::new("podman")
+            .args(["--url", &self.host, "rm", "-af"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
