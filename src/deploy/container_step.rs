@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::anyhow;
 use chrono::Utc;
 
-use super::state::{BadVersion, HistoryEntry, Live, Outcome, Pending};
+use super::state::{HistoryEntry, Live, Outcome, Pending};
 use super::{DeployResult, Deployer, Trigger};
 use crate::config::HookFailure;
 use crate::container::{ContainerMode, DeployError};
@@ -193,45 +193,6 @@ impl Deployer {
             reason,
             "Rolled back"
         );
-        let saved = self.update_state(|st| {
-            st.bad.insert(
-                live.version.clone(),
-                BadVersion {
-                    version: live.version.clone(),
-                    artifact_url: live.artifact_url.clone(),
-                    sha256: live.sha256.clone(),
-                    reason: reason.to_string(),
-                    at: Utc::now(),
-                },
-            );
-            st.record(HistoryEntry {
-                at: Utc::now(),
-                from: Some(live.version.clone()),
-                to: previous.version.clone(),
-                result: Outcome::RolledBack,
-                duration_ms: 0,
-                reason: reason.to_string(),
-            });
-            st.live = Some(Live {
-                deployed_at: Utc::now(),
-                ..previous.clone()
-            });
-            st.previous = Some(live.clone());
-        });
-        if let Err(e) = saved {
-            return DeployResult::Failed {
-                version: previous.version,
-                error: format!("{e:#}"),
-            };
-        }
-        self.emit(Event::RolledBack {
-            from: live.version.clone(),
-            to: previous.version.clone(),
-            reason: reason.to_string(),
-        });
-        DeployResult::Deployed {
-            version: previous.version,
-            release: previous.release,
-        }
+        self.finish_rollback(&live, previous, reason)
     }
 }

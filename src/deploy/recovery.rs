@@ -51,6 +51,13 @@ impl Deployer {
             reason,
             "Rolled back"
         );
+        self.set_activity("idle".into());
+        self.finish_rollback(&live, previous.clone(), reason)
+    }
+
+    /// After `previous` serves again in place of `live`: mark `live` bad, record the rollback,
+    /// make `previous` live (deployed now) and tell the operators.
+    pub(super) fn finish_rollback(&self, live: &Live, previous: Live, reason: &str) -> DeployResult {
         let saved = self.update_state(|st| {
             st.bad.insert(
                 live.version.clone(),
@@ -70,7 +77,10 @@ impl Deployer {
                 duration_ms: 0,
                 reason: reason.to_string(),
             });
-            st.live = Some(previous.clone());
+            st.live = Some(Live {
+                deployed_at: Utc::now(),
+                ..previous.clone()
+            });
             st.previous = Some(live.clone());
         });
         if let Err(e) = saved {
@@ -79,7 +89,6 @@ impl Deployer {
                 error: format!("{e:#}"),
             };
         }
-        self.set_activity("idle".into());
         self.emit(Event::RolledBack {
             from: live.version.clone(),
             to: previous.version.clone(),
