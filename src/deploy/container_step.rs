@@ -98,17 +98,7 @@ impl Deployer {
             duration_ms: started.elapsed().as_millis() as u64,
             reason: reason.to_string(),
         };
-        self.update_state(|st| {
-            let old = st.live.take();
-            if old.as_ref().is_some_and(|o| o.version != *version) || st.previous.is_none() {
-                st.previous = old;
-            }
-            st.live = Some(live);
-            st.pending = None;
-            st.bad.remove(version);
-            st.record(entry.clone());
-        })
-        .map_err(transient)?;
+        self.mark_live(live, &entry).map_err(transient)?;
         if let Some(cmd) = &self.settings.after_deploy_hook {
             if !self
                 .hook_step(HookKind::After, cmd, &root, hook_env, version)

@@ -276,18 +276,7 @@ impl Deployer {
             duration_ms: started.elapsed().as_millis() as u64,
             reason: reason.to_string(),
         };
-        self.update_state(|st| {
-            // Deploying the live version again (repair) keeps the older release as previous.
-            let old = st.live.take();
-            if old.as_ref().is_some_and(|o| o.version != *version) || st.previous.is_none() {
-                st.previous = old;
-            }
-            st.live = Some(live);
-            st.pending = None;
-            st.bad.remove(version);
-            st.record(entry.clone());
-        })
-        .map_err(StepError::transient)?;
+        self.mark_live(live, &entry).map_err(StepError::transient)?;
 
         if let Some(cmd) = &self.settings.after_deploy_hook {
             if !self
@@ -460,6 +449,22 @@ impl Deployer {
             "Extract archive"
         );
         Ok(dir)
+    }
+
+    /// Record `live` as the live release (the one it replaces becomes previous, unless the same
+    /// version was deployed again: a repair keeps the older previous), clear the pending deploy
+    /// and the version's bad mark, and add `entry` to the history.
+    pub(super) fn mark_live(&self, live: Live, entry: &HistoryEntry) -> anyhow::Result<()> {
+        self.update_state(|st| {
+            let old = st.live.take();
+            if old.as_ref().is_some_and(|o| o.version != live.version) || st.previous.is_none() {
+                st.previous = old;
+            }
+            st.bad.remove(&live.version);
+            st.live = Some(live);
+            st.pending = None;
+            st.record(entry.clone());
+        })
     }
 
     pub(super) fn update_state(&self, f: impl FnOnce(&mut super::State)) -> anyhow::Result<()> {
