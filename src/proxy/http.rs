@@ -44,18 +44,8 @@ pub fn client() -> Client {
 
 /// Serve HTTP on `listener` until `life` says stop; open connections finish their request.
 pub async fn serve(listener: tokio::net::TcpListener, port: Arc<Port>, client: Client, life: Life) {
-    loop {
-        let (stream, peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::warn!(proxy_port = port.spec.listen.port(), error = %e, "Accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = life.stopped() => break,
-        };
+    while let Some((stream, peer)) = super::life::next_client(&listener, port.spec.listen.port(), &life).await
+    {
         let _ = stream.set_nodelay(true);
         let port = port.clone();
         let client = client.clone();

@@ -78,3 +78,24 @@ impl Drop for OpenGuard {
         self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
+
+/// The next client of `listener`, or `None` once `life` says stop. Accept errors (out of file
+/// descriptors, a connection reset before it was taken) are logged and waited out briefly.
+pub async fn next_client(
+    listener: &tokio::net::TcpListener,
+    proxy_port: u16,
+    life: &Life,
+) -> Option<(tokio::net::TcpStream, std::net::SocketAddr)> {
+    loop {
+        tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => return Some(x),
+                Err(e) => {
+                    tracing::warn!(proxy_port, error = %e, "Accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            },
+            _ = life.stopped() => return None,
+        }
+    }
+}

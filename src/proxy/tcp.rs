@@ -2,7 +2,6 @@
 //! copied both ways until either side closes.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 
@@ -13,18 +12,8 @@ use super::Port;
 /// Serve raw TCP on `listener` until `life` says stop; open connections go on until they end or
 /// the grace period is over.
 pub async fn serve(listener: TcpListener, port: Arc<Port>, life: Life) {
-    loop {
-        let (stream, peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::warn!(proxy_port = port.spec.listen.port(), error = %e, "Accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = life.stopped() => break,
-        };
+    while let Some((stream, peer)) = super::life::next_client(&listener, port.spec.listen.port(), &life).await
+    {
         let port = port.clone();
         let life = life.clone();
         tokio::spawn(async move {
