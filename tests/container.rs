@@ -20,6 +20,42 @@ fn inspect(id: &str, format: &str) -> String {
     docker::docker(&["inspect", "--format", format, id])
 }
 
+/// `dewy container` in the foreground for `app`, 2 replicas watching `reg` every second and
+/// serving on 127.0.0.1:`port`, root and log in `dir`; `extra` flags and `env` on top.
+fn watch_registry(
+    reg: &Registry,
+    app: &str,
+    dir: &std::path::Path,
+    port: u16,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Daemon {
+    let registry = format!("img://{}/{app}", reg.host);
+    let root = dir.display().to_string();
+    let listen = format!("127.0.0.1:{port}:8080");
+    let mut args = vec![
+        "container",
+        "--name",
+        app,
+        "--registry",
+        &registry,
+        "--root",
+        &root,
+        "--port",
+        &listen,
+        "--replicas",
+        "2",
+        "--health-path",
+        "/health",
+        "--interval",
+        "1s",
+        "--bus",
+        "none",
+    ];
+    args.extend_from_slice(extra);
+    Daemon::start(env!("CARGO_BIN_EXE_dewy"), &args, env, dir, &dir.join("dewy.log"))
+}
+
 fn deployed(r: &DeployResult) -> bool {
     matches!(r, DeployResult::Deployed { .. })
 }
@@ -903,37 +939,13 @@ fn img_registry_to_containers_end_to_end() {
     reg.push(&app, &TestImage::new("v1.0.0"));
     let tmp = tempfile::tempdir().unwrap();
     let port = free_port();
-    let registry = format!("img://{}/{app}", reg.host);
-    let root = tmp.path().display().to_string();
-    let listen = format!("127.0.0.1:{port}:8080");
-    let mut d = Daemon::start(
-        env!("CARGO_BIN_EXE_dewy"),
-        &[
-            "container",
-            "--name",
-            &app,
-            "--registry",
-            &registry,
-            "--root",
-            &root,
-            "--port",
-            &listen,
-            "--replicas",
-            "2",
-            "--health-path",
-            "/health",
-            "--interval",
-            "1s",
-            "--drain-time",
-            "5s",
-            "--bus",
-            "none",
-            "--log-level",
-            "info",
-        ],
-        &[],
+    let mut d = watch_registry(
+        &reg,
+        &app,
         tmp.path(),
-        &tmp.path().join("dewy.log"),
+        port,
+        &["--drain-time", "5s", "--log-level", "info"],
+        &[],
     );
     wait_for_ok(LONG, &d, || get(port, "/").ok().filter(|v| v == "v1.0.0"));
 
@@ -998,37 +1010,8 @@ fn podman_socket_runs_the_same_deploys() {
     reg.push(&app, &TestImage::new("v1.0.0"));
     let tmp = tempfile::tempdir().unwrap();
     let port = free_port();
-    let registry = format!("img://{}/{app}", reg.host);
-    let root = tmp.path().display().to_string();
-    let listen = format!("127.0.0.1:{port}:8080");
-    let args = [
-        "container",
-        "--name",
-        &app,
-        "--registry",
-        &registry,
-        "--root",
-        &root,
-        "--port",
-        &listen,
-        "--replicas",
-        "2",
-        "--health-path",
-        "/health",
-        "--interval",
-        "1s",
-        "--drain-time",
-        "2s",
-        "--bus",
-        "none",
-    ];
-    let mut d = Daemon::start(
-        env!("CARGO_BIN_EXE_dewy"),
-        &args,
-        &[("DOCKER_HOST", podman.host.as_str())],
-        tmp.path(),
-        &tmp.path().join("dewy.log"),
-    );
+    let env = [("DOCKER_HOST", podman.host.as_str())];
+    let mut d = watch_registry(&reg, &app, tmp.path(), port, &["--drain-time", "2s"], &env);
     let served = |v: &'static str, d: &Daemon| {
         let start = Instant::now();
         while get(port, "/").ok().as_deref() != Some(v) {

@@ -227,47 +227,37 @@ impl Supervisor {
         *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Some(gen.clone());
         orphan::record(&self.run_dir, gen.pid);
         self.watch(gen.clone());
-        match old {
-            Some(old) => {
-                tracing::info!(
-                    old_pid = old.pid,
-                    new_pid = gen.pid,
-                    dewy_version = version,
-                    "Restarting server"
-                );
-                let status = old.stop(self.settings.drain_time).await;
-                tracing::info!(pid = old.pid, status = %describe(status), "Previous server process stopped");
-                tracing::info!(
-                    dewy_version = version,
-                    pid = gen.pid,
-                    "Server restarted for {version}"
-                );
-                self.emit(Event::ServerRestarted {
-                    version: version.to_string(),
-                    reason: why.as_str().to_string(),
-                });
-            }
-            None if why == Restart::Crash => {
-                tracing::info!(
-                    dewy_version = version,
-                    pid = gen.pid,
-                    "Server restarted for {version} after it exited"
-                );
-                self.emit(Event::ServerRestarted {
-                    version: version.to_string(),
-                    reason: why.as_str().to_string(),
-                });
-            }
-            None => {
-                tracing::info!(
-                    dewy_version = version,
-                    pid = gen.pid,
-                    "Server started for {version}"
-                );
-                self.emit(Event::ServerStarted {
-                    version: version.to_string(),
-                });
-            }
+        if let Some(old) = &old {
+            tracing::info!(
+                old_pid = old.pid,
+                new_pid = gen.pid,
+                dewy_version = version,
+                "Restarting server"
+            );
+            let status = old.stop(self.settings.drain_time).await;
+            tracing::info!(pid = old.pid, status = %describe(status), "Previous server process stopped");
+        }
+        // A generation replacing a running one, or one that exited on its own, is a restart.
+        if old.is_some() || why == Restart::Crash {
+            tracing::info!(
+                dewy_version = version,
+                pid = gen.pid,
+                reason = why.as_str(),
+                "Server restarted for {version}"
+            );
+            self.emit(Event::ServerRestarted {
+                version: version.to_string(),
+                reason: why.as_str().to_string(),
+            });
+        } else {
+            tracing::info!(
+                dewy_version = version,
+                pid = gen.pid,
+                "Server started for {version}"
+            );
+            self.emit(Event::ServerStarted {
+                version: version.to_string(),
+            });
         }
         let name = format!("{version} (pid {}, generation {number})", gen.pid);
         crate::systemd::notify::status(&format!("{name} serving"));

@@ -4,7 +4,7 @@
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use super::proc::Daemon;
 
@@ -16,12 +16,6 @@ pub fn spawn_with_sockets(
     sockets: &[&std::net::TcpListener],
     log: &Path,
 ) -> Daemon {
-    let out = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .expect("log file");
-    let err = out.try_clone().expect("log file");
     let fds: Vec<RawFd> = sockets.iter().map(|s| s.as_raw_fd()).collect();
     let names = vec!["proxy"; fds.len()].join(":");
     // `sh` sets LISTEN_PID to its own pid, then execs the binary, which keeps that pid.
@@ -32,24 +26,10 @@ pub fn spawn_with_sockets(
             fds.len()
         ))
         .arg(bin)
-        .args(args)
-        .env_remove("NOTIFY_SOCKET")
-        .env_remove("JOURNAL_STREAM")
-        .env_remove("INVOCATION_ID")
-        .env("DEWY_LOG", "dewy=debug,info")
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
+        .args(args);
     // SAFETY: `install` only calls fcntl and dup2 (async-signal-safe) and does not allocate.
     unsafe {
         cmd.pre_exec(move || dewy::supervise::sockets::install(&fds));
     }
-    let child = cmd.spawn().unwrap_or_else(|e| panic!("starting {bin}: {e}"));
-    Daemon {
-        child,
-        log: log.to_path_buf(),
-    }
+    Daemon::spawn(cmd, env, log)
 }

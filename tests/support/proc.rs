@@ -13,16 +13,21 @@ pub struct Daemon {
 impl Daemon {
     /// Start `bin` (e.g. `env!("CARGO_BIN_EXE_dewy-deployer")`) with `args` and extra env.
     pub fn start(bin: &str, args: &[&str], env: &[(&str, &str)], cwd: &Path, log: &Path) -> Daemon {
+        let mut cmd = Command::new(bin);
+        cmd.args(args).current_dir(cwd);
+        Daemon::spawn(cmd, env, log)
+    }
+
+    /// Spawn `cmd` as a daemon under test: no systemd environment leaking in from the caller,
+    /// dewy's debug logs, `env` on top, stdout and stderr appended to `log`.
+    pub fn spawn(mut cmd: Command, env: &[(&str, &str)], log: &Path) -> Daemon {
         let out = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(log)
             .expect("log file");
         let err = out.try_clone().expect("log file");
-        let mut cmd = Command::new(bin);
-        cmd.args(args)
-            .current_dir(cwd)
-            .env_remove("NOTIFY_SOCKET")
+        cmd.env_remove("NOTIFY_SOCKET")
             .env_remove("JOURNAL_STREAM")
             .env_remove("INVOCATION_ID")
             .env("DEWY_LOG", "dewy=debug,info")
@@ -32,7 +37,9 @@ impl Daemon {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let child = cmd.spawn().unwrap_or_else(|e| panic!("starting {bin}: {e}"));
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {:?}: {e}", cmd.get_program()));
         Daemon {
             child,
             log: log.to_path_buf(),

@@ -34,9 +34,8 @@ impl GcsStore {
         format!("{}{key}", self.spec.prefix)
     }
 
-    /// The object's generation, `None` when absent.
-    async fn generation(&self, full: &str) -> anyhow::Result<Option<String>> {
-        let url = self.api.objects_url(&self.spec.bucket, Some(full));
+    /// `GET url` for object `full`; `None` on 404, an error on any other failure.
+    async fn read(&self, url: url::Url, full: &str) -> anyhow::Result<Option<reqwest::Response>> {
         let resp = self
             .api
             .send(self.api.http.get(url))
@@ -45,7 +44,15 @@ impl GcsStore {
         if resp.status() == StatusCode::NOT_FOUND {
             return Ok(None);
         }
-        let resp = self.checked(resp, full, "reading").await?;
+        Ok(Some(self.checked(resp, full, "reading").await?))
+    }
+
+    /// The object's generation, `None` when absent.
+    async fn generation(&self, full: &str) -> anyhow::Result<Option<String>> {
+        let url = self.api.objects_url(&self.spec.bucket, Some(full));
+        let Some(resp) = self.read(url, full).await? else {
+            return Ok(None);
+        };
         let meta: ObjectMeta = resp
             .json()
             .await
@@ -60,15 +67,7 @@ impl GcsStore {
         if let Some(g) = generation {
             url.query_pairs_mut().append_pair("generation", g);
         }
-        let resp = self
-            .api
-            .send(self.api.http.get(url))
-            .await
-            .with_context(|| format!("reading {full} from {}", self.describe()))?;
-        if resp.status() == StatusCode::NOT_FOUND {
-            return Ok(None);
-        }
-        Ok(Some(self.checked(resp, full, "reading").await?))
+        self.read(url, full).await
     }
 
     /// Upload `body` to `full` if its generation is still `if_generation` (`0`: absent).
@@ -132,11 +131,27 @@ impl GcsStore {
 impl ObjectStore for GcsStore {
     async fn get(&self, key: &str) -> anyhow::Result<Option<(Vec<u8>, String)>> {
         let full = self.key(key);
-        let Some(generation) = self.generation(&full).await? else {
+        // GCS names the generation of what it sends in `x-goog-generation`: one request. Without
+        // that header (emulators), ask for the generation first and read that generation.
+        let Some(resp) = self.media(&full, None).await? else {
             return Ok(None);
         };
-        let Some(resp) = self.media(&full, Some(&generation)).await? else {
-            return Ok(None);
+        let sent = resp
+            .headers()
+            .get("x-goog-generation")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let (resp, generation) = match sent {
+            Some(g) => (resp, g),
+            None => {
+                let Some(g) = self.generation(&full).await? else {
+                    return Ok(None);
+                };
+                let Some(resp) = self.media(&full, Some(&g)).await? else {
+                    return Ok(None);
+                };
+                (resp, g)
+            }
         };
         let body = resp
             .bytes()

@@ -5,6 +5,7 @@ use std::path::Path;
 use anyhow::{bail, Context};
 use async_trait::async_trait;
 use aws_sdk_s3::error::ProvideErrorMetadata;
+use aws_sdk_s3::operation::get_object::GetObjectOutput;
 
 use super::{Backend, Condition, ObjectStore, Spec, Written};
 use crate::registry::ByteStream;
@@ -41,6 +42,29 @@ impl S3Store {
     }
 }
 
+impl S3Store {
+    /// `GetObject` of `full`; `None` when there is no such key.
+    async fn object(&self, full: &str) -> anyhow::Result<Option<GetObjectOutput>> {
+        let sent = self
+            .client()
+            .await
+            .get_object()
+            .bucket(&self.spec.bucket)
+            .key(full)
+            .send()
+            .await;
+        match sent {
+            Ok(out) => Ok(Some(out)),
+            Err(e) if e.code() == Some("NoSuchKey") => Ok(None),
+            Err(e) => bail!(
+                "reading {full} from {}: {}",
+                self.describe(),
+                crate::registry::s3::describe(&e)
+            ),
+        }
+    }
+}
+
 fn is_conflict(code: Option<&str>) -> bool {
     matches!(code, Some("PreconditionFailed" | "ConditionalRequestConflict"))
 }
@@ -49,22 +73,8 @@ fn is_conflict(code: Option<&str>) -> bool {
 impl ObjectStore for S3Store {
     async fn get(&self, key: &str) -> anyhow::Result<Option<(Vec<u8>, String)>> {
         let full = self.key(key);
-        let out = match self
-            .client()
-            .await
-            .get_object()
-            .bucket(&self.spec.bucket)
-            .key(&full)
-            .send()
-            .await
-        {
-            Ok(out) => out,
-            Err(e) if e.code() == Some("NoSuchKey") => return Ok(None),
-            Err(e) => bail!(
-                "reading {full} from {}: {}",
-                self.describe(),
-                crate::registry::s3::describe(&e)
-            ),
+        let Some(out) = self.object(&full).await? else {
+            return Ok(None);
         };
         let etag = out.e_tag().unwrap_or_default().to_string();
         let body = out
@@ -101,24 +111,8 @@ impl ObjectStore for S3Store {
     }
 
     async fn open(&self, key: &str) -> anyhow::Result<Option<ByteStream>> {
-        let full = self.key(key);
-        match self
-            .client()
-            .await
-            .get_object()
-            .bucket(&self.spec.bucket)
-            .key(&full)
-            .send()
-            .await
-        {
-            Ok(out) => Ok(Some(crate::registry::s3::body_stream(out.body))),
-            Err(e) if e.code() == Some("NoSuchKey") => Ok(None),
-            Err(e) => bail!(
-                "reading {full} from {}: {}",
-                self.describe(),
-                crate::registry::s3::describe(&e)
-            ),
-        }
+        let out = self.object(&self.key(key)).await?;
+        Ok(out.map(|out| crate::registry::s3::body_stream(out.body)))
     }
 
     async fn create_from_file(&self, key: &str, path: &Path) -> anyhow::Result<Written> {
