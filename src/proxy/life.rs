@@ -57,6 +57,11 @@ impl Life {
         let _ = rx.wait_for(|s| *s).await;
     }
 
+    /// True once the server has stopped accepting.
+    pub fn is_stopped(&self) -> bool {
+        *self.stop.borrow()
+    }
+
     /// Resolves once the grace period is over (or the server is gone).
     pub async fn killed(&self) {
         let mut rx = self.kill.clone();

@@ -41,12 +41,10 @@ impl crate::metrics::Render for ProxyHandle {
             "# HELP {name} Time to the backend's response headers (HTTP) or connection length (TCP).\n# TYPE {name} histogram"
         );
         for (port, p) in ports {
+            let mut below = 0;
             for (i, le) in LATENCY_BUCKETS.iter().enumerate() {
-                let _ = writeln!(
-                    o,
-                    "{name}_bucket{{proxy_port=\"{port}\",le=\"{le}\"}} {}",
-                    p.buckets[i].load(Ordering::Relaxed)
-                );
+                below += p.buckets[i].load(Ordering::Relaxed);
+                let _ = writeln!(o, "{name}_bucket{{proxy_port=\"{port}\",le=\"{le}\"}} {below}");
             }
             let count = p.requests.load(Ordering::Relaxed);
             let _ = writeln!(o, "{name}_bucket{{proxy_port=\"{port}\",le=\"+Inf\"}} {count}");

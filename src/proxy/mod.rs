@@ -10,6 +10,7 @@ mod life;
 pub mod listen;
 mod metrics;
 mod persist;
+mod pool;
 pub mod settings;
 pub mod spec;
 mod table;
@@ -37,8 +38,9 @@ pub(crate) struct Port {
     requests: AtomicU64,
     errors: AtomicU64,
     latency_us: AtomicU64,
-    /// Cumulative counts per [`metrics::LATENCY_BUCKETS`] upper bound.
-    buckets: [AtomicU64; metrics::LATENCY_BUCKETS.len()],
+    /// Counts per [`metrics::LATENCY_BUCKETS`] slot (not cumulative: one increment per request;
+    /// the last slot counts what is above every bound).
+    buckets: [AtomicU64; metrics::LATENCY_BUCKETS.len() + 1],
 }
 
 impl Port {
@@ -51,11 +53,11 @@ impl Port {
         self.latency_us
             .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
         let secs = took.as_secs_f64();
-        for (i, le) in metrics::LATENCY_BUCKETS.iter().enumerate() {
-            if secs <= *le {
-                self.buckets[i].fetch_add(1, Ordering::Relaxed);
-            }
-        }
+        let slot = metrics::LATENCY_BUCKETS
+            .iter()
+            .position(|le| secs <= *le)
+            .unwrap_or(metrics::LATENCY_BUCKETS.len());
+        self.buckets[slot].fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -249,7 +251,6 @@ pub async fn start(
         tokio_listeners.push(l);
     }
     let (control, life) = life::new();
-    let client = http::client();
     let mut loops = Vec::new();
     for (spec, l) in specs.iter().zip(tokio_listeners) {
         let port = shared.ports[&spec.listen.port()].clone();
@@ -258,7 +259,7 @@ pub async fn start(
             .map_or_else(|_| spec.listen.to_string(), |a| a.to_string());
         tracing::info!(proxy_port = spec.listen.port(), listen = %addr, protocol = %spec.protocol, backends = %list(&port.table.load().addrs()), "Proxy listening");
         loops.push(match spec.protocol {
-            Protocol::Http => tokio::spawn(http::serve(l, port, client.clone(), life.clone())),
+            Protocol::Http => tokio::spawn(http::serve(l, port, life.clone())),
             Protocol::Tcp => tokio::spawn(tcp::serve(l, port, life.clone())),
         });
     }

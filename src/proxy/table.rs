@@ -24,6 +24,8 @@ pub struct Backend {
     /// Milliseconds since `epoch` until which the backend is skipped (0: healthy).
     ejected_until_ms: AtomicU64,
     epoch: Instant,
+    /// Idle keep-alive connections (HTTP mode).
+    pub conns: super::pool::Idle,
 }
 
 /// Counters of one backend, as reported over D-Bus.
@@ -45,6 +47,7 @@ impl Backend {
             errors: AtomicU64::new(0),
             ejected_until_ms: AtomicU64::new(0),
             epoch,
+            conns: super::pool::Idle::default(),
         }
     }
 
@@ -95,12 +98,6 @@ impl Backend {
 #[derive(Debug)]
 pub struct InFlight {
     backend: Arc<Backend>,
-}
-
-impl InFlight {
-    pub fn backend(&self) -> &Arc<Backend> {
-        &self.backend
-    }
 }
 
 impl Drop for InFlight {

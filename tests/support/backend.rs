@@ -23,6 +23,8 @@ pub struct Backend {
     pub id: String,
     /// Requests (HTTP) or connections (TCP) answered.
     pub served: Arc<AtomicU64>,
+    /// Connections accepted.
+    pub accepted: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -35,6 +37,10 @@ impl Drop for Backend {
 impl Backend {
     pub fn served(&self) -> u64 {
         self.served.load(Ordering::Relaxed)
+    }
+
+    pub fn accepted(&self) -> u64 {
+        self.accepted.load(Ordering::Relaxed)
     }
 }
 
@@ -58,10 +64,12 @@ pub async fn http(id: &str) -> Backend {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = l.local_addr().expect("addr");
     let served = Arc::new(AtomicU64::new(0));
-    let (id2, served2) = (id.to_string(), served.clone());
+    let accepted = Arc::new(AtomicU64::new(0));
+    let (id2, served2, accepted2) = (id.to_string(), served.clone(), accepted.clone());
     let task = tokio::spawn(async move {
         loop {
             let Ok((s, _)) = l.accept().await else { continue };
+            accepted2.fetch_add(1, Ordering::Relaxed);
             let (id, served) = (id2.clone(), served2.clone());
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |req| answer(id.clone(), served.clone(), req));
@@ -76,6 +84,7 @@ pub async fn http(id: &str) -> Backend {
         addr,
         id: id.to_string(),
         served,
+        accepted,
         task,
     }
 }
@@ -194,6 +203,7 @@ pub async fn tcp(id: &str) -> Backend {
     Backend {
         addr,
         id: id.to_string(),
+        accepted: served.clone(),
         served,
         task,
     }

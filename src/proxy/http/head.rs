@@ -1,0 +1,724 @@
+//! HTTP/1.x message heads: a client's request or a backend's response parsed with httparse, the
+//! body framing decided strictly (so the proxy and the backend agree where a message ends), and
+//! the head written for the other side without hop-by-hop headers and with `X-Forwarded-*`.
+
+use std::io::Write as _;
+use std::mem::MaybeUninit;
+
+use super::body::Framing;
+
+/// Largest request or response head accepted.
+pub const MAX_HEAD: usize = 64 * 1024;
+/// Most header fields in one head.
+const MAX_HEADERS: usize = 128;
+
+/// Why a request is answered by the proxy itself instead of a backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reject {
+    BadRequest(&'static str),
+    HeadTooLarge,
+    NotImplemented(&'static str),
+    ConnectNotAllowed,
+}
+
+impl Reject {
+    pub fn status(self) -> (u16, &'static str, &'static str) {
+        match self {
+            Reject::BadRequest(why) => (400, "Bad Request", why),
+            Reject::HeadTooLarge => (
+                431,
+                "Request Header Fields Too Large",
+                "the request head is too large",
+            ),
+            Reject::NotImplemented(why) => (501, "Not Implemented", why),
+            Reject::ConnectNotAllowed => (
+                405,
+                "Method Not Allowed",
+                "CONNECT is not served: this is a reverse proxy",
+            ),
+        }
+    }
+}
+
+/// The request methods the proxy tells apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Head,
+    Options,
+    Put,
+    Delete,
+    Trace,
+    Other,
+}
+
+impl Method {
+    fn of(m: &str) -> Method {
+        match m {
+            "GET" => Method::Get,
+            "HEAD" => Method::Head,
+            "OPTIONS" => Method::Options,
+            "PUT" => Method::Put,
+            "DELETE" => Method::Delete,
+            "TRACE" => Method::Trace,
+            _ => Method::Other,
+        }
+    }
+
+    /// Methods that may be sent twice.
+    pub fn idempotent(self) -> bool {
+        self != Method::Other
+    }
+}
+
+/// A client's request, its head rewritten for the backend.
+#[derive(Debug)]
+pub struct Request {
+    /// Bytes of the head in the client's buffer.
+    pub len: usize,
+    pub method: Method,
+    pub body: Framing,
+    /// The client speaks HTTP/1.0 (no chunked responses, keep-alive only when asked).
+    pub http10: bool,
+    /// The client may send another request on this connection.
+    pub keep_alive: bool,
+    /// The client waits for `100 Continue` before sending the body.
+    pub expect_continue: bool,
+    /// The client asks for a protocol upgrade (`Connection: upgrade` with `Upgrade`).
+    pub upgrade: bool,
+    /// The request has no `Host`: one naming the backend is added when sending.
+    pub needs_host: bool,
+}
+
+/// Tokens of `Connection` headers, as lowercase-insensitive slices.
+struct Tokens<'a> {
+    list: [&'a [u8]; 8],
+    n: usize,
+    /// More than `list` holds: names are then checked against every `Connection` value.
+    overflow: bool,
+}
+
+impl<'a> Tokens<'a> {
+    fn new() -> Self {
+        Tokens {
+            list: [&[]; 8],
+            n: 0,
+            overflow: false,
+        }
+    }
+
+    fn add_all(&mut self, value: &'a [u8]) {
+        for t in value.split(|c| *c == b',') {
+            let t = t.trim_ascii();
+            if t.is_empty() {
+                continue;
+            }
+            if self.n < self.list.len() {
+                self.list[self.n] = t;
+                self.n += 1;
+            } else {
+                self.overflow = true;
+            }
+        }
+    }
+
+    fn has(&self, name: &[u8]) -> bool {
+        self.list[..self.n].iter().any(|t| t.eq_ignore_ascii_case(name))
+    }
+}
+
+/// Header names that only concern one hop; never forwarded either way.
+fn hop_by_hop(name: &str) -> bool {
+    const HOP: [&str; 6] = [
+        "connection",
+        "keep-alive",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    ];
+    HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
+        || (name.len() > 6 && name[..6].eq_ignore_ascii_case("proxy-"))
+}
+
+/// Whether `name` is listed by a `Connection` header (checked against all of them when there
+/// were more tokens than `tokens` keeps).
+fn named_by_connection(name: &str, tokens: &Tokens, headers: &[httparse::Header]) -> bool {
+    if tokens.has(name.as_bytes()) {
+        return true;
+    }
+    tokens.overflow
+        && headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+            .flat_map(|h| h.value.split(|c| *c == b','))
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(name.as_bytes()))
+}
+
+/// The decimal value of a `Content-Length`, refusing signs, spaces and overflow.
+fn content_length(v: &[u8]) -> Option<u64> {
+    let v = v.trim_ascii();
+    if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(v).ok()?.parse().ok()
+}
+
+/// Whether a `Transfer-Encoding` list ends in `chunked`.
+fn ends_chunked(v: &[u8]) -> bool {
+    v.rsplit(|c| *c == b',')
+        .next()
+        .is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(b"chunked"))
+}
+
+fn put(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Parse the request at the front of `buf` and write the head to send upstream into `out`
+/// (without the blank line that ends it: see [`finish_request`]). `Ok(None)`: incomplete.
+/// `peer_ip` is the client address as text, for `X-Forwarded-For`.
+pub fn parse_request(buf: &[u8], peer_ip: &str, out: &mut Vec<u8>) -> Result<Option<Request>, Reject> {
+    let mut slots = [const { MaybeUninit::<httparse::Header>::uninit() }; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut []);
+    let len = match req.parse_with_uninit_headers(buf, &mut slots) {
+        Ok(httparse::Status::Complete(n)) if n > MAX_HEAD => return Err(Reject::HeadTooLarge),
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => return Err(Reject::HeadTooLarge),
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(Reject::HeadTooLarge),
+        Err(httparse::Error::Version) => {
+            return Err(Reject::NotImplemented("only HTTP/1.0 and HTTP/1.1 are served"))
+        }
+        Err(_) => return Err(Reject::BadRequest("malformed request head")),
+    };
+    let (Some(method), Some(target), Some(version)) = (req.method, req.path, req.version) else {
+        return Err(Reject::BadRequest("malformed request line"));
+    };
+    if method == "CONNECT" {
+        return Err(Reject::ConnectNotAllowed);
+    }
+    // Origin form is forwarded as is; absolute form loses its scheme and authority.
+    let target = if target.starts_with('/') || (target == "*" && method == "OPTIONS") {
+        target
+    } else if let Some(rest) = target
+        .strip_prefix("http://")
+        .or_else(|| target.strip_prefix("https://"))
+    {
+        match rest.find('/') {
+            Some(i) => &rest[i..],
+            None => "/",
+        }
+    } else {
+        return Err(Reject::BadRequest("bad request target"));
+    };
+    let http10 = version == 0;
+    let headers = req.headers;
+
+    let mut tokens = Tokens::new();
+    let mut length: Option<u64> = None;
+    let mut te: Option<&[u8]> = None;
+    let mut te_count = 0;
+    let mut host: Option<&[u8]> = None;
+    let mut hosts = 0;
+    let mut expect_continue = false;
+    let mut upgrade_value: Option<&[u8]> = None;
+    for h in headers.iter() {
+        let n = h.name;
+        if n.eq_ignore_ascii_case("connection") {
+            tokens.add_all(h.value);
+        } else if n.eq_ignore_ascii_case("content-length") {
+            let v = content_length(h.value).ok_or(Reject::BadRequest("bad Content-Length"))?;
+            if length.is_some_and(|l| l != v) {
+                return Err(Reject::BadRequest("conflicting Content-Length headers"));
+            }
+            length = Some(v);
+        } else if n.eq_ignore_ascii_case("transfer-encoding") {
+            te = Some(h.value);
+            te_count += 1;
+        } else if n.eq_ignore_ascii_case("host") {
+            host = Some(h.value);
+            hosts += 1;
+        } else if n.eq_ignore_ascii_case("expect") {
+            if h.value.trim_ascii().eq_ignore_ascii_case(b"100-continue") {
+                expect_continue = true;
+            }
+        } else if n.eq_ignore_ascii_case("upgrade") {
+            upgrade_value = Some(h.value);
+        }
+    }
+    let body = match (te, length) {
+        (Some(_), Some(_)) => return Err(Reject::BadRequest("both Transfer-Encoding and Content-Length")),
+        (Some(_), None) if http10 => {
+            return Err(Reject::BadRequest("Transfer-Encoding in an HTTP/1.0 request"))
+        }
+        (Some(v), None) => {
+            if te_count > 1 || !v.trim_ascii().eq_ignore_ascii_case(b"chunked") {
+                return Err(Reject::NotImplemented(
+                    "only Transfer-Encoding: chunked is accepted",
+                ));
+            }
+            Framing::Chunked
+        }
+        (None, Some(0)) | (None, None) => Framing::Empty,
+        (None, Some(n)) => Framing::Length(n),
+    };
+    if hosts > 1 || (!http10 && hosts == 0) {
+        return Err(Reject::BadRequest("a request needs exactly one Host header"));
+    }
+    let close = tokens.has(b"close");
+    let keep_alive = if http10 {
+        tokens.has(b"keep-alive") && !close
+    } else {
+        !close
+    };
+    let upgrade = match upgrade_value {
+        Some(_) if !http10 && tokens.has(b"upgrade") => upgrade_value,
+        _ => None,
+    };
+
+    out.clear();
+    out.extend_from_slice(method.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    let mut prior_xff = false;
+    for h in headers.iter() {
+        let n = h.name;
+        if hop_by_hop(n)
+            || n.eq_ignore_ascii_case("content-length")
+            || n.eq_ignore_ascii_case("expect")
+            || n.eq_ignore_ascii_case("x-forwarded-proto")
+            || n.eq_ignore_ascii_case("x-forwarded-host")
+            || named_by_connection(n, &tokens, headers)
+        {
+            continue;
+        }
+        if n.eq_ignore_ascii_case("x-forwarded-for") {
+            // Joined into one below.
+            prior_xff = true;
+            continue;
+        }
+        put(out, n.as_bytes(), h.value);
+    }
+    out.extend_from_slice(b"X-Forwarded-For: ");
+    if prior_xff {
+        for h in headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("x-forwarded-for"))
+        {
+            out.extend_from_slice(h.value.trim_ascii());
+            out.extend_from_slice(b", ");
+        }
+    }
+    out.extend_from_slice(peer_ip.as_bytes());
+    out.extend_from_slice(b"\r\nX-Forwarded-Proto: http\r\n");
+    if let Some(h) = host {
+        put(out, b"X-Forwarded-Host", h);
+    }
+    match body {
+        Framing::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+        Framing::Length(n) => {
+            let _ = write!(out, "Content-Length: {n}\r\n");
+        }
+        _ if length == Some(0) => out.extend_from_slice(b"Content-Length: 0\r\n"),
+        _ => {}
+    }
+    if let Some(u) = upgrade {
+        out.extend_from_slice(b"Connection: upgrade\r\n");
+        put(out, b"Upgrade", u);
+    }
+    Ok(Some(Request {
+        len,
+        method: Method::of(method),
+        body,
+        http10,
+        keep_alive,
+        expect_continue,
+        upgrade: upgrade.is_some(),
+        needs_host: host.is_none(),
+    }))
+}
+
+/// The blank line ending a request head, after a `Host` naming the backend when the client sent
+/// none (HTTP/1.0).
+pub fn finish_request(out: &mut Vec<u8>, needs_host: bool, backend: std::net::SocketAddr) {
+    if needs_host {
+        let _ = write!(out, "Host: {backend}\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// A backend's response head, rewritten for the client.
+#[derive(Debug)]
+pub struct Response {
+    /// Bytes of the head in the backend's buffer.
+    pub len: usize,
+    pub status: u16,
+    /// How the backend delimits the body.
+    pub body: Framing,
+    /// The backend keeps the connection open after this response.
+    pub reusable: bool,
+    /// The client connection must close after this response (close-delimited body, or a
+    /// chunked body for an HTTP/1.0 client).
+    pub close_client: bool,
+}
+
+/// What the client's request tells the response writer.
+#[derive(Debug, Clone, Copy)]
+pub struct ForClient {
+    pub head_request: bool,
+    pub http10: bool,
+    pub keep_alive: bool,
+    pub upgrade: bool,
+}
+
+/// Parse the response at the front of `buf` and write the head for the client into `out`.
+/// `Ok(None)`: incomplete. Errors name what was wrong (the client gets a 502).
+pub fn parse_response(
+    buf: &[u8],
+    client: ForClient,
+    out: &mut Vec<u8>,
+) -> Result<Option<Response>, &'static str> {
+    let mut slots = [const { MaybeUninit::<httparse::Header>::uninit() }; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut []);
+    let len = match httparse::ParserConfig::default()
+        .parse_response_with_uninit_headers(&mut resp, buf, &mut slots)
+    {
+        Ok(httparse::Status::Complete(n)) if n > MAX_HEAD => return Err("the response head is too large"),
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => {
+            return Err("the response head is too large")
+        }
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(_) => return Err("malformed response head"),
+    };
+    let (Some(status), Some(version)) = (resp.code, resp.version) else {
+        return Err("malformed status line");
+    };
+    let reason = resp.reason.unwrap_or("");
+    let headers = resp.headers;
+    let mut tokens = Tokens::new();
+    let mut length: Option<u64> = None;
+    let mut chunked = false;
+    let mut te = false;
+    let mut upgrade_value: Option<&[u8]> = None;
+    for h in headers.iter() {
+        let n = h.name;
+        if n.eq_ignore_ascii_case("connection") {
+            tokens.add_all(h.value);
+        } else if n.eq_ignore_ascii_case("content-length") {
+            let v = content_length(h.value).ok_or("bad Content-Length")?;
+            if length.is_some_and(|l| l != v) {
+                return Err("conflicting Content-Length headers");
+            }
+            length = Some(v);
+        } else if n.eq_ignore_ascii_case("transfer-encoding") {
+            te = true;
+            chunked = ends_chunked(h.value);
+        } else if n.eq_ignore_ascii_case("upgrade") {
+            upgrade_value = Some(h.value);
+        }
+    }
+    let informational = (100..200).contains(&status);
+    let switching = status == 101 && client.upgrade;
+    let no_body = client.head_request || informational || status == 204 || status == 304;
+    let body = if no_body {
+        Framing::Empty
+    } else if te {
+        // Transfer-Encoding wins over Content-Length (RFC 9112 §6.3); anything but a final
+        // chunked is read until close.
+        if chunked {
+            Framing::Chunked
+        } else {
+            Framing::UntilClose
+        }
+    } else {
+        match length {
+            Some(0) => Framing::Empty,
+            Some(n) => Framing::Length(n),
+            None => Framing::UntilClose,
+        }
+    };
+    let reusable = !switching
+        && body != Framing::UntilClose
+        && if version == 0 {
+            tokens.has(b"keep-alive")
+        } else {
+            !tokens.has(b"close")
+        };
+    let unchunk = body == Framing::Chunked && client.http10;
+    let close_client = !client.keep_alive || body == Framing::UntilClose || unchunk;
+
+    out.clear();
+    let _ = write!(out, "HTTP/1.1 {status} ");
+    out.extend_from_slice(reason.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for h in headers.iter() {
+        let n = h.name;
+        if hop_by_hop(n) || named_by_connection(n, &tokens, headers) {
+            continue;
+        }
+        // A length the body no longer has: dropped (kept for HEAD, 204 and 304, where it
+        // describes the resource).
+        if n.eq_ignore_ascii_case("content-length") && !no_body && (te || unchunk) {
+            continue;
+        }
+        put(out, n.as_bytes(), h.value);
+    }
+    if body == Framing::Chunked && !unchunk {
+        out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+    }
+    if switching {
+        out.extend_from_slice(b"Connection: upgrade\r\n");
+        if let Some(u) = upgrade_value {
+            put(out, b"Upgrade", u);
+        }
+    } else if close_client && !informational {
+        out.extend_from_slice(b"Connection: close\r\n");
+    } else if client.http10 && !informational {
+        out.extend_from_slice(b"Connection: keep-alive\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    Ok(Some(Response {
+        len,
+        status,
+        body,
+        reusable,
+        close_client,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(raw: &str) -> Result<(Request, String), Reject> {
+        let mut out = Vec::new();
+        let r = parse_request(raw.as_bytes(), "192.0.2.7", &mut out)?.expect("complete");
+        let backend = "127.0.0.1:9".parse().expect("addr");
+        finish_request(&mut out, r.needs_host, backend);
+        Ok((r, String::from_utf8(out).expect("utf-8")))
+    }
+
+    const CLIENT: ForClient = ForClient {
+        head_request: false,
+        http10: false,
+        keep_alive: true,
+        upgrade: false,
+    };
+
+    fn resp(raw: &str, client: ForClient) -> Result<(Response, String), &'static str> {
+        let mut out = Vec::new();
+        let r = parse_response(raw.as_bytes(), client, &mut out)?.expect("complete");
+        Ok((r, String::from_utf8(out).expect("utf-8")))
+    }
+
+    #[test]
+    fn hop_by_hop_headers_go_and_forwarded_ones_come() {
+        let (r, head) = req(
+            "GET /a?b=1 HTTP/1.1\r\nHost: example.com\r\nConnection: keep-alive, X-Private\r\n\
+             X-Private: 1\r\nKeep-Alive: timeout=5\r\nTE: trailers\r\nTrailer: x\r\nUpgrade: h2c\r\n\
+             Proxy-Authorization: Basic x\r\nProxy-Connection: keep-alive\r\nX-Forwarded-For: 10.0.0.1\r\n\
+             X-Forwarded-Proto: https\r\nX-Forwarded-For: 10.0.0.2\r\nX-Kept: yes\r\n\r\n",
+        )
+        .expect("accepted");
+        assert_eq!(
+            head,
+            "GET /a?b=1 HTTP/1.1\r\nHost: example.com\r\nX-Kept: yes\r\n\
+             X-Forwarded-For: 10.0.0.1, 10.0.0.2, 192.0.2.7\r\nX-Forwarded-Proto: http\r\n\
+             X-Forwarded-Host: example.com\r\n\r\n"
+        );
+        assert!(r.keep_alive && !r.upgrade && !r.http10);
+        assert_eq!(r.body, Framing::Empty);
+    }
+
+    #[test]
+    fn framing_of_requests() {
+        let (r, head) = req("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\n").expect("ok");
+        assert_eq!(r.body, Framing::Length(5));
+        assert!(head.contains("Content-Length: 5\r\n"), "{head}");
+        let (r, head) =
+            req("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n")
+                .expect("ok");
+        assert_eq!(r.body, Framing::Chunked);
+        assert!(r.expect_continue);
+        assert!(
+            head.contains("Transfer-Encoding: chunked\r\n") && !head.contains("Expect"),
+            "{head}"
+        );
+        let (r, head) = req("GET / HTTP/1.0\r\n\r\n").expect("1.0 without Host");
+        assert!(r.http10 && !r.keep_alive && r.needs_host);
+        assert!(head.contains("Host: 127.0.0.1:9\r\n"), "{head}");
+        let (r, _) = req("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").expect("ok");
+        assert!(r.keep_alive);
+        let (r, head) = req("GET http://h.example/x HTTP/1.1\r\nHost: h.example\r\n\r\n").expect("ok");
+        assert!(head.starts_with("GET /x HTTP/1.1\r\n"), "{head}");
+        assert!(!r.needs_host);
+        let (r, head) =
+            req("GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+                .expect("ok");
+        assert!(r.upgrade);
+        assert!(
+            head.contains("Connection: upgrade\r\nUpgrade: websocket\r\n"),
+            "{head}"
+        );
+    }
+
+    #[test]
+    fn ambiguous_requests_are_refused() {
+        let cases: [(&str, Reject); 10] = [
+            (
+                "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+                Reject::BadRequest("both Transfer-Encoding and Content-Length"),
+            ),
+            (
+                "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+                Reject::BadRequest("conflicting Content-Length headers"),
+            ),
+            (
+                "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: +5\r\n\r\n",
+                Reject::BadRequest("bad Content-Length"),
+            ),
+            (
+                "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+                Reject::NotImplemented("only Transfer-Encoding: chunked is accepted"),
+            ),
+            (
+                "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+                Reject::NotImplemented("only Transfer-Encoding: chunked is accepted"),
+            ),
+            (
+                "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
+                Reject::BadRequest("Transfer-Encoding in an HTTP/1.0 request"),
+            ),
+            (
+                "GET / HTTP/1.1\r\n\r\n",
+                Reject::BadRequest("a request needs exactly one Host header"),
+            ),
+            (
+                "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+                Reject::BadRequest("a request needs exactly one Host header"),
+            ),
+            ("CONNECT h:443 HTTP/1.1\r\nHost: h\r\n\r\n", Reject::ConnectNotAllowed),
+            (
+                "GET / HTTP/1.1\r\nHost: h\r\nX-Folded: a\r\n b\r\n\r\n",
+                Reject::BadRequest("malformed request head"),
+            ),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(req(raw).err(), Some(want), "{raw:?}");
+        }
+        assert_eq!(
+            req("GET / HTTP/2.0\r\nHost: h\r\n\r\n").err(),
+            Some(Reject::NotImplemented("only HTTP/1.0 and HTTP/1.1 are served"))
+        );
+        assert_eq!(
+            req("GET nothing HTTP/1.1\r\nHost: h\r\n\r\n").err(),
+            Some(Reject::BadRequest("bad request target"))
+        );
+        let mut out = Vec::new();
+        let huge = format!("GET / HTTP/1.1\r\nHost: h\r\nX-Big: {}\r\n", "a".repeat(MAX_HEAD));
+        assert_eq!(
+            parse_request(huge.as_bytes(), "1.2.3.4", &mut out).err(),
+            Some(Reject::HeadTooLarge)
+        );
+        assert!(matches!(
+            parse_request(b"GET / HTTP/1.1\r\nHo", "1.2.3.4", &mut out),
+            Ok(None)
+        ));
+    }
+
+    #[test]
+    fn response_framing_and_rewriting() {
+        let (r, head) = resp(
+            "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: x-hop\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\nX-App: a\r\n\r\n",
+            CLIENT,
+        )
+        .expect("ok");
+        assert_eq!(
+            (r.status, r.body, r.reusable, r.close_client),
+            (200, Framing::Length(3), true, false)
+        );
+        assert_eq!(head, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nX-App: a\r\n\r\n");
+        // Transfer-Encoding wins; Content-Length dropped.
+        let (r, head) = resp(
+            "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+            CLIENT,
+        )
+        .expect("ok");
+        assert_eq!(r.body, Framing::Chunked);
+        assert_eq!(head, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+        // An HTTP/1.0 client gets the chunked body unwrapped, then the connection closes.
+        let old = ForClient {
+            http10: true,
+            ..CLIENT
+        };
+        let (r, head) = resp("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", old).expect("ok");
+        assert!(r.close_client);
+        assert_eq!(head, "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n");
+        // No length: read until close, not reusable, client closed after.
+        let (r, _) = resp("HTTP/1.1 200 OK\r\n\r\n", CLIENT).expect("ok");
+        assert_eq!(
+            (r.body, r.reusable, r.close_client),
+            (Framing::UntilClose, false, true)
+        );
+        // HEAD, 204 and 304 have no body whatever the length says.
+        let head_req = ForClient {
+            head_request: true,
+            ..CLIENT
+        };
+        let (r, head) = resp("HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n", head_req).expect("ok");
+        assert_eq!(r.body, Framing::Empty);
+        assert!(head.contains("Content-Length: 99"));
+        assert_eq!(
+            resp("HTTP/1.1 304 Not Modified\r\n\r\n", CLIENT)
+                .expect("ok")
+                .0
+                .body,
+            Framing::Empty
+        );
+        // The backend closing, or HTTP/1.0 without keep-alive.
+        assert!(
+            !resp(
+                "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+                CLIENT
+            )
+            .expect("ok")
+            .0
+            .reusable
+        );
+        assert!(
+            !resp("HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n", CLIENT)
+                .expect("ok")
+                .0
+                .reusable
+        );
+        // Upgrades.
+        let up = ForClient {
+            upgrade: true,
+            ..CLIENT
+        };
+        let (r, head) = resp(
+            "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n",
+            up,
+        )
+        .expect("ok");
+        assert!(!r.reusable);
+        assert_eq!(
+            head,
+            "HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: echo\r\n\r\n"
+        );
+        // Garbage.
+        assert!(resp(
+            "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            CLIENT
+        )
+        .is_err());
+        assert!(resp("HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", CLIENT).is_err());
+        assert!(resp("SSH-2.0-OpenSSH\r\n\r\n", CLIENT).is_err());
+    }
+}

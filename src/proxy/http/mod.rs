@@ -1,0 +1,478 @@
+//! HTTP mode: each client connection is served by one task that reads a request, forwards it on a
+//! pooled keep-alive connection to the next backend, and streams the response back — no
+//! per-request tasks, channels or copies of the head beyond one rewrite. Forwarded headers,
+//! hop-by-hop removal, streamed bodies both ways, upgrades (a tunnel after `101`), retries on
+//! another backend, and `100 Continue`.
+
+mod body;
+mod head;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BytesMut};
+use tokio::net::TcpStream;
+
+use super::life::Life;
+use super::table::Backend;
+use super::Port;
+use body::{BodyError, Framing};
+use head::{ForClient, Method, Reject, Request};
+
+/// Longest wait for a backend to accept a connection.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest wait for a backend's response head (then 504).
+pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest silence while a body streams either way.
+const BODY_IDLE: Duration = Duration::from_secs(60);
+/// How long an idle client keep-alive connection is kept open.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(75);
+/// Longest wait for the rest of a request head once it has started.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+/// Attempts per request when backends refuse or drop it (each on another backend).
+const MAX_ATTEMPTS: usize = 3;
+
+/// Serve HTTP on `listener` until `life` says stop; open connections finish their request.
+pub async fn serve(listener: tokio::net::TcpListener, port: Arc<Port>, life: Life) {
+    while let Some((stream, peer)) = super::life::next_client(&listener, port.spec.listen.port(), &life).await
+    {
+        let _ = stream.set_nodelay(true);
+        let port = port.clone();
+        let life = life.clone();
+        tokio::spawn(async move {
+            let _open = life.open();
+            let killed = life.clone();
+            let mut conn = Conn {
+                client: stream,
+                peer_ip: peer.ip().to_canonical().to_string(),
+                port,
+                life,
+                inbuf: BytesMut::with_capacity(8 * 1024),
+                upbuf: BytesMut::with_capacity(8 * 1024),
+                head: Vec::with_capacity(1024),
+                out: Vec::with_capacity(1024),
+            };
+            tokio::select! {
+                r = conn.run() => {
+                    if let Err(e) = r {
+                        tracing::debug!(%peer, error = %e, "Client connection ended with an error");
+                    }
+                }
+                _ = killed.killed() => {}
+            }
+        });
+    }
+}
+
+/// One client connection and its buffers, reused request after request.
+struct Conn {
+    client: TcpStream,
+    peer_ip: String,
+    port: Arc<Port>,
+    life: Life,
+    /// Bytes from the client not yet forwarded.
+    inbuf: BytesMut,
+    /// Bytes from the current backend connection not yet forwarded.
+    upbuf: BytesMut,
+    /// The request head as sent upstream.
+    head: Vec<u8>,
+    /// The response head as sent to the client.
+    out: Vec<u8>,
+}
+
+/// What the connection does after a request.
+#[derive(PartialEq, Eq)]
+enum Next {
+    KeepAlive,
+    Close,
+}
+
+/// Why an attempt on one backend failed.
+enum Failure {
+    /// Nothing reached the backend or it dropped the request unanswered: another try may follow
+    /// when the request can be sent again.
+    Unanswered(io::Error),
+    /// A reused idle connection turned out closed: try again on a new connection.
+    Stale,
+    /// The client's side broke (body or write): close without answering.
+    Client(io::Error),
+    /// No response head within [`RESPONSE_TIMEOUT`].
+    Timeout,
+    /// The backend answered something that is not HTTP.
+    Malformed(&'static str),
+}
+
+impl Conn {
+    async fn run(&mut self) -> io::Result<()> {
+        loop {
+            let Some(req) = self.read_request().await? else {
+                return Ok(());
+            };
+            if self.forward(req).await == Next::Close || self.life.is_stopped() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// The next request head, or `None` when the client closed, went quiet, or the proxy stops.
+    async fn read_request(&mut self) -> io::Result<Option<Request>> {
+        loop {
+            if !self.inbuf.is_empty() {
+                match head::parse_request(&self.inbuf, &self.peer_ip, &mut self.head) {
+                    Ok(Some(r)) => {
+                        self.inbuf.advance(r.len);
+                        return Ok(Some(r));
+                    }
+                    Ok(None) => {}
+                    Err(why) => {
+                        self.reject(why).await;
+                        return Ok(None);
+                    }
+                }
+            }
+            let read = if self.inbuf.is_empty() {
+                if self.life.is_stopped() {
+                    return Ok(None);
+                }
+                tokio::select! {
+                    r = body::read_some(&mut self.client, &mut self.inbuf, KEEPALIVE_IDLE) => r,
+                    _ = self.life.stopped() => return Ok(None),
+                }
+            } else {
+                body::read_some(&mut self.client, &mut self.inbuf, HEAD_TIMEOUT).await
+            };
+            match read {
+                Ok(0) => return Ok(None),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::TimedOut && !self.inbuf.is_empty() => {
+                    self.local(
+                        408,
+                        "Request Timeout",
+                        "the request head did not arrive in time",
+                        true,
+                    )
+                    .await;
+                    return Ok(None);
+                }
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => return Ok(None),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Answer a request refused before any backend saw it, then close.
+    async fn reject(&mut self, why: Reject) {
+        let (status, reason, text) = why.status();
+        tracing::debug!(peer = %self.peer_ip, status, reason = text, "Request refused");
+        self.port.observe(Duration::ZERO, true);
+        self.local(status, reason, text, true).await;
+    }
+
+    /// Write a short plain-text response made here.
+    async fn local(&mut self, status: u16, reason: &str, text: &str, close: bool) {
+        use std::io::Write as _;
+        self.out.clear();
+        let _ = write!(
+            self.out,
+            "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n{}\r\n{status} {reason}: {text}\n",
+            status.to_string().len() + reason.len() + text.len() + 4,
+            if close { "Connection: close\r\n" } else { "" },
+        );
+        let _ = body::write_all(&mut self.client, &self.out, BODY_IDLE).await;
+    }
+
+    /// Send `req` to a backend (retrying on another when that is safe) and relay the answer.
+    async fn forward(&mut self, req: Request) -> Next {
+        let started = Instant::now();
+        let table = self.port.table.load();
+        let proxy_port = self.port.spec.listen.port();
+        let mut tried = [SocketAddr::from(([0, 0, 0, 0], 0)); MAX_ATTEMPTS];
+        let mut n_tried = 0;
+        let mut fresh = false;
+        let mut continued = false;
+        let head_len = self.head.len();
+        // The body, once read from the client, cannot be sent again.
+        let mut body_taken = false;
+        for _ in 0..MAX_ATTEMPTS * 2 {
+            if n_tried == MAX_ATTEMPTS {
+                break;
+            }
+            let Some(backend) = table.pick(&tried[..n_tried]) else {
+                break;
+            };
+            let guard = backend.begin();
+            let reused = if fresh { None } else { backend.conns.take() };
+            let is_reused = reused.is_some();
+            let mut up = match reused {
+                Some(s) => s,
+                None => match connect(&backend).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        backend.error();
+                        backend.eject();
+                        tried[n_tried] = backend.addr;
+                        n_tried += 1;
+                        tracing::warn!(proxy_port, backend = %backend.addr, error = %e, retry = true, "Backend connection failed");
+                        continue;
+                    }
+                },
+            };
+            self.head.truncate(head_len);
+            head::finish_request(&mut self.head, req.needs_host, backend.addr);
+            self.upbuf.clear();
+            let sent = self
+                .exchange(&mut up, &req, &mut body_taken, &mut continued)
+                .await;
+            let resp = match sent {
+                Ok(r) => r,
+                Err(Failure::Stale) if is_reused && !body_taken => {
+                    fresh = true;
+                    continue;
+                }
+                Err(f @ (Failure::Stale | Failure::Unanswered(_))) => {
+                    let e = match f {
+                        Failure::Unanswered(e) => e,
+                        _ => io::Error::new(io::ErrorKind::ConnectionReset, "connection closed unanswered"),
+                    };
+                    backend.error();
+                    tried[n_tried] = backend.addr;
+                    n_tried += 1;
+                    let retry = !body_taken && req.method.idempotent();
+                    tracing::warn!(proxy_port, backend = %backend.addr, error = %e, retry, "Backend request failed");
+                    if retry {
+                        fresh = false;
+                        continue;
+                    }
+                    self.port.observe(started.elapsed(), true);
+                    self.local(502, "Bad Gateway", "the backend failed", true).await;
+                    return Next::Close;
+                }
+                Err(Failure::Client(e)) => {
+                    tracing::debug!(proxy_port, peer = %self.peer_ip, error = %e, "Client went away during the request");
+                    if matches!(e.kind(), io::ErrorKind::InvalidData) {
+                        self.local(400, "Bad Request", "malformed request body", true)
+                            .await;
+                    }
+                    return Next::Close;
+                }
+                Err(Failure::Timeout) => {
+                    backend.error();
+                    self.port.observe(started.elapsed(), true);
+                    tracing::warn!(proxy_port, backend = %backend.addr, "Backend response timed out");
+                    self.local(504, "Gateway Timeout", "the backend did not answer in time", true)
+                        .await;
+                    return Next::Close;
+                }
+                Err(Failure::Malformed(why)) => {
+                    backend.error();
+                    self.port.observe(started.elapsed(), true);
+                    tracing::warn!(proxy_port, backend = %backend.addr, error = why, "Backend answered with a malformed response");
+                    self.local(502, "Bad Gateway", "the backend's response was malformed", true)
+                        .await;
+                    return Next::Close;
+                }
+            };
+            self.port.observe(started.elapsed(), resp.status >= 500);
+            let next = self.relay(up, resp, &req, &backend).await;
+            drop(guard);
+            return next;
+        }
+        self.port.observe(started.elapsed(), true);
+        // An unread body keeps the connection from being reused.
+        let close = !body_taken && req.body != Framing::Empty;
+        if n_tried == 0 {
+            tracing::debug!(proxy_port, "No backend available");
+            self.local(502, "Bad Gateway", "no backend available", close)
+                .await;
+        } else {
+            self.local(502, "Bad Gateway", "no backend answered", close).await;
+        }
+        if close {
+            Next::Close
+        } else {
+            Next::KeepAlive
+        }
+    }
+
+    /// Send the head and body on `up` and read the response head (interim responses handled).
+    /// On success the response head for the client is in `out` and its body starts in `upbuf`.
+    async fn exchange(
+        &mut self,
+        up: &mut TcpStream,
+        req: &Request,
+        body_taken: &mut bool,
+        continued: &mut bool,
+    ) -> Result<head::Response, Failure> {
+        // A body already here goes in the same write as the head.
+        // It stays in `inbuf` until the response comes, so a retry can send it again.
+        let mut body_done = req.body == Framing::Empty;
+        let mut combined = 0;
+        if let Framing::Length(n) = req.body {
+            if self.inbuf.len() as u64 >= n {
+                combined = n as usize;
+                self.head.extend_from_slice(&self.inbuf[..combined]);
+                body_done = true;
+            }
+        }
+        if let Err(e) = body::write_all(up, &self.head, BODY_IDLE).await {
+            return Err(stale_or(e));
+        }
+        if !body_done {
+            if req.expect_continue && !*continued && self.inbuf.is_empty() {
+                *continued = true;
+                body::write_all(&mut self.client, b"HTTP/1.1 100 Continue\r\n\r\n", BODY_IDLE)
+                    .await
+                    .map_err(Failure::Client)?;
+            }
+            *body_taken = true;
+            match body::copy(&mut self.client, &mut self.inbuf, up, req.body, false, BODY_IDLE).await {
+                Ok(_) => {}
+                Err(BodyError::Read(e)) => return Err(Failure::Client(e)),
+                Err(BodyError::Write(e)) => return Err(Failure::Unanswered(e)),
+            }
+        }
+        let client = ForClient {
+            head_request: req.method == Method::Head,
+            http10: req.http10,
+            keep_alive: req.keep_alive,
+            upgrade: req.upgrade,
+        };
+        let deadline = tokio::time::Instant::now() + RESPONSE_TIMEOUT;
+        loop {
+            match head::parse_response(&self.upbuf, client, &mut self.out) {
+                Ok(Some(r)) if (100..200).contains(&r.status) && !(r.status == 101 && req.upgrade) => {
+                    // Interim: 100 is answered here already; others go to HTTP/1.1 clients.
+                    self.upbuf.advance(r.len);
+                    if r.status != 100 && !req.http10 {
+                        body::write_all(&mut self.client, &self.out, BODY_IDLE)
+                            .await
+                            .map_err(Failure::Client)?;
+                    }
+                    continue;
+                }
+                Ok(Some(r)) => {
+                    self.upbuf.advance(r.len);
+                    self.inbuf.advance(combined);
+                    return Ok(r);
+                }
+                Ok(None) => {}
+                Err(why) => return Err(Failure::Malformed(why)),
+            }
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match body::read_some(up, &mut self.upbuf, left).await {
+                Ok(0) if self.upbuf.is_empty() => return Err(Failure::Stale),
+                Ok(0) => {
+                    return Err(Failure::Malformed(
+                        "the backend closed in the middle of the response head",
+                    ))
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => return Err(Failure::Timeout),
+                Err(e) if self.upbuf.is_empty() => return Err(stale_or(e)),
+                Err(e) => return Err(Failure::Unanswered(e)),
+            }
+        }
+    }
+
+    /// Send the response head and body to the client; keep the backend connection when it can
+    /// serve another request.
+    async fn relay(
+        &mut self,
+        mut up: TcpStream,
+        resp: head::Response,
+        req: &Request,
+        backend: &Backend,
+    ) -> Next {
+        if resp.status == 101 && req.upgrade {
+            return self.tunnel(up, backend).await;
+        }
+        // A body already here goes in the same write as the head.
+        let mut body_done = resp.body == Framing::Empty;
+        if let Framing::Length(n) = resp.body {
+            if self.upbuf.len() as u64 >= n {
+                self.out.extend_from_slice(&self.upbuf[..n as usize]);
+                self.upbuf.advance(n as usize);
+                body_done = true;
+            }
+        }
+        if let Err(e) = body::write_all(&mut self.client, &self.out, BODY_IDLE).await {
+            tracing::debug!(peer = %self.peer_ip, error = %e, "Client went away before the response");
+            return Next::Close;
+        }
+        if !body_done {
+            let unchunk = req.http10 && resp.body == Framing::Chunked;
+            match body::copy(
+                &mut up,
+                &mut self.upbuf,
+                &mut self.client,
+                resp.body,
+                unchunk,
+                BODY_IDLE,
+            )
+            .await
+            {
+                Ok(_) => {}
+                Err(BodyError::Read(e)) => {
+                    backend.error();
+                    tracing::warn!(proxy_port = self.port.spec.listen.port(), backend = %backend.addr, error = %e, "Backend failed in the middle of a response body");
+                    return Next::Close;
+                }
+                Err(BodyError::Write(e)) => {
+                    tracing::debug!(peer = %self.peer_ip, error = %e, "Client went away during the response");
+                    return Next::Close;
+                }
+            }
+        }
+        if resp.reusable && self.upbuf.is_empty() {
+            backend.conns.put(up);
+        }
+        self.upbuf.clear();
+        if resp.close_client {
+            Next::Close
+        } else {
+            Next::KeepAlive
+        }
+    }
+
+    /// After `101`: bytes both ways until either side closes (counted in flight meanwhile).
+    async fn tunnel(&mut self, mut up: TcpStream, backend: &Backend) -> Next {
+        let result = async {
+            body::write_all(&mut self.client, &self.out, BODY_IDLE).await?;
+            if !self.upbuf.is_empty() {
+                body::write_all(&mut self.client, &self.upbuf, BODY_IDLE).await?;
+                self.upbuf.clear();
+            }
+            if !self.inbuf.is_empty() {
+                body::write_all(&mut up, &self.inbuf, BODY_IDLE).await?;
+                self.inbuf.clear();
+            }
+            tokio::io::copy_bidirectional(&mut self.client, &mut up).await
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::debug!(backend = %backend.addr, error = %e, "Tunnel ended with an error");
+        }
+        Next::Close
+    }
+}
+
+/// A failure before any response byte: on a reused connection it means the backend had closed it.
+fn stale_or(e: io::Error) -> Failure {
+    match e.kind() {
+        io::ErrorKind::BrokenPipe
+        | io::ErrorKind::ConnectionReset
+        | io::ErrorKind::ConnectionAborted
+        | io::ErrorKind::UnexpectedEof => Failure::Stale,
+        _ => Failure::Unanswered(e),
+    }
+}
+
+async fn connect(backend: &Backend) -> io::Result<TcpStream> {
+    let s = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(backend.addr))
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
+    let _ = s.set_nodelay(true);
+    Ok(s)
+}
