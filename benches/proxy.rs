@@ -1,10 +1,12 @@
-//! Proxy benchmark (not a test): requests/s and latency through `dewy-proxy` (HTTP and TCP) against
-//! nginx (HTTP reverse proxy with a keep-alive upstream, and `stream` TCP proxy) and against the
-//! backend directly, all measured with wrk in the same run; RSS of dewy-proxy idle and under load;
-//! failed requests across 20 table swaps under load.
+//! Proxy benchmark (not a test): requests/s, latency and CPU time per request through `dewy-proxy`
+//! (HTTP and TCP) against nginx (HTTP reverse proxy with a keep-alive upstream, and `stream` TCP
+//! proxy) and against the backend directly, all measured with wrk in the same run, the proxies
+//! taking turns over several rounds so that a slower or busier moment of the machine does not
+//! favour one; RSS of dewy-proxy idle and under load; failed requests across 20 table swaps under
+//! load.
 //!
 //! `cargo bench --bench proxy` (needs `wrk` and `nginx`; DEWY_BENCH_SECS sets each run's length,
-//! default 10; DEWY_BENCH_CONNS the connections, default 64).
+//! default 5; DEWY_BENCH_ROUNDS the rounds, default 3; DEWY_BENCH_CONNS the connections, default 64).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -73,6 +75,18 @@ impl Nginx {
     }
 }
 
+impl Nginx {
+    /// The worker processes (children of the master).
+    fn workers(&self) -> Vec<i32> {
+        let pid = self.0.id();
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect()
+    }
+}
+
 impl Drop for Nginx {
     fn drop(&mut self) {
         let _ = nix::sys::signal::kill(
@@ -111,6 +125,8 @@ struct Wrk {
     p99_ms: f64,
     requests: u64,
     failed: u64,
+    /// CPU time of the proxy per request, in microseconds (0 when not measured).
+    cpu_us: f64,
 }
 
 fn ms(v: &str) -> f64 {
@@ -180,6 +196,39 @@ fn wrk(url: &str, secs: u64, conns: u64) -> Wrk {
     w
 }
 
+/// CPU time (user + system, all threads) of `pids` so far, in microseconds.
+fn cpu_us(pids: &[i32]) -> u64 {
+    let tick = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .unwrap_or(100) as u64;
+    pids.iter()
+        .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/stat")).ok())
+        .map(|stat| {
+            // Fields after the command name (which may hold spaces): utime is the 12th, stime the 13th.
+            let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+            let f: Vec<u64> = rest.split_whitespace().filter_map(|v| v.parse().ok()).collect();
+            f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0)
+        })
+        .sum::<u64>()
+        * 1_000_000
+        / tick
+}
+
+/// One wrk run with the CPU time the proxy processes `pids` spent per request.
+fn measured(url: &str, secs: u64, conns: u64, pids: &[i32]) -> Wrk {
+    let before = cpu_us(pids);
+    let mut w = wrk(url, secs, conns);
+    w.cpu_us = (cpu_us(pids) - before) as f64 / w.requests.max(1) as f64;
+    w
+}
+
+/// The median run of several, by requests/s (its own latency and CPU figures kept).
+fn median(mut runs: Vec<Wrk>) -> Wrk {
+    runs.sort_by(|a, b| a.rps.total_cmp(&b.rps));
+    runs.get(runs.len() / 2).cloned().unwrap_or_default()
+}
+
 fn rss_kib(pid: i32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
@@ -192,8 +241,13 @@ fn rss_kib(pid: i32) -> u64 {
 }
 
 fn line(name: &str, w: &Wrk) {
+    let cpu = if w.cpu_us > 0.0 {
+        format!("   CPU {:>5.2} us/req", w.cpu_us)
+    } else {
+        String::new()
+    };
     println!(
-        "{name:<22} {:>10.0} req/s   p50 {:>7.3} ms   p99 {:>7.3} ms   {} requests, {} failed",
+        "{name:<22} {:>10.0} req/s   p50 {:>7.3} ms   p99 {:>7.3} ms{cpu}   {} requests, {} failed",
         w.rps, w.p50_ms, w.p99_ms, w.requests, w.failed
     );
 }
@@ -203,7 +257,8 @@ fn main() {
         println!("proxy benchmark skipped: wrk and nginx are needed (apt-get install -y wrk nginx)");
         return;
     }
-    let secs = env_or("DEWY_BENCH_SECS", 10);
+    let secs = env_or("DEWY_BENCH_SECS", 5);
+    let rounds = env_or("DEWY_BENCH_ROUNDS", 3).max(1);
     let conns = env_or("DEWY_BENCH_CONNS", 64);
     let dir = tempfile::tempdir().expect("tempdir");
     let (b1, b2) = (free_port(), free_port());
@@ -294,7 +349,10 @@ fn main() {
     std::thread::sleep(Duration::from_secs(1));
     let rss_idle = rss_kib(proxy.pid());
 
-    println!("wrk -t2 -c{conns} -d{secs}s --latency; backend: nginx (1 worker) returning a short body; 2 cores shared by all");
+    println!(
+        "wrk -t2 -c{conns} -d{secs}s --latency, {rounds} rounds (proxies taking turns; median round shown); \
+         backend: nginx (1 worker) returning a short body; 2 cores shared by all"
+    );
     let direct = wrk(&format!("http://127.0.0.1:{b1}/"), secs, conns);
     line("direct to backend", &direct);
     let peak = Arc::new(AtomicU64::new(0));
@@ -308,17 +366,44 @@ fn main() {
             }
         })
     };
-    let dewy_http = wrk(&format!("http://127.0.0.1:{dp_http}/"), secs, conns);
-    line("dewy-proxy HTTP", &dewy_http);
-    let dewy_tcp = wrk(&format!("http://127.0.0.1:{dp_tcp}/"), secs, conns);
-    line("dewy-proxy TCP", &dewy_tcp);
+    let dewy_pids = [proxy.pid()];
+    let nginx_pids = _nginx.workers();
+    let (mut dh, mut dt, mut nh, mut nt) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        dh.push(measured(
+            &format!("http://127.0.0.1:{dp_http}/"),
+            secs,
+            conns,
+            &dewy_pids,
+        ));
+        nh.push(measured(
+            &format!("http://127.0.0.1:{ng_http}/"),
+            secs,
+            conns,
+            &nginx_pids,
+        ));
+        dt.push(measured(
+            &format!("http://127.0.0.1:{dp_tcp}/"),
+            secs,
+            conns,
+            &dewy_pids,
+        ));
+        if stream.is_some() {
+            nt.push(measured(
+                &format!("http://127.0.0.1:{ng_tcp}/"),
+                secs,
+                conns,
+                &nginx_pids,
+            ));
+        }
+    }
     sampling.store(false, Ordering::Relaxed);
     let _ = sampler.join();
-    let nginx_http = wrk(&format!("http://127.0.0.1:{ng_http}/"), secs, conns);
+    let (dewy_http, dewy_tcp, nginx_http) = (median(dh), median(dt), median(nh));
+    let nginx_tcp = stream.as_ref().map(|_| median(nt));
+    line("dewy-proxy HTTP", &dewy_http);
     line("nginx HTTP", &nginx_http);
-    let nginx_tcp = stream
-        .as_ref()
-        .map(|_| wrk(&format!("http://127.0.0.1:{ng_tcp}/"), secs, conns));
+    line("dewy-proxy TCP", &dewy_tcp);
     match &nginx_tcp {
         Some(w) => line("nginx stream TCP", w),
         None => println!("nginx stream TCP       skipped: this nginx has no stream module"),
@@ -342,17 +427,19 @@ fn main() {
     println!("ratios (1.00 = same):");
     let r = |a: f64, b: f64| if b > 0.0 { a / b } else { f64::NAN };
     println!(
-        "  HTTP dewy/nginx: throughput {:.2}, p50 {:.2}, p99 {:.2}",
+        "  HTTP dewy/nginx: throughput {:.2}, p50 {:.2}, p99 {:.2}, CPU per request {:.2}",
         r(dewy_http.rps, nginx_http.rps),
         r(dewy_http.p50_ms, nginx_http.p50_ms),
-        r(dewy_http.p99_ms, nginx_http.p99_ms)
+        r(dewy_http.p99_ms, nginx_http.p99_ms),
+        r(dewy_http.cpu_us, nginx_http.cpu_us)
     );
     if let Some(n) = &nginx_tcp {
         println!(
-            "  TCP  dewy/nginx: throughput {:.2}, p50 {:.2}, p99 {:.2}",
+            "  TCP  dewy/nginx: throughput {:.2}, p50 {:.2}, p99 {:.2}, CPU per request {:.2}",
             r(dewy_tcp.rps, n.rps),
             r(dewy_tcp.p50_ms, n.p50_ms),
-            r(dewy_tcp.p99_ms, n.p99_ms)
+            r(dewy_tcp.p99_ms, n.p99_ms),
+            r(dewy_tcp.cpu_us, n.cpu_us)
         );
     }
     println!(

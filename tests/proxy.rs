@@ -386,9 +386,35 @@ async fn shutdown_lets_in_flight_requests_finish() {
         (h.status()[0].backends[0].in_flight == 1).then_some(())
     })
     .await;
+    // A kept-alive connection with a slow request in flight, and an idle one.
+    let mut raw = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    raw.write_all(b"GET /slow?ms=800 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("write");
+    let mut idle = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    idle.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("write");
+    let (head, _) = read_response(&mut idle, true).await;
+    assert!(
+        head.starts_with("http/1.1 200") && !head.contains("connection: close"),
+        "{head}"
+    );
+    support::wait_for_async("both slow requests", Duration::from_secs(20), || async {
+        (h.status()[0].backends[0].in_flight == 2).then_some(())
+    })
+    .await;
     s.shutdown(Duration::from_secs(20)).await;
     let r = slow.await.expect("task").expect("finished during shutdown");
     assert_eq!(r.status(), 200);
+    // The request in flight was answered, saying the connection closes; the idle one was closed.
+    let (head, _) = read_response(&mut raw, true).await;
+    assert!(
+        head.starts_with("http/1.1 200") && head.contains("connection: close"),
+        "{head}"
+    );
+    assert_eq!(read_to_end(&mut raw).await, "");
+    assert_eq!(read_to_end(&mut idle).await, "");
     assert!(
         tokio::net::TcpStream::connect(addr).await.is_err(),
         "still accepting"

@@ -166,7 +166,8 @@ impl Conn {
     async fn reject(&mut self, why: Reject) {
         let (status, reason, text) = why.status();
         tracing::debug!(peer = %self.peer_ip, status, reason = text, "Request refused");
-        self.port.observe(Duration::ZERO, true);
+        // Counted as a request, not as an error of the proxy or its backends.
+        self.port.observe(Duration::ZERO, false);
         self.local(status, reason, text, true).await;
     }
 
@@ -333,14 +334,15 @@ impl Conn {
                 Err(BodyError::Write(e)) => return Err(Failure::Unanswered(e)),
             }
         }
-        let client = ForClient {
-            head_request: req.method == Method::Head,
-            http10: req.http10,
-            keep_alive: req.keep_alive,
-            upgrade: req.upgrade,
-        };
         let deadline = tokio::time::Instant::now() + RESPONSE_TIMEOUT;
         loop {
+            let client = ForClient {
+                head_request: req.method == Method::Head,
+                http10: req.http10,
+                // A stopping proxy says so in the last response of each connection.
+                keep_alive: req.keep_alive && !self.life.is_stopped(),
+                upgrade: req.upgrade,
+            };
             match head::parse_response(&self.upbuf, client, &mut self.out) {
                 Ok(Some(r)) if (100..200).contains(&r.status) && !(r.status == 101 && req.upgrade) => {
                     // Interim: 100 is answered here already; others go to HTTP/1.1 clients.
