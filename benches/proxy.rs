@@ -205,10 +205,12 @@ fn cpu_us(pids: &[i32]) -> u64 {
     pids.iter()
         .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/stat")).ok())
         .map(|stat| {
-            // Fields after the command name (which may hold spaces): utime is the 12th, stime the 13th.
+            // Fields after the command name (which may hold spaces): state is the first, then
+            // utime is the 12th and stime the 13th.
             let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-            let f: Vec<u64> = rest.split_whitespace().filter_map(|v| v.parse().ok()).collect();
-            f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0)
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let field = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+            field(11) + field(12)
         })
         .sum::<u64>()
         * 1_000_000

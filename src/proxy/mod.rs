@@ -181,22 +181,22 @@ fn list(addrs: &[SocketAddr]) -> String {
     addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(",")
 }
 
-/// The running listeners; [`Server::shutdown`] stops them gracefully.
+/// The running listeners; [`Server::shutdown`] stops them gracefully (dropping the server stops
+/// them at once).
 pub struct Server {
     control: life::Control,
-    loops: Vec<tokio::task::JoinHandle<()>>,
-    shared: Arc<Shared>,
+    /// One per serving thread; each sends when its thread is done.
+    done: Vec<tokio::sync::oneshot::Receiver<()>>,
+    /// The tables, kept as long as the server runs.
+    _shared: Arc<Shared>,
 }
 
 impl Server {
     /// Stop accepting, let requests and connections in flight finish (idle keep-alive connections
     /// are closed), and cut what is left after `grace`.
-    pub async fn shutdown(self, grace: Duration) {
+    pub async fn shutdown(mut self, grace: Duration) {
         let deadline = tokio::time::Instant::now() + grace;
         self.control.stop();
-        for l in self.loops {
-            let _ = tokio::time::timeout_at(deadline, l).await;
-        }
         while self.control.open() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
@@ -208,11 +208,34 @@ impl Server {
             );
         }
         self.control.kill();
-        drop(self.shared);
+        for d in std::mem::take(&mut self.done) {
+            let _ = tokio::time::timeout(Duration::from_secs(5), d).await;
+        }
     }
 }
 
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.control.stop();
+        self.control.kill();
+    }
+}
+
+/// Serving threads: one per CPU, as many as [`pool::MAX_WORKERS`] at most (`DEWY_PROXY_THREADS`
+/// overrides).
+fn serving_threads() -> usize {
+    std::env::var("DEWY_PROXY_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .clamp(1, pool::MAX_WORKERS)
+}
+
 /// Start serving `specs` on `listeners` (already-bound std listeners, one per spec, same order); `state_file` persists the table (restored at start when present).
+///
+/// Connections are served by [`serving_threads`] threads, each with its own single-threaded
+/// runtime accepting on every port (like nginx's workers): a connection stays on the thread that
+/// accepted it, with that thread's idle backend connections, and no work moves between threads.
 pub async fn start(
     specs: Vec<PortSpec>,
     listeners: Vec<std::net::TcpListener>,
@@ -242,37 +265,83 @@ pub async fn start(
         change: tokio::sync::Mutex::new(()),
     });
     restore(&shared);
-    let mut tokio_listeners = Vec::new();
-    for (spec, l) in specs.iter().zip(listeners) {
+    for (spec, l) in specs.iter().zip(&listeners) {
         l.set_nonblocking(true)
             .with_context(|| format!("preparing the listener of {spec}"))?;
-        let l = tokio::net::TcpListener::from_std(l)
-            .with_context(|| format!("registering the listener of {spec}"))?;
-        tokio_listeners.push(l);
-    }
-    let (control, life) = life::new();
-    let mut loops = Vec::new();
-    for (spec, l) in specs.iter().zip(tokio_listeners) {
-        let port = shared.ports[&spec.listen.port()].clone();
         let addr = l
             .local_addr()
             .map_or_else(|_| spec.listen.to_string(), |a| a.to_string());
+        let port = &shared.ports[&spec.listen.port()];
         tracing::info!(proxy_port = spec.listen.port(), listen = %addr, protocol = %spec.protocol, backends = %list(&port.table.load().addrs()), "Proxy listening");
-        loops.push(match spec.protocol {
-            Protocol::Http => tokio::spawn(http::serve(l, port, life.clone())),
-            Protocol::Tcp => tokio::spawn(tcp::serve(l, port, life.clone())),
-        });
     }
+    let (control, life) = life::new();
+    let threads = serving_threads();
+    let mut done = Vec::new();
+    for worker in 0..threads {
+        let mut mine = Vec::new();
+        for (spec, l) in specs.iter().zip(&listeners) {
+            let l = l
+                .try_clone()
+                .with_context(|| format!("sharing the listener of {spec}"))?;
+            mine.push((l, shared.ports[&spec.listen.port()].clone()));
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let life = life.clone();
+        std::thread::Builder::new()
+            .name(format!("dewy-proxy-{worker}"))
+            .spawn(move || {
+                serve_thread(worker, mine, life);
+                let _ = tx.send(());
+            })
+            .context("starting a serving thread")?;
+        done.push(rx);
+    }
+    drop(listeners);
     Ok((
         ProxyHandle {
             shared: shared.clone(),
         },
         Server {
             control,
-            loops,
-            shared,
+            done,
+            _shared: shared,
         },
     ))
+}
+
+/// One serving thread: accept loops for every port until stop, then the connections still open
+/// until they end or the grace period is over.
+fn serve_thread(worker: usize, ports: Vec<(std::net::TcpListener, Arc<Port>)>, life: life::Life) {
+    pool::set_worker(worker);
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(worker, error = %e, "Serving thread could not start its runtime");
+            return;
+        }
+    };
+    rt.block_on(async move {
+        let mut loops = Vec::new();
+        for (l, port) in ports {
+            let l = match tokio::net::TcpListener::from_std(l) {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::error!(worker, proxy_port = port.spec.listen.port(), error = %e, "Serving thread could not register a listener");
+                    continue;
+                }
+            };
+            loops.push(match port.spec.protocol {
+                Protocol::Http => tokio::spawn(http::serve(l, port, life.clone())),
+                Protocol::Tcp => tokio::spawn(tcp::serve(l, port, life.clone())),
+            });
+        }
+        for l in loops {
+            let _ = l.await;
+        }
+        // Connections in flight run on this runtime: keep it until they end (the server kills
+        // once none is open) or the grace period is over.
+        life.killed().await;
+    });
 }
 
 /// Load the saved table into the ports it names; a bad file is set aside with a warning.

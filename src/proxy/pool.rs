@@ -1,6 +1,8 @@
-//! Idle keep-alive connections to one backend: reused newest first, dropped after [`IDLE_FOR`],
-//! and checked before reuse so that one the backend has closed is not handed out.
+//! Idle keep-alive connections to one backend: kept per serving thread (a connection stays with
+//! the runtime that registered it), reused newest first, dropped after [`IDLE_FOR`], and checked
+//! before reuse so that one the backend has closed is not handed out.
 
+use std::cell::Cell;
 use std::io;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -12,17 +14,35 @@ pub const IDLE_FOR: Duration = Duration::from_secs(30);
 /// Most idle connections kept per backend.
 const MAX_IDLE: usize = 512;
 
+/// Most serving threads.
+pub const MAX_WORKERS: usize = 16;
+
+thread_local! {
+    static WORKER: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Mark this thread as serving thread `i` (its own set of idle connections).
+pub fn set_worker(i: usize) {
+    WORKER.with(|w| w.set(i % MAX_WORKERS));
+}
+
+type Slot = Mutex<Vec<(TcpStream, Instant)>>;
+
 #[derive(Debug, Default)]
 pub struct Idle {
-    conns: Mutex<Vec<(TcpStream, Instant)>>,
+    per_worker: [Slot; MAX_WORKERS],
 }
 
 impl Idle {
-    /// An idle connection the backend has not closed, if there is one.
+    fn slot(&self) -> &Slot {
+        &self.per_worker[WORKER.with(Cell::get)]
+    }
+
+    /// An idle connection of this thread the backend has not closed, if there is one.
     pub fn take(&self) -> Option<TcpStream> {
         let mut dead = Vec::new();
         let found = {
-            let mut conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
+            let mut conns = self.slot().lock().unwrap_or_else(|e| e.into_inner());
             let expired = conns
                 .iter()
                 .take_while(|(_, since)| since.elapsed() > IDLE_FOR)
@@ -45,7 +65,7 @@ impl Idle {
     /// Keep `s` for reuse; the oldest goes when the pool is full.
     pub fn put(&self, s: TcpStream) {
         let oldest = {
-            let mut conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
+            let mut conns = self.slot().lock().unwrap_or_else(|e| e.into_inner());
             let oldest = (conns.len() >= MAX_IDLE).then(|| conns.remove(0));
             conns.push((s, Instant::now()));
             oldest
@@ -55,7 +75,7 @@ impl Idle {
 
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.conns.lock().map(|c| c.len()).unwrap_or(0)
+        self.slot().lock().map(|c| c.len()).unwrap_or(0)
     }
 }
 
