@@ -79,6 +79,16 @@ async fn http_no_backend_is_502_then_round_robin() {
     let r = c.get(format!("http://{addr}/")).send().await.expect("request");
     assert_eq!(r.status(), 502);
     assert!(r.text().await.expect("body").contains("no backend"));
+    // A HEAD gets the same answer without a body, and the connection goes on.
+    let mut raw = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    raw.write_all(b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("write");
+    let (head, _) = read_response(&mut raw, false).await;
+    assert!(head.starts_with("http/1.1 502"), "{head}");
+    let (head, body) = read_response(&mut raw, true).await;
+    assert!(head.starts_with("http/1.1 502"), "{head}");
+    assert!(String::from_utf8_lossy(&body).contains("no backend"));
     let bs = [
         backend::http("a").await,
         backend::http("b").await,

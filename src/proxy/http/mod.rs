@@ -53,6 +53,7 @@ pub async fn serve(listener: tokio::net::TcpListener, port: Arc<Port>, life: Lif
                 upbuf: BytesMut::with_capacity(8 * 1024),
                 head: Vec::with_capacity(1024),
                 out: Vec::with_capacity(1024),
+                head_only: false,
             };
             tokio::select! {
                 r = conn.run() => {
@@ -80,6 +81,8 @@ struct Conn {
     head: Vec<u8>,
     /// The response head as sent to the client.
     out: Vec<u8>,
+    /// The request being answered is a HEAD (local answers then carry no body).
+    head_only: bool,
 }
 
 /// What the connection does after a request.
@@ -118,6 +121,7 @@ impl Conn {
 
     /// The next request head, or `None` when the client closed, went quiet, or the proxy stops.
     async fn read_request(&mut self) -> io::Result<Option<Request>> {
+        self.head_only = false;
         loop {
             if !self.inbuf.is_empty() {
                 match head::parse_request(&self.inbuf, &self.peer_ip, &mut self.head) {
@@ -177,16 +181,20 @@ impl Conn {
         self.out.clear();
         let _ = write!(
             self.out,
-            "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n{}\r\n{status} {reason}: {text}\n",
+            "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n{}\r\n",
             status.to_string().len() + reason.len() + text.len() + 4,
             if close { "Connection: close\r\n" } else { "" },
         );
+        if !self.head_only {
+            let _ = writeln!(self.out, "{status} {reason}: {text}");
+        }
         let _ = body::write_all(&mut self.client, &self.out, BODY_IDLE).await;
     }
 
     /// Send `req` to a backend (retrying on another when that is safe) and relay the answer.
     async fn forward(&mut self, req: Request) -> Next {
         let started = Instant::now();
+        self.head_only = req.method == Method::Head;
         let table = self.port.table.load();
         let proxy_port = self.port.spec.listen.port();
         let mut tried = [SocketAddr::from(([0, 0, 0, 0], 0)); MAX_ATTEMPTS];
