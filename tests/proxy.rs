@@ -966,3 +966,58 @@ async fn http_malformed_backend_answers_are_502() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_early_answer_to_a_large_upload_reaches_the_client() {
+    // A backend that refuses the upload as soon as it sees the head and closes without reading
+    // the body.
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let backend_addr = l.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let _ = s
+                    .write_all(b"HTTP/1.1 413 Content Too Large\r\nContent-Length: 9\r\nConnection: close\r\n\r\ntoo large")
+                    .await;
+            });
+        }
+    });
+    let (h, _s, addr) = proxy_on("http", None).await;
+    h.set_backends(addr.port(), vec![backend_addr])
+        .await
+        .expect("set");
+    let total: usize = 64 << 20;
+    let s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let (mut rd, mut wr) = s.into_split();
+    let writer = tokio::spawn(async move {
+        let head = format!("PUT /upload HTTP/1.1\r\nHost: x\r\nContent-Length: {total}\r\n\r\n");
+        wr.write_all(head.as_bytes()).await.expect("head");
+        let chunk = vec![b'u'; 64 * 1024];
+        let mut sent = 0;
+        while sent < total {
+            if wr.write_all(&chunk).await.is_err() {
+                break;
+            }
+            sent += chunk.len();
+        }
+        sent
+    });
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(20), rd.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer).to_string();
+    assert!(answer.starts_with("HTTP/1.1 413 "), "{answer:?}");
+    assert!(
+        answer.to_lowercase().contains("connection: close") && answer.ends_with("too large"),
+        "{answer:?}"
+    );
+    let sent = writer.await.expect("writer");
+    assert!(sent < total, "the whole upload went through ({sent} bytes)");
+}

@@ -31,6 +31,11 @@ const BODY_IDLE: Duration = Duration::from_secs(60);
 const KEEPALIVE_IDLE: Duration = Duration::from_secs(75);
 /// Longest wait for the rest of a request head once it has started.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long to look for a backend's early answer after it stopped taking a request body.
+const EARLY_ANSWER_WAIT: Duration = Duration::from_secs(2);
+/// Longest time and most bytes read and dropped before closing on an unread request body.
+const LINGER_FOR: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 16 << 20;
 /// Attempts per request when backends refuse or drop it (each on another backend).
 const MAX_ATTEMPTS: usize = 3;
 
@@ -54,6 +59,7 @@ pub async fn serve(listener: tokio::net::TcpListener, port: Arc<Port>, life: Lif
                 head: Vec::with_capacity(1024),
                 out: Vec::with_capacity(1024),
                 head_only: false,
+                linger: false,
             };
             tokio::select! {
                 r = conn.run() => {
@@ -83,6 +89,9 @@ struct Conn {
     out: Vec<u8>,
     /// The request being answered is a HEAD (local answers then carry no body).
     head_only: bool,
+    /// The connection closes with part of a request body unread: read and drop what the client
+    /// still sends for a while first, so that its network stack does not discard the answer.
+    linger: bool,
 }
 
 /// What the connection does after a request.
@@ -114,6 +123,9 @@ impl Conn {
                 return Ok(());
             };
             if self.forward(req).await == Next::Close || self.life.is_stopped() {
+                if self.linger {
+                    self.linger().await;
+                }
                 return Ok(());
             }
         }
@@ -132,6 +144,7 @@ impl Conn {
                     Ok(None) => {}
                     Err(why) => {
                         self.reject(why).await;
+                        self.linger().await;
                         return Ok(None);
                     }
                 }
@@ -162,6 +175,22 @@ impl Conn {
                 }
                 Err(e) if e.kind() == io::ErrorKind::TimedOut => return Ok(None),
                 Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Close the sending side, then read and drop what the client still sends, up to
+    /// [`LINGER_BYTES`] or for [`LINGER_FOR`].
+    async fn linger(&mut self) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let _ = self.client.shutdown().await;
+        let until = tokio::time::Instant::now() + LINGER_FOR;
+        let mut drained = 0;
+        let mut scratch = [0u8; 16 * 1024];
+        while drained < LINGER_BYTES {
+            match tokio::time::timeout_at(until, self.client.read(&mut scratch)).await {
+                Ok(Ok(n)) if n > 0 => drained += n,
+                _ => break,
             }
         }
     }
@@ -291,6 +320,7 @@ impl Conn {
         self.port.observe(started.elapsed(), true);
         // An unread body keeps the connection from being reused.
         let close = !body_taken && req.body != Framing::Empty;
+        self.linger = close;
         if n_tried == 0 {
             tracing::debug!(proxy_port, "No backend available");
             self.local(502, "Bad Gateway", "no backend available", close)
@@ -339,16 +369,42 @@ impl Conn {
             match body::copy(&mut self.client, &mut self.inbuf, up, req.body, false, BODY_IDLE).await {
                 Ok(_) => {}
                 Err(BodyError::Read(e)) => return Err(Failure::Client(e)),
-                Err(BodyError::Write(e)) => return Err(Failure::Unanswered(e)),
+                Err(BodyError::Write(e)) => {
+                    // The backend may have answered before taking the whole body (413, 401) and
+                    // closed: that answer goes to the client, whose connection then closes.
+                    let soon = tokio::time::Instant::now() + EARLY_ANSWER_WAIT;
+                    return match self.response_head(up, req, soon, false).await {
+                        Ok(mut r) => {
+                            r.reusable = false;
+                            self.linger = true;
+                            Ok(r)
+                        }
+                        Err(_) => Err(Failure::Unanswered(e)),
+                    };
+                }
             }
         }
         let deadline = tokio::time::Instant::now() + RESPONSE_TIMEOUT;
+        let r = self.response_head(up, req, deadline, true).await?;
+        self.inbuf.advance(combined);
+        Ok(r)
+    }
+
+    /// Read the backend's response head (passing interim responses on) until `deadline`. With
+    /// `keep_alive` false the client connection is closed after the response.
+    async fn response_head(
+        &mut self,
+        up: &mut TcpStream,
+        req: &Request,
+        deadline: tokio::time::Instant,
+        keep_alive: bool,
+    ) -> Result<head::Response, Failure> {
         loop {
             let client = ForClient {
                 head_request: req.method == Method::Head,
                 http10: req.http10,
                 // A stopping proxy says so in the last response of each connection.
-                keep_alive: req.keep_alive && !self.life.is_stopped(),
+                keep_alive: keep_alive && req.keep_alive && !self.life.is_stopped(),
                 upgrade: req.upgrade,
             };
             match head::parse_response(&self.upbuf, client, &mut self.out) {
@@ -364,7 +420,6 @@ impl Conn {
                 }
                 Ok(Some(r)) => {
                     self.upbuf.advance(r.len);
-                    self.inbuf.advance(combined);
                     return Ok(r);
                 }
                 Ok(None) => {}
