@@ -12,12 +12,15 @@ use dewy::proxy::{self, PortSpec, ProxyHandle, Server};
 use support::backend::{self, Backend};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// The proxy's idle timeout in these tests (TCP connections and tunnels).
+const IDLE: Duration = Duration::from_secs(300);
+
 /// Start the proxy in-process on a free 127.0.0.1 port.
 async fn proxy_on(proto: &str, state: Option<std::path::PathBuf>) -> (ProxyHandle, Server, SocketAddr) {
     let l = backend::listener();
     let addr = l.local_addr().expect("addr");
     let spec: PortSpec = format!("{addr}/{proto}").parse().expect("spec");
-    let (h, s) = proxy::start(vec![spec], vec![l], state)
+    let (h, s) = proxy::start(vec![spec], vec![l], state, IDLE)
         .await
         .expect("proxy starts");
     (h, s, addr)
@@ -225,6 +228,53 @@ async fn tcp_mode_round_robin_and_refused_backend() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_and_tunnels_close_after_the_idle_timeout() {
+    let tcp_backend = backend::tcp("a").await;
+    let http_backend = backend::http("h").await;
+    let idle = Duration::from_millis(400);
+    let mut started = Vec::new();
+    for (proto, b) in [("tcp", tcp_backend.addr), ("http", http_backend.addr)] {
+        let l = backend::listener();
+        let addr = l.local_addr().expect("addr");
+        let spec: PortSpec = format!("{addr}/{proto}").parse().expect("spec");
+        let (h, s) = proxy::start(vec![spec], vec![l], None, idle)
+            .await
+            .expect("proxy");
+        h.set_backends(addr.port(), vec![b]).await.expect("set");
+        started.push((h, s, addr));
+    }
+    // TCP: traffic for three times the timeout keeps it open, then silence closes it.
+    let mut s = tokio::net::TcpStream::connect(started[0].2)
+        .await
+        .expect("connect");
+    let mut hello = [0u8; 2];
+    s.read_exact(&mut hello).await.expect("hello");
+    for _ in 0..6 {
+        s.write_all(b"x").await.expect("write");
+        let mut one = [0u8; 1];
+        s.read_exact(&mut one).await.expect("echo");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let t = Instant::now();
+    assert_eq!(read_to_end(&mut s).await, "", "closed without more bytes");
+    assert!(
+        t.elapsed() >= Duration::from_millis(200),
+        "closed too early: {:?}",
+        t.elapsed()
+    );
+    // A WebSocket-style tunnel goes the same way.
+    let mut s = tokio::net::TcpStream::connect(started[1].2)
+        .await
+        .expect("connect");
+    s.write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+        .await
+        .expect("write");
+    let (head, _) = read_response(&mut s, false).await;
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert_eq!(read_to_end(&mut s).await, "", "tunnel closed when idle");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_refused_backend_ejected_and_retried() {
     let good = backend::http("good").await;
     let dead = backend::refused_addr();
@@ -359,7 +409,7 @@ async fn persisted_table_is_restored() {
     // A new proxy on the same port serves the saved backend before anyone sets it.
     let l = std::net::TcpListener::bind(addr).expect("rebind");
     let spec: PortSpec = format!("{addr}").parse().expect("spec");
-    let (h2, _s2) = proxy::start(vec![spec], vec![l], Some(state.clone()))
+    let (h2, _s2) = proxy::start(vec![spec], vec![l], Some(state.clone()), IDLE)
         .await
         .expect("restart");
     assert_eq!(h2.backends()[&addr.port()], vec![b.addr]);
@@ -370,7 +420,7 @@ async fn persisted_table_is_restored() {
     let spec: PortSpec = format!("{}", l.local_addr().expect("addr"))
         .parse()
         .expect("spec");
-    let (h3, _s3) = proxy::start(vec![spec], vec![l], Some(state.clone()))
+    let (h3, _s3) = proxy::start(vec![spec], vec![l], Some(state.clone()), IDLE)
         .await
         .expect("start");
     assert!(h3.backends().values().all(Vec::is_empty));

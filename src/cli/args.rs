@@ -212,6 +212,10 @@ pub struct RunArgs {
     /// systemd, remove in the foreground).
     #[arg(long = "on-stop")]
     pub on_stop: Option<crate::config::container::OnStop>,
+    /// Container mode: close a proxied TCP connection or upgraded HTTP connection after this long
+    /// without traffic either way (seconds or 5m; 0 disables; default 300).
+    #[arg(long = "proxy-idle-timeout")]
+    pub proxy_idle_timeout: Option<DurationValue>,
     /// Server mode: `alive` readiness delay.
     #[arg(long = "alive-delay")]
     pub alive_delay: Option<DurationValue>,
@@ -237,8 +241,6 @@ pub struct LaterFlags {
     pub admin_port: Option<u16>,
     #[arg(long, hide = true)]
     pub runtime: Option<String>,
-    #[arg(long = "proxy-idle-timeout", hide = true)]
-    pub proxy_idle_timeout: Option<String>,
 }
 
 impl LaterFlags {
@@ -250,7 +252,6 @@ impl LaterFlags {
             (self.otlp_insecure, "--otlp-insecure"),
             (self.admin_port.is_some(), "--admin-port"),
             (self.runtime.is_some(), "--runtime"),
-            (self.proxy_idle_timeout.is_some(), "--proxy-idle-timeout"),
         ]
         .into_iter()
         .find_map(|(given, name)| given.then_some(name))
@@ -287,6 +288,7 @@ impl RunArgs {
             cmd: (!self.cmd.is_empty()).then(|| self.cmd.clone()),
             keep_images: self.keep_images,
             on_stop: self.on_stop,
+            proxy_idle_timeout: self.proxy_idle_timeout,
             readiness: self.readiness,
             health_path: self.health_path.clone(),
             health_timeout: self.health_timeout,

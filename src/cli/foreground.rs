@@ -86,7 +86,7 @@ pub async fn run(mode: Mode, args: RunArgs) -> i32 {
     watcher.set_events(&app, observers.sink());
     let _bus = publish(&args.bus, &app, deployer.clone(), watcher.clone()).await;
     let proxy = match &settings.container {
-        Some(c) => match start_proxy(&c.ports).await {
+        Some(c) => match start_proxy(&c.ports, c.proxy_idle_timeout).await {
             Ok((handle, server)) => {
                 deployer.set_proxy(Arc::new(handle));
                 Some(server)
@@ -133,12 +133,13 @@ pub async fn run(mode: Mode, args: RunArgs) -> i32 {
 /// Container mode in the foreground: the proxy runs in this process, on the `--port` addresses.
 async fn start_proxy(
     specs: &[crate::proxy::PortSpec],
+    idle_timeout: Duration,
 ) -> anyhow::Result<(crate::proxy::ProxyHandle, crate::proxy::Server)> {
     for s in specs {
         tracing::info!(port = s.listen.port(), listen = %s.listen, "Starting built-in reverse proxy");
     }
     let listeners = crate::proxy::listen::listeners(specs)?;
-    let started = crate::proxy::start(specs.to_vec(), listeners, None).await?;
+    let started = crate::proxy::start(specs.to_vec(), listeners, None, idle_timeout).await?;
     for s in specs {
         tracing::info!(
             external_port = s.listen.port(),

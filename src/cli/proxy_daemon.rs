@@ -76,6 +76,7 @@ async fn serve(
         settings.specs.clone(),
         listeners,
         Some(settings.state_file.clone()),
+        settings.idle_timeout,
     )
     .await
     {

@@ -3,6 +3,7 @@
 //! images kept and what happens to the containers when dewy stops.
 
 use serde::{Deserialize, Serialize};
+use std::time::Duration;
 
 use super::file::{Layer, Mode};
 use super::{invalid, ConfigError};
@@ -51,7 +52,14 @@ pub struct ContainerSettings {
     pub run_option_words: Vec<String>,
     pub keep_images: usize,
     pub on_stop: OnStop,
+    /// Proxied TCP connections and upgraded HTTP connections close after this long without
+    /// traffic either way (zero: never).
+    #[serde(serialize_with = "super::ser_duration")]
+    pub proxy_idle_timeout: Duration,
 }
+
+/// The Go Dewy's default `proxy-idle-timeout`.
+pub const DEFAULT_PROXY_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// True when dewy runs as a systemd service (then containers outlive a restart of dewy).
 pub fn under_systemd() -> bool {
@@ -69,6 +77,7 @@ pub(super) fn resolve(l: &Layer, mode: Mode) -> Result<Option<ContainerSettings>
         ),
         (l.keep_images.is_some(), "keep-images"),
         (l.on_stop.is_some(), "on-stop"),
+        (l.proxy_idle_timeout.is_some(), "proxy-idle-timeout"),
     ]
     .into_iter()
     .filter_map(|(set, name)| set.then_some(name))
@@ -104,6 +113,7 @@ pub(super) fn resolve(l: &Layer, mode: Mode) -> Result<Option<ContainerSettings>
         run_option_words: l.run_options.clone().unwrap_or_default(),
         keep_images,
         on_stop,
+        proxy_idle_timeout: l.proxy_idle_timeout.map_or(DEFAULT_PROXY_IDLE_TIMEOUT, |d| d.0),
     }))
 }
 
@@ -145,6 +155,14 @@ mod tests {
         );
         assert_eq!(c.ports.len(), 2);
         assert_eq!(c.run_options.env, ["A=1"]);
+        assert_eq!(c.proxy_idle_timeout, DEFAULT_PROXY_IDLE_TIMEOUT);
+        // Go Dewy's `--proxy-idle-timeout 0` (never) and plain seconds.
+        s.flags.proxy_idle_timeout = Some("0".parse().unwrap());
+        let st = load("app", &s).unwrap();
+        assert_eq!(st.container.unwrap().proxy_idle_timeout, Duration::ZERO);
+        s.flags.proxy_idle_timeout = Some("90".parse().unwrap());
+        let st = load("app", &s).unwrap();
+        assert_eq!(st.container.unwrap().proxy_idle_timeout, Duration::from_secs(90));
         s.flags.mode = Some(Mode::Assets);
         s.flags.port = None;
         let err = load("app", &s).unwrap_err().to_string();

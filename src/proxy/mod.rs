@@ -5,6 +5,7 @@
 //! backends) and a [`Server`] (to stop gracefully). `dewy-proxy` runs it as a daemon; the
 //! container deployer may run it in-process.
 
+mod copy;
 mod http;
 mod life;
 pub mod listen;
@@ -231,7 +232,7 @@ fn serving_threads() -> usize {
         .clamp(1, pool::MAX_WORKERS)
 }
 
-/// Start serving `specs` on `listeners` (already-bound std listeners, one per spec, same order); `state_file` persists the table (restored at start when present).
+/// Start serving `specs` on `listeners` (already-bound std listeners, one per spec, same order); `state_file` persists the table (restored at start when present); TCP connections and HTTP tunnels close after `idle_timeout` without traffic (zero: never).
 ///
 /// Connections are served by [`serving_threads`] threads, each with its own single-threaded
 /// runtime accepting on every port (like nginx's workers): a connection stays on the thread that
@@ -240,6 +241,7 @@ pub async fn start(
     specs: Vec<PortSpec>,
     listeners: Vec<std::net::TcpListener>,
     state_file: Option<PathBuf>,
+    idle_timeout: Duration,
 ) -> anyhow::Result<(ProxyHandle, Server)> {
     if specs.len() != listeners.len() {
         bail!("{} port specs but {} listeners", specs.len(), listeners.len());
@@ -290,7 +292,7 @@ pub async fn start(
         std::thread::Builder::new()
             .name(format!("dewy-proxy-{worker}"))
             .spawn(move || {
-                serve_thread(worker, mine, life);
+                serve_thread(worker, mine, life, idle_timeout);
                 let _ = tx.send(());
             })
             .context("starting a serving thread")?;
@@ -311,7 +313,12 @@ pub async fn start(
 
 /// One serving thread: accept loops for every port until stop, then the connections still open
 /// until they end or the grace period is over.
-fn serve_thread(worker: usize, ports: Vec<(std::net::TcpListener, Arc<Port>)>, life: life::Life) {
+fn serve_thread(
+    worker: usize,
+    ports: Vec<(std::net::TcpListener, Arc<Port>)>,
+    life: life::Life,
+    idle: Duration,
+) {
     pool::set_worker(worker);
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -331,8 +338,8 @@ fn serve_thread(worker: usize, ports: Vec<(std::net::TcpListener, Arc<Port>)>, l
                 }
             };
             loops.push(match port.spec.protocol {
-                Protocol::Http => tokio::spawn(http::serve(l, port, life.clone())),
-                Protocol::Tcp => tokio::spawn(tcp::serve(l, port, life.clone())),
+                Protocol::Http => tokio::spawn(http::serve(l, port, life.clone(), idle)),
+                Protocol::Tcp => tokio::spawn(tcp::serve(l, port, life.clone(), idle)),
             });
         }
         for l in loops {

@@ -21,6 +21,8 @@ pub struct ProxySettings {
     pub metrics_socket: PathBuf,
     /// Time open requests get at shutdown (`drain-time`).
     pub grace: Duration,
+    /// `proxy-idle-timeout` (zero: never).
+    pub idle_timeout: Duration,
     pub log_level: Option<String>,
     pub log_format: Option<LogFormat>,
 }
@@ -63,6 +65,9 @@ fn from_layer(app: &str, l: &Layer) -> Result<ProxySettings, ConfigError> {
         state_file: dir.join("proxy.json"),
         metrics_socket: crate::metrics::serve::socket_path(&dir, "metrics.sock"),
         grace: l.drain_time.map_or(DEFAULT_DRAIN_TIME, |d| d.0),
+        idle_timeout: l
+            .proxy_idle_timeout
+            .map_or(crate::config::container::DEFAULT_PROXY_IDLE_TIMEOUT, |d| d.0),
         log_level: l.log_level.clone(),
         log_format: l.log_format,
     })
@@ -89,6 +94,7 @@ mod tests {
         let s = load("web", Some(&f)).unwrap();
         assert_eq!(s.specs.len(), 2);
         assert_eq!(s.grace, Duration::from_secs(5));
+        assert_eq!(s.idle_timeout, Duration::from_secs(300));
         if crate::systemd::state_directory().is_none() {
             assert_eq!(s.state_file, PathBuf::from("/srv/web/proxy/proxy.json"));
         }

@@ -11,7 +11,7 @@ use super::Port;
 
 /// Serve raw TCP on `listener` until `life` says stop; open connections go on until they end or
 /// the grace period is over.
-pub async fn serve(listener: TcpListener, port: Arc<Port>, life: Life) {
+pub async fn serve(listener: TcpListener, port: Arc<Port>, life: Life, idle: std::time::Duration) {
     while let Some((stream, peer)) = super::life::next_client(&listener, port.spec.listen.port(), &life).await
     {
         let port = port.clone();
@@ -19,7 +19,7 @@ pub async fn serve(listener: TcpListener, port: Arc<Port>, life: Life) {
         tokio::spawn(async move {
             let _open = life.open();
             let started = std::time::Instant::now();
-            let ok = forward(stream, &port, &life).await;
+            let ok = forward(stream, &port, &life, idle).await;
             if !ok {
                 tracing::debug!(%peer, proxy_port = port.spec.listen.port(), "Connection closed: no backend");
             }
@@ -29,7 +29,7 @@ pub async fn serve(listener: TcpListener, port: Arc<Port>, life: Life) {
 }
 
 /// Connect to a backend (trying each once, healthy ones first) and copy; false when none answered.
-async fn forward(mut client: TcpStream, port: &Port, life: &Life) -> bool {
+async fn forward(mut client: TcpStream, port: &Port, life: &Life, idle: std::time::Duration) -> bool {
     let _ = client.set_nodelay(true);
     let table = port.table.load();
     let mut tried = Vec::new();
@@ -54,7 +54,7 @@ async fn forward(mut client: TcpStream, port: &Port, life: &Life) -> bool {
         };
         let _ = upstream.set_nodelay(true);
         tokio::select! {
-            r = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {
+            r = super::copy::both_ways(&mut client, &mut upstream, idle) => {
                 if let Err(e) = r {
                     tracing::debug!(backend = %backend.addr, error = %e, "TCP connection ended with an error");
                 }

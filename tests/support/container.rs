@@ -61,17 +61,15 @@ pub fn settings(app: &str, root: &Path, ports: &[String], tune: impl FnOnce(&mut
 
 /// dewy's proxy, in this process, on the settings' ports.
 pub async fn start_proxy(settings: &Settings) -> (ProxyHandle, Server) {
-    let specs: Vec<PortSpec> = settings
-        .container
-        .as_ref()
-        .expect("container settings")
-        .ports
-        .clone();
+    let container = settings.container.as_ref().expect("container settings");
+    let specs: Vec<PortSpec> = container.ports.clone();
     let listeners = specs
         .iter()
         .map(|s| std::net::TcpListener::bind(s.listen).expect("proxy port"))
         .collect();
-    dewy::proxy::start(specs, listeners, None).await.expect("proxy")
+    dewy::proxy::start(specs, listeners, None, container.proxy_idle_timeout)
+        .await
+        .expect("proxy")
 }
 
 pub fn open(settings: Settings, proxy: &ProxyHandle) -> Arc<Deployer> {

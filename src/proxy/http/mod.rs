@@ -40,7 +40,7 @@ const LINGER_BYTES: usize = 16 << 20;
 const MAX_ATTEMPTS: usize = 3;
 
 /// Serve HTTP on `listener` until `life` says stop; open connections finish their request.
-pub async fn serve(listener: tokio::net::TcpListener, port: Arc<Port>, life: Life) {
+pub async fn serve(listener: tokio::net::TcpListener, port: Arc<Port>, life: Life, idle: Duration) {
     while let Some((stream, peer)) = super::life::next_client(&listener, port.spec.listen.port(), &life).await
     {
         let _ = stream.set_nodelay(true);
@@ -60,6 +60,7 @@ pub async fn serve(listener: tokio::net::TcpListener, port: Arc<Port>, life: Lif
                 out: Vec::with_capacity(1024),
                 head_only: false,
                 linger: false,
+                tunnel_idle: idle,
             };
             tokio::select! {
                 r = conn.run() => {
@@ -92,6 +93,8 @@ struct Conn {
     /// The connection closes with part of a request body unread: read and drop what the client
     /// still sends for a while first, so that its network stack does not discard the answer.
     linger: bool,
+    /// `proxy-idle-timeout` of upgraded connections (zero: never).
+    tunnel_idle: Duration,
 }
 
 /// What the connection does after a request.
@@ -513,7 +516,7 @@ impl Conn {
                 body::write_all(&mut up, &self.inbuf, BODY_IDLE).await?;
                 self.inbuf.clear();
             }
-            tokio::io::copy_bidirectional(&mut self.client, &mut up).await
+            super::copy::both_ways(&mut self.client, &mut up, self.tunnel_idle).await
         }
         .await;
         if let Err(e) = result {
