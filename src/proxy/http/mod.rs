@@ -29,6 +29,8 @@ pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
 const BODY_IDLE: Duration = Duration::from_secs(60);
 /// How long an idle client keep-alive connection is kept open.
 const KEEPALIVE_IDLE: Duration = Duration::from_secs(75);
+/// Longest wait for a new connection's first request once the proxy stops.
+const FIRST_REQUEST_WHEN_STOPPING: Duration = Duration::from_secs(1);
 /// Longest wait for the rest of a request head once it has started.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long to look for a backend's early answer after it stopped taking a request body.
@@ -121,10 +123,12 @@ enum Failure {
 
 impl Conn {
     async fn run(&mut self) -> io::Result<()> {
+        let mut first = true;
         loop {
-            let Some(req) = self.read_request().await? else {
+            let Some(req) = self.read_request(first).await? else {
                 return Ok(());
             };
+            first = false;
             if self.forward(req).await == Next::Close || self.life.is_stopped() {
                 if self.linger {
                     self.linger().await;
@@ -135,7 +139,9 @@ impl Conn {
     }
 
     /// The next request head, or `None` when the client closed, went quiet, or the proxy stops.
-    async fn read_request(&mut self) -> io::Result<Option<Request>> {
+    /// The first request of a connection is waited for even when the proxy stops (the client
+    /// connected while it was accepting), for [`FIRST_REQUEST_WHEN_STOPPING`] at most.
+    async fn read_request(&mut self, first: bool) -> io::Result<Option<Request>> {
         self.head_only = false;
         loop {
             if !self.inbuf.is_empty() {
@@ -152,7 +158,14 @@ impl Conn {
                     }
                 }
             }
-            let read = if self.inbuf.is_empty() {
+            let read = if self.inbuf.is_empty() && first && self.life.is_stopped() {
+                body::read_some(&mut self.client, &mut self.inbuf, FIRST_REQUEST_WHEN_STOPPING).await
+            } else if self.inbuf.is_empty() && first {
+                tokio::select! {
+                    r = body::read_some(&mut self.client, &mut self.inbuf, HEAD_TIMEOUT) => r,
+                    _ = self.life.stopped() => continue,
+                }
+            } else if self.inbuf.is_empty() {
                 if self.life.is_stopped() {
                     return Ok(None);
                 }
