@@ -125,12 +125,17 @@ async fn copy_length(
         if left == 0 {
             return Ok(total);
         }
-        buf.reserve(READ_CHUNK);
-        match read_some(from, buf, idle).await {
-            Ok(0) => return Err(BodyError::Read(io::ErrorKind::UnexpectedEof.into())),
-            Ok(_) => {}
-            Err(e) => return Err(BodyError::Read(e)),
-        }
+        more(from, buf, idle).await?;
+    }
+}
+
+/// Read more of a body whose end has not come yet: the sender closing now is an error.
+async fn more(from: &mut TcpStream, buf: &mut BytesMut, idle: Duration) -> Result<(), BodyError> {
+    buf.reserve(READ_CHUNK);
+    match read_some(from, buf, idle).await {
+        Ok(0) => Err(BodyError::Read(io::ErrorKind::UnexpectedEof.into())),
+        Ok(_) => Ok(()),
+        Err(e) => Err(BodyError::Read(e)),
     }
 }
 
@@ -169,23 +174,18 @@ async fn copy_chunked(
         // Walk what is buffered; pass whole pieces through in one write.
         let mut pass = 0;
         let done = loop {
-            match scan.next(&buf[pass..]).map_err(BodyError::Read)? {
+            let piece = scan.next(&buf[pass..]).map_err(BodyError::Read)?;
+            match piece {
                 Piece::More => break false,
-                Piece::Done(n) => {
-                    if !unchunk {
-                        pass += n;
-                    } else {
-                        buf.advance(pass + n);
-                        pass = 0;
-                    }
-                    break true;
-                }
-                Piece::Framing(n) => {
+                Piece::Framing(n) | Piece::Done(n) => {
+                    // Unwrapping, framing is dropped (`pass` stays 0); passing through, kept.
                     if unchunk {
-                        buf.advance(pass + n);
-                        pass = 0;
+                        buf.advance(n);
                     } else {
                         pass += n;
+                    }
+                    if matches!(piece, Piece::Done(_)) {
+                        break true;
                     }
                 }
                 Piece::Data(n) => {
@@ -208,12 +208,7 @@ async fn copy_chunked(
         if done {
             return Ok(total);
         }
-        buf.reserve(READ_CHUNK);
-        match read_some(from, buf, idle).await {
-            Ok(0) => return Err(BodyError::Read(io::ErrorKind::UnexpectedEof.into())),
-            Ok(_) => {}
-            Err(e) => return Err(BodyError::Read(e)),
-        }
+        more(from, buf, idle).await?;
     }
 }
 
