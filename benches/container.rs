@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use dewy::deploy::DeployResult;
 use support::container::{get, open, release, settings, start_proxy, unique, Cleanup};
 use support::docker::{Registry, TestImage};
-use support::free_port;
+use support::{free_port, percentile};
 
 const CLIENTS: usize = 4;
 const REPLICAS: usize = 3;
@@ -26,13 +26,6 @@ struct Samples {
     failed_steady: u64,
     failed_during: u64,
     errors: Vec<String>,
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
 fn report(name: &str, mut v: Vec<Duration>, failed: u64) {
@@ -58,10 +51,7 @@ fn main() {
         .expect("runtime");
     let reg = Registry::start();
     let app = unique("bench");
-    let _cleanup = Cleanup {
-        app: app.clone(),
-        repo: app.clone(),
-    };
+    let _cleanup = Cleanup::new(&app);
     let images: Vec<(String, (String, String))> = (0..=deploys)
         .map(|i| {
             let v = format!("v1.{i}.0");

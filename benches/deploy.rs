@@ -15,12 +15,7 @@ use support::proc::Daemon;
 use support::{current_target, wait_for};
 
 fn status_kib(pid: i32, key: &str) -> u64 {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    text.lines()
-        .find(|l| l.starts_with(key))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+    support::status_kib(pid as u32, key)
 }
 
 fn mib(kib: u64) -> f64 {

@@ -20,25 +20,9 @@ use std::time::Duration;
 
 use support::dbus::PrivateBus;
 use support::proc::Daemon;
-use support::wait_for;
+use support::{free_port, have, wait_for};
 
 const LONG: Duration = Duration::from_secs(60);
-
-fn have(cmd: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {cmd}")])
-        .stdout(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -232,14 +216,7 @@ fn median(mut runs: Vec<Wrk>) -> Wrk {
 }
 
 fn rss_kib(pid: i32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
+    support::status_kib(pid as u32, "VmRSS:")
 }
 
 fn line(name: &str, w: &Wrk) {
@@ -428,21 +405,18 @@ fn main() {
     println!();
     println!("ratios (1.00 = same):");
     let r = |a: f64, b: f64| if b > 0.0 { a / b } else { f64::NAN };
-    println!(
-        "  HTTP dewy/nginx: throughput {:.2}, p50 {:.2}, p99 {:.2}, CPU per request {:.2}",
-        r(dewy_http.rps, nginx_http.rps),
-        r(dewy_http.p50_ms, nginx_http.p50_ms),
-        r(dewy_http.p99_ms, nginx_http.p99_ms),
-        r(dewy_http.cpu_us, nginx_http.cpu_us)
-    );
-    if let Some(n) = &nginx_tcp {
+    let vs_nginx = |mode: &str, d: &Wrk, n: &Wrk| {
         println!(
-            "  TCP  dewy/nginx: throughput {:.2}, p50 {:.2}, p99 {:.2}, CPU per request {:.2}",
-            r(dewy_tcp.rps, n.rps),
-            r(dewy_tcp.p50_ms, n.p50_ms),
-            r(dewy_tcp.p99_ms, n.p99_ms),
-            r(dewy_tcp.cpu_us, n.cpu_us)
-        );
+            "  {mode:<4} dewy/nginx: throughput {:.2}, p50 {:.2}, p99 {:.2}, CPU per request {:.2}",
+            r(d.rps, n.rps),
+            r(d.p50_ms, n.p50_ms),
+            r(d.p99_ms, n.p99_ms),
+            r(d.cpu_us, n.cpu_us)
+        )
+    };
+    vs_nginx("HTTP", &dewy_http, &nginx_http);
+    if let Some(n) = &nginx_tcp {
+        vs_nginx("TCP", &dewy_tcp, n);
     }
     println!(
         "  dewy/direct: HTTP throughput {:.2} (p50 {:.2}x), TCP throughput {:.2} (p50 {:.2}x)",

@@ -58,12 +58,8 @@ fn load(
 }
 
 fn pct(v: &mut [Duration], p: f64) -> f64 {
-    if v.is_empty() {
-        return 0.0;
-    }
     v.sort();
-    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
-    v[i].as_secs_f64() * 1000.0
+    support::percentile(v, p).as_secs_f64() * 1000.0
 }
 
 fn report(name: &str, s: &mut Samples) {

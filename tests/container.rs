@@ -64,10 +64,7 @@ fn deployed(r: &DeployResult) -> bool {
 async fn first_deploy_runs_replicas_with_labels_loopback_ports_and_user() {
     let reg = Registry::start();
     let app = unique("first");
-    let _c = Cleanup {
-        app: app.clone(),
-        repo: app.clone(),
-    };
+    let _c = Cleanup::new(&app);
     let v1 = reg.push(&app, &TestImage::new("v1.0.0"));
     let tmp = tempfile::tempdir().unwrap();
     let port = free_port();
@@ -156,10 +153,7 @@ async fn first_deploy_runs_replicas_with_labels_loopback_ports_and_user() {
 async fn rolling_update_through_the_proxy_drops_no_request() {
     let reg = Registry::start();
     let app = unique("rolling");
-    let _c = Cleanup {
-        app: app.clone(),
-        repo: app.clone(),
-    };
+    let _c = Cleanup::new(&app);
     let v1 = reg.push(&app, &TestImage::new("v1.0.0"));
     let v2 = reg.push(&app, &TestImage::new("v2.0.0"));
     let tmp = tempfile::tempdir().unwrap();
@@ -253,10 +247,7 @@ async fn rolling_update_through_the_proxy_drops_no_request() {
 async fn failed_health_check_rolls_back_and_marks_the_version_bad() {
     let reg = Registry::start();
     let app = unique("health");
-    let _c = Cleanup {
-        app: app.clone(),
-        repo: app.clone(),
-    };
+    let _c = Cleanup::new(&app);
     let v1 = reg.push(&app, &TestImage::new("v1.0.0"));
     let mut broken = TestImage::new("v1.1.0");
     broken.healthy = false;
@@ -311,10 +302,7 @@ async fn failed_health_check_rolls_back_and_marks_the_version_bad() {
 async fn pull_and_auth_failures_are_clear_and_change_nothing() {
     let reg = Registry::start_authenticated();
     let app = unique("pull");
-    let _c = Cleanup {
-        app: app.clone(),
-        repo: app.clone(),
-    };
+    let _c = Cleanup::new(&app);
     let v1 = reg.push(&app, &TestImage::new("v1.0.0"));
     let v2 = reg.push(&app, &TestImage::new("v2.0.0"));
     // Pushed from a private client config: the engine has them locally; drop v2 so a pull
@@ -376,10 +364,7 @@ async fn pull_and_auth_failures_are_clear_and_change_nothing() {
 async fn a_restarted_deployer_adopts_the_running_replicas() {
     let reg = Registry::start();
     let app = unique("adopt");
-    let _c = Cleanup {
-        app: app.clone(),
-        repo: app.clone(),
-    };
+    let _c = Cleanup::new(&app);
     let v1 = reg.push(&app, &TestImage::new("v1.0.0"));
     let tmp = tempfile::tempdir().unwrap();
     let port = free_port();
@@ -433,10 +418,7 @@ async fn a_restarted_deployer_adopts_the_running_replicas() {
 async fn several_proxy_ports_reach_their_container_ports() {
     let reg = Registry::start();
     let app = unique("ports");
-    let _c = Cleanup {
-        app: app.clone(),
-        repo: app.clone(),
-    };
+    let _c = Cleanup::new(&app);
     let mut img = TestImage::new("v1.0.0");
     img.expose = vec![8080, 9090];
     let v1 = reg.push(&app, &img);
@@ -464,10 +446,7 @@ async fn several_proxy_ports_reach_their_container_ports() {
     let tmp2 = tempfile::tempdir().unwrap();
     let p2 = free_port();
     let app2 = format!("{app}-b");
-    let _c2 = Cleanup {
-        app: app2.clone(),
-        repo: app2.clone(),
-    };
+    let _c2 = Cleanup::new(&app2);
     let s2 = settings(&app2, tmp2.path(), &[format!("127.0.0.1:{p2}")], |_| {});
     let (proxy2, _server2) = start_proxy(&s2).await;
     let d2 = open(s2, &proxy2);
@@ -483,10 +462,7 @@ async fn several_proxy_ports_reach_their_container_ports() {
 async fn tcp_health_check_fails_when_nothing_listens_on_the_port() {
     let reg = Registry::start();
     let app = unique("tcp");
-    let _c = Cleanup {
-        app: app.clone(),
-        repo: app.clone(),
-    };
+    let _c = Cleanup::new(&app);
     let v1 = reg.push(&app, &TestImage::new("v1.0.0"));
     let tmp = tempfile::tempdir().unwrap();
     let port = free_port();
@@ -513,10 +489,7 @@ async fn tcp_health_check_fails_when_nothing_listens_on_the_port() {
 async fn an_engine_error_is_retried_not_marked_bad() {
     let reg = Registry::start();
     let app = unique("engine");
-    let _c = Cleanup {
-        app: app.clone(),
-        repo: app.clone(),
-    };
+    let _c = Cleanup::new(&app);
     let v1 = reg.push(&app, &TestImage::new("v1.0.0"));
     let tmp = tempfile::tempdir().unwrap();
     let port = free_port();
@@ -545,10 +518,7 @@ async fn an_engine_error_is_retried_not_marked_bad() {
 async fn image_cleanup_keeps_the_newest_images() {
     let reg = Registry::start();
     let app = unique("images");
-    let _c = Cleanup {
-        app: app.clone(),
-        repo: app.clone(),
-    };
+    let _c = Cleanup::new(&app);
     let tmp = tempfile::tempdir().unwrap();
     let port = free_port();
     let s = settings(&app, tmp.path(), &[format!("127.0.0.1:{port}:8080")], |f| {
@@ -653,10 +623,7 @@ fn foreground_run_lists_replicas_and_adopts_them_after_sigkill() {
     const LONG: Duration = Duration::from_secs(90);
     let reg = Registry::start();
     let app = unique("fg");
-    let _c = Cleanup {
-        app: app.clone(),
-        repo: app.clone(),
-    };
+    let _c = Cleanup::new(&app);
     let v1 = reg.push(&app, &TestImage::new("v1.0.0"));
     let bus = PrivateBus::start();
     let tmp = tempfile::tempdir().unwrap();
@@ -817,10 +784,7 @@ fn split_daemons_adopt_replicas_after_a_deployer_sigkill() {
     const LONG: Duration = Duration::from_secs(90);
     let reg = Registry::start();
     let app = unique("split");
-    let _c = Cleanup {
-        app: app.clone(),
-        repo: app.clone(),
-    };
+    let _c = Cleanup::new(&app);
     let v1 = reg.push(&app, &TestImage::new("v1.0.0"));
     let v2 = reg.push(&app, &TestImage::new("v2.0.0"));
     let bus = PrivateBus::start();
@@ -932,10 +896,7 @@ fn img_registry_to_containers_end_to_end() {
     const LONG: Duration = Duration::from_secs(90);
     let reg = Registry::start();
     let app = unique("e2e");
-    let _c = Cleanup {
-        app: app.clone(),
-        repo: app.clone(),
-    };
+    let _c = Cleanup::new(&app);
     reg.push(&app, &TestImage::new("v1.0.0"));
     let tmp = tempfile::tempdir().unwrap();
     let port = free_port();
@@ -1003,10 +964,7 @@ fn podman_socket_runs_the_same_deploys() {
     let podman = docker::Podman::start();
     let reg = Registry::start();
     let app = unique("podman");
-    let _c = Cleanup {
-        app: app.clone(),
-        repo: app.clone(),
-    };
+    let _c = Cleanup::new(&app);
     reg.push(&app, &TestImage::new("v1.0.0"));
     let tmp = tempfile::tempdir().unwrap();
     let port = free_port();

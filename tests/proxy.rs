@@ -153,19 +153,8 @@ async fn http_streams_large_bodies_both_ways() {
     assert_eq!(j["headers"]["transfer-encoding"], "chunked");
     // Memory stayed small: the proxy did not hold whole bodies (this process has the client,
     // backend and proxy; 256 MiB bodies would show).
-    let rss = rss_kib();
+    let rss = support::status_kib(std::process::id(), "VmRSS:");
     assert!(rss < 200 * 1024, "RSS {rss} KiB after 512 MiB through the proxy");
-}
-
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -177,13 +166,7 @@ async fn http_upgrade_passthrough() {
     s.write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
         .await
         .expect("write");
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        assert_eq!(s.read(&mut byte).await.expect("read"), 1, "closed: {head:?}");
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8_lossy(&head).to_lowercase();
+    let (head, _) = read_response(&mut s, false).await;
     assert!(head.starts_with("http/1.1 101"), "{head}");
     assert!(head.contains("upgrade: echo"), "{head}");
     for msg in ["hello", "over the tunnel"] {

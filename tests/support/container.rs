@@ -12,17 +12,23 @@ use dewy::registry::Release;
 
 use super::docker;
 
-/// Removes the app's containers and images when a test ends, passed or not.
+/// Removes the app's containers and images (its repository is named after it) when a test
+/// ends, passed or not.
 pub struct Cleanup {
-    pub app: String,
-    pub repo: String,
+    app: String,
+}
+
+impl Cleanup {
+    pub fn new(app: &str) -> Self {
+        Cleanup { app: app.to_string() }
+    }
 }
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
         docker::remove_app_containers(&self.app);
         let ids = std::process::Command::new("docker")
-            .args(["images", "-q", "--filter", &format!("reference=*/{}", self.repo)])
+            .args(["images", "-q", "--filter", &format!("reference=*/{}", self.app)])
             .output()
             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
             .unwrap_or_default();

@@ -29,12 +29,8 @@ pub fn unavailable() -> Option<String> {
         return Some("no cgroup hierarchy for a systemd container".into());
     }
     for tool in ["systemd-nspawn", "debootstrap", "nsenter"] {
-        let found = Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .output()
-            .is_ok_and(|o| o.status.success());
         assert!(
-            found,
+            super::have(tool),
             "{tool} is missing: apt-get install systemd-container debootstrap util-linux (.ci/run does)"
         );
     }

@@ -22,7 +22,9 @@ pub enum Framing {
 /// Longest chunk-size line or trailer section accepted.
 const MAX_CHUNK_LINE: usize = 4096;
 const MAX_TRAILERS: usize = 16 * 1024;
-/// Read size while streaming a body.
+/// Room made before reading a head (heads are small)...
+const READ_HEAD: usize = 16 * 1024;
+/// ...and while streaming a body.
 const READ_CHUNK: usize = 64 * 1024;
 
 /// Which side a body transfer failed on.
@@ -50,7 +52,7 @@ fn invalid(what: &'static str) -> io::Error {
 /// Read what is there into `buf`, waiting at most `idle` for it; `Ok(0)` is end of stream.
 /// Data already readable is taken without arming a timer.
 pub async fn read_some(s: &mut TcpStream, buf: &mut BytesMut, idle: Duration) -> io::Result<usize> {
-    buf.reserve(READ_CHUNK.min(16 * 1024));
+    buf.reserve(READ_HEAD);
     match s.try_read_buf(buf) {
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
         r => return r,
