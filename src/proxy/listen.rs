@@ -19,11 +19,10 @@ pub fn listeners(specs: &[PortSpec]) -> anyhow::Result<Vec<TcpListener>> {
     }
     let mut given: Vec<(SocketAddr, TcpListener)> = Vec::new();
     for s in inherited {
-        let l = TcpListener::from(s.fd);
-        let addr = l
-            .local_addr()
-            .with_context(|| format!("reading the address of inherited socket {:?}", s.name))?;
-        given.push((addr, l));
+        let Some(addr) = s.local else {
+            bail!("inherited socket {:?} has no local address", s.name);
+        };
+        given.push((addr, TcpListener::from(s.fd)));
     }
     match_specs(specs, given)
 }
@@ -38,7 +37,7 @@ fn match_specs(
     let mut out = Vec::new();
     let mut missing = Vec::new();
     for s in specs {
-        match given.iter().position(|(a, _)| same(s.listen, *a)) {
+        match given.iter().position(|(a, _)| sockets::same_listen(s.listen, *a)) {
             Some(i) => out.push(given.remove(i).1),
             None => missing.push(s.listen.to_string()),
         }
@@ -68,12 +67,6 @@ fn match_specs(
     Ok(out)
 }
 
-/// Same address; a wildcard spec also takes the other family's wildcard (`ListenStream=8080`
-/// gives `[::]:8080`, dual-stack).
-fn same(spec: SocketAddr, got: SocketAddr) -> bool {
-    spec == got || (spec.port() == got.port() && spec.ip().is_unspecified() && got.ip().is_unspecified())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -91,6 +84,9 @@ mod tests {
         let err = match_specs(&[spec(aa)], vec![(ca, c)]).unwrap_err().to_string();
         assert!(err.contains(&format!("no socket for {aa}")), "{err}");
         assert!(err.contains(&format!("not configured: {ca}")), "{err}");
-        assert!(same("0.0.0.0:80".parse().unwrap(), "[::]:80".parse().unwrap()));
+        assert!(sockets::same_listen(
+            "0.0.0.0:80".parse().unwrap(),
+            "[::]:80".parse().unwrap()
+        ));
     }
 }

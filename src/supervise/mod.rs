@@ -109,6 +109,22 @@ impl Supervisor {
         let wanted = ports::parse(&settings.ports)?;
         let inherited = sockets::inherited().context("taking the sockets passed by systemd")?;
         let plan = sockets::plan(inherited, &wanted);
+        // A passed socket on a configured port but another address would make the bind below
+        // fail with a bare "address in use": say what disagrees.
+        for w in &plan.bind {
+            if let Some(l) = plan
+                .keep
+                .iter()
+                .filter_map(|s| s.local)
+                .find(|l| l.port() == w.port())
+            {
+                anyhow::bail!(
+                    "the socket systemd passed for port {} listens on {l}, but the config asks for {w}: \
+                     make the socket unit's ListenStream= and `port` name the same address",
+                    w.port()
+                );
+            }
+        }
         if !plan.keep.is_empty() {
             let names: Vec<&str> = plan.keep.iter().map(|s| s.name.as_str()).collect();
             tracing::info!(count = plan.keep.len(), names = ?names, "Using the listening sockets passed by systemd");

@@ -18,15 +18,18 @@ pub struct Socket {
     pub local: Option<SocketAddr>,
 }
 
+/// True when a socket listening on `got` serves the configured address `want`: the same
+/// address, or both on all interfaces of either family (`ListenStream=8080` of a socket unit is
+/// `[::]:8080`, the port `8080` in a config is `0.0.0.0:8080`). A socket on one interface never
+/// stands for all of them, nor the other way round.
+pub fn same_listen(want: SocketAddr, got: SocketAddr) -> bool {
+    want == got || (want.port() == got.port() && want.ip().is_unspecified() && got.ip().is_unspecified())
+}
+
 impl Socket {
-    /// True when this socket serves the configured address `want`: same port, and the same IP
-    /// or either side listening on all interfaces (`ListenStream=8080` of a socket unit is
-    /// `[::]:8080`, the port `8080` in dewy's config is `0.0.0.0:8080`).
+    /// True when this socket serves the configured address `want` ([`same_listen`]).
     pub fn serves(&self, want: &SocketAddr) -> bool {
-        self.local.is_some_and(|l| {
-            l.port() == want.port()
-                && (l.ip() == want.ip() || l.ip().is_unspecified() || want.ip().is_unspecified())
-        })
+        self.local.is_some_and(|l| same_listen(*want, l))
     }
 
     /// True when dewy itself bound this socket and pushed it to the fd store: its name is the
@@ -244,6 +247,16 @@ mod tests {
         assert!(p.bind.is_empty());
         assert_eq!(p.stale.len(), 1);
         assert_eq!(p.stale[0].name, "127.0.0.1_8081");
+    }
+
+    #[test]
+    fn one_interface_never_stands_for_all() {
+        let a = |s: &str| s.parse::<SocketAddr>().unwrap();
+        assert!(same_listen(a("0.0.0.0:80"), a("[::]:80")));
+        assert!(same_listen(a("127.0.0.1:80"), a("127.0.0.1:80")));
+        assert!(!same_listen(a("0.0.0.0:80"), a("127.0.0.1:80")));
+        assert!(!same_listen(a("127.0.0.1:80"), a("[::]:80")));
+        assert!(!same_listen(a("0.0.0.0:80"), a("0.0.0.0:81")));
     }
 
     #[test]
