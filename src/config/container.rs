@@ -61,11 +61,6 @@ pub struct ContainerSettings {
 /// The Go Dewy's default `proxy-idle-timeout`.
 pub const DEFAULT_PROXY_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// True when dewy runs as a systemd service (then containers outlive a restart of dewy).
-pub fn under_systemd() -> bool {
-    std::env::var_os("INVOCATION_ID").is_some() || std::env::var_os("NOTIFY_SOCKET").is_some()
-}
-
 /// Check the container-mode keys of `l`; `None` in the other modes (where they are refused).
 pub(super) fn resolve(l: &Layer, mode: Mode) -> Result<Option<ContainerSettings>, ConfigError> {
     let given: Vec<&str> = [
@@ -100,7 +95,7 @@ pub(super) fn resolve(l: &Layer, mode: Mode) -> Result<Option<ContainerSettings>
     }
     let run_options = RunOptions::parse(l.run_options.as_deref().unwrap_or_default())
         .map_err(|e| invalid(format!("run-options: {e:#}")))?;
-    let on_stop = l.on_stop.unwrap_or(if under_systemd() {
+    let on_stop = l.on_stop.unwrap_or(if crate::systemd::under_systemd() {
         OnStop::Keep
     } else {
         OnStop::Remove

@@ -380,7 +380,7 @@ pub fn short(id: &str) -> &str {
     &id[..id.len().min(12)]
 }
 
-fn restart_policy(v: &str) -> anyhow::Result<RestartPolicy> {
+pub(super) fn restart_policy(v: &str) -> anyhow::Result<RestartPolicy> {
     let (name, count) = match v.split_once(':') {
         Some((n, c)) => (
             n,

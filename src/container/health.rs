@@ -19,8 +19,10 @@ pub async fn wait_healthy(
 ) -> anyhow::Result<()> {
     let started = Instant::now();
     let deadline = started + timeout;
+    // A redirect answers the check (as in server mode); following it could leave the replica.
     let client = reqwest::Client::builder()
         .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| anyhow::anyhow!("building the health-check client: {e}"))?;
     let mut attempts = 0u32;

@@ -205,7 +205,11 @@ impl RunOptions {
                 self.labels.insert(k.to_string(), val.to_string());
             }
             "--user" => self.user = Some(v),
-            "--restart" => self.restart = Some(v),
+            "--restart" => {
+                // Checked here so that `dewy config check` finds a bad policy, not each deploy.
+                super::docker::restart_policy(&v)?;
+                self.restart = Some(v)
+            }
             "--name" => {
                 if v.is_empty() || !v.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
                     bail!("{v:?} is not a container name (letters, digits, '-', '_', '.')");
@@ -358,6 +362,11 @@ mod tests {
         assert_eq!(o.restart.as_deref(), Some("on-failure:3"));
         assert!(o.read_only);
         assert_eq!(o.name.as_deref(), Some("web"));
+        let err = RunOptions::parse(&["--restart".to_string(), "sometimes".to_string()])
+            .map(|_| ())
+            .map_err(|e| format!("{e:#}"))
+            .unwrap_err();
+        assert!(err.contains("sometimes"), "{err}");
     }
 
     #[test]

@@ -80,7 +80,10 @@ impl Deployer {
                     "Deploy failed; the previous release keeps serving"
                 );
                 let mut st = self.lock_state();
-                if step.release_fault {
+                let from = st.live.as_ref().map(|l| l.version.clone());
+                // Starting the live version again (a repair) and failing is retried at the next
+                // check, as the Go Dewy does, in either mode; a new version's fault marks it bad.
+                if step.release_fault && from.as_deref() != Some(version.as_str()) {
                     st.bad.insert(
                         version.clone(),
                         BadVersion {
@@ -92,7 +95,6 @@ impl Deployer {
                         },
                     );
                 }
-                let from = st.live.as_ref().map(|l| l.version.clone());
                 st.pending = None;
                 st.record(HistoryEntry {
                     at: Utc::now(),
@@ -251,13 +253,7 @@ impl Deployer {
         if let Some(app) = &self.app {
             if let Err(e) = app.start(version, crate::supervise::Restart::Deploy).await {
                 self.undo_switch(previous.as_ref(), &dir);
-                // Starting the live version again (repair) failing is retried at the next
-                // check, as the Go Dewy does; a new version that fails to start is marked bad.
-                return Err(if prev_version.as_deref() == Some(version.as_str()) {
-                    StepError::transient(e)
-                } else {
-                    StepError::release(e, sha256)
-                });
+                return Err(StepError::release(e, sha256));
             }
         }
         let live = Live {

@@ -34,7 +34,8 @@ pub fn credential(name: &str) -> Option<String> {
     (!t.is_empty()).then(|| t.to_string())
 }
 
-/// True when the process runs as a systemd service (`INVOCATION_ID` is set by the manager).
+/// True when the process runs as a systemd service (the manager sets `INVOCATION_ID`, and
+/// `NOTIFY_SOCKET` for `Type=notify`).
 pub fn under_systemd() -> bool {
-    std::env::var_os("INVOCATION_ID").is_some()
+    std::env::var_os("INVOCATION_ID").is_some() || std::env::var_os("NOTIFY_SOCKET").is_some()
 }
