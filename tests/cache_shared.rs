@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 
 use dewy::cache::shared::registry::SharedRegistry;
-use dewy::cache::shared::{open_store, parse_url, S3Store};
+use dewy::cache::shared::{open_store, parse_url};
 use dewy::registry::{self, ByteStream, CheckError, OpenOptions, Registry, Release};
 use support::gcs::GcsEmulator;
 use support::s3::{S3Server, ACCESS_KEY, REGION, SECRET_KEY};
@@ -112,7 +112,7 @@ impl Fleet {
         let ttl = spec.registry_ttl;
         SharedRegistry::new(
             self.origin.clone(),
-            Arc::new(S3Store::new(spec)),
+            open_store(spec, "dewy-test").expect("store"),
             "file:///releases",
             None,
             ttl,

@@ -8,7 +8,7 @@ use clap::Parser;
 
 use super::args::DaemonArgs;
 use super::observe::Observers;
-use super::{config_failure, init_logging, runtime, shutdown_signal};
+use super::{config_failure, fail, init_logging, runtime, shutdown_signal};
 use crate::bus::{self, client::DeployerClient, BusChoice};
 use crate::config::{self, Settings, Sources};
 use crate::deploy::Deployer;
@@ -27,12 +27,6 @@ fn load(args: &DaemonArgs, identifier: &str) -> Result<Settings, i32> {
     let settings = config::load(&args.app, &sources).map_err(|e| config_failure(&e))?;
     init_logging(&settings, identifier)?;
     Ok(settings)
-}
-
-fn fail(what: &str, e: impl std::fmt::Display) -> i32 {
-    tracing::error!(error = %e, "{what}");
-    eprintln!("Error: {what}: {e}");
-    1
 }
 
 /// What every daemon needs before its own work: arguments, settings with logging, a registry,
@@ -81,7 +75,7 @@ pub fn deployer_main() -> i32 {
         };
         deployer.set_events(observers.sink());
         observers.watch_replicas(&deployer);
-        let _conn = match bus::serve_deployer(&bus, &app, deployer.clone()).await {
+        let conn = match bus::serve_deployer(&bus, &app, deployer.clone()).await {
             Ok(c) => c,
             Err(e) => {
                 return fail(
@@ -91,10 +85,7 @@ pub fn deployer_main() -> i32 {
             }
         };
         if deployer.settings().mode == crate::config::Mode::Container {
-            match crate::container::BusProxy::new(&_conn, &app).await {
-                Ok(p) => deployer.set_proxy(Arc::new(p)),
-                Err(e) => return fail("connecting to dewy-proxy", format!("{e:#}")),
-            }
+            deployer.set_proxy(Arc::new(crate::container::BusProxy::new(&conn, &app)));
         }
         let stop = shutdown_signal();
         deployer.start_app().await;

@@ -13,7 +13,6 @@ use crate::bus::{self, BusChoice};
 use crate::config::{self, Mode, Sources};
 use crate::deploy::Deployer;
 use crate::notify::Event;
-use crate::registry::{self, OpenOptions};
 use crate::systemd::notify;
 use crate::watch::Watcher;
 use crate::EXIT_CONFIG;
@@ -51,12 +50,7 @@ pub async fn run(mode: Mode, args: RunArgs) -> i32 {
     if let Err(code) = init_logging(&settings, "dewy") {
         return code;
     }
-    let opts = OpenOptions {
-        slot: settings.slot.clone(),
-        cache: settings.cache.clone(),
-        ..OpenOptions::default()
-    };
-    let registry = match registry::open(&settings.registry, &opts) {
+    let registry = match super::open_registry(&settings) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("Error: opening the registry: {e:#}");

@@ -73,6 +73,13 @@ fn open_registry(settings: &Settings) -> anyhow::Result<std::sync::Arc<dyn crate
     crate::registry::open(&settings.registry, &opts)
 }
 
+/// Log and print a startup failure; returns the exit code 1.
+fn fail(what: &str, e: impl std::fmt::Display) -> i32 {
+    tracing::error!(error = %e, "{what}");
+    eprintln!("Error: {what}: {e}");
+    1
+}
+
 /// Print a config error the way operators read it and return EX_CONFIG.
 fn config_failure(e: &ConfigError) -> i32 {
     eprintln!("Error: bad configuration: {e}");
@@ -81,14 +88,29 @@ fn config_failure(e: &ConfigError) -> i32 {
 
 /// Install logging for a daemon or foreground run.
 fn init_logging(settings: &Settings, identifier: &str) -> Result<(), i32> {
-    let level = match crate::logging::parse_level(&settings.log_level) {
+    start_logging(
+        &settings.log_level,
+        settings.log_format,
+        identifier,
+        &settings.app,
+    )
+}
+
+/// Install logging at `level` (a name or a filter); an unknown level is a config error.
+fn start_logging(
+    level: &str,
+    format: crate::logging::LogFormat,
+    identifier: &str,
+    app: &str,
+) -> Result<(), i32> {
+    let level = match crate::logging::parse_level(level) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("Error: bad configuration: {e}");
             return Err(EXIT_CONFIG);
         }
     };
-    crate::logging::init(level, settings.log_format, identifier, Some(&settings.app)).map_err(|e| {
+    crate::logging::init(level, format, identifier, Some(app)).map_err(|e| {
         eprintln!("Error: {e:#}");
         1
     })

@@ -7,19 +7,13 @@ use std::time::Duration;
 use clap::Parser;
 
 use super::args::DaemonArgs;
-use super::{config_failure, runtime, shutdown_signal};
+use super::{config_failure, fail, runtime, shutdown_signal, start_logging};
 use crate::bus::{self, BusChoice};
 use crate::proxy::{self, settings::ProxySettings, ProxyHandle};
 use crate::systemd::notify;
 
-fn fail(what: &str, e: impl std::fmt::Display) -> i32 {
-    tracing::error!(error = %e, "{what}");
-    eprintln!("Error: {what}: {e}");
-    1
-}
-
 fn status_line(h: &ProxyHandle) -> String {
-    let ports = h.backends().len();
+    let ports = h.port_count();
     let backends = h.backend_count();
     format!(
         "serving {ports} port{}, {backends} backend{}",
@@ -40,17 +34,12 @@ pub fn proxy_main() -> i32 {
         .clone()
         .or_else(|| settings.log_level.clone())
         .unwrap_or_else(|| "info".into());
-    let Ok(level) = crate::logging::parse_level(&level) else {
-        eprintln!("Error: bad configuration: unknown log level {level:?}");
-        return crate::EXIT_CONFIG;
-    };
     let format = args
         .log_format
         .or(settings.log_format)
         .unwrap_or(crate::logging::LogFormat::Auto);
-    if let Err(e) = crate::logging::init(level, format, "dewy-proxy", Some(&args.app)) {
-        eprintln!("Error: {e:#}");
-        return 1;
+    if let Err(code) = start_logging(&level, format, "dewy-proxy", &args.app) {
+        return code;
     }
     // Take or bind the sockets before the runtime starts threads.
     let listeners = match proxy::listen::listeners(&settings.specs) {

@@ -23,11 +23,11 @@ pub struct BusProxy {
 }
 
 impl BusProxy {
-    pub async fn new(conn: &Connection, app: &str) -> anyhow::Result<Self> {
-        Ok(Self {
+    pub fn new(conn: &Connection, app: &str) -> Self {
+        Self {
             conn: conn.clone(),
             app: app.to_string(),
-        })
+        }
     }
 }
 

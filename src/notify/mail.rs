@@ -34,8 +34,9 @@ pub struct Mail {
     to: Vec<Mailbox>,
     subject: String,
     credentials: Option<Credentials>,
-    /// PEM of an extra trusted CA (`ca-file=`), for relays with a private certificate.
-    ca_pem: Option<Vec<u8>>,
+    /// An extra trusted CA (`ca-file=`), for relays with a private certificate; read and parsed
+    /// once, when the notifier is set up.
+    ca: Option<Certificate>,
     common: Common,
 }
 
@@ -101,16 +102,17 @@ impl Mail {
             .parse::<Mailbox>()
             .with_context(|| format!("sender {from_raw:?}"))?;
         let subject = q.remove("subject").unwrap_or_else(|| "Dewy Notification".into());
-        let ca_pem = match q.remove("ca-file").filter(|f| !f.is_empty()) {
+        let ca = match q.remove("ca-file").filter(|f| !f.is_empty()) {
             None => None,
             Some(_) if security == Security::Plain => {
                 bail!("ca-file applies to TLS; it conflicts with tls=false")
             }
             Some(path) => {
                 let pem = std::fs::read(&path).with_context(|| format!("ca-file {path}"))?;
-                Certificate::from_pem(&pem)
-                    .map_err(|e| anyhow!("ca-file {path}: not a PEM certificate: {e}"))?;
-                Some(pem)
+                Some(
+                    Certificate::from_pem(&pem)
+                        .map_err(|e| anyhow!("ca-file {path}: not a PEM certificate: {e}"))?,
+                )
             }
         };
         no_leftovers(
@@ -132,15 +134,15 @@ impl Mail {
             to,
             subject,
             credentials,
-            ca_pem,
+            ca,
             common,
         })
     }
 
     fn tls_parameters(&self) -> anyhow::Result<TlsParameters> {
         let mut b = TlsParameters::builder(self.host.clone());
-        if let Some(pem) = &self.ca_pem {
-            b = b.add_root_certificate(Certificate::from_pem(pem)?);
+        if let Some(ca) = &self.ca {
+            b = b.add_root_certificate(ca.clone());
         }
         Ok(b.build_rustls()?)
     }

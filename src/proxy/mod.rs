@@ -156,7 +156,16 @@ impl ProxyHandle {
 
     /// Backends over all ports.
     pub fn backend_count(&self) -> usize {
-        self.shared.snapshot().values().map(Vec::len).sum()
+        self.shared
+            .ports
+            .values()
+            .map(|p| p.table.load().backends.len())
+            .sum()
+    }
+
+    /// Proxy ports served.
+    pub fn port_count(&self) -> usize {
+        self.shared.ports.len()
     }
 
     async fn save(&self) {

@@ -129,7 +129,10 @@ pub fn parse_url(s: &str) -> anyhow::Result<Spec> {
 /// The object store a cache URL names.
 pub fn open_store(spec: Spec, user_agent: &str) -> anyhow::Result<Arc<dyn ObjectStore>> {
     Ok(match spec.backend {
-        Backend::S3 { .. } => Arc::new(S3Store::new(spec)),
+        Backend::S3 { ref region } => {
+            let region = region.clone();
+            Arc::new(S3Store::new(spec, region))
+        }
         Backend::Gcs => Arc::new(GcsStore::new(spec, user_agent)?),
     })
 }

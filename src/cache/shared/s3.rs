@@ -7,34 +7,29 @@ use async_trait::async_trait;
 use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::operation::get_object::GetObjectOutput;
 
-use super::{Backend, Condition, ObjectStore, Spec, Written};
+use super::{Condition, ObjectStore, Spec, Written};
 use crate::registry::ByteStream;
 
 /// An S3 bucket as an [`ObjectStore`]; the client is built at the first request.
 pub struct S3Store {
     spec: Spec,
+    region: String,
     client: tokio::sync::OnceCell<aws_sdk_s3::Client>,
 }
 
 impl S3Store {
-    pub fn new(spec: Spec) -> S3Store {
+    pub fn new(spec: Spec, region: String) -> S3Store {
         S3Store {
             spec,
+            region,
             client: tokio::sync::OnceCell::new(),
         }
     }
 
     async fn client(&self) -> &aws_sdk_s3::Client {
         self.client
-            .get_or_init(|| crate::registry::s3::connect(self.region(), self.spec.endpoint.as_deref()))
+            .get_or_init(|| crate::registry::s3::connect(&self.region, self.spec.endpoint.as_deref()))
             .await
-    }
-
-    fn region(&self) -> &str {
-        match &self.spec.backend {
-            Backend::S3 { region } => region,
-            Backend::Gcs => "",
-        }
     }
 
     fn key(&self, key: &str) -> String {
@@ -65,6 +60,39 @@ impl S3Store {
     }
 }
 
+impl S3Store {
+    /// `PutObject` of `full` under `condition`; a failed precondition is [`Written::Conflict`].
+    async fn write(
+        &self,
+        full: &str,
+        body: aws_sdk_s3::primitives::ByteStream,
+        condition: Condition,
+        content_type: Option<&str>,
+    ) -> anyhow::Result<Written> {
+        let mut req = self
+            .client()
+            .await
+            .put_object()
+            .bucket(&self.spec.bucket)
+            .key(full)
+            .set_content_type(content_type.map(str::to_string))
+            .body(body);
+        req = match condition {
+            Condition::Absent => req.if_none_match("*"),
+            Condition::Matches(etag) => req.if_match(etag),
+        };
+        match req.send().await {
+            Ok(out) => Ok(Written::Done(out.e_tag().unwrap_or_default().to_string())),
+            Err(e) if is_conflict(e.code()) => Ok(Written::Conflict),
+            Err(e) => bail!(
+                "writing {full} to {}: {}",
+                self.describe(),
+                crate::registry::s3::describe(&e)
+            ),
+        }
+    }
+}
+
 fn is_conflict(code: Option<&str>) -> bool {
     matches!(code, Some("PreconditionFailed" | "ConditionalRequestConflict"))
 }
@@ -86,28 +114,8 @@ impl ObjectStore for S3Store {
     }
 
     async fn put(&self, key: &str, body: Vec<u8>, condition: Condition) -> anyhow::Result<Written> {
-        let full = self.key(key);
-        let mut req = self
-            .client()
+        self.write(&self.key(key), body.into(), condition, Some("application/json"))
             .await
-            .put_object()
-            .bucket(&self.spec.bucket)
-            .key(&full)
-            .content_type("application/json")
-            .body(body.into());
-        req = match condition {
-            Condition::Absent => req.if_none_match("*"),
-            Condition::Matches(etag) => req.if_match(etag),
-        };
-        match req.send().await {
-            Ok(out) => Ok(Written::Done(out.e_tag().unwrap_or_default().to_string())),
-            Err(e) if is_conflict(e.code()) => Ok(Written::Conflict),
-            Err(e) => bail!(
-                "writing {full} to {}: {}",
-                self.describe(),
-                crate::registry::s3::describe(&e)
-            ),
-        }
     }
 
     async fn open(&self, key: &str) -> anyhow::Result<Option<ByteStream>> {
@@ -120,25 +128,7 @@ impl ObjectStore for S3Store {
         let body = aws_sdk_s3::primitives::ByteStream::from_path(path)
             .await
             .with_context(|| format!("reading {}", path.display()))?;
-        let sent = self
-            .client()
-            .await
-            .put_object()
-            .bucket(&self.spec.bucket)
-            .key(&full)
-            .if_none_match("*")
-            .body(body)
-            .send()
-            .await;
-        match sent {
-            Ok(out) => Ok(Written::Done(out.e_tag().unwrap_or_default().to_string())),
-            Err(e) if is_conflict(e.code()) => Ok(Written::Conflict),
-            Err(e) => bail!(
-                "uploading {full} to {}: {}",
-                self.describe(),
-                crate::registry::s3::describe(&e)
-            ),
-        }
+        self.write(&full, body, Condition::Absent, None).await
     }
 
     fn describe(&self) -> String {
@@ -146,7 +136,7 @@ impl ObjectStore for S3Store {
             .spec
             .endpoint
             .clone()
-            .unwrap_or_else(|| format!("AWS region {}", self.region()));
+            .unwrap_or_else(|| format!("AWS region {}", self.region));
         format!(
             "shared cache s3://{}/{} ({at})",
             self.spec.bucket, self.spec.prefix
