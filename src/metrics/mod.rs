@@ -6,8 +6,8 @@ pub mod serve;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::notify::event::Restart;
 use crate::notify::{Event, EventSink, Stage};
-use crate::supervise::Restart;
 
 /// Buckets of `dewy_deployment_duration_seconds` (the Go Dewy's).
 pub const DURATION_BUCKETS: [f64; 8] = [1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0];
@@ -38,7 +38,7 @@ pub struct Metrics {
     rollbacks: AtomicU64,
     hook_failures: AtomicU64,
     /// Server mode: new generations by reason, in [`Restart::ALL`] order.
-    app_restarts: [AtomicU64; 4],
+    app_restarts: [AtomicU64; Restart::ALL.len()],
     buckets: [AtomicU64; DURATION_BUCKETS.len()],
     duration_count: AtomicU64,
     duration_sum_us: AtomicU64,
@@ -232,9 +232,7 @@ impl EventSink for Metrics {
                 self.hook_failures.fetch_add(1, Ordering::Relaxed);
             }
             Event::ServerRestarted { reason, .. } => {
-                if let Some(i) = Restart::ALL.iter().position(|r| r.as_str() == reason) {
-                    self.app_restarts[i].fetch_add(1, Ordering::Relaxed);
-                }
+                self.app_restarts[reason.index()].fetch_add(1, Ordering::Relaxed);
             }
             _ => {}
         }
@@ -256,8 +254,9 @@ mod tests {
         });
         m.emit(Event::ServerRestarted {
             version: "v1".into(),
-            reason: "crash".into(),
+            reason: Restart::Crash,
         });
+        assert!(Restart::ALL.iter().enumerate().all(|(i, r)| r.index() == i));
         let t = m.render();
         assert!(t.contains("dewy_app_restarts_total{reason=\"crash\"} 1\n"), "{t}");
         assert!(!t.contains("dewy_container_replicas"), "{t}");

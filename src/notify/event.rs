@@ -25,6 +25,43 @@ pub enum Stage {
     Run,
 }
 
+/// Why a new generation of the app is started (reported with `ServerRestarted` and counted in
+/// `dewy_app_restarts_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Restart {
+    /// A deploy (or the repair of the live release).
+    Deploy,
+    /// The previous generation exited on its own.
+    Crash,
+    /// `dewy restart` or SIGUSR1.
+    Operator,
+    /// A rollback to the previous release.
+    Rollback,
+}
+
+impl Restart {
+    pub const ALL: [Restart; 4] = [
+        Restart::Deploy,
+        Restart::Crash,
+        Restart::Operator,
+        Restart::Rollback,
+    ];
+
+    /// Position in [`Restart::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Restart::Deploy => "deploy",
+            Restart::Crash => "crash",
+            Restart::Operator => "operator",
+            Restart::Rollback => "rollback",
+        }
+    }
+}
+
 /// One thing worth telling the operators.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
@@ -88,7 +125,7 @@ pub enum Event {
     ServerStarted { version: String },
     /// Server mode: a new generation of the app took over from the previous one; `reason` is
     /// deploy, crash, operator or rollback.
-    ServerRestarted { version: String, reason: String },
+    ServerRestarted { version: String, reason: Restart },
     /// Container mode: the image of a release is pulled.
     ImagePulled { version: String, image: String },
     /// dewy stops.
@@ -260,10 +297,10 @@ impl Event {
                 since.format("%Y-%m-%d %H:%M:%S UTC")
             ),
             Event::ServerStarted { version } => format!("Server started for {version}"),
-            Event::ServerRestarted { version, reason } => match reason.as_str() {
-                "deploy" => format!("Server restarted for {version}"),
-                "crash" => format!("Server restarted for {version} after it exited"),
-                other => format!("Server restarted for {version} ({other})"),
+            Event::ServerRestarted { version, reason } => match reason {
+                Restart::Deploy => format!("Server restarted for {version}"),
+                Restart::Crash => format!("Server restarted for {version} after it exited"),
+                other => format!("Server restarted for {version} ({})", other.as_str()),
             },
             Event::ImagePulled { version, .. } => format!("Pulled image for {version}"),
             Event::Stopped { signal } => format!("Stop receiving by {signal} signal"),

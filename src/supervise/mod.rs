@@ -20,37 +20,7 @@ use crate::notify::{Event, EventSink, Stage};
 use generation::{describe, Check, Generation, Launch};
 use sockets::Socket;
 
-/// Why a new generation of the app is started (reported with `ServerRestarted` and counted in
-/// `dewy_app_restarts_total`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Restart {
-    /// A deploy (or the repair of the live release).
-    Deploy,
-    /// The previous generation exited on its own.
-    Crash,
-    /// `dewy restart` or SIGUSR1.
-    Operator,
-    /// A rollback to the previous release.
-    Rollback,
-}
-
-impl Restart {
-    pub const ALL: [Restart; 4] = [
-        Restart::Deploy,
-        Restart::Crash,
-        Restart::Operator,
-        Restart::Rollback,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Restart::Deploy => "deploy",
-            Restart::Crash => "crash",
-            Restart::Operator => "operator",
-            Restart::Rollback => "rollback",
-        }
-    }
-}
+pub use crate::notify::event::Restart;
 
 /// Longest wait between two restarts of a crashing app.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
@@ -263,7 +233,7 @@ impl Supervisor {
             );
             self.emit(Event::ServerRestarted {
                 version: version.to_string(),
-                reason: why.as_str().to_string(),
+                reason: why,
             });
         } else {
             tracing::info!(
