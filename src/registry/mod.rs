@@ -5,6 +5,7 @@ pub mod file;
 pub mod gcs;
 pub mod github;
 pub mod layout;
+mod link;
 pub mod oci;
 pub mod platform;
 pub mod query;

@@ -9,9 +9,11 @@ use std::time::Duration;
 use anyhow::{anyhow, Context};
 use chrono::{DateTime, Utc};
 use futures_util::TryStreamExt;
-use reqwest::header::{HeaderMap, ACCEPT, AUTHORIZATION, ETAG, IF_NONE_MATCH, LINK};
+use reqwest::header::{HeaderMap, ACCEPT, AUTHORIZATION, ETAG, IF_NONE_MATCH};
 use reqwest::{RequestBuilder, StatusCode};
 use serde::Deserialize;
+
+use crate::registry::link::{next_link, same_origin};
 use url::Url;
 
 use super::status;
@@ -92,30 +94,6 @@ pub struct Client {
     base: Url,
     token: Option<String>,
     lists: Mutex<HashMap<String, ListCache>>,
-}
-
-fn same_origin(a: &Url, b: &Url) -> bool {
-    a.scheme() == b.scheme()
-        && a.host_str() == b.host_str()
-        && a.port_or_known_default() == b.port_or_known_default()
-}
-
-/// The `rel="next"` target of a `Link` header, resolved against the page URL.
-fn next_link(headers: &HeaderMap, page: &Url) -> Option<Url> {
-    let link = headers.get(LINK)?.to_str().ok()?;
-    link.split(',').find_map(|part| {
-        let mut pieces = part.split(';');
-        let target = pieces.next()?.trim().strip_prefix('<')?.strip_suffix('>')?;
-        let is_next = pieces.any(|p| {
-            let p = p.trim();
-            p == "rel=\"next\"" || p == "rel=next"
-        });
-        if is_next {
-            page.join(target).ok()
-        } else {
-            None
-        }
-    })
 }
 
 impl Client {
@@ -311,6 +289,7 @@ fn log_rate_limit(headers: &HeaderMap) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use reqwest::header::LINK;
 
     #[test]
     fn link_header_next() {

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context};
-use reqwest::header::{HeaderMap, ACCEPT, AUTHORIZATION, LINK, WWW_AUTHENTICATE};
+use reqwest::header::{HeaderMap, ACCEPT, AUTHORIZATION, WWW_AUTHENTICATE};
 use reqwest::{Method, Response, StatusCode};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -231,38 +231,21 @@ fn header_digest(headers: &HeaderMap) -> Option<String> {
     (!algo.is_empty() && !hex.is_empty() && hex.bytes().all(|b| b.is_ascii_hexdigit())).then(|| d.to_string())
 }
 
-/// The `rel="next"` target of a `Link` header, resolved against `current`; it must stay on the
-/// same registry (credentials are sent to it).
+/// The next page of a listing: the `rel="next"` `Link` target, which must stay on the same
+/// registry (credentials are sent to it).
 fn next_link(headers: &HeaderMap, current: &Url) -> anyhow::Result<Option<Url>> {
-    for value in headers.get_all(LINK) {
-        let Ok(value) = value.to_str() else { continue };
-        for part in value.split(',') {
-            let Some((target, params)) = part.split_once(';') else {
-                continue;
-            };
-            if !params.replace(' ', "").contains("rel=\"next\"")
-                && !params.replace(' ', "").contains("rel=next")
-            {
-                continue;
-            }
-            let target = target.trim().trim_start_matches('<').trim_end_matches('>');
-            let next = current
-                .join(target)
-                .with_context(|| format!("Link header target {target:?} is not a URL"))?;
-            if next.host_str() != current.host_str()
-                || next.port_or_known_default() != current.port_or_known_default()
-            {
-                anyhow::bail!("Link header points to another host ({next}); refused");
-            }
-            return Ok(Some(next));
+    match crate::registry::link::next_link(headers, current) {
+        Some(next) if !crate::registry::link::same_origin(&next, current) => {
+            anyhow::bail!("Link header points to another host ({next}); refused")
         }
+        next => Ok(next),
     }
-    Ok(None)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use reqwest::header::LINK;
 
     #[test]
     fn link_pages() {
