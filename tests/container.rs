@@ -225,7 +225,9 @@ async fn rolling_update_through_the_proxy_drops_no_request() {
         .all(|id| inspect(id, "{{index .Config.Labels \"dewy.version\"}}") == "v2.0.0"));
     assert_eq!(d.status().previous.map(|p| p.version), Some("v1.0.0".into()));
 
-    // `dewy rollback`: v1 comes back the same rolling way and v2 is marked bad.
+    // `dewy rollback`: v1 comes back the same rolling way and v2 is marked bad, with the
+    // registry gone (the engine still has v1's image).
+    drop(reg);
     let r = d.rollback().await;
     assert!(deployed(&r), "{r:?}");
     assert_eq!(get(port, "/").unwrap(), "v1.0.0");

@@ -85,10 +85,8 @@ impl Engine {
         Ok(Engine { docker })
     }
 
-    /// Pull `reference` (`host/repo:tag` or `host/repo@sha256:…`) with the registry's
-    /// credentials, and tag it `tag_as` (`host/repo:tag`) when pulled by digest.
-    pub async fn pull(&self, reference: &str, tag_as: Option<&str>) -> anyhow::Result<Pulled> {
-        let (repo, tag) = split_reference(reference);
+    /// The engine's pull of `repo:tag` from its registry, with the registry's credentials.
+    async fn download(&self, reference: &str, repo: &str, tag: &str) -> anyhow::Result<()> {
         let host = normalise_host(&registry_host(reference));
         let creds = credentials::lookup(&host)?.map(|c| DockerCredentials {
             username: Some(c.username),
@@ -97,13 +95,33 @@ impl Engine {
             ..Default::default()
         });
         let opts = CreateImageOptionsBuilder::default()
-            .from_image(&repo)
-            .tag(&tag)
+            .from_image(repo)
+            .tag(tag)
             .build();
         let mut stream = self.docker.create_image(Some(opts), None, creds);
         while let Some(item) = stream.next().await {
             item.map_err(|e| anyhow!(explain(e)))
                 .with_context(|| format!("pulling {reference}"))?;
+        }
+        Ok(())
+    }
+
+    /// Pull `reference` (`host/repo:tag` or `host/repo@sha256:…`) with the registry's
+    /// credentials, and tag it `tag_as` (`host/repo:tag`) when pulled by digest.
+    pub async fn pull(&self, reference: &str, tag_as: Option<&str>) -> anyhow::Result<Pulled> {
+        self.fetch(reference, tag_as, false).await
+    }
+
+    /// As [`Engine::pull`], but an image the engine already has is used without asking the
+    /// registry (a rollback works while the registry is down).
+    pub async fn pull_if_missing(&self, reference: &str, tag_as: Option<&str>) -> anyhow::Result<Pulled> {
+        self.fetch(reference, tag_as, true).await
+    }
+
+    async fn fetch(&self, reference: &str, tag_as: Option<&str>, if_missing: bool) -> anyhow::Result<Pulled> {
+        let (repo, tag) = split_reference(reference);
+        if !(if_missing && self.docker.inspect_image(reference).await.is_ok()) {
+            self.download(reference, &repo, &tag).await?;
         }
         let mut name = reference.to_string();
         if let Some(target) = tag_as.filter(|t| *t != reference) {

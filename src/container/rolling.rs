@@ -28,12 +28,24 @@ fn fault(error: anyhow::Error) -> DeployError {
 impl ContainerMode {
     /// Pull the release's image (by digest when the registry gave one, tagged with its tag).
     pub async fn pull(&self, release: &Release) -> Result<Pulled, DeployError> {
+        self.fetch(release, false).await
+    }
+
+    /// The release's image from the engine when it still has it, else pulled (rollbacks).
+    pub async fn pull_if_missing(&self, release: &Release) -> Result<Pulled, DeployError> {
+        self.fetch(release, true).await
+    }
+
+    async fn fetch(&self, release: &Release, if_missing: bool) -> Result<Pulled, DeployError> {
         let engine = self.engine().await.map_err(transient)?;
         let image = &release.artifact;
         tracing::info!(image = %image, "Pulling new image");
-        let pulled = engine
-            .pull(&release.artifact_url, Some(image))
-            .await
+        let pulled = if if_missing {
+            engine.pull_if_missing(&release.artifact_url, Some(image)).await
+        } else {
+            engine.pull(&release.artifact_url, Some(image)).await
+        };
+        let pulled = pulled
             .inspect_err(|e| tracing::error!(error = %format!("{e:#}"), image = %image, "Image pull failed"))
             .map_err(transient)?;
         tracing::info!(

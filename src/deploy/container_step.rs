@@ -154,7 +154,7 @@ impl Deployer {
         };
         self.set_activity(format!("rolling back to {}", previous.version));
         let rolled = async {
-            let pulled = c.pull(&release).await?;
+            let pulled = c.pull_if_missing(&release).await?;
             c.roll(&release, &pulled).await
         }
         .await;
