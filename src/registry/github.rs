@@ -101,7 +101,9 @@ fn api_base(opts: &OpenOptions) -> anyhow::Result<Url> {
     Ok(base)
 }
 
-fn token(opts: &OpenOptions) -> anyhow::Result<Option<String>> {
+/// The GitHub token: the option, then `GH_TOKEN`, `GITHUB_TOKEN`, then the systemd credential
+/// `github-token` (also used for ghcr.io images).
+pub(crate) fn token(opts: &OpenOptions) -> anyhow::Result<Option<String>> {
     if let Some(token) = &opts.github_token {
         let token = token.trim();
         return Ok((!token.is_empty()).then(|| token.to_string()));

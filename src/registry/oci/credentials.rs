@@ -42,7 +42,8 @@ pub fn lookup(host: &str) -> anyhow::Result<Option<Credentials>> {
         return Ok(Some(Credentials { username, password }));
     }
     if host == "ghcr.io" || host.ends_with(".ghcr.io") {
-        if let Some(token) = env("GITHUB_TOKEN") {
+        // The same token as the GitHub source: GH_TOKEN, GITHUB_TOKEN or `github-token`.
+        if let Some(token) = crate::registry::github::token(&Default::default())? {
             return Ok(Some(Credentials {
                 username: "token".into(),
                 password: token,
