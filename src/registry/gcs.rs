@@ -118,21 +118,17 @@ impl GcsRegistry {
             .send(self.api.http.get(url.clone()))
             .await
             .with_context(|| format!("requesting {url} for {}", self.place_name()))?;
-        let status = resp.status();
-        if status.is_success() {
+        if resp.status().is_success() {
             return Ok(resp);
         }
-        let text = resp.text().await.unwrap_or_default();
-        let hint = match status.as_u16() {
-            401 | 403 => " — check the Google credentials (GOOGLE_APPLICATION_CREDENTIALS or the systemd credential gcs-credentials)".to_string(),
-            404 => format!(" — does bucket \"{}\" exist?", self.location.bucket),
-            _ => String::new(),
+        let not_found = resp.status() == reqwest::StatusCode::NOT_FOUND;
+        let why = api::failure(resp).await;
+        let hint = if not_found {
+            format!(" — does bucket \"{}\" exist?", self.location.bucket)
+        } else {
+            String::new()
         };
-        bail!(
-            "{} answered HTTP {status} for {url}: {}{hint}",
-            self.place_name(),
-            text.chars().take(300).collect::<String>()
-        )
+        bail!("{} answered {url} with {why}{hint}", self.place_name())
     }
 
     /// Every page of a listing under `prefix`: (prefixes, objects).

@@ -110,19 +110,13 @@ impl GcsStore {
         full: &str,
         doing: &str,
     ) -> anyhow::Result<reqwest::Response> {
-        let status = resp.status();
-        if status.is_success() {
+        if resp.status().is_success() {
             return Ok(resp);
         }
-        let text = resp.text().await.unwrap_or_default();
-        let hint = match status.as_u16() {
-            401 | 403 => " — check the Google credentials (GOOGLE_APPLICATION_CREDENTIALS or the systemd credential gcs-credentials)",
-            _ => "",
-        };
         bail!(
-            "{doing} {full} in {}: HTTP {status}: {}{hint}",
+            "{doing} {full} in {}: {}",
             self.describe(),
-            text.chars().take(300).collect::<String>()
+            crate::registry::gcs::api::failure(resp).await
         )
     }
 }

@@ -91,6 +91,21 @@ impl Api {
 }
 
 /// Percent-encode everything but RFC 3986 unreserved characters.
+/// Why a GCS answer is not a success: its status, the start of its body, and what to check when
+/// the credentials were refused.
+pub async fn failure(resp: reqwest::Response) -> String {
+    let status = resp.status();
+    let text = resp.text().await.unwrap_or_default();
+    let hint = match status.as_u16() {
+        401 | 403 => " — check the Google credentials (GOOGLE_APPLICATION_CREDENTIALS or the systemd credential gcs-credentials)",
+        _ => "",
+    };
+    format!(
+        "HTTP {status}: {}{hint}",
+        text.chars().take(300).collect::<String>()
+    )
+}
+
 pub fn encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
