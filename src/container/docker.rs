@@ -62,7 +62,6 @@ pub struct Managed {
     pub id: String,
     pub name: String,
     pub version: String,
-    pub replica: usize,
     pub deployed_at: String,
     pub running: bool,
     /// Container port → the 127.0.0.1 address it is published on.
@@ -300,7 +299,6 @@ impl Engine {
                         .map(|n| n.trim_start_matches('/').to_string())
                         .unwrap_or_default(),
                     version: l.get(labels::VERSION).cloned().unwrap_or_default(),
-                    replica: l.get(labels::REPLICA).and_then(|r| r.parse().ok()).unwrap_or(0),
                     deployed_at: l.get(labels::DEPLOYED_AT).cloned().unwrap_or_default(),
                     running: c
                         .state

@@ -43,6 +43,24 @@ pub struct DeployError {
     pub release_fault: bool,
 }
 
+impl DeployError {
+    /// Engine, proxy or registry trouble: retried at the next check.
+    pub fn transient(error: anyhow::Error) -> Self {
+        Self {
+            error,
+            release_fault: false,
+        }
+    }
+
+    /// The image's own failure: the version is marked bad.
+    pub fn fault(error: anyhow::Error) -> Self {
+        Self {
+            error,
+            release_fault: true,
+        }
+    }
+}
+
 /// One app's containers and the proxy in front of them.
 pub struct ContainerMode {
     app: String,
@@ -93,6 +111,11 @@ impl ContainerMode {
         self.proxy
             .get()
             .context("no proxy to send backends to (dewy-proxy is not connected)")
+    }
+
+    /// How many replicas are in the proxy now.
+    pub fn replica_count(&self) -> usize {
+        self.lock().len()
     }
 
     /// The replicas in the proxy now.
@@ -216,7 +239,7 @@ impl ContainerMode {
         match self.push(&self.replicas()).await {
             Ok(()) => {
                 self.synced.store(true, Ordering::SeqCst);
-                tracing::info!(backend_count = self.replicas().len(), "Proxy backends restored");
+                tracing::info!(backend_count = self.replica_count(), "Proxy backends restored");
             }
             Err(e) => {
                 tracing::warn!(error = %format!("{e:#}"), "The proxy still lacks the replicas' backends")

@@ -11,20 +11,6 @@ use super::docker::{short, Pulled, RunSpec};
 use super::{ContainerMode, DeployError, Replica, STOP_GRACE};
 use crate::registry::Release;
 
-fn transient(error: anyhow::Error) -> DeployError {
-    DeployError {
-        error,
-        release_fault: false,
-    }
-}
-
-fn fault(error: anyhow::Error) -> DeployError {
-    DeployError {
-        error,
-        release_fault: true,
-    }
-}
-
 impl ContainerMode {
     /// Pull the release's image (by digest when the registry gave one, tagged with its tag).
     pub async fn pull(&self, release: &Release) -> Result<Pulled, DeployError> {
@@ -37,7 +23,7 @@ impl ContainerMode {
     }
 
     async fn fetch(&self, release: &Release, if_missing: bool) -> Result<Pulled, DeployError> {
-        let engine = self.engine().await.map_err(transient)?;
+        let engine = self.engine().await.map_err(DeployError::transient)?;
         let image = &release.artifact;
         tracing::info!(image = %image, "Pulling new image");
         let pulled = if if_missing {
@@ -47,7 +33,7 @@ impl ContainerMode {
         };
         let pulled = pulled
             .inspect_err(|e| tracing::error!(error = %format!("{e:#}"), image = %image, "Image pull failed"))
-            .map_err(transient)?;
+            .map_err(DeployError::transient)?;
         tracing::info!(
             digest = %pulled.digest.clone().unwrap_or_else(|| pulled.id.clone()),
             image = %image,
@@ -58,8 +44,8 @@ impl ContainerMode {
 
     /// Replace the running replicas with `replicas` new ones of `release`.
     pub async fn roll(&self, release: &Release, image: &Pulled) -> Result<Vec<Replica>, DeployError> {
-        let engine = self.engine().await.map_err(transient)?;
-        self.proxy().map_err(transient)?;
+        let engine = self.engine().await.map_err(DeployError::transient)?;
+        let proxy = self.proxy().map_err(DeployError::transient)?;
         // Container port behind each proxy port.
         let mut map: Vec<(u16, u16)> = Vec::new();
         for spec in &self.cfg.ports {
@@ -75,13 +61,13 @@ impl ContainerMode {
                         *one
                     }
                     [] => {
-                        return Err(fault(anyhow!(
+                        return Err(DeployError::fault(anyhow!(
                             "the image does not expose any port; give the container port: --port {}:PORT",
                             spec.listen.port()
                         )))
                     }
                     many => {
-                        return Err(fault(anyhow!(
+                        return Err(DeployError::fault(anyhow!(
                         "the image exposes several ports {many:?}; give the container port: --port {}:PORT",
                         spec.listen.port()
                     )))
@@ -107,9 +93,6 @@ impl ContainerMode {
             for c in &cports {
                 tracing::info!(mapping = %format!("127.0.0.1::{c}"), "Adding localhost-only port mapping");
             }
-            // Engine and proxy trouble is retried at the next check; a replica that exits or
-            // fails its health check is the image's fault and marks the version bad.
-            let image_fault = std::sync::atomic::AtomicBool::new(false);
             let step = async {
                 let id = engine
                     .run(&RunSpec {
@@ -133,7 +116,6 @@ impl ContainerMode {
                     backends: BTreeMap::new(),
                 };
                 new.push(replica);
-                image_fault.store(true, std::sync::atomic::Ordering::Relaxed);
                 let published = engine.published(&id, &cports).await?;
                 for (cport, addr) in &published {
                     tracing::info!(
@@ -160,7 +142,6 @@ impl ContainerMode {
                     self.health_timeout,
                 )
                 .await?;
-                image_fault.store(false, std::sync::atomic::Ordering::Relaxed);
                 if let Some(r) = new.last_mut() {
                     r.backends = backends;
                 }
@@ -170,12 +151,16 @@ impl ContainerMode {
                 Ok::<_, anyhow::Error>(())
             };
             if let Err(e) = step.await {
+                // Engine and proxy trouble is retried at the next check; a replica that was
+                // created but never got healthy (no backends yet) exited or failed its health
+                // check: the image's fault, which marks the version bad.
+                let image_fault = new.last().is_some_and(|r| r.backends.is_empty());
                 self.undo(&old, &new).await;
                 let e = e.context(format!("replica {i} of {total} ({name})"));
-                return Err(if image_fault.load(std::sync::atomic::Ordering::Relaxed) {
-                    fault(e)
+                return Err(if image_fault {
+                    DeployError::fault(e)
                 } else {
-                    transient(e)
+                    DeployError::transient(e)
                 });
             }
         }
@@ -186,12 +171,7 @@ impl ContainerMode {
                 tracing::warn!(error = %format!("{e:#}"), "Removing an old backend from the proxy failed");
             }
             for addr in o.backends.values() {
-                match self
-                    .proxy()
-                    .map_err(transient)?
-                    .drain(*addr, self.drain_time)
-                    .await
-                {
+                match proxy.drain(*addr, self.drain_time).await {
                     Ok(0) => {}
                     Ok(left) => {
                         tracing::warn!(backend = %addr, left, "Drain time over; connections still open are cut")

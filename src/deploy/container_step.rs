@@ -15,13 +15,6 @@ use crate::notify::{Event, Stage};
 use crate::registry::Release;
 use crate::release::HookKind;
 
-fn transient(error: anyhow::Error) -> DeployError {
-    DeployError {
-        error,
-        release_fault: false,
-    }
-}
-
 impl Deployer {
     pub(super) async fn deploy_container(
         &self,
@@ -60,7 +53,7 @@ impl Deployer {
                 reason: reason.to_string(),
             })
         })
-        .map_err(transient)?;
+        .map_err(DeployError::transient)?;
         self.emit(Event::DeployStarted {
             version: version.clone(),
             previous: prev_version.clone(),
@@ -73,15 +66,12 @@ impl Deployer {
                 .await;
             if !ok && self.settings.before_hook_failure == HookFailure::Abort {
                 let _ = self.update_state(|st| st.pending = None);
-                return Err(transient(anyhow!(
+                return Err(DeployError::transient(anyhow!(
                     "before-deploy hook failed (before-hook-failure = \"abort\"); will retry at the next check"
                 )));
             }
         }
-        let replicas = match c.roll(release, &pulled).await {
-            Ok(r) => r,
-            Err(e) => return Err(e),
-        };
+        let replicas = c.roll(release, &pulled).await?;
         let live = Live {
             version: version.clone(),
             cache_key: key.to_string(),
@@ -98,7 +88,7 @@ impl Deployer {
             duration_ms: started.elapsed().as_millis() as u64,
             reason: reason.to_string(),
         };
-        self.mark_live(live, &entry).map_err(transient)?;
+        self.mark_live(live, &entry).map_err(DeployError::transient)?;
         if let Some(cmd) = &self.settings.after_deploy_hook {
             if !self
                 .hook_step(HookKind::After, cmd, &root, hook_env, version)

@@ -150,7 +150,7 @@ impl Deployer {
     /// Container mode: (desired, running) replicas; `None` in the other modes.
     pub fn replica_counts(&self) -> Option<(usize, usize)> {
         let c = self.containers.as_ref()?;
-        Some((c.desired_replicas(), c.replicas().len()))
+        Some((c.desired_replicas(), c.replica_count()))
     }
 
     /// Container mode: the running containers as (name, upstream, deploy time, version).
@@ -259,7 +259,7 @@ impl Deployer {
     /// Always true in the other modes.
     pub fn app_running(&self) -> bool {
         if let Some(c) = &self.containers {
-            return !c.replicas().is_empty();
+            return c.replica_count() > 0;
         }
         self.app.as_ref().is_none_or(|a| a.supervising())
     }

@@ -16,7 +16,7 @@ use crate::registry::Release;
 use crate::release::{self, HookKind, Limits};
 
 /// A failure, and whether it belongs to the release itself (then the version is marked bad).
-pub(super) struct StepError {
+struct StepError {
     error: anyhow::Error,
     release_fault: bool,
     sha256: Option<String>,
@@ -35,6 +35,16 @@ impl StepError {
             error,
             release_fault: true,
             sha256,
+        }
+    }
+}
+
+impl From<crate::container::DeployError> for StepError {
+    fn from(e: crate::container::DeployError) -> Self {
+        Self {
+            error: e.error,
+            release_fault: e.release_fault,
+            sha256: None,
         }
     }
 }
@@ -173,11 +183,7 @@ impl Deployer {
             return self
                 .deploy_container(&c, release, key, trigger, started)
                 .await
-                .map_err(|e| StepError {
-                    error: e.error,
-                    release_fault: e.release_fault,
-                    sha256: None,
-                });
+                .map_err(StepError::from);
         }
         let version = &release.version;
         let sha256 = self.fetch_artifact(release, key).await?;

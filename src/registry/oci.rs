@@ -42,7 +42,7 @@ fn tag_version(tag: &str) -> String {
 
 impl OciRegistry {
     /// The registry location.
-    pub fn location(&self) -> &Location {
+    fn location(&self) -> &Location {
         self.client.location()
     }
 
