@@ -3,17 +3,14 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::anyhow;
 use chrono::Utc;
 
-use super::state::{HistoryEntry, Live, Outcome, Pending};
+use super::state::Live;
 use super::{DeployResult, Deployer, Trigger};
-use crate::config::HookFailure;
 use crate::container::{ContainerMode, DeployError};
 use crate::logging::{MSG_DEPLOY, MSG_ROLLBACK};
 use crate::notify::{Event, Stage};
 use crate::registry::Release;
-use crate::release::HookKind;
 
 impl Deployer {
     pub(super) async fn deploy_container(
@@ -35,41 +32,16 @@ impl Deployer {
             version: version.clone(),
             image: release.artifact.clone(),
         });
-        let reason = match trigger {
-            Trigger::Watcher => "new release",
-            Trigger::Operator => "operator",
-        };
-        let previous = self.lock_state().live.clone();
-        let prev_version = previous.as_ref().map(|l| l.version.clone());
+        let reason = trigger.reason();
+        let prev_version = self.live_version();
         let digest = pulled.digest.clone().or_else(|| Some(pulled.id.clone()));
-        self.update_state(|st| {
-            st.pending = Some(Pending {
-                version: version.clone(),
-                cache_key: key.to_string(),
-                artifact_url: release.artifact_url.clone(),
-                sha256: digest.clone(),
-                release: None,
-                started_at: Utc::now(),
-                reason: reason.to_string(),
-            })
-        })
-        .map_err(DeployError::transient)?;
-        self.emit(Event::DeployStarted {
-            version: version.clone(),
-            previous: prev_version.clone(),
-        });
+        self.begin(release, key, digest.clone(), reason, prev_version.as_deref())
+            .map_err(DeployError::transient)?;
         let root = self.settings.root.clone();
         let hook_env = self.hook_env(version, prev_version.as_deref(), &root);
-        if let Some(cmd) = &self.settings.before_deploy_hook {
-            let ok = self
-                .hook_step(HookKind::Before, cmd, &root, hook_env.clone(), version)
-                .await;
-            if !ok && self.settings.before_hook_failure == HookFailure::Abort {
-                let _ = self.update_state(|st| st.pending = None);
-                return Err(DeployError::transient(anyhow!(
-                    "before-deploy hook failed (before-hook-failure = \"abort\"); will retry at the next check"
-                )));
-            }
+        if let Err(e) = self.before_hook(&root, &hook_env, version).await {
+            let _ = self.update_state(|st| st.pending = None);
+            return Err(DeployError::transient(e));
         }
         let replicas = c.roll(release, &pulled).await?;
         let live = Live {
@@ -80,28 +52,9 @@ impl Deployer {
             sha256: digest,
             deployed_at: Utc::now(),
         };
-        let mut entry = HistoryEntry {
-            at: Utc::now(),
-            from: prev_version.clone(),
-            to: version.clone(),
-            result: Outcome::Deployed,
-            duration_ms: started.elapsed().as_millis() as u64,
-            reason: reason.to_string(),
-        };
-        self.mark_live(live, &entry).map_err(DeployError::transient)?;
-        if let Some(cmd) = &self.settings.after_deploy_hook {
-            if !self
-                .hook_step(HookKind::After, cmd, &root, hook_env, version)
-                .await
-            {
-                entry.reason = format!("{reason}; after-deploy hook failed");
-                let _ = self.update_state(|st| {
-                    if let Some(last) = st.history.back_mut() {
-                        *last = entry.clone();
-                    }
-                });
-            }
-        }
+        self.complete(live, prev_version.clone(), reason, started, &root, hook_env)
+            .await
+            .map_err(DeployError::transient)?;
         let (repository, _) = crate::container::docker::split_reference(&pulled.reference);
         c.cleanup(&repository).await;
         tracing::info!(

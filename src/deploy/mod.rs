@@ -52,6 +52,16 @@ pub enum Trigger {
     Operator,
 }
 
+impl Trigger {
+    /// The reason recorded with the deploy.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Trigger::Watcher => "new release",
+            Trigger::Operator => "operator",
+        }
+    }
+}
+
 /// A snapshot of the deployer for `dewy status`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Status {

@@ -196,28 +196,11 @@ impl Deployer {
         self.emit(Event::Downloaded {
             version: version.clone(),
         });
-        let reason = match trigger {
-            Trigger::Watcher => "new release",
-            Trigger::Operator => "operator",
-        };
+        let reason = trigger.reason();
         let previous = self.lock_state().live.clone();
-        self.update_state(|st| {
-            st.pending = Some(Pending {
-                version: version.clone(),
-                cache_key: key.to_string(),
-                artifact_url: release.artifact_url.clone(),
-                sha256: sha256.clone(),
-                release: None,
-                started_at: Utc::now(),
-                reason: reason.to_string(),
-            })
-        })
-        .map_err(StepError::transient)?;
-
-        self.emit(Event::DeployStarted {
-            version: version.clone(),
-            previous: previous.as_ref().map(|l| l.version.clone()),
-        });
+        let prev_version = previous.as_ref().map(|l| l.version.clone());
+        self.begin(release, key, sha256.clone(), reason, prev_version.as_deref())
+            .map_err(StepError::transient)?;
         let dir = self.extract(release, key, sha256.clone()).await?;
         let name = dir_name(&dir);
         self.update_state(|st| {
@@ -227,18 +210,10 @@ impl Deployer {
         })
         .map_err(StepError::transient)?;
 
-        let prev_version = previous.as_ref().map(|l| l.version.clone());
         let hook_env = self.hook_env(version, prev_version.as_deref(), &dir);
-        if let Some(cmd) = &self.settings.before_deploy_hook {
-            let ok = self
-                .hook_step(HookKind::Before, cmd, &dir, hook_env.clone(), version)
-                .await;
-            if !ok && self.settings.before_hook_failure == HookFailure::Abort {
-                let _ = self.releases.remove_release(&dir);
-                return Err(StepError::transient(anyhow!(
-                    "before-deploy hook failed (before-hook-failure = \"abort\"); will retry at the next check"
-                )));
-            }
+        if let Err(e) = self.before_hook(&dir, &hook_env, version).await {
+            let _ = self.releases.remove_release(&dir);
+            return Err(StepError::transient(e));
         }
 
         self.releases
@@ -270,29 +245,9 @@ impl Deployer {
             sha256,
             deployed_at: Utc::now(),
         };
-        let mut entry = HistoryEntry {
-            at: Utc::now(),
-            from: prev_version.clone(),
-            to: version.clone(),
-            result: Outcome::Deployed,
-            duration_ms: started.elapsed().as_millis() as u64,
-            reason: reason.to_string(),
-        };
-        self.mark_live(live, &entry).map_err(StepError::transient)?;
-
-        if let Some(cmd) = &self.settings.after_deploy_hook {
-            if !self
-                .hook_step(HookKind::After, cmd, &dir, hook_env, version)
-                .await
-            {
-                entry.reason = format!("{reason}; after-deploy hook failed");
-                let _ = self.update_state(|st| {
-                    if let Some(last) = st.history.back_mut() {
-                        *last = entry.clone();
-                    }
-                });
-            }
-        }
+        self.complete(live, prev_version.clone(), reason, started, &dir, hook_env)
+            .await
+            .map_err(StepError::transient)?;
         self.prune();
         tracing::info!(
             message_id = MSG_DEPLOY,
@@ -456,6 +411,89 @@ impl Deployer {
     /// Record `live` as the live release (the one it replaces becomes previous, unless the same
     /// version was deployed again: a repair keeps the older previous), clear the pending deploy
     /// and the version's bad mark, and add `entry` to the history.
+    /// Record the deploy as pending (for recovery after a crash) and announce it.
+    pub(super) fn begin(
+        &self,
+        release: &Release,
+        key: &str,
+        sha256: Option<String>,
+        reason: &str,
+        previous: Option<&str>,
+    ) -> anyhow::Result<()> {
+        self.update_state(|st| {
+            st.pending = Some(Pending {
+                version: release.version.clone(),
+                cache_key: key.to_string(),
+                artifact_url: release.artifact_url.clone(),
+                sha256,
+                release: None,
+                started_at: Utc::now(),
+                reason: reason.to_string(),
+            })
+        })?;
+        self.emit(Event::DeployStarted {
+            version: release.version.clone(),
+            previous: previous.map(str::to_string),
+        });
+        Ok(())
+    }
+
+    /// The before-deploy hook, run in `dir`; an error when it failed and the config says abort
+    /// (the caller removes what it prepared).
+    pub(super) async fn before_hook(
+        &self,
+        dir: &Path,
+        env: &[(String, String)],
+        version: &str,
+    ) -> anyhow::Result<()> {
+        let Some(cmd) = &self.settings.before_deploy_hook else {
+            return Ok(());
+        };
+        let ok = self
+            .hook_step(HookKind::Before, cmd, dir, env.to_vec(), version)
+            .await;
+        if !ok && self.settings.before_hook_failure == HookFailure::Abort {
+            anyhow::bail!(
+                "before-deploy hook failed (before-hook-failure = \"abort\"); will retry at the next check"
+            );
+        }
+        Ok(())
+    }
+
+    /// Make `live` the live release with its history entry, then run the after-deploy hook in
+    /// `dir` (its failure is noted in that entry).
+    pub(super) async fn complete(
+        &self,
+        live: Live,
+        previous: Option<String>,
+        reason: &str,
+        started: Instant,
+        dir: &Path,
+        env: Vec<(String, String)>,
+    ) -> anyhow::Result<()> {
+        let version = live.version.clone();
+        let mut entry = HistoryEntry {
+            at: Utc::now(),
+            from: previous,
+            to: version.clone(),
+            result: Outcome::Deployed,
+            duration_ms: started.elapsed().as_millis() as u64,
+            reason: reason.to_string(),
+        };
+        self.mark_live(live, &entry)?;
+        if let Some(cmd) = &self.settings.after_deploy_hook {
+            if !self.hook_step(HookKind::After, cmd, dir, env, &version).await {
+                entry.reason = format!("{reason}; after-deploy hook failed");
+                let _ = self.update_state(|st| {
+                    if let Some(last) = st.history.back_mut() {
+                        *last = entry.clone();
+                    }
+                });
+            }
+        }
+        Ok(())
+    }
+
     pub(super) fn mark_live(&self, live: Live, entry: &HistoryEntry) -> anyhow::Result<()> {
         self.update_state(|st| {
             let old = st.live.take();
