@@ -9,7 +9,7 @@ use super::state::Live;
 use super::{DeployResult, Deployer, Trigger};
 use crate::container::{ContainerMode, DeployError};
 use crate::logging::{MSG_DEPLOY, MSG_ROLLBACK};
-use crate::notify::{Event, Stage};
+use crate::notify::Event;
 use crate::registry::Release;
 
 impl Deployer {
@@ -78,15 +78,9 @@ impl Deployer {
     /// the same rolling update; the version rolled back from is marked bad.
     pub(super) async fn container_rollback(&self, c: &Arc<ContainerMode>, reason: &str) -> DeployResult {
         c.catch_up(self.live_version().as_deref()).await;
-        let (live, previous) = {
-            let st = self.lock_state();
-            (st.live.clone(), st.previous.clone())
-        };
-        let (Some(live), Some(previous)) = (live, previous) else {
-            return DeployResult::Failed {
-                version: String::new(),
-                error: "no previous release to roll back to".into(),
-            };
+        let (live, previous) = match self.rollback_pair() {
+            Ok(pair) => pair,
+            Err(failed) => return failed,
         };
         let release = Release {
             version: previous.version.clone(),
@@ -103,21 +97,11 @@ impl Deployer {
         .await;
         self.set_activity("idle".into());
         if let Err(e) = rolled {
-            let error = format!("{:#}", e.error);
-            self.emit(Event::Failed {
-                stage: Stage::Rollback,
-                version: Some(previous.version.clone()),
-                error: error.clone(),
-                next_step: format!(
-                    "{} keeps serving; fix the cause and run `dewy rollback {}` again",
-                    live.version, self.settings.app
-                ),
-                command: self.settings.mode.to_string(),
-            });
-            return DeployResult::Failed {
-                version: previous.version,
-                error,
-            };
+            let next_step = format!(
+                "{} keeps serving; fix the cause and run `dewy rollback {}` again",
+                live.version, self.settings.app
+            );
+            return self.rollback_failed(previous, format!("{:#}", e.error), next_step);
         }
         tracing::warn!(
             message_id = MSG_ROLLBACK,

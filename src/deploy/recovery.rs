@@ -12,36 +12,52 @@ use crate::logging::MSG_ROLLBACK;
 use crate::notify::{Event, Stage};
 
 impl Deployer {
-    pub(super) fn do_rollback(&self, reason: &str) -> DeployResult {
-        let (live, previous) = {
-            let st = self.lock_state();
-            (st.live.clone(), st.previous.clone())
-        };
-        let (Some(live), Some(previous)) = (live, previous) else {
-            return DeployResult::Failed {
+    /// The live release and the one a rollback brings back; the failure to return when there is
+    /// no previous release.
+    pub(super) fn rollback_pair(&self) -> Result<(Live, Live), DeployResult> {
+        let st = self.lock_state();
+        match (st.live.clone(), st.previous.clone()) {
+            (Some(live), Some(previous)) => Ok((live, previous)),
+            _ => Err(DeployResult::Failed {
                 version: String::new(),
                 error: "no previous release to roll back to".into(),
-            };
+            }),
+        }
+    }
+
+    /// A rollback to `previous` that failed: tell the operators what to do next.
+    pub(super) fn rollback_failed(&self, previous: Live, error: String, next_step: String) -> DeployResult {
+        self.emit(Event::Failed {
+            stage: Stage::Rollback,
+            version: Some(previous.version.clone()),
+            error: error.clone(),
+            next_step,
+            command: self.settings.mode.to_string(),
+        });
+        DeployResult::Failed {
+            version: previous.version,
+            error,
+        }
+    }
+
+    pub(super) fn do_rollback(&self, reason: &str) -> DeployResult {
+        let (live, previous) = match self.rollback_pair() {
+            Ok(pair) => pair,
+            Err(failed) => return failed,
         };
         let dir = self.releases.releases_dir().join(&previous.release);
         if let Err(e) = self.releases.switch_current(&dir) {
-            let error = format!("switching current to {}: {e}", dir.display());
-            self.emit(Event::Failed {
-                stage: Stage::Rollback,
-                version: Some(previous.version.clone()),
-                error: error.clone(),
-                next_step: format!(
-                    "{} stays live; check {} (disk full? permissions?) and run `dewy rollback {}` again",
-                    live.version,
-                    self.releases.releases_dir().display(),
-                    self.settings.app
-                ),
-                command: self.settings.mode.to_string(),
-            });
-            return DeployResult::Failed {
-                version: previous.version,
-                error,
-            };
+            let next_step = format!(
+                "{} stays live; check {} (disk full? permissions?) and run `dewy rollback {}` again",
+                live.version,
+                self.releases.releases_dir().display(),
+                self.settings.app
+            );
+            return self.rollback_failed(
+                previous,
+                format!("switching current to {}: {e}", dir.display()),
+                next_step,
+            );
         }
         tracing::warn!(
             message_id = MSG_ROLLBACK,
@@ -118,7 +134,7 @@ impl Deployer {
         let _ = self.releases.remove_release(dir);
     }
 
-    /// Repair what a crash left: staging dirs, a deploy that was cut short.
+    /// Keep what recovery found until the operators can be told (after the start message).
     fn note_recovery(&self, event: Event) {
         self.recovered
             .lock()
@@ -126,6 +142,7 @@ impl Deployer {
             .push(event);
     }
 
+    /// Repair what a crash left: staging dirs, a deploy that was cut short.
     pub(super) fn recover(&self) -> anyhow::Result<()> {
         let cleaned = self
             .releases
