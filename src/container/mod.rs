@@ -181,17 +181,7 @@ impl ContainerMode {
                 engine.remove(&m.id, STOP_GRACE).await;
                 continue;
             }
-            let mut backends = BTreeMap::new();
-            for spec in &self.cfg.ports {
-                let addr = match spec.container_port {
-                    Some(cp) => m.ports.get(&cp).copied(),
-                    None if m.ports.len() == 1 => m.ports.values().next().copied(),
-                    None => None,
-                };
-                if let Some(a) = addr {
-                    backends.insert(spec.listen.port(), a);
-                }
-            }
+            let backends = self.backends_of(&m.ports);
             if backends.len() != self.cfg.ports.len() {
                 tracing::warn!(container = %m.name, "Not adopting a container whose ports do not match the configuration");
                 engine.remove(&m.id, STOP_GRACE).await;
@@ -271,17 +261,35 @@ impl ContainerMode {
         tracing::info!(containers_cleaned = cleaned, "Cleanup completed");
     }
 
+    /// Proxy port → address of a container whose container ports are published at `published`
+    /// (a port given without container port takes the only one published).
+    fn backends_of(&self, published: &BTreeMap<u16, SocketAddr>) -> BTreeMap<u16, SocketAddr> {
+        self.cfg
+            .ports
+            .iter()
+            .filter_map(|spec| {
+                let addr = match spec.container_port {
+                    Some(cp) => published.get(&cp),
+                    None if published.len() == 1 => published.values().next(),
+                    None => None,
+                };
+                addr.map(|a| (spec.listen.port(), *a))
+            })
+            .collect()
+    }
+
     /// `dewy container list`: (name, upstream, deploy time, version) of the running containers.
     pub async fn list(&self) -> anyhow::Result<Vec<(String, String, String, String)>> {
         let engine = self.engine().await?;
-        let first = self.cfg.ports.first().and_then(|p| p.container_port);
+        let first = self.cfg.ports.first().map(|p| p.listen.port());
         Ok(engine
             .managed(&self.app, false)
             .await?
             .into_iter()
             .map(|m| {
+                let backends = self.backends_of(&m.ports);
                 let upstream = first
-                    .and_then(|p| m.ports.get(&p))
+                    .and_then(|p| backends.get(&p))
                     .or_else(|| m.ports.values().next())
                     .map(|a| a.to_string())
                     .unwrap_or_default();
