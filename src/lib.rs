@@ -9,6 +9,8 @@ pub mod cli;
 pub mod config;
 pub mod container;
 pub mod deploy;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod logging;
 pub mod metrics;
 pub mod notify;
