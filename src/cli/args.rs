@@ -216,6 +216,10 @@ pub struct RunArgs {
     /// without traffic either way (seconds or 5m; 0 disables; default 300).
     #[arg(long = "proxy-idle-timeout")]
     pub proxy_idle_timeout: Option<DurationValue>,
+    /// Container mode: most client connections the proxy keeps open; past it new ones are
+    /// answered 503 (default: derived from the file descriptor limit).
+    #[arg(long = "proxy-max-connections")]
+    pub proxy_max_connections: Option<usize>,
     /// Server mode: `alive` readiness delay.
     #[arg(long = "alive-delay")]
     pub alive_delay: Option<DurationValue>,
@@ -289,6 +293,7 @@ impl RunArgs {
             keep_images: self.keep_images,
             on_stop: self.on_stop,
             proxy_idle_timeout: self.proxy_idle_timeout,
+            proxy_max_connections: self.proxy_max_connections,
             readiness: self.readiness,
             health_path: self.health_path.clone(),
             health_timeout: self.health_timeout,

@@ -80,7 +80,7 @@ pub async fn run(mode: Mode, args: RunArgs) -> i32 {
     watcher.set_events(&app, observers.sink());
     let _bus = publish(&args.bus, &app, deployer.clone(), watcher.clone()).await;
     let proxy = match &settings.container {
-        Some(c) => match start_proxy(&c.ports, c.proxy_idle_timeout).await {
+        Some(c) => match start_proxy(c).await {
             Ok((handle, server)) => {
                 deployer.set_proxy(Arc::new(handle));
                 Some(server)
@@ -126,14 +126,19 @@ pub async fn run(mode: Mode, args: RunArgs) -> i32 {
 
 /// Container mode in the foreground: the proxy runs in this process, on the `--port` addresses.
 async fn start_proxy(
-    specs: &[crate::proxy::PortSpec],
-    idle_timeout: Duration,
+    c: &crate::config::container::ContainerSettings,
 ) -> anyhow::Result<(crate::proxy::ProxyHandle, crate::proxy::Server)> {
+    let specs = &c.ports;
     for s in specs {
         tracing::info!(port = s.listen.port(), listen = %s.listen, "Starting built-in reverse proxy");
     }
     let listeners = crate::proxy::listen::listeners(specs)?;
-    let started = crate::proxy::start(specs.to_vec(), listeners, None, idle_timeout).await?;
+    let options = crate::proxy::Options {
+        state_file: None,
+        idle_timeout: c.proxy_idle_timeout,
+        max_connections: c.proxy_max_connections,
+    };
+    let started = crate::proxy::start_with(specs.to_vec(), listeners, options).await?;
     for s in specs {
         tracing::info!(
             external_port = s.listen.port(),

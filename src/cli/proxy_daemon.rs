@@ -61,13 +61,12 @@ async fn serve(
     bus: BusChoice,
 ) -> i32 {
     let stop = shutdown_signal();
-    let (handle, server) = match proxy::start(
-        settings.specs.clone(),
-        listeners,
-        Some(settings.state_file.clone()),
-        settings.idle_timeout,
-    )
-    .await
+    let options = proxy::Options {
+        state_file: Some(settings.state_file.clone()),
+        idle_timeout: settings.idle_timeout,
+        max_connections: settings.max_connections,
+    };
+    let (handle, server) = match proxy::start_with(settings.specs.clone(), listeners, options).await
     {
         Ok(x) => x,
         Err(e) => return fail("starting the proxy", format!("{e:#}")),

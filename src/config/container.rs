@@ -56,6 +56,8 @@ pub struct ContainerSettings {
     /// traffic either way (zero: never).
     #[serde(serialize_with = "super::ser_duration")]
     pub proxy_idle_timeout: Duration,
+    /// Most open client connections of the proxy (`None`: derived from its descriptor limit).
+    pub proxy_max_connections: Option<usize>,
 }
 
 /// The Go Dewy's default `proxy-idle-timeout`.
@@ -73,6 +75,7 @@ pub(super) fn resolve(l: &Layer, mode: Mode) -> Result<Option<ContainerSettings>
         (l.keep_images.is_some(), "keep-images"),
         (l.on_stop.is_some(), "on-stop"),
         (l.proxy_idle_timeout.is_some(), "proxy-idle-timeout"),
+        (l.proxy_max_connections.is_some(), "proxy-max-connections"),
     ]
     .into_iter()
     .filter_map(|(set, name)| set.then_some(name))
@@ -89,6 +92,7 @@ pub(super) fn resolve(l: &Layer, mode: Mode) -> Result<Option<ContainerSettings>
     if !(1..=64).contains(&replicas) {
         return Err(invalid(format!("replicas = {replicas}: use 1 to 64")));
     }
+    let proxy_max_connections = check_max_connections(l.proxy_max_connections)?;
     let keep_images = l.keep_images.unwrap_or(DEFAULT_KEEP_IMAGES);
     if keep_images < 1 {
         return Err(invalid("keep-images must be at least 1 (the live image)"));
@@ -109,7 +113,18 @@ pub(super) fn resolve(l: &Layer, mode: Mode) -> Result<Option<ContainerSettings>
         keep_images,
         on_stop,
         proxy_idle_timeout: l.proxy_idle_timeout.map_or(DEFAULT_PROXY_IDLE_TIMEOUT, |d| d.0),
+        proxy_max_connections,
     }))
+}
+
+/// `proxy-max-connections`: 1 to 10,000,000 when given.
+pub(crate) fn check_max_connections(n: Option<usize>) -> Result<Option<usize>, ConfigError> {
+    match n {
+        Some(n) if !(1..=10_000_000).contains(&n) => Err(invalid(format!(
+            "proxy-max-connections = {n}: use 1 to 10000000 (or leave it out to derive it from the file descriptor limit)"
+        ))),
+        n => Ok(n),
+    }
 }
 
 #[cfg(test)]

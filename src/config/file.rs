@@ -115,6 +115,7 @@ pub struct Layer {
     pub keep_images: Option<usize>,
     pub on_stop: Option<super::container::OnStop>,
     pub proxy_idle_timeout: Option<DurationValue>,
+    pub proxy_max_connections: Option<usize>,
 }
 
 macro_rules! overlay {
@@ -130,7 +131,8 @@ impl Layer {
             cache_dir, keep_releases, keep_artifacts, before_deploy_hook, after_deploy_hook,
             hook_timeout, before_hook_failure, max_artifact_size, max_extracted_size, slot, calver,
             cache, notifier, metrics_listen, port, command, drain_time, readiness, health_path, health_timeout,
-            alive_delay, replicas, cmd, run_options, keep_images, on_stop, proxy_idle_timeout);
+            alive_delay, replicas, cmd, run_options, keep_images, on_stop, proxy_idle_timeout,
+            proxy_max_connections);
     }
 }
 

@@ -78,6 +78,46 @@ impl crate::metrics::Render for ProxyHandle {
                 );
             }
         }
+        let counts = &self.shared.counts;
+        let gauge = |o: &mut String, name: &str, help: &str, v: u64| {
+            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+        };
+        gauge(
+            &mut o,
+            "dewy_proxy_client_connections",
+            "Client connections open.",
+            counts.open() as u64,
+        );
+        gauge(
+            &mut o,
+            "dewy_proxy_client_connections_max",
+            "Most client connections served at once; past it new ones are refused.",
+            counts.max_open() as u64,
+        );
+        gauge(
+            &mut o,
+            "dewy_proxy_idle_backend_connections",
+            "Idle keep-alive connections to backends kept for reuse.",
+            super::pool::idle_total() as u64,
+        );
+        let name = "dewy_proxy_connections_shed_total";
+        let _ = writeln!(
+            o,
+            "# HELP {name} Client connections refused because the most were open.\n# TYPE {name} counter\n{name} {}",
+            counts.shed()
+        );
+        let name = "dewy_proxy_drain_connections_total";
+        let _ = writeln!(
+            o,
+            "# HELP {name} Client connections ended while the proxy stopped, by how.\n# TYPE {name} counter"
+        );
+        for (end, how) in [
+            ("response", super::life::DrainEnd::AfterResponse),
+            ("idle", super::life::DrainEnd::IdleGrace),
+            ("cut", super::life::DrainEnd::Cut),
+        ] {
+            let _ = writeln!(o, "{name}{{end=\"{end}\"}} {}", counts.drained(how));
+        }
         o
     }
 }

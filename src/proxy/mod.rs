@@ -6,6 +6,7 @@
 //! container deployer may run it in-process.
 
 mod copy;
+pub mod fds;
 mod http;
 mod life;
 pub mod listen;
@@ -64,6 +65,8 @@ impl Port {
 
 struct Shared {
     ports: BTreeMap<u16, Arc<Port>>,
+    /// Open connections, the cap, shed connections and drain ends.
+    counts: Arc<life::Counts>,
     backends: Backends,
     state_file: Option<PathBuf>,
     /// Serialises table changes so the file always holds the last table set.
@@ -202,8 +205,10 @@ pub struct Server {
 }
 
 impl Server {
-    /// Stop accepting, let requests and connections in flight finish (idle keep-alive connections
-    /// are closed), and cut what is left after `grace`.
+    /// Stop accepting and drain: requests in flight are answered with `Connection: close`, an
+    /// idle keep-alive connection is served its next request (answered the same way) or closed
+    /// once idle for the drain's idle grace, tunnels and TCP connections go on; whatever is left
+    /// after `grace` is cut.
     pub async fn shutdown(mut self, grace: Duration) {
         let deadline = tokio::time::Instant::now() + grace;
         self.control.stop();
@@ -221,6 +226,16 @@ impl Server {
         for d in std::mem::take(&mut self.done) {
             let _ = tokio::time::timeout(Duration::from_secs(5), d).await;
         }
+        let c = self.control.counts();
+        tracing::info!(
+            closed_after_response = c.drained(life::DrainEnd::AfterResponse),
+            closed_idle = c.drained(life::DrainEnd::IdleGrace),
+            cut_at_drain_time = c.drained(life::DrainEnd::Cut),
+            "Drain finished: {} connection(s) closed after a response, {} closed idle at the grace, {} cut at drain-time",
+            c.drained(life::DrainEnd::AfterResponse),
+            c.drained(life::DrainEnd::IdleGrace),
+            c.drained(life::DrainEnd::Cut),
+        );
     }
 }
 
@@ -241,17 +256,50 @@ fn serving_threads() -> usize {
         .clamp(1, pool::MAX_WORKERS)
 }
 
-/// Start serving `specs` on `listeners` (already-bound std listeners, one per spec, same order); `state_file` persists the table (restored at start when present); TCP connections and HTTP tunnels close after `idle_timeout` without traffic (zero: never).
-///
-/// Connections are served by [`serving_threads`] threads, each with its own single-threaded
-/// runtime accepting on every port (like nginx's workers): a connection stays on the thread that
-/// accepted it, with that thread's idle backend connections, and no work moves between threads.
+/// How a proxy serves, beyond its ports.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Where the table is saved (restored at start when present).
+    pub state_file: Option<PathBuf>,
+    /// TCP connections and HTTP tunnels close after this long without traffic (zero: never).
+    pub idle_timeout: Duration,
+    /// Most open client connections (`proxy-max-connections`); derived from the descriptor limit
+    /// when not given.
+    pub max_connections: Option<usize>,
+}
+
+/// [`start_with`] with only a state file and the tunnels' idle timeout.
 pub async fn start(
     specs: Vec<PortSpec>,
     listeners: Vec<std::net::TcpListener>,
     state_file: Option<PathBuf>,
     idle_timeout: Duration,
 ) -> anyhow::Result<(ProxyHandle, Server)> {
+    let options = Options {
+        state_file,
+        idle_timeout,
+        max_connections: None,
+    };
+    start_with(specs, listeners, options).await
+}
+
+/// Start serving `specs` on `listeners` (already-bound std listeners, one per spec, same order).
+///
+/// The soft descriptor limit is raised to the hard one and shared between client connections
+/// (their cap, unless `options` sets it) and idle backend connections ([`fds::Budget`]).
+/// Connections are served by [`serving_threads`] threads, each with its own single-threaded
+/// runtime accepting on every port (like nginx's workers): a connection stays on the thread that
+/// accepted it, with that thread's idle backend connections, and no work moves between threads.
+pub async fn start_with(
+    specs: Vec<PortSpec>,
+    listeners: Vec<std::net::TcpListener>,
+    options: Options,
+) -> anyhow::Result<(ProxyHandle, Server)> {
+    let Options {
+        state_file,
+        idle_timeout,
+        max_connections,
+    } = options;
     if specs.len() != listeners.len() {
         bail!("{} port specs but {} listeners", specs.len(), listeners.len());
     }
@@ -269,8 +317,18 @@ pub async fn start(
             bail!("proxy port {} is given twice", s.listen.port());
         }
     }
+    let (soft, _) = fds::raise_limit();
+    let budget = fds::Budget::from_limit(soft).with_clients(max_connections);
+    pool::set_process_limit(budget.idle_backends);
+    tracing::info!(
+        max_connections = budget.clients,
+        max_idle_backend_connections = budget.idle_backends,
+        "Connection limits"
+    );
+    let (control, life) = life::new(budget.clients);
     let shared = Arc::new(Shared {
         ports,
+        counts: control.counts(),
         backends: Backends::default(),
         state_file,
         change: tokio::sync::Mutex::new(()),
@@ -285,7 +343,6 @@ pub async fn start(
         let port = &shared.ports[&spec.listen.port()];
         tracing::info!(proxy_port = spec.listen.port(), listen = %addr, protocol = %spec.protocol, backends = %list(&port.table.load().addrs()), "Proxy listening");
     }
-    let (control, life) = life::new();
     let threads = serving_threads();
     let mut done = Vec::new();
     for worker in 0..threads {
@@ -337,6 +394,7 @@ fn serve_thread(
         }
     };
     rt.block_on(async move {
+        let reaped_ports: Vec<Arc<Port>> = ports.iter().map(|(_, p)| p.clone()).collect();
         let mut loops = Vec::new();
         for (l, port) in ports {
             let l = match tokio::net::TcpListener::from_std(l) {
@@ -351,13 +409,36 @@ fn serve_thread(
                 Protocol::Tcp => tokio::spawn(tcp::serve(l, port, life.clone(), idle)),
             });
         }
+        let reaper = tokio::spawn(reap_idle(reaped_ports));
         for l in loops {
             let _ = l.await;
         }
+        reaper.abort();
         // Connections in flight run on this runtime: keep it until they end (the server kills
         // once none is open) or the grace period is over.
         life.killed().await;
     });
+}
+
+/// How often each serving thread closes its expired idle backend connections.
+const REAP_EVERY: Duration = Duration::from_secs(1);
+
+/// Close this thread's idle backend connections once they expire, whether or not a request
+/// comes to take one (expiry would otherwise be noticed only then).
+async fn reap_idle(ports: Vec<Arc<Port>>) {
+    let mut tick = tokio::time::interval(REAP_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        for p in &ports {
+            for b in &p.table.load().backends {
+                let closed = b.conns.reap();
+                if closed > 0 {
+                    tracing::debug!(backend = %b.addr, closed, "Idle backend connections closed");
+                }
+            }
+        }
+    }
 }
 
 /// Load the saved table into the ports it names; a bad file is set aside with a warning.

@@ -1,9 +1,12 @@
 //! Idle keep-alive connections to one backend: kept per serving thread (a connection stays with
-//! the runtime that registered it), reused newest first, dropped after [`IDLE_FOR`], and checked
-//! before reuse so that one the backend has closed is not handed out.
+//! the runtime that registered it), reused newest first, closed after [`IDLE_FOR`] by a reaper
+//! that each serving thread runs, bounded in number over the whole process (a share of the file
+//! descriptor limit), and checked before reuse so that one the backend has closed is not handed
+//! out.
 
 use std::cell::Cell;
 use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -13,6 +16,27 @@ use tokio::net::TcpStream;
 pub const IDLE_FOR: Duration = Duration::from_secs(30);
 /// Most idle connections kept per backend.
 const MAX_IDLE: usize = 512;
+
+/// Idle connections kept over all backends and threads of the process, and the most allowed
+/// (set from the descriptor limit at start by [`set_process_limit`]).
+static IDLE_TOTAL: AtomicUsize = AtomicUsize::new(0);
+static IDLE_LIMIT: AtomicUsize = AtomicUsize::new(usize::MAX);
+
+/// Keep at most `n` idle backend connections in the whole process.
+pub fn set_process_limit(n: usize) {
+    IDLE_LIMIT.store(n, Ordering::Relaxed);
+}
+
+/// Idle backend connections kept now, over the whole process.
+pub fn idle_total() -> usize {
+    IDLE_TOTAL.load(Ordering::Relaxed)
+}
+
+fn forget(n: usize) {
+    if n > 0 {
+        IDLE_TOTAL.fetch_sub(n, Ordering::Relaxed);
+    }
+}
 
 /// Most serving threads.
 pub const MAX_WORKERS: usize = 16;
@@ -56,26 +80,79 @@ impl Idle {
                 }
                 dead.push(s);
             }
+            forget(dead.len() + usize::from(found.is_some()));
             found
         };
         drop(dead);
         found
     }
 
-    /// Keep `s` for reuse; the oldest goes when the pool is full.
+    /// Keep `s` for reuse; the oldest goes when the pool is full. When the process keeps as many
+    /// idle connections as it may, `s` is closed instead.
     pub fn put(&self, s: TcpStream) {
+        if IDLE_TOTAL.load(Ordering::Relaxed) >= IDLE_LIMIT.load(Ordering::Relaxed) {
+            drop(s);
+            return;
+        }
         let oldest = {
             let mut conns = self.slot().lock().unwrap_or_else(|e| e.into_inner());
             let oldest = (conns.len() >= MAX_IDLE).then(|| conns.remove(0));
             conns.push((s, Instant::now()));
+            if oldest.is_none() {
+                IDLE_TOTAL.fetch_add(1, Ordering::Relaxed);
+            }
             oldest
         };
         drop(oldest);
     }
 
+    /// Close this thread's connections idle for longer than [`IDLE_FOR`] (or closed by the
+    /// backend); returns how many were closed.
+    pub fn reap(&self) -> usize {
+        let dead: Vec<TcpStream> = {
+            let mut conns = self.slot().lock().unwrap_or_else(|e| e.into_inner());
+            if conns.is_empty() {
+                return 0;
+            }
+            let mut dead = Vec::new();
+            let mut i = 0;
+            while i < conns.len() {
+                if conns[i].1.elapsed() > IDLE_FOR || !open(&conns[i].0) {
+                    dead.push(conns.remove(i).0);
+                } else {
+                    i += 1;
+                }
+            }
+            forget(dead.len());
+            dead
+        };
+        dead.len()
+    }
+
+    /// Close every idle connection of every thread (the backend left the tables).
+    pub fn clear(&self) {
+        for slot in &self.per_worker {
+            let dead: Vec<_> = {
+                let mut conns = slot.lock().unwrap_or_else(|e| e.into_inner());
+                let dead: Vec<_> = conns.drain(..).collect();
+                forget(dead.len());
+                dead
+            };
+            drop(dead);
+        }
+    }
+
     #[cfg(test)]
     fn len(&self) -> usize {
         self.slot().lock().map(|c| c.len()).unwrap_or(0)
+    }
+}
+
+impl Drop for Idle {
+    fn drop(&mut self) {
+        for slot in &self.per_worker {
+            forget(slot.lock().map_or(0, |c| c.len()));
+        }
     }
 }
 

@@ -23,6 +23,8 @@ pub struct ProxySettings {
     pub grace: Duration,
     /// `proxy-idle-timeout` (zero: never).
     pub idle_timeout: Duration,
+    /// `proxy-max-connections` (`None`: derived from the descriptor limit).
+    pub max_connections: Option<usize>,
     pub log_level: Option<String>,
     pub log_format: Option<LogFormat>,
 }
@@ -68,6 +70,7 @@ fn from_layer(app: &str, l: &Layer) -> Result<ProxySettings, ConfigError> {
         idle_timeout: l
             .proxy_idle_timeout
             .map_or(crate::config::container::DEFAULT_PROXY_IDLE_TIMEOUT, |d| d.0),
+        max_connections: crate::config::container::check_max_connections(l.proxy_max_connections)?,
         log_level: l.log_level.clone(),
         log_format: l.log_format,
     })

@@ -190,10 +190,19 @@ impl Backends {
             };
             list.push(b);
         }
+        let before = port.load();
         port.store(Table {
             backends: list,
             next: AtomicUsize::new(0),
         });
+        // A backend leaving the table is about to be stopped: its idle connections would be
+        // closed under the next request that took one, so they go now.
+        let now = port.load();
+        for b in &before.backends {
+            if !now.backends.iter().any(|n| n.addr == b.addr) {
+                b.conns.clear();
+            }
+        }
     }
 
     /// The backend of `addr` if a table lists it or a request still holds it.

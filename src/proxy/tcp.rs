@@ -12,7 +12,7 @@ use super::Port;
 /// Serve raw TCP on `listener` until `life` says stop; open connections go on until they end or
 /// the grace period is over.
 pub async fn serve(listener: TcpListener, port: Arc<Port>, life: Life, idle: std::time::Duration) {
-    while let Some((stream, peer)) = super::life::next_client(&listener, port.spec.listen.port(), &life).await
+    while let Some((stream, peer)) = super::life::next_client(&listener, port.spec.listen.port(), super::Protocol::Tcp, &life).await
     {
         let port = port.clone();
         let life = life.clone();
@@ -39,6 +39,11 @@ async fn forward(mut client: TcpStream, port: &Port, life: &Life, idle: std::tim
         let upstream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(backend.addr)).await;
         let mut upstream = match upstream {
             Ok(Ok(s)) => s,
+            Ok(Err(e)) if super::http::own_shortage(&e) => {
+                // The proxy's own shortage (descriptors, ports): the backend is not to blame.
+                tracing::warn!(proxy_port = port.spec.listen.port(), backend = %backend.addr, error = %e, "The proxy is short of resources: connection closed");
+                return false;
+            }
             Ok(Err(e)) => {
                 backend.error();
                 backend.eject();

@@ -2,7 +2,7 @@
 //! through or unwrapped) or until close, with idle timeouts on every wait.
 
 use std::io;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -26,6 +26,84 @@ const MAX_TRAILERS: usize = 16 * 1024;
 const READ_HEAD: usize = 16 * 1024;
 /// ...and while streaming a body.
 const READ_CHUNK: usize = 64 * 1024;
+
+/// How long the sender of a body may take: at most `idle` for each wait and, with a rate floor,
+/// no more waiting in all than `grace` plus one second per `min_rate` bytes received (a client
+/// that trickles a body cannot hold the connection by sending a byte now and then).
+#[derive(Debug, Clone, Copy)]
+pub struct Pace {
+    idle: Duration,
+    floor: Option<(Duration, u64)>,
+}
+
+impl Pace {
+    /// Only the wait for each read is bounded.
+    pub const fn idle(idle: Duration) -> Self {
+        Self { idle, floor: None }
+    }
+
+    /// Each wait bounded by `idle`, and the whole body by the rate floor.
+    pub const fn floor(idle: Duration, grace: Duration, min_rate: u64) -> Self {
+        Self {
+            idle,
+            floor: Some((grace, min_rate)),
+        }
+    }
+}
+
+/// The waiting a body's sender has used so far under its [`Pace`].
+struct Clock {
+    pace: Pace,
+    waited: Duration,
+    received: u64,
+}
+
+impl Clock {
+    fn new(pace: Pace) -> Self {
+        Self {
+            pace,
+            waited: Duration::ZERO,
+            received: 0,
+        }
+    }
+
+    /// The longest the next read may wait, and whether that bound is the rate floor's.
+    fn next_wait(&self) -> (Duration, bool) {
+        let Some((grace, min_rate)) = self.pace.floor else {
+            return (self.pace.idle, false);
+        };
+        let earned = Duration::from_secs(self.received / min_rate.max(1));
+        let left = (grace + earned).saturating_sub(self.waited);
+        if left < self.pace.idle {
+            (left, true)
+        } else {
+            (self.pace.idle, false)
+        }
+    }
+
+    fn took(&mut self, waited: Duration, bytes: usize) {
+        self.waited += waited;
+        self.received += bytes as u64;
+    }
+}
+
+/// Read into `buf` under `clock`; `Ok(0)` is end of stream.
+async fn read_paced(from: &mut TcpStream, buf: &mut BytesMut, clock: &mut Clock) -> io::Result<usize> {
+    buf.reserve(READ_CHUNK);
+    let (wait, by_floor) = clock.next_wait();
+    let started = Instant::now();
+    match read_some(from, buf, wait).await {
+        Ok(n) => {
+            clock.took(started.elapsed(), n);
+            Ok(n)
+        }
+        Err(e) if by_floor && e.kind() == io::ErrorKind::TimedOut => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "the body arrived slower than the minimum rate",
+        )),
+        Err(e) => Err(e),
+    }
+}
 
 /// Which side a body transfer failed on.
 #[derive(Debug)]
@@ -91,19 +169,22 @@ pub async fn write_all(s: &mut TcpStream, mut data: &[u8], idle: Duration) -> io
 
 /// Copy one body from `from` (whose unread bytes start in `buf`) to `to`. Bytes after the body
 /// stay in `buf`. `unchunk` writes only the data of a chunked body (for HTTP/1.0 clients).
+/// `pace` bounds the waits for the sender; each wait for the receiver is bounded by its idle time.
 pub async fn copy(
     from: &mut TcpStream,
     buf: &mut BytesMut,
     to: &mut TcpStream,
     framing: Framing,
     unchunk: bool,
-    idle: Duration,
+    pace: Pace,
 ) -> Result<u64, BodyError> {
+    let mut clock = Clock::new(pace);
+    let clock = &mut clock;
     match framing {
         Framing::Empty => Ok(0),
-        Framing::Length(n) => copy_length(from, buf, to, n, idle).await,
-        Framing::UntilClose => copy_until_close(from, buf, to, idle).await,
-        Framing::Chunked => copy_chunked(from, buf, to, unchunk, idle).await,
+        Framing::Length(n) => copy_length(from, buf, to, n, clock).await,
+        Framing::UntilClose => copy_until_close(from, buf, to, clock).await,
+        Framing::Chunked => copy_chunked(from, buf, to, unchunk, clock).await,
     }
 }
 
@@ -112,8 +193,9 @@ async fn copy_length(
     buf: &mut BytesMut,
     to: &mut TcpStream,
     mut left: u64,
-    idle: Duration,
+    clock: &mut Clock,
 ) -> Result<u64, BodyError> {
+    let idle = clock.pace.idle;
     let total = left;
     loop {
         let take = (buf.len() as u64).min(left) as usize;
@@ -127,14 +209,13 @@ async fn copy_length(
         if left == 0 {
             return Ok(total);
         }
-        more(from, buf, idle).await?;
+        more(from, buf, clock).await?;
     }
 }
 
 /// Read more of a body whose end has not come yet: the sender closing now is an error.
-async fn more(from: &mut TcpStream, buf: &mut BytesMut, idle: Duration) -> Result<(), BodyError> {
-    buf.reserve(READ_CHUNK);
-    match read_some(from, buf, idle).await {
+async fn more(from: &mut TcpStream, buf: &mut BytesMut, clock: &mut Clock) -> Result<(), BodyError> {
+    match read_paced(from, buf, clock).await {
         Ok(0) => Err(BodyError::Read(io::ErrorKind::UnexpectedEof.into())),
         Ok(_) => Ok(()),
         Err(e) => Err(BodyError::Read(e)),
@@ -145,8 +226,9 @@ async fn copy_until_close(
     from: &mut TcpStream,
     buf: &mut BytesMut,
     to: &mut TcpStream,
-    idle: Duration,
+    clock: &mut Clock,
 ) -> Result<u64, BodyError> {
+    let idle = clock.pace.idle;
     let mut total = 0u64;
     loop {
         if !buf.is_empty() {
@@ -154,8 +236,7 @@ async fn copy_until_close(
             total += buf.len() as u64;
             buf.clear();
         }
-        buf.reserve(READ_CHUNK);
-        match read_some(from, buf, idle).await {
+        match read_paced(from, buf, clock).await {
             Ok(0) => return Ok(total),
             Ok(_) => {}
             Err(e) => return Err(BodyError::Read(e)),
@@ -168,8 +249,9 @@ async fn copy_chunked(
     buf: &mut BytesMut,
     to: &mut TcpStream,
     unchunk: bool,
-    idle: Duration,
+    clock: &mut Clock,
 ) -> Result<u64, BodyError> {
+    let idle = clock.pace.idle;
     let mut scan = Chunked::default();
     let mut total = 0u64;
     loop {
@@ -210,7 +292,7 @@ async fn copy_chunked(
         if done {
             return Ok(total);
         }
-        more(from, buf, idle).await?;
+        more(from, buf, clock).await?;
     }
 }
 

@@ -15,10 +15,10 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, BytesMut};
 use tokio::net::TcpStream;
 
-use super::life::Life;
+use super::life::{DrainEnd, Life, OpenGuard, Throttle};
 use super::table::Backend;
 use super::Port;
-use body::{BodyError, Framing};
+use body::{BodyError, Framing, Pace};
 use head::{ForClient, Method, Reject, Request};
 
 /// Longest wait for a backend to accept a connection.
@@ -27,11 +27,18 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Longest silence while a body streams either way.
 const BODY_IDLE: Duration = Duration::from_secs(60);
+/// A request body may take this long, plus a second for each [`BODY_MIN_RATE`] bytes it brings
+/// (Apache's `RequestReadTimeout body=20,MinRate=500`): a body trickled slower is cut with 408.
+const BODY_GRACE: Duration = Duration::from_secs(20);
+const BODY_MIN_RATE: u64 = 500;
+/// Once the proxy stops, how long an idle keep-alive connection is kept for a last request.
+const DRAIN_IDLE_GRACE: Duration = Duration::from_secs(5);
 /// How long an idle client keep-alive connection is kept open.
 const KEEPALIVE_IDLE: Duration = Duration::from_secs(75);
 /// Longest wait for a new connection's first request once the proxy stops.
 const FIRST_REQUEST_WHEN_STOPPING: Duration = Duration::from_secs(1);
-/// Longest wait for the rest of a request head once it has started.
+/// Longest time for a whole request head: from the accept for a connection's first request,
+/// from its first byte for the next ones (a deadline, not a limit on each read).
 const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long to look for a backend's early answer after it stopped taking a request body.
 const EARLY_ANSWER_WAIT: Duration = Duration::from_secs(2);
@@ -43,15 +50,21 @@ const MAX_ATTEMPTS: usize = 3;
 
 /// Serve HTTP on `listener` until `life` says stop; open connections finish their request.
 pub async fn serve(listener: tokio::net::TcpListener, port: Arc<Port>, life: Life, idle: Duration) {
-    while let Some((stream, peer)) = super::life::next_client(&listener, port.spec.listen.port(), &life).await
+    let proxy_port = port.spec.listen.port();
+    while let Some((stream, peer)) =
+        super::life::next_client(&listener, proxy_port, super::Protocol::Http, &life).await
     {
         let _ = stream.set_nodelay(true);
         let port = port.clone();
         let life = life.clone();
         tokio::spawn(async move {
-            let _open = life.open();
+            let open = life.open();
             let killed = life.clone();
             let mut conn = Conn {
+                accepted: tokio::time::Instant::now(),
+                open,
+                said_close: false,
+                body_in_inbuf: 0,
                 client: stream,
                 peer_ip: peer.ip().to_canonical().to_string(),
                 port,
@@ -78,6 +91,14 @@ pub async fn serve(listener: tokio::net::TcpListener, port: Arc<Port>, life: Lif
 
 /// One client connection and its buffers, reused request after request.
 struct Conn {
+    /// When the connection was accepted (its first head must be complete within [`HEAD_TIMEOUT`]).
+    accepted: tokio::time::Instant,
+    /// Counts the connection as open, and says how it ended during a drain.
+    open: OpenGuard,
+    /// The last response told the client that the connection closes.
+    said_close: bool,
+    /// Bytes at the start of `inbuf` that are the current request's body (sent, kept for a retry).
+    body_in_inbuf: usize,
     client: TcpStream,
     peer_ip: String,
     port: Arc<Port>,
@@ -113,8 +134,11 @@ enum Failure {
     Unanswered(io::Error),
     /// A reused idle connection turned out closed: try again on a new connection.
     Stale,
-    /// The client's side broke (body or write): close without answering.
+    /// The client's side broke (body or write), or sent its body too slowly: close (after a 408
+    /// or 400 where an answer still makes sense).
     Client(io::Error),
+    /// The proxy itself is short of descriptors, buffers or ports: no fault of the backend.
+    Own(io::Error),
     /// No response head within [`RESPONSE_TIMEOUT`].
     Timeout,
     /// The backend answered something that is not HTTP.
@@ -129,7 +153,8 @@ impl Conn {
                 return Ok(());
             };
             first = false;
-            if self.forward(req).await == Next::Close || self.life.is_stopped() {
+            self.said_close = false;
+            if self.forward(req).await == Next::Close || self.said_close {
                 if self.linger {
                     self.linger().await;
                 }
@@ -139,10 +164,18 @@ impl Conn {
     }
 
     /// The next request head, or `None` when the client closed, went quiet, or the proxy stops.
-    /// The first request of a connection is waited for even when the proxy stops (the client
-    /// connected while it was accepting), for [`FIRST_REQUEST_WHEN_STOPPING`] at most.
+    ///
+    /// A head must be complete within [`HEAD_TIMEOUT`] of the accept (first request) or of its
+    /// first byte (later ones), however it trickles in (then 408). Between requests the
+    /// connection may idle for [`KEEPALIVE_IDLE`]. Once the proxy stops, a new connection's first
+    /// request is still waited for [`FIRST_REQUEST_WHEN_STOPPING`], and an idle keep-alive
+    /// connection for [`DRAIN_IDLE_GRACE`]: a request arriving meanwhile is served (and answered
+    /// with `Connection: close`), else the connection gets a lingering close.
     async fn read_request(&mut self, first: bool) -> io::Result<Option<Request>> {
+        use tokio::time::Instant;
         self.head_only = false;
+        let idle_since = Instant::now();
+        let mut head_by = first.then_some(self.accepted + HEAD_TIMEOUT);
         loop {
             if !self.inbuf.is_empty() {
                 match head::parse_request(&self.inbuf, &self.peer_ip, &mut self.head) {
@@ -157,24 +190,25 @@ impl Conn {
                         return Ok(None);
                     }
                 }
+                head_by.get_or_insert_with(|| Instant::now() + HEAD_TIMEOUT);
             }
-            let read = if self.inbuf.is_empty() && first && self.life.is_stopped() {
-                body::read_some(&mut self.client, &mut self.inbuf, FIRST_REQUEST_WHEN_STOPPING).await
-            } else if self.inbuf.is_empty() && first {
+            let stopped = self.life.is_stopped();
+            let started = !self.inbuf.is_empty();
+            let until = match head_by {
+                Some(by) if !started && stopped => by.min(idle_since + FIRST_REQUEST_WHEN_STOPPING),
+                Some(by) => by,
+                None if stopped => idle_since + DRAIN_IDLE_GRACE.min(KEEPALIVE_IDLE),
+                None => idle_since + KEEPALIVE_IDLE,
+            };
+            let left = until.saturating_duration_since(Instant::now());
+            let read = if stopped || started {
+                body::read_some(&mut self.client, &mut self.inbuf, left).await
+            } else {
+                // Waiting between requests: a stop changes how long to wait.
                 tokio::select! {
-                    r = body::read_some(&mut self.client, &mut self.inbuf, HEAD_TIMEOUT) => r,
+                    r = body::read_some(&mut self.client, &mut self.inbuf, left) => r,
                     _ = self.life.stopped() => continue,
                 }
-            } else if self.inbuf.is_empty() {
-                if self.life.is_stopped() {
-                    return Ok(None);
-                }
-                tokio::select! {
-                    r = body::read_some(&mut self.client, &mut self.inbuf, KEEPALIVE_IDLE) => r,
-                    _ = self.life.stopped() => return Ok(None),
-                }
-            } else {
-                body::read_some(&mut self.client, &mut self.inbuf, HEAD_TIMEOUT).await
             };
             match read {
                 Ok(0) => return Ok(None),
@@ -187,6 +221,15 @@ impl Conn {
                         true,
                     )
                     .await;
+                    return Ok(None);
+                }
+                Err(e) if e.kind() == io::ErrorKind::TimedOut && stopped => {
+                    // Last call: a request that came just now is still served.
+                    if matches!(self.client.try_read_buf(&mut self.inbuf), Ok(n) if n > 0) {
+                        continue;
+                    }
+                    self.open.ended(DrainEnd::IdleGrace);
+                    self.linger().await;
                     return Ok(None);
                 }
                 Err(e) if e.kind() == io::ErrorKind::TimedOut => return Ok(None),
@@ -222,11 +265,19 @@ impl Conn {
 
     /// Write a short plain-text response made here.
     async fn local(&mut self, status: u16, reason: &str, text: &str, close: bool) {
+        self.local_with(status, reason, text, close, "").await;
+    }
+
+    /// [`Conn::local`] with `extra` header lines (each ending in CRLF). A stopping proxy closes
+    /// the connection after it unless another request has already arrived.
+    async fn local_with(&mut self, status: u16, reason: &str, text: &str, close: bool, extra: &str) {
         use std::io::Write as _;
+        let close = close || (self.life.is_stopped() && self.inbuf.is_empty());
+        self.said_close = close;
         self.out.clear();
         let _ = write!(
             self.out,
-            "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n{}\r\n",
+            "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n{extra}{}\r\n",
             status.to_string().len() + reason.len() + text.len() + 4,
             if close { "Connection: close\r\n" } else { "" },
         );
@@ -263,6 +314,10 @@ impl Conn {
                 Some(s) => s,
                 None => match connect(&backend).await {
                     Ok(s) => s,
+                    Err(e) if own_shortage(&e) => {
+                        drop(guard);
+                        return self.busy(&req, body_taken, started, &e).await;
+                    }
                     Err(e) => {
                         backend.error();
                         backend.eject();
@@ -305,11 +360,22 @@ impl Conn {
                 }
                 Err(Failure::Client(e)) => {
                     tracing::debug!(proxy_port, peer = %self.peer_ip, error = %e, "Client went away during the request");
-                    if matches!(e.kind(), io::ErrorKind::InvalidData) {
-                        self.local(400, "Bad Request", "malformed request body", true)
-                            .await;
+                    match e.kind() {
+                        io::ErrorKind::InvalidData => {
+                            self.local(400, "Bad Request", "malformed request body", true)
+                                .await
+                        }
+                        io::ErrorKind::TimedOut => {
+                            self.local(408, "Request Timeout", "the request body came too slowly", true)
+                                .await
+                        }
+                        _ => {}
                     }
                     return Next::Close;
+                }
+                Err(Failure::Own(e)) => {
+                    drop(guard);
+                    return self.busy(&req, body_taken, started, &e).await;
                 }
                 Err(Failure::Timeout) => {
                     backend.error();
@@ -351,6 +417,31 @@ impl Conn {
         }
     }
 
+    /// Answer `503` with `Retry-After` when the proxy itself lacks a resource to reach a backend
+    /// (descriptors, buffers, local ports): the backend is neither blamed nor ejected.
+    async fn busy(&mut self, req: &Request, body_taken: bool, started: Instant, e: &io::Error) -> Next {
+        static SHORT: Throttle = Throttle::new(Duration::from_secs(5));
+        if let Some(held) = SHORT.allow() {
+            tracing::warn!(proxy_port = self.port.spec.listen.port(), error = %e, similar_not_logged = held, "The proxy is short of resources: answering 503");
+        }
+        self.port.observe(started.elapsed(), true);
+        let close = !body_taken && req.body != Framing::Empty;
+        self.linger = close;
+        self.local_with(
+            503,
+            "Service Unavailable",
+            "the proxy is overloaded",
+            close,
+            "Retry-After: 1\r\n",
+        )
+        .await;
+        if close || self.said_close {
+            Next::Close
+        } else {
+            Next::KeepAlive
+        }
+    }
+
     /// Send the head and body on `up` and read the response head (interim responses handled).
     /// On success the response head for the client is in `out` and its body starts in `upbuf`.
     async fn exchange(
@@ -382,7 +473,8 @@ impl Conn {
                     .map_err(Failure::Client)?;
             }
             *body_taken = true;
-            match body::copy(&mut self.client, &mut self.inbuf, up, req.body, false, BODY_IDLE).await {
+            let pace = Pace::floor(BODY_IDLE, BODY_GRACE, BODY_MIN_RATE);
+            match body::copy(&mut self.client, &mut self.inbuf, up, req.body, false, pace).await {
                 Ok(_) => {}
                 Err(BodyError::Read(e)) => return Err(Failure::Client(e)),
                 Err(BodyError::Write(e)) => {
@@ -401,7 +493,10 @@ impl Conn {
             }
         }
         let deadline = tokio::time::Instant::now() + RESPONSE_TIMEOUT;
-        let r = self.response_head(up, req, deadline, true).await?;
+        self.body_in_inbuf = combined;
+        let r = self.response_head(up, req, deadline, true).await;
+        self.body_in_inbuf = 0;
+        let r = r?;
         self.inbuf.advance(combined);
         Ok(r)
     }
@@ -420,7 +515,10 @@ impl Conn {
                 head_request: req.method == Method::Head,
                 http10: req.http10,
                 // A stopping proxy says so in the last response of each connection.
-                keep_alive: keep_alive && req.keep_alive && !self.life.is_stopped(),
+                // unless the client's next request has already arrived (pipelined).
+                keep_alive: keep_alive
+                    && req.keep_alive
+                    && (!self.life.is_stopped() || self.inbuf.len() > self.body_in_inbuf),
                 upgrade: req.upgrade,
             };
             match head::parse_response(&self.upbuf, client, &mut self.out) {
@@ -490,7 +588,7 @@ impl Conn {
                 &mut self.client,
                 resp.body,
                 unchunk,
-                BODY_IDLE,
+                Pace::idle(BODY_IDLE),
             )
             .await
             {
@@ -539,8 +637,20 @@ impl Conn {
     }
 }
 
+/// Errors that say the proxy itself is short of something (descriptors, socket buffers, memory,
+/// local ports), not that the backend failed.
+pub fn own_shortage(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM | libc::EADDRNOTAVAIL)
+    )
+}
+
 /// A failure before any response byte: on a reused connection it means the backend had closed it.
 fn stale_or(e: io::Error) -> Failure {
+    if own_shortage(&e) {
+        return Failure::Own(e);
+    }
     match e.kind() {
         io::ErrorKind::BrokenPipe
         | io::ErrorKind::ConnectionReset
