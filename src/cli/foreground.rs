@@ -137,6 +137,7 @@ async fn start_proxy(
         state_file: None,
         idle_timeout: c.proxy_idle_timeout,
         max_connections: c.proxy_max_connections,
+        ..crate::proxy::Options::default()
     };
     let started = crate::proxy::start_with(specs.to_vec(), listeners, options).await?;
     for s in specs {

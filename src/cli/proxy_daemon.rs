@@ -65,9 +65,9 @@ async fn serve(
         state_file: Some(settings.state_file.clone()),
         idle_timeout: settings.idle_timeout,
         max_connections: settings.max_connections,
+        ..proxy::Options::default()
     };
-    let (handle, server) = match proxy::start_with(settings.specs.clone(), listeners, options).await
-    {
+    let (handle, server) = match proxy::start_with(settings.specs.clone(), listeners, options).await {
         Ok(x) => x,
         Err(e) => return fail("starting the proxy", format!("{e:#}")),
     };

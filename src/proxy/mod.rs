@@ -36,6 +36,7 @@ use table::{Backends, PortTable};
 /// One proxy port: its spec, live table and counters.
 pub(crate) struct Port {
     spec: PortSpec,
+    timeouts: Timeouts,
     table: PortTable,
     requests: AtomicU64,
     errors: AtomicU64,
@@ -256,6 +257,27 @@ fn serving_threads() -> usize {
         .clamp(1, pool::MAX_WORKERS)
 }
 
+/// Client-side time limits of HTTP ports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// A whole request head: from the accept (first request), from its first byte (later ones).
+    pub head: Duration,
+    /// A request body may take this long plus one second per 500 bytes it brings.
+    pub body_grace: Duration,
+    /// Once the proxy stops, how long an idle keep-alive connection is kept for a last request.
+    pub drain_idle: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            head: Duration::from_secs(30),
+            body_grace: Duration::from_secs(20),
+            drain_idle: Duration::from_secs(5),
+        }
+    }
+}
+
 /// How a proxy serves, beyond its ports.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
@@ -266,6 +288,8 @@ pub struct Options {
     /// Most open client connections (`proxy-max-connections`); derived from the descriptor limit
     /// when not given.
     pub max_connections: Option<usize>,
+    /// Client-side time limits.
+    pub timeouts: Timeouts,
 }
 
 /// [`start_with`] with only a state file and the tunnels' idle timeout.
@@ -278,7 +302,7 @@ pub async fn start(
     let options = Options {
         state_file,
         idle_timeout,
-        max_connections: None,
+        ..Options::default()
     };
     start_with(specs, listeners, options).await
 }
@@ -299,6 +323,7 @@ pub async fn start_with(
         state_file,
         idle_timeout,
         max_connections,
+        timeouts,
     } = options;
     if specs.len() != listeners.len() {
         bail!("{} port specs but {} listeners", specs.len(), listeners.len());
@@ -307,6 +332,7 @@ pub async fn start_with(
     for s in &specs {
         let port = Arc::new(Port {
             spec: *s,
+            timeouts,
             table: PortTable::default(),
             requests: AtomicU64::new(0),
             errors: AtomicU64::new(0),

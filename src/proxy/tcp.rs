@@ -12,7 +12,8 @@ use super::Port;
 /// Serve raw TCP on `listener` until `life` says stop; open connections go on until they end or
 /// the grace period is over.
 pub async fn serve(listener: TcpListener, port: Arc<Port>, life: Life, idle: std::time::Duration) {
-    while let Some((stream, peer)) = super::life::next_client(&listener, port.spec.listen.port(), super::Protocol::Tcp, &life).await
+    while let Some((stream, peer)) =
+        super::life::next_client(&listener, port.spec.listen.port(), super::Protocol::Tcp, &life).await
     {
         let port = port.clone();
         let life = life.clone();

@@ -27,19 +27,14 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Longest silence while a body streams either way.
 const BODY_IDLE: Duration = Duration::from_secs(60);
-/// A request body may take this long, plus a second for each [`BODY_MIN_RATE`] bytes it brings
-/// (Apache's `RequestReadTimeout body=20,MinRate=500`): a body trickled slower is cut with 408.
-const BODY_GRACE: Duration = Duration::from_secs(20);
+/// A request body may take [`super::Timeouts::body_grace`] (20 s) plus a second for each
+/// `BODY_MIN_RATE` bytes it brings (Apache's `RequestReadTimeout body=20,MinRate=500`): a body
+/// trickled slower is cut with 408.
 const BODY_MIN_RATE: u64 = 500;
-/// Once the proxy stops, how long an idle keep-alive connection is kept for a last request.
-const DRAIN_IDLE_GRACE: Duration = Duration::from_secs(5);
 /// How long an idle client keep-alive connection is kept open.
 const KEEPALIVE_IDLE: Duration = Duration::from_secs(75);
 /// Longest wait for a new connection's first request once the proxy stops.
 const FIRST_REQUEST_WHEN_STOPPING: Duration = Duration::from_secs(1);
-/// Longest time for a whole request head: from the accept for a connection's first request,
-/// from its first byte for the next ones (a deadline, not a limit on each read).
-const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long to look for a backend's early answer after it stopped taking a request body.
 const EARLY_ANSWER_WAIT: Duration = Duration::from_secs(2);
 /// Longest time and most bytes read and dropped before closing on an unread request body.
@@ -91,7 +86,7 @@ pub async fn serve(listener: tokio::net::TcpListener, port: Arc<Port>, life: Lif
 
 /// One client connection and its buffers, reused request after request.
 struct Conn {
-    /// When the connection was accepted (its first head must be complete within [`HEAD_TIMEOUT`]).
+    /// When the connection was accepted (its first head must be complete within the head timeout).
     accepted: tokio::time::Instant,
     /// Counts the connection as open, and says how it ended during a drain.
     open: OpenGuard,
@@ -165,17 +160,19 @@ impl Conn {
 
     /// The next request head, or `None` when the client closed, went quiet, or the proxy stops.
     ///
-    /// A head must be complete within [`HEAD_TIMEOUT`] of the accept (first request) or of its
-    /// first byte (later ones), however it trickles in (then 408). Between requests the
-    /// connection may idle for [`KEEPALIVE_IDLE`]. Once the proxy stops, a new connection's first
-    /// request is still waited for [`FIRST_REQUEST_WHEN_STOPPING`], and an idle keep-alive
-    /// connection for [`DRAIN_IDLE_GRACE`]: a request arriving meanwhile is served (and answered
-    /// with `Connection: close`), else the connection gets a lingering close.
+    /// A head must be complete within the head timeout (30 s) of the accept (first request) or of
+    /// its first byte (later ones), however it trickles in (then 408): a deadline, not a limit on
+    /// each read. Between requests the connection may idle for [`KEEPALIVE_IDLE`]. Once the proxy
+    /// stops, a new connection's first request is still waited for
+    /// [`FIRST_REQUEST_WHEN_STOPPING`], and an idle keep-alive connection for the drain's idle
+    /// grace (5 s): a request arriving meanwhile is served (and answered with
+    /// `Connection: close`), else the connection gets a lingering close.
     async fn read_request(&mut self, first: bool) -> io::Result<Option<Request>> {
         use tokio::time::Instant;
         self.head_only = false;
+        let limits = self.port.timeouts;
         let idle_since = Instant::now();
-        let mut head_by = first.then_some(self.accepted + HEAD_TIMEOUT);
+        let mut head_by = first.then_some(self.accepted + limits.head);
         loop {
             if !self.inbuf.is_empty() {
                 match head::parse_request(&self.inbuf, &self.peer_ip, &mut self.head) {
@@ -190,14 +187,14 @@ impl Conn {
                         return Ok(None);
                     }
                 }
-                head_by.get_or_insert_with(|| Instant::now() + HEAD_TIMEOUT);
+                head_by.get_or_insert_with(|| Instant::now() + limits.head);
             }
             let stopped = self.life.is_stopped();
             let started = !self.inbuf.is_empty();
             let until = match head_by {
                 Some(by) if !started && stopped => by.min(idle_since + FIRST_REQUEST_WHEN_STOPPING),
                 Some(by) => by,
-                None if stopped => idle_since + DRAIN_IDLE_GRACE.min(KEEPALIVE_IDLE),
+                None if stopped => idle_since + limits.drain_idle.min(KEEPALIVE_IDLE),
                 None => idle_since + KEEPALIVE_IDLE,
             };
             let left = until.saturating_duration_since(Instant::now());
@@ -473,7 +470,7 @@ impl Conn {
                     .map_err(Failure::Client)?;
             }
             *body_taken = true;
-            let pace = Pace::floor(BODY_IDLE, BODY_GRACE, BODY_MIN_RATE);
+            let pace = Pace::floor(BODY_IDLE, self.port.timeouts.body_grace, BODY_MIN_RATE);
             match body::copy(&mut self.client, &mut self.inbuf, up, req.body, false, pace).await {
                 Ok(_) => {}
                 Err(BodyError::Read(e)) => return Err(Failure::Client(e)),
