@@ -401,3 +401,190 @@ fn deb_in_booted_systemd_github_socket_unit() {
     m.ok("dpkg --purge dewy");
     assert!(!m.path("/usr/lib/systemd/system/dewy@.socket").exists());
 }
+
+/// `wrk` running against `port` until [`Wrk::finish`].
+struct Wrk(std::process::Child);
+
+impl Wrk {
+    fn start(port: u16, connections: u32) -> Wrk {
+        assert!(
+            support::have("wrk"),
+            "wrk is missing: apt-get install wrk (.ci/run does)"
+        );
+        let child = std::process::Command::new("wrk")
+            .args([
+                "-t2",
+                &format!("-c{connections}"),
+                "-d600s",
+                "--timeout",
+                "20s",
+                &format!("http://127.0.0.1:{port}/"),
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("starting wrk");
+        Wrk(child)
+    }
+
+    /// Stop wrk (SIGINT prints its summary); (requests, socket errors line, non-2xx count).
+    fn finish(self) -> (u64, String, u64) {
+        let pid = nix::unistd::Pid::from_raw(self.0.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT);
+        let out = self.0.wait_with_output().expect("wrk output");
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let requests = text
+            .lines()
+            .find_map(|l| {
+                l.trim()
+                    .split(" requests in")
+                    .next()
+                    .filter(|_| l.contains(" requests in"))
+            })
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no request count in wrk's output: {text}"));
+        let errors = text
+            .lines()
+            .find(|l| l.contains("Socket errors"))
+            .unwrap_or("")
+            .trim()
+            .to_string();
+        let non_2xx = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("Non-2xx or 3xx responses:"))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0);
+        (requests, errors, non_2xx)
+    }
+}
+
+/// The drain summaries `dewy-proxy@web` logged: (after a response, idle at the grace, cut).
+fn drain_ends(m: &Machine) -> Vec<(u64, u64, u64)> {
+    m.journal("dewy-proxy@web.service")
+        .iter()
+        .filter(|e| {
+            e["MESSAGE"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("Drain finished"))
+        })
+        .map(|e| {
+            let n = |k: &str| e[k].as_str().and_then(|v| v.parse().ok()).unwrap_or(0);
+            (
+                n("CLOSED_AFTER_RESPONSE"),
+                n("CLOSED_IDLE"),
+                n("CUT_AT_DRAIN_TIME"),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn deb_in_booted_systemd_proxy_restarts_keep_alive_clients_lose_nothing() {
+    if skip() {
+        return;
+    }
+    let _one = nspawn::ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let releases = tmp.path().join("releases");
+    std::fs::create_dir_all(&releases).unwrap();
+    // The backend runs on the host (the machine shares its network): a keep-alive HTTP/1.1
+    // server.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let backend = rt.block_on(support::backend::http("a"));
+    let m = boot_and_install(tmp.path(), &releases);
+    let port = free_port();
+    m.write(
+        "/etc/dewy/web.toml",
+        &format!(
+            "mode = \"container\"\nregistry = \"img://127.0.0.1:1/none\"\n\
+             port = [\"127.0.0.1:{port}:80\"]\ndrain-time = \"20s\"\n"
+        ),
+    );
+    m.write(
+        "/etc/systemd/system/dewy-proxy@web.socket.d/ports.conf",
+        &format!("[Socket]\nListenStream=127.0.0.1:{port}\n"),
+    );
+    m.ok("systemctl daemon-reload && systemctl enable --now dewy-proxy@web.socket dewy-proxy@web.service");
+    wait_for("dewy-proxy@web active", LONG, || {
+        m.sh("systemctl is-active --quiet dewy-proxy@web.service")
+            .status
+            .success()
+            .then_some(())
+    });
+    m.ok(&format!(
+        "busctl call io.dewy.Proxy.web /io/dewy/Proxy1 io.dewy.Proxy1 SetBackends qas {port} 1 {}",
+        backend.addr
+    ));
+    wait_for("the backend answers through the proxy", LONG, || {
+        get(port, "/")
+            .ok()
+            .filter(|b| b.contains("\"id\":\"a\""))
+            .map(|_| ())
+    });
+
+    let pool = support::load::KeepAlive::start(port, 8);
+    let wrk = Wrk::start(port, 16);
+    pool.wait_answered(200);
+    let restarts = 20;
+    let started = Instant::now();
+    for i in 0..restarts {
+        let before = main_pid(&m, "dewy-proxy@web.service");
+        m.ok("systemctl restart dewy-proxy@web.service");
+        assert_ne!(main_pid(&m, "dewy-proxy@web.service"), before, "restart {i}");
+        pool.wait_answered(100);
+    }
+    eprintln!(
+        "{restarts} proxy restarts under keep-alive load in {:?}",
+        started.elapsed()
+    );
+    // A package upgrade (the same .deb again) restarts the proxy the same way.
+    let before = main_pid(&m, "dewy-proxy@web.service");
+    m.ok("dpkg -i /mnt/deb/dewy.deb");
+    assert_ne!(
+        main_pid(&m, "dewy-proxy@web.service"),
+        before,
+        "the upgrade restarted the proxy"
+    );
+    pool.wait_answered(100);
+    let stats = pool.finish();
+    let (wrk_requests, wrk_errors, non_2xx) = wrk.finish();
+    let ends = drain_ends(&m);
+    let sum = ends
+        .iter()
+        .fold((0, 0, 0), |a, e| (a.0 + e.0, a.1 + e.1, a.2 + e.2));
+    eprintln!(
+        "keep-alive pool (8 connections): {} answered, {} failed, {} told to close; \
+         wrk (16 connections): {wrk_requests} requests, {non_2xx} non-2xx, {wrk_errors:?}; \
+         {} drains: {} closed after a response, {} closed idle, {} cut",
+        stats.answered,
+        stats.failed.len(),
+        stats.told_to_close,
+        ends.len(),
+        sum.0,
+        sum.1,
+        sum.2
+    );
+    assert!(
+        stats.failed.is_empty(),
+        "keep-alive requests failed: {:?}",
+        stats.failed
+    );
+    assert!(
+        stats.told_to_close >= restarts,
+        "the clients were told to close only {} times in {restarts} restarts",
+        stats.told_to_close
+    );
+    assert!(
+        wrk_errors.is_empty(),
+        "wrk saw socket errors across the restarts: {wrk_errors}"
+    );
+    assert_eq!(non_2xx, 0, "wrk got non-2xx answers");
+    assert!(ends.len() > restarts, "drain summaries logged: {ends:?}");
+    assert_eq!(sum.2, 0, "connections cut at drain-time: {ends:?}");
+    m.ok("systemctl disable --now dewy-proxy@web.socket dewy-proxy@web.service");
+    drop(rt);
+}

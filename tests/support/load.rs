@@ -62,3 +62,129 @@ impl Load {
         (seen.len(), failed)
     }
 }
+
+/// What a [`KeepAlive`] load saw.
+#[derive(Debug, Default, Clone)]
+pub struct KeepAliveStats {
+    /// Requests answered.
+    pub answered: usize,
+    /// Requests sent that got no complete answer, or connections that could not be made.
+    pub failed: Vec<String>,
+    /// Answers that said `Connection: close` (the client then reconnected).
+    pub told_to_close: usize,
+}
+
+/// Clients that each keep one HTTP/1.1 connection alive and send requests on it one after
+/// another (as a connection pool does), opening a new connection only when an answer says
+/// `Connection: close`. A request written on a connection that then closes without answering
+/// counts as failed.
+pub struct KeepAlive {
+    stop: Arc<AtomicBool>,
+    stats: Arc<Mutex<KeepAliveStats>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl KeepAlive {
+    pub fn start(port: u16, connections: usize) -> KeepAlive {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stats = Arc::new(Mutex::new(KeepAliveStats::default()));
+        let threads = (0..connections)
+            .map(|_| {
+                let (stop, stats) = (stop.clone(), stats.clone());
+                std::thread::spawn(move || keep_alive_client(port, &stop, &stats))
+            })
+            .collect();
+        KeepAlive { stop, stats, threads }
+    }
+
+    /// Wait until `n` more requests after now were answered.
+    pub fn wait_answered(&self, n: usize) {
+        let from = self.stats.lock().unwrap().answered;
+        wait_for(&format!("{n} more keep-alive requests answered"), LONG, || {
+            (self.stats.lock().unwrap().answered >= from + n).then_some(())
+        });
+    }
+
+    pub fn finish(mut self) -> KeepAliveStats {
+        self.stop.store(true, Ordering::SeqCst);
+        for t in self.threads.drain(..) {
+            t.join().unwrap();
+        }
+        let stats = self.stats.lock().unwrap().clone();
+        stats
+    }
+}
+
+fn keep_alive_client(port: u16, stop: &AtomicBool, stats: &Mutex<KeepAliveStats>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let mut conn: Option<BufReader<std::net::TcpStream>> = None;
+    while !stop.load(Ordering::SeqCst) {
+        let c = match conn.as_mut() {
+            Some(c) => c,
+            None => {
+                let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+                match std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(30)) {
+                    Ok(s) => {
+                        let _ = s.set_read_timeout(Some(Duration::from_secs(60)));
+                        let _ = s.set_nodelay(true);
+                        conn.insert(BufReader::new(s))
+                    }
+                    Err(e) => {
+                        stats.lock().unwrap().failed.push(format!("connect: {e}"));
+                        std::thread::sleep(Duration::from_millis(50));
+                        continue;
+                    }
+                }
+            }
+        };
+        let answer = (|| -> Result<bool, String> {
+            c.get_mut()
+                .write_all(b"GET / HTTP/1.1\r\nHost: load.example\r\n\r\n")
+                .map_err(|e| format!("write: {e}"))?;
+            let mut line = String::new();
+            let mut close = false;
+            let mut length = 0usize;
+            let mut first = true;
+            loop {
+                line.clear();
+                match c.read_line(&mut line) {
+                    Ok(0) => return Err("closed without a complete answer".into()),
+                    Ok(_) => {}
+                    Err(e) => return Err(format!("read: {e}")),
+                }
+                let l = line.trim_end().to_ascii_lowercase();
+                if first {
+                    if !l.starts_with("http/1.1 200") {
+                        return Err(format!("answered {l:?}"));
+                    }
+                    first = false;
+                } else if l.is_empty() {
+                    break;
+                } else if let Some(v) = l.strip_prefix("content-length:") {
+                    length = v.trim().parse().map_err(|_| format!("bad length {v:?}"))?;
+                } else if let Some(v) = l.strip_prefix("connection:") {
+                    close = v.split(',').any(|t| t.trim() == "close");
+                }
+            }
+            let mut body = vec![0u8; length];
+            c.read_exact(&mut body).map_err(|e| format!("body: {e}"))?;
+            Ok(close)
+        })();
+        let mut s = stats.lock().unwrap();
+        match answer {
+            Ok(close) => {
+                s.answered += 1;
+                if close {
+                    s.told_to_close += 1;
+                    conn = None;
+                }
+            }
+            Err(e) => {
+                s.failed.push(e);
+                conn = None;
+            }
+        }
+        drop(s);
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
