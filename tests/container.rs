@@ -245,6 +245,50 @@ async fn rolling_update_through_the_proxy_drops_no_request() {
     );
 }
 
+/// Keep-alive clients (a pool of 8 persistent connections) through the proxy across 20 rolling
+/// updates: every request is answered, none fails because a replica left the table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_rolling_updates_under_keep_alive_load_drop_no_request() {
+    let reg = Registry::start();
+    let app = unique("keepalive");
+    let _c = Cleanup::new(&app);
+    let images = [
+        reg.push(&app, &TestImage::new("v1.0.0")),
+        reg.push(&app, &TestImage::new("v2.0.0")),
+    ];
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let s = settings(&app, tmp.path(), &[format!("127.0.0.1:{port}:8080")], |f| {
+        f.replicas = Some(2)
+    });
+    let (proxy, _server) = start_proxy(&s).await;
+    let d = open(s, &proxy);
+    assert!(deployed(&d.offer(release("v1.0.0", &images[0])).await));
+    let pool = support::load::KeepAlive::start(port, 8);
+    let updates = 20;
+    let started = Instant::now();
+    for i in 0..updates {
+        let (version, refs) = if i % 2 == 0 {
+            ("v2.0.0", &images[1])
+        } else {
+            ("v1.0.0", &images[0])
+        };
+        let r = d.offer(release(version, refs)).await;
+        assert!(deployed(&r), "update {i} to {version}: {r:?}");
+        tokio::task::block_in_place(|| pool.wait_answered(50));
+    }
+    let took = started.elapsed();
+    let stats = tokio::task::block_in_place(|| pool.finish());
+    let errors: u64 = proxy.status().iter().map(|p| p.errors).sum();
+    eprintln!(
+        "{updates} rolling updates of 2 replicas under keep-alive load in {took:?}: {} answered, {} failed, proxy errors {errors}",
+        stats.answered,
+        stats.failed.len()
+    );
+    assert!(stats.failed.is_empty(), "failed: {:?}", &stats.failed[..stats.failed.len().min(5)]);
+    assert_eq!(errors, 0, "the proxy saw failed requests");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_health_check_rolls_back_and_marks_the_version_bad() {
     let reg = Registry::start();
