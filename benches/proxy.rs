@@ -1,12 +1,15 @@
 //! Proxy benchmark (not a test): requests/s, latency and CPU time per request through `dewy-proxy`
 //! (HTTP and TCP) against nginx (HTTP reverse proxy with a keep-alive upstream, and `stream` TCP
-//! proxy) and against the backend directly, all measured with wrk in the same run, the proxies
-//! taking turns over several rounds so that a slower or busier moment of the machine does not
-//! favour one; RSS of dewy-proxy idle and under load; failed requests across 20 table swaps under
-//! load.
+//! proxy), HAProxy (`mode http` with idle upstream connections, and `mode tcp`) and against the
+//! backend directly, all measured with wrk in the same run, the proxies taking turns over several
+//! rounds so that a slower or busier moment of the machine does not favour one; RSS of dewy-proxy
+//! idle and under load; failed requests across 20 table swaps under load; throughput with 1,000
+//! slowloris connections open against the same without them; descriptors of dewy-proxy after a
+//! burst of 500 connections, and once the idle backend connections have expired.
 //!
-//! `cargo bench --bench proxy` (needs `wrk` and `nginx`; DEWY_BENCH_SECS sets each run's length,
-//! default 5; DEWY_BENCH_ROUNDS the rounds, default 3; DEWY_BENCH_CONNS the connections, default 64).
+//! `cargo bench --bench proxy` (needs `wrk` and `nginx`, and `haproxy` for its lines;
+//! DEWY_BENCH_SECS sets each run's length, default 5; DEWY_BENCH_ROUNDS the rounds, default 3;
+//! DEWY_BENCH_CONNS the connections, default 64).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -78,6 +81,94 @@ impl Drop for Nginx {
             nix::sys::signal::Signal::SIGQUIT,
         );
         let _ = self.0.wait();
+    }
+}
+
+/// An HAProxy with a private config; stopped on drop.
+struct Haproxy(Child);
+
+impl Haproxy {
+    fn start(dir: &Path, conf: &str, ports: &[u16]) -> Haproxy {
+        let path = dir.join("haproxy.cfg");
+        std::fs::write(&path, conf).expect("haproxy.cfg");
+        let child = Command::new("haproxy")
+            .arg("-f")
+            .arg(&path)
+            .arg("-db")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("haproxy");
+        for p in ports {
+            wait_for(&format!("haproxy on {p}"), LONG, || {
+                std::net::TcpStream::connect(("127.0.0.1", *p)).ok()
+            });
+        }
+        Haproxy(child)
+    }
+
+    fn pid(&self) -> i32 {
+        self.0.id() as i32
+    }
+}
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Open file descriptors of `pid`.
+fn fds(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
+/// Slowloris: `n` connections that each send a request head a few bytes at a time and never
+/// finish it, for as long as the returned flag stays set.
+fn slowloris(port: u16, n: usize) -> (Arc<AtomicBool>, std::thread::JoinHandle<usize>) {
+    use std::io::Write;
+    let on = Arc::new(AtomicBool::new(true));
+    let flag = on.clone();
+    let t = std::thread::spawn(move || {
+        let mut conns: Vec<std::net::TcpStream> = Vec::new();
+        for _ in 0..n {
+            match std::net::TcpStream::connect(("127.0.0.1", port)) {
+                Ok(mut s) => {
+                    let _ = s.write_all(b"GET / HTTP/1.1\r\nHost: victim\r\n");
+                    let _ = s.set_nonblocking(true);
+                    conns.push(s);
+                }
+                Err(e) => {
+                    eprintln!("slowloris connect: {e}");
+                    break;
+                }
+            }
+        }
+        let opened = conns.len();
+        while flag.load(Ordering::Relaxed) {
+            for s in &mut conns {
+                let _ = s.write(b"X-a: b\r\n");
+            }
+            for _ in 0..10 {
+                if !flag.load(Ordering::Relaxed) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        opened
+    });
+    (on, t)
+}
+
+/// Raise this process's soft descriptor limit (the attack holds 1,000 sockets).
+fn raise_own_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard {
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, hard.min(65536), hard);
+        }
     }
 }
 
@@ -236,12 +327,15 @@ fn main() {
         println!("proxy benchmark skipped: wrk and nginx are needed (apt-get install -y wrk nginx)");
         return;
     }
+    raise_own_limit();
+    let haproxy_here = have("haproxy");
     let secs = env_or("DEWY_BENCH_SECS", 5);
     let rounds = env_or("DEWY_BENCH_ROUNDS", 3).max(1);
     let conns = env_or("DEWY_BENCH_CONNS", 64);
     let dir = tempfile::tempdir().expect("tempdir");
     let (b1, b2) = (free_port(), free_port());
     let (dp_http, dp_tcp, ng_http, ng_tcp) = (free_port(), free_port(), free_port(), free_port());
+    let (hp_http, hp_tcp) = (free_port(), free_port());
 
     // The backend: a separate nginx answering a short body on two ports.
     let backend_conf = format!(
@@ -274,6 +368,18 @@ fn main() {
         nginx_ports.push(ng_tcp);
     }
     let _nginx = Nginx::start(dir.path(), "proxy", &proxy_conf, &nginx_ports);
+    // HAProxy with the same thread count, idle upstream connections kept (`http-reuse always`).
+    let haproxy = haproxy_here.then(|| {
+        let conf = format!(
+            "global\n  nbthread 2\n  maxconn 20000\n\ndefaults\n  timeout connect 5s\n  timeout client 60s\n  \
+             timeout server 60s\n  timeout http-request 30s\n  timeout http-keep-alive 75s\n\n\
+             frontend fh\n  mode http\n  bind 127.0.0.1:{hp_http}\n  option forwardfor\n  default_backend bh\n\n\
+             backend bh\n  mode http\n  http-reuse always\n  server b1 127.0.0.1:{b1}\n\n\
+             frontend ft\n  mode tcp\n  bind 127.0.0.1:{hp_tcp}\n  default_backend bt\n\n\
+             backend bt\n  mode tcp\n  server b1 127.0.0.1:{b1}\n"
+        );
+        Haproxy::start(dir.path(), &conf, &[hp_http, hp_tcp])
+    });
 
     // dewy-proxy as a daemon, backends set over D-Bus.
     let bus = PrivateBus::start();
@@ -322,7 +428,11 @@ fn main() {
     wait_for("dewy-proxy on the bus", LONG, || set(dp_http, b1).ok());
     set(dp_tcp, b1).expect("set tcp");
     // Warm every path once.
-    for p in [b1, dp_http, dp_tcp, ng_http] {
+    let mut warm = vec![b1, dp_http, dp_tcp, ng_http];
+    if haproxy.is_some() {
+        warm.extend([hp_http, hp_tcp]);
+    }
+    for p in warm {
         wrk(&format!("http://127.0.0.1:{p}/"), 1, 8);
     }
     std::thread::sleep(Duration::from_secs(1));
@@ -347,8 +457,24 @@ fn main() {
     };
     let dewy_pids = [proxy.pid()];
     let nginx_pids = _nginx.workers();
+    let haproxy_pids: Vec<i32> = haproxy.iter().map(Haproxy::pid).collect();
     let (mut dh, mut dt, mut nh, mut nt) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut hh, mut ht) = (Vec::new(), Vec::new());
     for _ in 0..rounds {
+        if haproxy.is_some() {
+            hh.push(measured(
+                &format!("http://127.0.0.1:{hp_http}/"),
+                secs,
+                conns,
+                &haproxy_pids,
+            ));
+            ht.push(measured(
+                &format!("http://127.0.0.1:{hp_tcp}/"),
+                secs,
+                conns,
+                &haproxy_pids,
+            ));
+        }
         dh.push(measured(
             &format!("http://127.0.0.1:{dp_http}/"),
             secs,
@@ -387,6 +513,14 @@ fn main() {
         Some(w) => line("nginx stream TCP", w),
         None => println!("nginx stream TCP       skipped: this nginx has no stream module"),
     }
+    let haproxy_figures = haproxy.as_ref().map(|_| (median(hh), median(ht)));
+    match &haproxy_figures {
+        Some((h, t)) => {
+            line("HAProxy HTTP", h);
+            line("HAProxy TCP", t);
+        }
+        None => println!("HAProxy                skipped: apt-get install -y haproxy"),
+    }
 
     // 20 table swaps between the two backends under load.
     let swaps = 20;
@@ -401,6 +535,25 @@ fn main() {
         std::thread::sleep(Duration::from_millis(300));
     }
     let during = loader.join().expect("wrk thread");
+
+    // 1,000 slowloris connections held open while legitimate keep-alive traffic runs.
+    let url = format!("http://127.0.0.1:{dp_http}/");
+    let calm = wrk(&url, secs, conns);
+    let (attack, attacker) = slowloris(dp_http, 1000);
+    std::thread::sleep(Duration::from_secs(2));
+    let fds_attacked = fds(proxy.pid());
+    let attacked = wrk(&url, secs, conns);
+    attack.store(false, Ordering::Relaxed);
+    let held = attacker.join().unwrap_or(0);
+
+    // A burst of 500 concurrent connections, then the idle backend connections expire.
+    std::thread::sleep(Duration::from_secs(1));
+    let fds_before = fds(proxy.pid());
+    let burst = wrk(&url, 3, 500);
+    let fds_after_burst = fds(proxy.pid());
+    let expiry = dewy::proxy::IDLE_BACKEND_FOR + Duration::from_secs(3);
+    std::thread::sleep(expiry);
+    let fds_later = fds(proxy.pid());
 
     println!();
     println!("ratios (1.00 = same):");
@@ -418,6 +571,19 @@ fn main() {
     if let Some(n) = &nginx_tcp {
         vs_nginx("TCP", &dewy_tcp, n);
     }
+    if let Some((h, t)) = &haproxy_figures {
+        let vs = |mode: &str, d: &Wrk, h: &Wrk| {
+            println!(
+                "  {mode:<4} dewy/HAProxy: throughput {:.2}, p50 {:.2}, p99 {:.2}, CPU per request {:.2}",
+                r(d.rps, h.rps),
+                r(d.p50_ms, h.p50_ms),
+                r(d.p99_ms, h.p99_ms),
+                r(d.cpu_us, h.cpu_us)
+            )
+        };
+        vs("HTTP", &dewy_http, h);
+        vs("TCP", &dewy_tcp, t);
+    }
     println!(
         "  dewy/direct: HTTP throughput {:.2} (p50 {:.2}x), TCP throughput {:.2} (p50 {:.2}x)",
         r(dewy_http.rps, direct.rps),
@@ -433,6 +599,23 @@ fn main() {
     println!(
         "{swaps} table swaps under load: {} requests, {} failed ({swap_errors} swap calls failed), {:.0} req/s",
         during.requests, during.failed, during.rps
+    );
+    println!(
+        "under attack ({held} slowloris connections open, dewy-proxy holding {fds_attacked} descriptors): \
+         {:.0} req/s against {:.0} without, ratio {:.2}; {} requests, {} failed",
+        attacked.rps,
+        calm.rps,
+        r(attacked.rps, calm.rps),
+        attacked.requests,
+        attacked.failed
+    );
+    println!(
+        "burst of 500 connections ({} requests, {} failed): dewy-proxy descriptors {fds_before} before, \
+         {fds_after_burst} right after, {fds_later} {}s later (idle backend connections expire after {}s)",
+        burst.requests,
+        burst.failed,
+        expiry.as_secs(),
+        dewy::proxy::IDLE_BACKEND_FOR.as_secs()
     );
     drop(proxy);
 }

@@ -285,7 +285,11 @@ async fn twenty_rolling_updates_under_keep_alive_load_drop_no_request() {
         stats.answered,
         stats.failed.len()
     );
-    assert!(stats.failed.is_empty(), "failed: {:?}", &stats.failed[..stats.failed.len().min(5)]);
+    assert!(
+        stats.failed.is_empty(),
+        "failed: {:?}",
+        &stats.failed[..stats.failed.len().min(5)]
+    );
     assert_eq!(errors, 0, "the proxy saw failed requests");
 }
 

@@ -31,6 +31,9 @@ use serde::Serialize;
 pub use spec::{PortSpec, Protocol};
 pub use table::BackendStats;
 
+/// How long an idle backend connection is kept for reuse.
+pub const IDLE_BACKEND_FOR: Duration = pool::IDLE_FOR;
+
 use table::{Backends, PortTable};
 
 /// One proxy port: its spec, live table and counters.
