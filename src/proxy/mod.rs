@@ -6,7 +6,7 @@
 //! container deployer may run it in-process.
 
 mod copy;
-mod http;
+pub(crate) mod http;
 mod life;
 pub mod listen;
 mod metrics;
