@@ -168,6 +168,8 @@ mod http_proxy {
         proxy: SocketAddr,
         /// What the backend answers to the next request.
         reply: Arc<Mutex<Vec<u8>>>,
+        /// The first bad head the backend received.
+        violation: Arc<Mutex<Option<String>>>,
         _handle: crate::proxy::ProxyHandle,
         _server: crate::proxy::Server,
     }
@@ -186,12 +188,13 @@ mod http_proxy {
                 .build()
                 .expect("a runtime");
             let reply = Arc::new(Mutex::new(Vec::new()));
+            let violation = Arc::new(Mutex::new(None));
             let (proxy, handle, server) = rt.block_on(async {
                 let backend = tokio::net::TcpListener::bind("127.0.0.1:0")
                     .await
                     .expect("bind the backend");
                 let backend_addr = backend.local_addr().expect("backend address");
-                tokio::spawn(serve_backend(backend, reply.clone()));
+                tokio::spawn(serve_backend(backend, reply.clone(), violation.clone()));
                 let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
                 let addr = l.local_addr().expect("proxy address");
                 let spec = format!("{addr}/http").parse().expect("a port spec");
@@ -208,6 +211,7 @@ mod http_proxy {
                 rt,
                 proxy,
                 reply,
+                violation,
                 _handle: handle,
                 _server: server,
             }
@@ -215,28 +219,40 @@ mod http_proxy {
     }
 
     /// The backend: on each connection, read one request head, check that it is what the proxy
-    /// must send, answer the current reply, close its sending side and drain the rest.
-    async fn serve_backend(l: tokio::net::TcpListener, reply: Arc<Mutex<Vec<u8>>>) {
+    /// must send (a violation is kept in `violation`), answer the current reply, close its
+    /// sending side and drain the rest.
+    async fn serve_backend(
+        l: tokio::net::TcpListener,
+        reply: Arc<Mutex<Vec<u8>>>,
+        violation: Arc<Mutex<Option<String>>>,
+    ) {
         while let Ok((mut s, _)) = l.accept().await {
             let reply = reply.clone();
+            let violation = violation.clone();
             tokio::spawn(async move {
                 let mut buf = Vec::new();
                 let mut chunk = [0u8; 8192];
-                loop {
+                let bad = loop {
                     match check_upstream_head(&buf) {
-                        Some(_) => break,
-                        None => match s.read(&mut chunk).await {
+                        Ok(Some(_)) => break None,
+                        Err(why) => break Some(why),
+                        Ok(None) => match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) if buf.is_empty() => return,
                             Ok(0) | Err(_) => {
-                                assert!(
-                                    buf.is_empty(),
+                                break Some(format!(
                                     "the proxy sent a partial request head: {:?}",
                                     String::from_utf8_lossy(&buf)
-                                );
-                                return;
+                                ))
                             }
                             Ok(n) => buf.extend_from_slice(&chunk[..n]),
                         },
                     }
+                };
+                if let Some(why) = bad {
+                    if let Ok(mut v) = violation.lock() {
+                        v.get_or_insert(why);
+                    }
+                    return;
                 }
                 let answer = reply.lock().map(|r| r.clone()).unwrap_or_default();
                 let _ = s.write_all(&answer).await;
@@ -253,45 +269,47 @@ mod http_proxy {
         }
     }
 
-    /// `None` while the head in `buf` is incomplete; panics when the proxy sent a head that is
+    /// `Ok(None)` while the head in `buf` is incomplete; `Err` when the proxy sent a head that is
     /// not a well-formed HTTP/1.1 request with one `Host`, one framing header at most and the
     /// proxy's own client-address headers.
-    fn check_upstream_head(buf: &[u8]) -> Option<usize> {
+    fn check_upstream_head(buf: &[u8]) -> Result<Option<usize>, String> {
         let mut headers = [httparse::EMPTY_HEADER; 256];
         let mut req = httparse::Request::new(&mut headers);
         let len = match req.parse(buf) {
             Ok(httparse::Status::Complete(n)) => n,
-            Ok(httparse::Status::Partial) => return None,
-            Err(e) => panic!(
-                "the proxy sent a malformed head ({e}): {:?}",
-                String::from_utf8_lossy(buf)
-            ),
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(e) => {
+                return Err(format!(
+                    "the proxy sent a malformed head ({e}): {:?}",
+                    String::from_utf8_lossy(buf)
+                ))
+            }
         };
-        let text = String::from_utf8_lossy(&buf[..len]);
-        assert_eq!(req.version, Some(1), "{text}");
-        assert!(buf[..len].ends_with(b"\r\n\r\n"), "{text}");
         let count = |name: &str| {
             req.headers
                 .iter()
                 .filter(|h| h.name.eq_ignore_ascii_case(name))
                 .count()
         };
-        assert_eq!(count("host"), 1, "{text}");
-        assert!(
-            count("content-length") + count("transfer-encoding") <= 1,
-            "{text}"
-        );
-        assert_eq!(count("x-real-ip"), 1, "{text}");
-        assert_eq!(count("forwarded"), 0, "{text}");
-        let xff = req
+        let mut xff = req
             .headers
             .iter()
             .filter(|h| h.name.eq_ignore_ascii_case("x-forwarded-for"));
-        assert!(
-            xff.clone().count() == 1 && xff.clone().all(|h| h.value.ends_with(b"127.0.0.1")),
-            "{text}"
-        );
-        Some(len)
+        let ok = req.version == Some(1)
+            && buf[..len].ends_with(b"\r\n\r\n")
+            && count("host") == 1
+            && count("content-length") + count("transfer-encoding") <= 1
+            && count("x-real-ip") == 1
+            && count("forwarded") == 0
+            && xff.next().is_some_and(|h| h.value.ends_with(b"127.0.0.1"))
+            && xff.next().is_none();
+        if !ok {
+            return Err(format!(
+                "the proxy sent a head without its headers or with ambiguous framing: {:?}",
+                String::from_utf8_lossy(&buf[..len])
+            ));
+        }
+        Ok(Some(len))
     }
 
     /// Send `client` on a new connection through the proxy, whose backend answers each request
@@ -320,6 +338,9 @@ mod http_proxy {
             };
             tokio::time::timeout(CONNECTION_BOUND, async { tokio::join!(send, receive).1 }).await
         });
+        if let Some(why) = h.violation.lock().ok().and_then(|mut v| v.take()) {
+            panic!("{why}");
+        }
         let Ok(got) = got else {
             panic!("the proxy kept a finished connection open for {CONNECTION_BOUND:?}");
         };
