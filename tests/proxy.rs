@@ -1048,3 +1048,101 @@ async fn http_early_answer_to_a_large_upload_reaches_the_client() {
     let sent = writer.await.expect("writer");
     assert!(sent < total, "the whole upload went through ({sent} bytes)");
 }
+
+/// Send `raw` (one request that closes the connection) through the proxy; return the JSON the
+/// echo backend answered.
+async fn echo_through(addr: SocketAddr, raw: &str) -> serde_json::Value {
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    s.write_all(raw.as_bytes()).await.expect("write");
+    let (head, body) = read_response(&mut s, true).await;
+    assert!(head.starts_with("http/1.1 200"), "{raw:?}: {head}");
+    serde_json::from_slice(&body).expect("json")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_host_and_forwarding_headers_survive_connection_and_are_not_spoofed() {
+    let b = backend::http("a").await;
+    let (h, _s, addr) = proxy_on("http", None).await;
+    h.set_backends(addr.port(), vec![b.addr]).await.expect("set");
+    // `Connection` naming Host, the forwarding chain and the length takes none of them away.
+    let j = echo_through(
+        addr,
+        "POST /named HTTP/1.1\r\nHost: app.example\r\n\
+         Connection: Host, X-Forwarded-For, Content-Length, X-Private\r\n\
+         X-Forwarded-For: 10.1.2.3\r\nX-Private: 1\r\nContent-Length: 4\r\n\r\nbody",
+    )
+    .await;
+    let hd = &j["headers"];
+    assert_eq!(hd["host"], "app.example", "{hd}");
+    assert_eq!(hd["x-forwarded-for"], "10.1.2.3, 127.0.0.1", "{hd}");
+    assert_eq!(hd["x-forwarded-host"], "app.example", "{hd}");
+    assert_eq!(j["body_len"], 4);
+    assert!(hd.get("x-private").is_none(), "{hd}");
+    // Client-address headers a client could forge are replaced by the proxy's own.
+    let j = echo_through(
+        addr,
+        "GET /spoof HTTP/1.1\r\nHost: app.example\r\nForwarded: for=203.0.113.9\r\n\
+         X-Real-IP: 203.0.113.9\r\n\r\n",
+    )
+    .await;
+    let hd = &j["headers"];
+    assert_eq!(hd["x-real-ip"], "127.0.0.1", "{hd}");
+    assert_eq!(hd["x-forwarded-for"], "127.0.0.1", "{hd}");
+    assert!(hd.get("forwarded").is_none(), "{hd}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_absolute_form_targets_go_upstream_in_origin_form() {
+    let b = backend::http("a").await;
+    let (h, _s, addr) = proxy_on("http", None).await;
+    h.set_backends(addr.port(), vec![b.addr]).await.expect("set");
+    for (target, uri, host) in [
+        ("http://a.example/p?q=1", "/p?q=1", "a.example"),
+        ("http://a.example", "/", "a.example"),
+        ("http://a.example:8080?q=1", "/?q=1", "a.example:8080"),
+        ("HTTPS://b.example/x", "/x", "b.example"),
+    ] {
+        let j = echo_through(
+            addr,
+            &format!("GET {target} HTTP/1.1\r\nHost: other.example\r\n\r\n"),
+        )
+        .await;
+        assert_eq!(j["uri"], uri, "{target}");
+        assert_eq!(j["headers"]["host"], host, "{target}");
+        assert_eq!(j["headers"]["x-forwarded-host"], host, "{target}");
+    }
+    let served = b.served();
+    for bad in ["ftp://a.example/", "http://user@a.example/", "http:///p"] {
+        let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        s.write_all(format!("GET {bad} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+            .await
+            .expect("write");
+        let all = read_to_end(&mut s).await;
+        assert!(all.starts_with("HTTP/1.1 400 "), "{bad}: {all:?}");
+    }
+    assert_eq!(b.served(), served, "a refused target reached the backend");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_unsolicited_101_is_a_502() {
+    let (h, _s, addr) = proxy_on("http", None).await;
+    for reply in [
+        // Another protocol after the 101 ...
+        &b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: echo\r\n\r\n\x81\x05hello"[..],
+        // ... or even a final response: the 101 is not passed on as if it were interim.
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+    ] {
+        let (backend_addr, answered) = first_request_only_backend(reply).await;
+        h.set_backends(addr.port(), vec![backend_addr])
+            .await
+            .expect("set");
+        let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .expect("write");
+        let all = read_to_end(&mut s).await;
+        assert!(all.starts_with("HTTP/1.1 502 "), "{all:?}");
+        assert!(!all.contains("101") && !all.contains("hello"), "{all:?}");
+        assert_eq!(answered.load(Ordering::Relaxed), 1);
+    }
+}

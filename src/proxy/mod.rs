@@ -7,7 +7,7 @@
 
 mod copy;
 pub mod fds;
-mod http;
+pub(crate) mod http;
 mod life;
 pub mod listen;
 mod metrics;

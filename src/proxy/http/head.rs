@@ -141,6 +141,21 @@ fn hop_by_hop(name: &str) -> bool {
         || (name.len() > 6 && name[..6].eq_ignore_ascii_case("proxy-"))
 }
 
+/// Request headers the proxy drops besides the hop-by-hop ones: the framing and `Expect` it
+/// handles itself, and the forwarding headers it writes itself. `Forwarded` and `X-Real-IP` from
+/// a client could claim any client address, so they never reach a backend.
+fn replaced_by_proxy(name: &str) -> bool {
+    const REPLACED: [&str; 6] = [
+        "content-length",
+        "expect",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+        "forwarded",
+        "x-real-ip",
+    ];
+    REPLACED.iter().any(|h| name.eq_ignore_ascii_case(h))
+}
+
 /// Whether `name` is listed by a `Connection` header (checked against all of them when there
 /// were more tokens than `tokens` keeps).
 fn named_by_connection(name: &str, tokens: &Tokens, headers: &[httparse::Header]) -> bool {
@@ -153,6 +168,93 @@ fn named_by_connection(name: &str, tokens: &Tokens, headers: &[httparse::Header]
             .filter(|h| h.name.eq_ignore_ascii_case("connection"))
             .flat_map(|h| h.value.split(|c| *c == b','))
             .any(|t| t.trim_ascii().eq_ignore_ascii_case(name.as_bytes()))
+}
+
+/// Whether `v` is a valid authority of an absolute-form target, to become the `Host`:
+/// `host[:port]` with a registered name, IPv4 address or bracketed IP literal (RFC 3986 §3.2.2),
+/// without user information.
+fn valid_authority(v: &[u8]) -> bool {
+    let (host, port) = match v.first() {
+        Some(b'[') => match v.iter().position(|c| *c == b']') {
+            Some(end) => {
+                let literal = &v[1..end];
+                if literal.is_empty()
+                    || !literal
+                        .iter()
+                        .all(|c| c.is_ascii_hexdigit() || matches!(c, b':' | b'.' | b'v' | b'V'))
+                {
+                    return false;
+                }
+                match &v[end + 1..] {
+                    [] => return true,
+                    [b':', port @ ..] => (&v[..0], port),
+                    _ => return false,
+                }
+            }
+            None => return false,
+        },
+        _ => match v.iter().position(|c| *c == b':') {
+            Some(colon) => (&v[..colon], &v[colon + 1..]),
+            None => (v, &v[..0]),
+        },
+    };
+    // unreserved, pct-encoded and sub-delims: what a reg-name may hold.
+    let host_ok = host.iter().all(|c| {
+        c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'%'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+            )
+    });
+    host_ok && port.len() <= 5 && port.iter().all(u8::is_ascii_digit)
+}
+
+/// The request target to send upstream (origin or asterisk form) and, for an absolute-form
+/// target, its authority, which replaces the `Host` header (RFC 9112 §3.2.2). An absolute-form
+/// target with nothing or only a query after its authority gets the path `/` (written by the
+/// caller: see [`write_target`]).
+fn split_target<'a>(method: &str, target: &'a str) -> Result<(&'a str, Option<&'a str>), Reject> {
+    if target.starts_with('/') || (target == "*" && method == "OPTIONS") {
+        return Ok((target, None));
+    }
+    let t = target.as_bytes();
+    let scheme = if t.len() >= 7 && t[..7].eq_ignore_ascii_case(b"http://") {
+        7
+    } else if t.len() >= 8 && t[..8].eq_ignore_ascii_case(b"https://") {
+        8
+    } else {
+        return Err(Reject::BadRequest("bad request target"));
+    };
+    // The scheme is ASCII, so `scheme` is a char boundary; so are '/' and '?'.
+    let rest = &target[scheme..];
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let authority = &rest[..end];
+    if authority.is_empty() || !valid_authority(authority.as_bytes()) {
+        return Err(Reject::BadRequest("bad authority in the request target"));
+    }
+    Ok((&rest[end..], Some(authority)))
+}
+
+/// Write the origin-form `path` from [`split_target`]: `/` before a bare query or nothing.
+fn write_target(out: &mut Vec<u8>, path: &str, absolute: bool) {
+    if absolute && !path.starts_with('/') {
+        out.push(b'/');
+    }
+    out.extend_from_slice(path.as_bytes());
 }
 
 /// The decimal value of a `Content-Length`, refusing signs, spaces and overflow.
@@ -201,20 +303,9 @@ pub fn parse_request(buf: &[u8], peer_ip: &str, out: &mut Vec<u8>) -> Result<Opt
     if method == "CONNECT" {
         return Err(Reject::ConnectNotAllowed);
     }
-    // Origin form is forwarded as is; absolute form loses its scheme and authority.
-    let target = if target.starts_with('/') || (target == "*" && method == "OPTIONS") {
-        target
-    } else if let Some(rest) = target
-        .strip_prefix("http://")
-        .or_else(|| target.strip_prefix("https://"))
-    {
-        match rest.find('/') {
-            Some(i) => &rest[i..],
-            None => "/",
-        }
-    } else {
-        return Err(Reject::BadRequest("bad request target"));
-    };
+    // Origin form is forwarded as is; absolute form loses its scheme and authority, and the
+    // authority becomes the `Host`.
+    let (path, authority) = split_target(method, target)?;
     let http10 = version == 0;
     let headers = req.headers;
 
@@ -280,21 +371,21 @@ pub fn parse_request(buf: &[u8], peer_ip: &str, out: &mut Vec<u8>) -> Result<Opt
         _ => None,
     };
 
+    // The host the request is for: an absolute-form target's authority wins over `Host`.
+    let host = authority.map(str::as_bytes).or(host);
+
     out.clear();
     out.extend_from_slice(method.as_bytes());
     out.push(b' ');
-    out.extend_from_slice(target.as_bytes());
+    write_target(out, path, authority.is_some());
     out.extend_from_slice(b" HTTP/1.1\r\n");
     let mut prior_xff = false;
     for h in headers.iter() {
         let n = h.name;
-        if hop_by_hop(n)
-            || n.eq_ignore_ascii_case("content-length")
-            || n.eq_ignore_ascii_case("expect")
-            || n.eq_ignore_ascii_case("x-forwarded-proto")
-            || n.eq_ignore_ascii_case("x-forwarded-host")
-            || named_by_connection(n, &tokens, headers)
-        {
+        // `Host` and earlier `X-Forwarded-For` go on even when `Connection` names them: the
+        // backend needs both.
+        if n.eq_ignore_ascii_case("host") {
+            put(out, n.as_bytes(), host.unwrap_or(h.value));
             continue;
         }
         if n.eq_ignore_ascii_case("x-forwarded-for") {
@@ -302,7 +393,15 @@ pub fn parse_request(buf: &[u8], peer_ip: &str, out: &mut Vec<u8>) -> Result<Opt
             prior_xff = true;
             continue;
         }
+        if hop_by_hop(n) || replaced_by_proxy(n) || named_by_connection(n, &tokens, headers) {
+            continue;
+        }
         put(out, n.as_bytes(), h.value);
+    }
+    if hosts == 0 {
+        if let Some(a) = authority {
+            put(out, b"Host", a.as_bytes());
+        }
     }
     out.extend_from_slice(b"X-Forwarded-For: ");
     if prior_xff {
@@ -314,6 +413,8 @@ pub fn parse_request(buf: &[u8], peer_ip: &str, out: &mut Vec<u8>) -> Result<Opt
             out.extend_from_slice(b", ");
         }
     }
+    out.extend_from_slice(peer_ip.as_bytes());
+    out.extend_from_slice(b"\r\nX-Real-IP: ");
     out.extend_from_slice(peer_ip.as_bytes());
     out.extend_from_slice(b"\r\nX-Forwarded-Proto: http\r\n");
     if let Some(h) = host {
@@ -399,6 +500,10 @@ pub fn parse_response(
     let (Some(status), Some(version)) = (resp.code, resp.version) else {
         return Err("malformed status line");
     };
+    if status == 101 && !client.upgrade {
+        // Not an interim response: the backend would go on in another protocol.
+        return Err("a 101 Switching Protocols the client did not ask for");
+    }
     let reason = resp.reason.unwrap_or("");
     let headers = resp.headers;
     let mut tokens = Tokens::new();
@@ -459,7 +564,10 @@ pub fn parse_response(
     out.extend_from_slice(b"\r\n");
     for h in headers.iter() {
         let n = h.name;
-        if hop_by_hop(n) || named_by_connection(n, &tokens, headers) {
+        // `Connection` cannot remove the length: the client needs it to find the body's end.
+        if hop_by_hop(n)
+            || (named_by_connection(n, &tokens, headers) && !n.eq_ignore_ascii_case("content-length"))
+        {
             continue;
         }
         // A length the body no longer has: dropped (kept for HEAD, 204 and 304, where it
@@ -529,11 +637,101 @@ mod tests {
         assert_eq!(
             head,
             "GET /a?b=1 HTTP/1.1\r\nHost: example.com\r\nX-Kept: yes\r\n\
-             X-Forwarded-For: 10.0.0.1, 10.0.0.2, 192.0.2.7\r\nX-Forwarded-Proto: http\r\n\
-             X-Forwarded-Host: example.com\r\n\r\n"
+             X-Forwarded-For: 10.0.0.1, 10.0.0.2, 192.0.2.7\r\nX-Real-IP: 192.0.2.7\r\n\
+             X-Forwarded-Proto: http\r\nX-Forwarded-Host: example.com\r\n\r\n"
         );
         assert!(r.keep_alive && !r.upgrade && !r.http10);
         assert_eq!(r.body, Framing::Empty);
+    }
+
+    #[test]
+    fn connection_cannot_remove_what_the_proxy_sends() {
+        let (r, head) = req("POST /p HTTP/1.1\r\nHost: app.example\r\n\
+             Connection: Host, X-Forwarded-For, Content-Length, X-Forwarded-Host, X-Real-IP, X-Gone\r\n\
+             X-Forwarded-For: 10.0.0.1\r\nContent-Length: 3\r\nX-Gone: 1\r\n\r\n")
+        .expect("accepted");
+        assert_eq!(
+            head,
+            "POST /p HTTP/1.1\r\nHost: app.example\r\nX-Forwarded-For: 10.0.0.1, 192.0.2.7\r\n\
+             X-Real-IP: 192.0.2.7\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: app.example\r\n\
+             Content-Length: 3\r\n\r\n"
+        );
+        assert_eq!(r.body, Framing::Length(3));
+        // HTTP/1.0 naming its Host keeps it too (no Host naming the backend is added).
+        let (r, head) = req("GET / HTTP/1.0\r\nHost: old.example\r\nConnection: host, keep-alive\r\n\r\n")
+            .expect("accepted");
+        assert!(!r.needs_host && r.keep_alive);
+        assert!(head.contains("\r\nHost: old.example\r\n"), "{head}");
+        assert_eq!(head.matches("\r\nHost:").count(), 1, "{head}");
+    }
+
+    #[test]
+    fn absolute_form_becomes_origin_form_with_the_authority_as_host() {
+        for (target, path) in [
+            ("http://a.example/p?q=1", "/p?q=1"),
+            ("http://a.example", "/"),
+            ("http://a.example?q=1", "/?q=1"),
+            ("HTTPS://a.example:8443/x/y", "/x/y"),
+            ("http://[2001:db8::1]:8080/v6", "/v6"),
+            ("http://10.0.0.1/", "/"),
+        ] {
+            let authority = target.split_once("//").expect("scheme").1;
+            let authority = &authority[..authority.find(['/', '?']).unwrap_or(authority.len())];
+            let (r, head) = req(&format!(
+                "GET {target} HTTP/1.1\r\nHost: other.example\r\nX-App: 1\r\n\r\n"
+            ))
+            .expect("accepted");
+            assert!(!r.needs_host);
+            assert_eq!(
+                head,
+                format!(
+                    "GET {path} HTTP/1.1\r\nHost: {authority}\r\nX-App: 1\r\n\
+                     X-Forwarded-For: 192.0.2.7\r\nX-Real-IP: 192.0.2.7\r\nX-Forwarded-Proto: http\r\n\
+                     X-Forwarded-Host: {authority}\r\n\r\n"
+                ),
+                "{target}"
+            );
+        }
+        // HTTP/1.0 without Host: the authority is the Host, not the backend's address.
+        let (r, head) = req("GET http://a.example/p HTTP/1.0\r\n\r\n").expect("accepted");
+        assert!(!r.needs_host);
+        assert!(
+            head.starts_with("GET /p HTTP/1.1\r\nHost: a.example\r\n"),
+            "{head}"
+        );
+        assert!(!head.contains("127.0.0.1:9"), "{head}");
+        // Other schemes, user information and a missing or bad authority are refused.
+        for (target, why) in [
+            ("ftp://a.example/f", "bad request target"),
+            ("a.example:80", "bad request target"),
+            ("*", "bad request target"),
+            ("http:///p", "bad authority in the request target"),
+            ("http://user:pw@a.example/", "bad authority in the request target"),
+            ("http://a.example:80x/", "bad authority in the request target"),
+            ("http://[::1/", "bad authority in the request target"),
+            ("http://a\"b/", "bad authority in the request target"),
+        ] {
+            assert_eq!(
+                req(&format!("GET {target} HTTP/1.1\r\nHost: h\r\n\r\n")).err(),
+                Some(Reject::BadRequest(why)),
+                "{target}"
+            );
+        }
+        assert!(req("OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n").is_ok());
+    }
+
+    #[test]
+    fn client_address_headers_from_clients_are_replaced() {
+        let (_, head) = req(
+            "GET / HTTP/1.1\r\nHost: h\r\nForwarded: for=203.0.113.9\r\nX-Real-IP: 203.0.113.9\r\n\
+             x-real-ip: 203.0.113.10\r\nX-Forwarded-For: 203.0.113.9\r\n\r\n",
+        )
+        .expect("accepted");
+        assert_eq!(
+            head,
+            "GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 203.0.113.9, 192.0.2.7\r\n\
+             X-Real-IP: 192.0.2.7\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: h\r\n\r\n"
+        );
     }
 
     #[test]
@@ -712,6 +910,23 @@ mod tests {
             head,
             "HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: echo\r\n\r\n"
         );
+        // A 101 without an upgrade request is an error, not an interim response.
+        assert_eq!(
+            resp(
+                "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n",
+                CLIENT,
+            )
+            .err(),
+            Some("a 101 Switching Protocols the client did not ask for")
+        );
+        // `Connection` naming the length does not take it from the client.
+        let (r, head) = resp(
+            "HTTP/1.1 200 OK\r\nConnection: Content-Length, X-Hop\r\nContent-Length: 3\r\nX-Hop: 1\r\n\r\n",
+            CLIENT,
+        )
+        .expect("ok");
+        assert_eq!((r.body, r.close_client), (Framing::Length(3), false));
+        assert_eq!(head, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n");
         // Garbage.
         assert!(resp(
             "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",

@@ -4,8 +4,8 @@
 //! hop-by-hop removal, streamed bodies both ways, upgrades (a tunnel after `101`), retries on
 //! another backend, and `100 Continue`.
 
-mod body;
-mod head;
+pub(crate) mod body;
+pub(crate) mod head;
 
 use std::io;
 use std::net::SocketAddr;
@@ -519,7 +519,8 @@ impl Conn {
                 upgrade: req.upgrade,
             };
             match head::parse_response(&self.upbuf, client, &mut self.out) {
-                Ok(Some(r)) if (100..200).contains(&r.status) && !(r.status == 101 && req.upgrade) => {
+                // A 101 is final (tunnel); one the client did not ask for was refused by the parser.
+                Ok(Some(r)) if (100..200).contains(&r.status) && r.status != 101 => {
                     // Interim: 100 is answered here already; others go to HTTP/1.1 clients.
                     self.upbuf.advance(r.len);
                     if r.status != 100 && !req.http10 {
