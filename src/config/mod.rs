@@ -15,6 +15,7 @@ use serde::Serialize;
 
 pub use file::{ConfigError, HookFailure, Layer, Mode, Readiness};
 pub use server::{DEFAULT_ALIVE_DELAY, DEFAULT_DRAIN_TIME, DEFAULT_HEALTH_TIMEOUT};
+pub(crate) use server::{no_empty_port, proxy_ports_given_once};
 use values::format_duration;
 
 use crate::logging::LogFormat;

@@ -79,7 +79,7 @@ pub(super) fn resolve(l: &Layer, mode: Mode) -> Result<Server, ConfigError> {
 
 /// `-p ''`, `-p ','` or `port = ["8080,"]`: a port value with nothing in it (or in one of its
 /// comma-separated items) is a mistake, not "no port".
-fn no_empty_port(values: &[String]) -> Result<(), ConfigError> {
+pub(crate) fn no_empty_port(values: &[String]) -> Result<(), ConfigError> {
     for v in values {
         if v.split(',').any(|item| item.trim().is_empty()) {
             return Err(invalid(format!(
@@ -114,7 +114,7 @@ fn app_ports_given_once(values: &[String]) -> Result<(), ConfigError> {
 }
 
 /// Container mode: one proxy port per listen port, whatever the form it is written in.
-fn proxy_ports_given_once(values: &[String]) -> Result<(), ConfigError> {
+pub(crate) fn proxy_ports_given_once(values: &[String]) -> Result<(), ConfigError> {
     let mut seen: Vec<(u16, &str)> = Vec::new();
     for v in values {
         let Ok(spec) = v.parse::<crate::proxy::PortSpec>() else {

@@ -52,7 +52,10 @@ fn from_layer(app: &str, l: &Layer) -> Result<ProxySettings, ConfigError> {
             )))
         }
     }
-    let specs = super::spec::parse_all(l.port.as_deref().unwrap_or_default())
+    let ports = l.port.as_deref().unwrap_or_default();
+    crate::config::no_empty_port(ports)?;
+    crate::config::proxy_ports_given_once(ports)?;
+    let specs = super::spec::parse_all(ports)
         .map_err(|e| invalid(format!("{e:#}")))?;
     let dir = crate::systemd::state_directory().unwrap_or_else(|| {
         l.root
