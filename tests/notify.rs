@@ -350,6 +350,14 @@ fn certificate(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
 }
 
 fn aiosmtpd_with(dir: &Path, name: &str, tls: &[&std::ffi::OsStr]) -> Smtp {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port");
+    aiosmtpd_on(dir, name, tls, port)
+}
+
+fn aiosmtpd_on(dir: &Path, name: &str, tls: &[&std::ffi::OsStr], port: u16) -> Smtp {
     let probe = std::process::Command::new("python3")
         .args(["-c", "import aiosmtpd"])
         .status();
@@ -357,10 +365,6 @@ fn aiosmtpd_with(dir: &Path, name: &str, tls: &[&std::ffi::OsStr]) -> Smtp {
         probe.is_ok_and(|s| s.success()),
         "aiosmtpd is missing: run `pip install aiosmtpd` (or apt-get install python3-aiosmtpd); .ci/run installs it"
     );
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port");
     let maildir = dir.join(name);
     let child = std::process::Command::new("python3")
         .args(["-m", "aiosmtpd", "-n", "-l"])
@@ -620,4 +624,34 @@ fn receivers_answering_503_and_429_with_retry_after_get_every_event_once_in_orde
     assert!(log.contains("webhook answered 503 Service Unavailable"), "{log}");
     assert!(log.contains("webhook answered 429 Too Many Requests"), "{log}");
     assert!(!log.contains("message dropped"), "{log}");
+}
+
+#[test]
+fn mail_to_a_relay_that_is_down_at_first_is_retried_and_each_event_sent_once() {
+    let s = Workspace::new();
+    publish(&s, "v1.0.0");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let url = format!("mail://127.0.0.1:{port}/ops@example.com?from=dewy@example.com&tls=false");
+    let mut d = start(&s, &["--notifier", &url], &[]);
+    wait_live(&s, "v1.0.0");
+    wait_for("a retried mail", LONG, || {
+        d.log().contains("Notification failure; retrying").then_some(())
+    });
+    let smtp = aiosmtpd_on(s.root.parent().unwrap(), "maildir", &[], port);
+    wait_for("the deployed mail", LONG, || {
+        mails(&smtp.maildir)
+            .iter()
+            .any(|m| m.contains("Event: deployed"))
+            .then_some(())
+    });
+    assert!(d.terminate(LONG).success(), "{}", d.log());
+    let all = mails(&smtp.maildir);
+    for kind in ["started", "release-found", "downloaded", "deploy-started", "deployed", "stopped"] {
+        let n = all.iter().filter(|m| m.contains(&format!("Event: {kind}\n"))).count();
+        assert_eq!(n, 1, "{kind}: {all:#?}");
+    }
+    assert_eq!(all.len(), 6, "{all:#?}");
 }
