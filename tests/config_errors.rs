@@ -126,14 +126,37 @@ fn duration_flags_out_of_range_exit_78_naming_the_key() {
         ("assets", "--interval", "99999999999999999999d", "interval"),
         ("assets", "--interval", "99999999999999999999", "interval"),
         ("assets", "-i", "1d99999999999h", "interval"),
-        ("assets", "--grace-period", "99999999999999999999d", "grace-period"),
+        (
+            "assets",
+            "--grace-period",
+            "99999999999999999999d",
+            "grace-period",
+        ),
         ("assets", "--hook-timeout", "1d99999999999h", "hook-timeout"),
-        ("server", "--health-timeout", "99999999999999999999d", "health-timeout"),
+        (
+            "server",
+            "--health-timeout",
+            "99999999999999999999d",
+            "health-timeout",
+        ),
         ("server", "--drain-time", "99999999999999999999d", "drain-time"),
         ("server", "--alive-delay", "99999999999999999999d", "alive-delay"),
-        ("container", "--proxy-idle-timeout", "99999999999999999999d", "proxy-idle-timeout"),
+        (
+            "container",
+            "--proxy-idle-timeout",
+            "99999999999999999999d",
+            "proxy-idle-timeout",
+        ),
     ] {
-        let mut args = vec![mode, "--registry", "file:///srv/rel", "--bus", "none", flag, value];
+        let mut args = vec![
+            mode,
+            "--registry",
+            "file:///srv/rel",
+            "--bus",
+            "none",
+            flag,
+            value,
+        ];
         match mode {
             "server" => args.extend(["--", "./current/app"]),
             "container" => args.extend(["-p", "18000:80"]),
@@ -158,8 +181,14 @@ fn empty_and_repeated_ports_are_config_errors_naming_the_value() {
         (&[""][..], &["port \"\"", "empty"][..]),
         (&[","], &["port \",\"", "empty"]),
         (&["8080,"], &["port \"8080,\"", "empty"]),
-        (&["18000", "0.0.0.0:18000"], &["port 18000 is given twice: \"18000\" and \"0.0.0.0:18000\""]),
-        (&["18000", ":18000"], &["port 18000 is given twice: \"18000\" and \":18000\""]),
+        (
+            &["18000", "0.0.0.0:18000"],
+            &["port 18000 is given twice: \"18000\" and \"0.0.0.0:18000\""],
+        ),
+        (
+            &["18000", ":18000"],
+            &["port 18000 is given twice: \"18000\" and \":18000\""],
+        ),
         (&["127.0.0.1:18000", "18000"], &["port 18000 is given twice"]),
     ] {
         let args = server(ports);
@@ -237,5 +266,10 @@ fn config_naming_a_directory_is_a_config_error() {
         tmp.path(),
         &needles,
     );
-    assert_config_error(DEWY, &["config", "check", "--offline", dir_s], tmp.path(), &needles);
+    assert_config_error(
+        DEWY,
+        &["config", "check", "--offline", dir_s],
+        tmp.path(),
+        &needles,
+    );
 }

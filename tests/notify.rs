@@ -649,8 +649,18 @@ fn mail_to_a_relay_that_is_down_at_first_is_retried_and_each_event_sent_once() {
     });
     assert!(d.terminate(LONG).success(), "{}", d.log());
     let all = mails(&smtp.maildir);
-    for kind in ["started", "release-found", "downloaded", "deploy-started", "deployed", "stopped"] {
-        let n = all.iter().filter(|m| m.contains(&format!("Event: {kind}\n"))).count();
+    for kind in [
+        "started",
+        "release-found",
+        "downloaded",
+        "deploy-started",
+        "deployed",
+        "stopped",
+    ] {
+        let n = all
+            .iter()
+            .filter(|m| m.contains(&format!("Event: {kind}\n")))
+            .count();
         assert_eq!(n, 1, "{kind}: {all:#?}");
     }
     assert_eq!(all.len(), 6, "{all:#?}");

@@ -52,5 +52,9 @@ fn a_panicking_task_ends_the_process_with_status_70() {
     assert_eq!(out.status.code(), Some(dewy::EXIT_PANIC), "{err}");
     assert!(err.contains("polling task failed in round 3"), "{err}");
     // It ended at the panic, not after the 20 s wait.
-    assert!(started.elapsed() < Duration::from_secs(15), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
 }

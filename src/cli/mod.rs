@@ -36,7 +36,10 @@ pub fn exit_on_panic() {
 fn task_ended(what: &str, result: Result<(), tokio::task::JoinError>) -> i32 {
     match result {
         Err(e) if e.is_panic() => {
-            tracing::error!(task = what, "Task panicked; exiting so that systemd restarts dewy");
+            tracing::error!(
+                task = what,
+                "Task panicked; exiting so that systemd restarts dewy"
+            );
             eprintln!("Error: the {what} task panicked");
         }
         Err(e) => {
@@ -44,7 +47,10 @@ fn task_ended(what: &str, result: Result<(), tokio::task::JoinError>) -> i32 {
             eprintln!("Error: the {what} task stopped: {e}");
         }
         Ok(()) => {
-            tracing::error!(task = what, "Task returned; exiting so that systemd restarts dewy");
+            tracing::error!(
+                task = what,
+                "Task returned; exiting so that systemd restarts dewy"
+            );
             eprintln!("Error: the {what} task returned");
         }
     }

@@ -172,8 +172,11 @@ pub fn parse_layer(path: &Path, text: &str) -> Result<Layer, ConfigError> {
 fn key_on_line(text: &str, line: usize) -> Option<&str> {
     let (key, _) = text.lines().nth(line.checked_sub(1)?)?.split_once('=')?;
     let key = key.trim();
-    (!key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_')))
-        .then_some(key)
+    (!key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_')))
+    .then_some(key)
 }
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
@@ -271,14 +274,20 @@ mod tests {
         let err = parse_layer(Path::new("a.toml"), "\ndrain-time = 99999999999999999999\n")
             .unwrap_err()
             .to_string();
-        assert!(err.starts_with("a.toml:2:") && err.contains("drain-time"), "{err}");
+        assert!(
+            err.starts_with("a.toml:2:") && err.contains("drain-time"),
+            "{err}"
+        );
     }
 
     #[test]
     fn a_directory_is_not_a_config_file() {
         let tmp = tempfile::tempdir().unwrap();
         let err = explicit(tmp.path()).unwrap_err().to_string();
-        assert!(err.contains(&tmp.path().display().to_string()) && err.contains("is a directory"), "{err}");
+        assert!(
+            err.contains(&tmp.path().display().to_string()) && err.contains("is a directory"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -14,8 +14,8 @@ use std::time::Duration;
 use serde::Serialize;
 
 pub use file::{ConfigError, HookFailure, Layer, Mode, Readiness};
-pub use server::{DEFAULT_ALIVE_DELAY, DEFAULT_DRAIN_TIME, DEFAULT_HEALTH_TIMEOUT};
 pub(crate) use server::{no_empty_port, proxy_ports_given_once};
+pub use server::{DEFAULT_ALIVE_DELAY, DEFAULT_DRAIN_TIME, DEFAULT_HEALTH_TIMEOUT};
 use values::format_duration;
 
 use crate::logging::LogFormat;

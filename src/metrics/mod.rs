@@ -246,9 +246,7 @@ impl Metrics {
 
 /// A label value in the exposition format: backslash, double quote and newline escaped.
 fn label_value(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
 impl EventSink for Metrics {

@@ -398,7 +398,10 @@ mod tests {
             .filter_map(|n| n.event.deploy_version().map(str::to_string))
             .collect();
         assert_eq!(queued.len(), QUEUE_CAPACITY);
-        assert_eq!(queued.last().map(String::as_str), Some(format!("v1.0.{}", emitted - 1).as_str()));
+        assert_eq!(
+            queued.last().map(String::as_str),
+            Some(format!("v1.0.{}", emitted - 1).as_str())
+        );
     }
 
     #[tokio::test]

@@ -103,7 +103,16 @@ mod tests {
         let secs = |n| Some(Duration::from_secs(n));
         assert_eq!(
             waits,
-            [secs(1), secs(2), secs(4), secs(8), secs(16), secs(32), secs(60), None]
+            [
+                secs(1),
+                secs(2),
+                secs(4),
+                secs(8),
+                secs(16),
+                secs(32),
+                secs(60),
+                None
+            ]
         );
         assert_eq!(delay(&anyhow::anyhow!("404 Not Found"), 1), None);
         // Under a context, still transient.
