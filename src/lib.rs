@@ -23,3 +23,7 @@ pub mod watch;
 
 /// Exit status for a bad configuration (sysexits EX_CONFIG); units set `RestartPreventExitStatus=78`.
 pub const EXIT_CONFIG: i32 = 78;
+
+/// Exit status of a process ended by a panic in any thread or task (sysexits EX_SOFTWARE): a
+/// failure that `Restart=on-failure` restarts, unlike [`EXIT_CONFIG`].
+pub const EXIT_PANIC: i32 = 70;

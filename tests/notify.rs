@@ -350,6 +350,14 @@ fn certificate(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
 }
 
 fn aiosmtpd_with(dir: &Path, name: &str, tls: &[&std::ffi::OsStr]) -> Smtp {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port");
+    aiosmtpd_on(dir, name, tls, port)
+}
+
+fn aiosmtpd_on(dir: &Path, name: &str, tls: &[&std::ffi::OsStr], port: u16) -> Smtp {
     let probe = std::process::Command::new("python3")
         .args(["-c", "import aiosmtpd"])
         .status();
@@ -357,10 +365,6 @@ fn aiosmtpd_with(dir: &Path, name: &str, tls: &[&std::ffi::OsStr]) -> Smtp {
         probe.is_ok_and(|s| s.success()),
         "aiosmtpd is missing: run `pip install aiosmtpd` (or apt-get install python3-aiosmtpd); .ci/run installs it"
     );
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port");
     let maildir = dir.join(name);
     let child = std::process::Command::new("python3")
         .args(["-m", "aiosmtpd", "-n", "-l"])
@@ -526,4 +530,138 @@ fn mail_is_delivered_over_starttls_and_implicit_tls_with_a_private_ca() {
         mails(&other.maildir).is_empty(),
         "a mail went to a relay whose certificate is not trusted"
     );
+}
+
+/// The events of one deploy from an empty host, then of one upgrade.
+const TWO_DEPLOYS: [&str; 10] = [
+    "started",
+    "release-found",
+    "downloaded",
+    "deploy-started",
+    "deployed",
+    "release-found",
+    "downloaded",
+    "deploy-started",
+    "deployed",
+    "stopped",
+];
+
+fn wait_live(s: &Workspace, version: &str) {
+    wait_for(&format!("{version} live"), LONG, || {
+        (current_file(&s.root, "VERSION").as_deref() == Some(version)).then_some(())
+    });
+}
+
+/// True once `path` of `rx` accepted two `deployed` events.
+fn both_deploys_arrived(rx: &Receiver, path: &str) -> bool {
+    accepted(&rx.to(path)).iter().filter(|k| *k == "deployed").count() == 2
+}
+
+/// The events a receiver accepted (answered 200), and checks that none arrived twice.
+fn accepted(reqs: &[Received]) -> Vec<String> {
+    let ok: Vec<&Received> = reqs.iter().filter(|r| r.status == 200).collect();
+    let mut bodies: Vec<&str> = ok.iter().map(|r| r.body.as_str()).collect();
+    bodies.sort_unstable();
+    bodies.dedup();
+    assert_eq!(bodies.len(), ok.len(), "a message was accepted twice");
+    events(&ok.into_iter().cloned().collect::<Vec<_>>())
+}
+
+#[test]
+fn a_webhook_receiver_that_is_down_at_first_gets_every_event_once_in_order() {
+    let s = Workspace::new();
+    publish(&s, "v1.0.0");
+    // A port nobody listens on yet: connections are refused until the receiver starts.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let hook = format!("webhook+http://127.0.0.1:{port}/hook");
+    let mut d = start(&s, &["--notifier", &hook], &[]);
+    // The deploy does not wait for the receiver; the messages wait for it.
+    wait_live(&s, "v1.0.0");
+    wait_for("a retried send", LONG, || {
+        d.log().contains("Notification failure; retrying").then_some(())
+    });
+    let rx = Receiver::start_on(port);
+    publish(&s, "v1.1.0");
+    wait_live(&s, "v1.1.0");
+    wait_for("both deploys on the receiver", LONG, || {
+        both_deploys_arrived(&rx, "/hook").then_some(())
+    });
+    assert!(d.terminate(LONG).success(), "{}", d.log());
+
+    assert_eq!(accepted(&rx.to("/hook")), TWO_DEPLOYS);
+    let log = d.log();
+    assert!(log.contains("Notification sent after retrying"), "{log}");
+    assert!(!log.contains("message dropped"), "{log}");
+}
+
+#[test]
+fn receivers_answering_503_and_429_with_retry_after_get_every_event_once_in_order() {
+    let s = Workspace::new();
+    let rx = Receiver::start();
+    publish(&s, "v1.0.0");
+    let busy = format!("webhook+{}/unavailable", rx.base());
+    let limited = format!("webhook+{}/limited", rx.base());
+    let mut d = start(&s, &["--notifier", &busy, "--notifier", &limited], &[]);
+    wait_live(&s, "v1.0.0");
+    publish(&s, "v1.1.0");
+    wait_live(&s, "v1.1.0");
+    wait_for("both deploys on both receivers", LONG, || {
+        (both_deploys_arrived(&rx, "/unavailable") && both_deploys_arrived(&rx, "/limited")).then_some(())
+    });
+    assert!(d.terminate(LONG).success(), "{}", d.log());
+    for (path, refused) in [("/unavailable", 3), ("/limited", 2)] {
+        let reqs = rx.to(path);
+        assert_eq!(accepted(&reqs), TWO_DEPLOYS, "{path}");
+        // The refusals were all of the first message, retried until it went through.
+        let kinds: Vec<String> = events(&reqs).into_iter().take(refused + 1).collect();
+        assert_eq!(kinds, vec!["started"; refused + 1], "{path}");
+        assert_eq!(reqs.iter().filter(|r| r.status != 200).count(), refused, "{path}");
+    }
+    let log = d.log();
+    assert!(log.contains("webhook answered 503 Service Unavailable"), "{log}");
+    assert!(log.contains("webhook answered 429 Too Many Requests"), "{log}");
+    assert!(!log.contains("message dropped"), "{log}");
+}
+
+#[test]
+fn mail_to_a_relay_that_is_down_at_first_is_retried_and_each_event_sent_once() {
+    let s = Workspace::new();
+    publish(&s, "v1.0.0");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let url = format!("mail://127.0.0.1:{port}/ops@example.com?from=dewy@example.com&tls=false");
+    let mut d = start(&s, &["--notifier", &url], &[]);
+    wait_live(&s, "v1.0.0");
+    wait_for("a retried mail", LONG, || {
+        d.log().contains("Notification failure; retrying").then_some(())
+    });
+    let smtp = aiosmtpd_on(s.root.parent().unwrap(), "maildir", &[], port);
+    wait_for("the deployed mail", LONG, || {
+        mails(&smtp.maildir)
+            .iter()
+            .any(|m| m.contains("Event: deployed"))
+            .then_some(())
+    });
+    assert!(d.terminate(LONG).success(), "{}", d.log());
+    let all = mails(&smtp.maildir);
+    for kind in [
+        "started",
+        "release-found",
+        "downloaded",
+        "deploy-started",
+        "deployed",
+        "stopped",
+    ] {
+        let n = all
+            .iter()
+            .filter(|m| m.contains(&format!("Event: {kind}\n")))
+            .count();
+        assert_eq!(n, 1, "{kind}: {all:#?}");
+    }
+    assert_eq!(all.len(), 6, "{all:#?}");
 }

@@ -1,5 +1,6 @@
 //! `dewy-watcher`: see the library's `cli` module.
 
 fn main() {
+    dewy::cli::exit_on_panic();
     std::process::exit(dewy::cli::watcher_main());
 }

@@ -146,8 +146,11 @@ pub fn watcher_main() -> i32 {
         tracing::info!(registry = %settings.registry, interval = %config::values::format_duration(settings.interval), "Watcher ready");
         notify::ready(&format!("watching {}", settings.registry));
         notify::spawn_watchdog();
-        let poll = tokio::spawn(watcher.clone().run());
-        let signal = shutdown_signal().await;
+        let mut poll = tokio::spawn(watcher.clone().run());
+        let signal = tokio::select! {
+            signal = shutdown_signal() => signal,
+            ended = &mut poll => return super::task_ended("registry polling", ended),
+        };
         notify::stopping();
         poll.abort();
         observers.stopped(signal, false).await;

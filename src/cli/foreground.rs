@@ -109,8 +109,11 @@ pub async fn run(mode: Mode, args: RunArgs) -> i32 {
     let stop = shutdown_signal();
     deployer.start_app().await;
     super::restart_on_sigusr1(deployer.clone());
-    let poll = tokio::spawn(watcher.run());
-    let signal = stop.await;
+    let mut poll = tokio::spawn(watcher.run());
+    let signal = tokio::select! {
+        signal = stop => signal,
+        ended = &mut poll => return super::task_ended("registry polling", ended),
+    };
     tracing::info!(signal, "Shutting down gracefully");
     notify::stopping();
     let _ = tokio::time::timeout(Duration::from_secs(60), deployer.wait_idle()).await;

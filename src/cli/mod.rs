@@ -16,6 +16,47 @@ use crate::config::{ConfigError, Settings};
 use crate::EXIT_CONFIG;
 use args::{Cli, Command, ConfigCommand};
 
+/// Make a panic in any thread or task end the whole process with [`crate::EXIT_PANIC`].
+///
+/// tokio catches a panic in a spawned task and goes on without it: a watcher whose polling
+/// task died would stay up, look healthy to systemd (the watchdog is fed elsewhere) and never
+/// poll again. Ending the process instead lets `Restart=on-failure` bring everything back.
+/// Called first thing by every binary.
+pub fn exit_on_panic() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        report(info);
+        tracing::error!(panic = %info, "A panic ends dewy so that systemd restarts it");
+        std::process::exit(crate::EXIT_PANIC);
+    }));
+}
+
+/// A task of a daemon that should run until shutdown has ended: log why, and give the exit
+/// status (a panic normally never gets here, see [`exit_on_panic`]).
+fn task_ended(what: &str, result: Result<(), tokio::task::JoinError>) -> i32 {
+    match result {
+        Err(e) if e.is_panic() => {
+            tracing::error!(
+                task = what,
+                "Task panicked; exiting so that systemd restarts dewy"
+            );
+            eprintln!("Error: the {what} task panicked");
+        }
+        Err(e) => {
+            tracing::error!(task = what, error = %e, "Task stopped; exiting so that systemd restarts dewy");
+            eprintln!("Error: the {what} task stopped: {e}");
+        }
+        Ok(()) => {
+            tracing::error!(
+                task = what,
+                "Task returned; exiting so that systemd restarts dewy"
+            );
+            eprintln!("Error: the {what} task returned");
+        }
+    }
+    crate::EXIT_PANIC
+}
+
 /// `dewy`: the foreground pipeline and the operator commands.
 pub fn dewy_main() -> i32 {
     let cli = Cli::parse();

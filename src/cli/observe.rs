@@ -30,6 +30,12 @@ impl Observers {
         }
         let dispatcher = Dispatcher::start(&settings.app, notifiers);
         let metrics = Arc::new(Metrics::new(&settings.mode.to_string()));
+        if !dispatcher.is_empty() {
+            let d = Arc::downgrade(&dispatcher);
+            metrics.set_notification_counts(Box::new(move || {
+                d.upgrade().map(|d| d.counts()).unwrap_or_default()
+            }));
+        }
         let socket = serve::socket_path(&settings.state_dir, socket_name);
         let listen = if tcp { settings.metrics_listen } else { None };
         if let Err(e) = serve::start(metrics.clone(), &socket, listen).await {

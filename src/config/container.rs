@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 use super::file::{Layer, Mode};
-use super::{invalid, ConfigError};
+use super::{invalid, ranges, ConfigError};
 use crate::container::run_options::RunOptions;
 use crate::proxy::PortSpec;
 
@@ -88,6 +88,8 @@ pub(super) fn resolve(l: &Layer, mode: Mode) -> Result<Option<ContainerSettings>
     }
     let ports = crate::proxy::spec::parse_all(l.port.as_deref().unwrap_or_default())
         .map_err(|e| invalid(format!("{e:#}")))?;
+    let proxy_idle_timeout =
+        ranges::PROXY_IDLE_TIMEOUT.resolve(l.proxy_idle_timeout, DEFAULT_PROXY_IDLE_TIMEOUT)?;
     let replicas = l.replicas.unwrap_or(1);
     if !(1..=64).contains(&replicas) {
         return Err(invalid(format!("replicas = {replicas}: use 1 to 64")));
@@ -112,7 +114,7 @@ pub(super) fn resolve(l: &Layer, mode: Mode) -> Result<Option<ContainerSettings>
         run_option_words: l.run_options.clone().unwrap_or_default(),
         keep_images,
         on_stop,
-        proxy_idle_timeout: l.proxy_idle_timeout.map_or(DEFAULT_PROXY_IDLE_TIMEOUT, |d| d.0),
+        proxy_idle_timeout,
         proxy_max_connections,
     }))
 }

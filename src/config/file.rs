@@ -156,13 +156,29 @@ pub enum ConfigError {
 pub fn parse_layer(path: &Path, text: &str) -> Result<Layer, ConfigError> {
     toml::from_str::<Layer>(text).map_err(|e| {
         let (line, column) = e.span().map(|span| line_col(text, span.start)).unwrap_or((1, 1));
+        let message = e.message().trim();
+        let message = match key_on_line(text, line) {
+            Some(key) if !message.contains(key) => format!("{key}: {message}"),
+            _ => message.to_string(),
+        };
         ConfigError::At {
             path: path.to_path_buf(),
             line,
             column,
-            message: e.message().trim().to_string(),
+            message,
         }
     })
+}
+
+/// The key assigned on line `line` (1-based) of `text`, when that line is a `key = value`.
+fn key_on_line(text: &str, line: usize) -> Option<&str> {
+    let (key, _) = text.lines().nth(line.checked_sub(1)?)?.split_once('=')?;
+    let key = key.trim();
+    (!key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_')))
+    .then_some(key)
 }
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
@@ -221,6 +237,12 @@ pub fn load_files(files: &[PathBuf]) -> Result<Layer, ConfigError> {
 
 /// The files for an explicit `--config FILE`: the file itself and `FILE.d/*.toml`.
 pub fn explicit(path: &Path) -> Result<Vec<PathBuf>, ConfigError> {
+    if path.is_dir() {
+        return Err(ConfigError::Invalid(format!(
+            "--config {} is a directory; give the app's file, e.g. /etc/dewy/APP.toml",
+            path.display()
+        )));
+    }
     if !path.is_file() {
         return Err(ConfigError::Io {
             path: path.to_path_buf(),
@@ -251,6 +273,23 @@ mod tests {
     fn bad_value_is_reported() {
         let err = parse_layer(Path::new("a.toml"), "interval = \"ten\"\n").unwrap_err();
         assert!(err.to_string().contains("a.toml:1:"), "{err}");
+        let err = parse_layer(Path::new("a.toml"), "\ndrain-time = 99999999999999999999\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("a.toml:2:") && err.contains("drain-time"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_directory_is_not_a_config_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let err = explicit(tmp.path()).unwrap_err().to_string();
+        assert!(
+            err.contains(&tmp.path().display().to_string()) && err.contains("is a directory"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 pub mod container;
 pub mod file;
+pub mod ranges;
 mod server;
 pub mod values;
 
@@ -13,6 +14,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 pub use file::{ConfigError, HookFailure, Layer, Mode, Readiness};
+pub(crate) use server::{no_empty_port, proxy_ports_given_once};
 pub use server::{DEFAULT_ALIVE_DELAY, DEFAULT_DRAIN_TIME, DEFAULT_HEALTH_TIMEOUT};
 use values::format_duration;
 
@@ -122,6 +124,14 @@ pub fn load(app: &str, sources: &Sources) -> Result<Settings, ConfigError> {
     resolve(app, layer, files, sources.foreground)
 }
 
+/// Validate the settings `app` would get from one config file holding `text`, with no drop-ins
+/// and no flags ([`load`] without the file system; the `config` fuzz target runs it).
+pub fn from_text(app: &str, path: &Path, text: &str) -> Result<Settings, ConfigError> {
+    validate_app_name(app)?;
+    let layer = file::parse_layer(path, text)?;
+    resolve(app, layer, vec![path.to_path_buf()], false)
+}
+
 /// App names become bus names and directory names: keep them simple.
 pub fn validate_app_name(app: &str) -> Result<(), ConfigError> {
     let ok = !app.is_empty()
@@ -163,13 +173,17 @@ fn resolve(app: &str, l: Layer, files: Vec<PathBuf>, foreground: bool) -> Result
         crate::registry::calver::Format::parse(format).map_err(|e| invalid(format!("calver: {e}")))?;
     }
     let registry = with_calver(&registry, calver.as_deref())?;
+    file_registry_has_a_path(&registry)?;
     crate::registry::parse_url(&registry).map_err(|e| invalid(format!("registry: {e:#}")))?;
     let mode = l.mode.unwrap_or(Mode::Assets);
     let server = server::resolve(&l, mode)?;
     let container = container::resolve(&l, mode)?;
     let cache = l.cache.clone().filter(|c| !c.trim().is_empty());
     if let Some(url) = &cache {
-        crate::cache::shared::parse_url(url).map_err(|e| invalid(format!("cache: {e:#}")))?;
+        let spec = crate::cache::shared::parse_url(url).map_err(|e| invalid(format!("cache: {e:#}")))?;
+        if let Some(ttl) = spec.registry_ttl {
+            ranges::REGISTRY_TTL.check(ttl).map_err(invalid)?;
+        }
     }
     let notifiers: Vec<String> = l
         .notifier
@@ -180,10 +194,9 @@ fn resolve(app: &str, l: Layer, files: Vec<PathBuf>, foreground: bool) -> Result
         .collect();
     crate::notify::build(&notifiers).map_err(|e| invalid(format!("{e:#}")))?;
     let metrics_listen = metrics_listen(l.metrics_listen.as_deref())?;
-    let interval = l.interval.map_or(DEFAULT_INTERVAL, |d| d.0);
-    if interval < Duration::from_secs(1) {
-        return Err(invalid("interval must be at least 1s"));
-    }
+    let interval = ranges::INTERVAL.resolve(l.interval, DEFAULT_INTERVAL)?;
+    let grace_period = ranges::GRACE_PERIOD.resolve(l.grace_period, DEFAULT_GRACE_PERIOD)?;
+    let hook_timeout = ranges::HOOK_TIMEOUT.resolve(l.hook_timeout, DEFAULT_HOOK_TIMEOUT)?;
     let log_level = l.log_level.clone().unwrap_or_else(|| "info".into());
     crate::logging::parse_level(&log_level).map_err(|e| invalid(e.to_string()))?;
     let root = match l.root {
@@ -208,7 +221,7 @@ fn resolve(app: &str, l: Layer, files: Vec<PathBuf>, foreground: bool) -> Result
         mode,
         registry,
         interval,
-        grace_period: l.grace_period.map_or(DEFAULT_GRACE_PERIOD, |d| d.0),
+        grace_period,
         log_level,
         log_format: l.log_format.unwrap_or(LogFormat::Auto),
         state_dir: root.join(".dewy"),
@@ -218,7 +231,7 @@ fn resolve(app: &str, l: Layer, files: Vec<PathBuf>, foreground: bool) -> Result
         keep_artifacts: l.keep_artifacts.unwrap_or(3).max(1),
         before_deploy_hook: nonempty(l.before_deploy_hook),
         after_deploy_hook: nonempty(l.after_deploy_hook),
-        hook_timeout: l.hook_timeout.map_or(DEFAULT_HOOK_TIMEOUT, |d| d.0),
+        hook_timeout,
         before_hook_failure: l.before_hook_failure.unwrap_or(HookFailure::Continue),
         max_artifact_size: l.max_artifact_size.map_or(16 << 30, |b| b.0),
         max_extracted_size: l.max_extracted_size.map_or(32 << 30, |b| b.0),
@@ -257,6 +270,21 @@ fn with_calver(registry: &str, calver: Option<&str>) -> Result<String, ConfigErr
     }
     url.query_pairs_mut().append_pair("calver", format);
     Ok(url.to_string())
+}
+
+/// `registry = "file:"`, `"file://"` or `"file:///"` would make the whole file system the release
+/// source: the URL must name a directory.
+fn file_registry_has_a_path(registry: &str) -> Result<(), ConfigError> {
+    let Some(rest) = registry.trim().strip_prefix("file:") else {
+        return Ok(());
+    };
+    let path = rest.split(['?', '#']).next().unwrap_or_default();
+    if path.trim_matches('/').is_empty() {
+        return Err(invalid(format!(
+            "registry {registry:?} names no directory (e.g. registry = \"file:///srv/releases\")"
+        )));
+    }
+    Ok(())
 }
 
 /// `metrics-listen = "127.0.0.1:9101"`: a loopback address only (the metrics have no auth).

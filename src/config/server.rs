@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::file::{Layer, Mode, Readiness};
-use super::{invalid, ConfigError};
+use super::{invalid, ranges, ConfigError};
 
 /// Default time an old generation of the app gets to finish its requests.
 pub const DEFAULT_DRAIN_TIME: Duration = Duration::from_secs(30);
@@ -25,6 +25,9 @@ pub(super) struct Server {
 
 /// Check the server-mode keys of `l` for `mode`.
 pub(super) fn resolve(l: &Layer, mode: Mode) -> Result<Server, ConfigError> {
+    if let Some(values) = &l.port {
+        no_empty_port(values)?;
+    }
     let has_ports = l.port.as_ref().is_some_and(|p| !p.is_empty());
     let has_command = l.command.as_ref().is_some_and(|c| !c.is_empty());
     match mode {
@@ -38,19 +41,20 @@ pub(super) fn resolve(l: &Layer, mode: Mode) -> Result<Server, ConfigError> {
             ))
         }
         Mode::Server => {
-            crate::supervise::ports::parse(l.port.as_deref().unwrap_or_default())
-                .map_err(|e| invalid(format!("{e:#}")))?;
+            let values = l.port.as_deref().unwrap_or_default();
+            crate::supervise::ports::parse(values).map_err(|e| invalid(format!("{e:#}")))?;
+            app_ports_given_once(values)?;
         }
         Mode::Container => {
-            crate::proxy::spec::parse_all(l.port.as_deref().unwrap_or_default())
-                .map_err(|e| invalid(format!("{e:#}")))?;
+            let values = l.port.as_deref().unwrap_or_default();
+            proxy_ports_given_once(values)?;
+            crate::proxy::spec::parse_all(values).map_err(|e| invalid(format!("{e:#}")))?;
         }
         _ => {}
     }
-    let health_timeout = l.health_timeout.map_or(DEFAULT_HEALTH_TIMEOUT, |d| d.0);
-    if health_timeout.is_zero() {
-        return Err(invalid("health-timeout must be more than 0"));
-    }
+    let health_timeout = ranges::HEALTH_TIMEOUT.resolve(l.health_timeout, DEFAULT_HEALTH_TIMEOUT)?;
+    let drain_time = ranges::DRAIN_TIME.resolve(l.drain_time, DEFAULT_DRAIN_TIME)?;
+    let alive_delay = ranges::ALIVE_DELAY.resolve(l.alive_delay, DEFAULT_ALIVE_DELAY)?;
     let health_path = l.health_path.clone().filter(|p| !p.trim().is_empty()).map(|p| {
         if p.starts_with('/') {
             p
@@ -65,12 +69,66 @@ pub(super) fn resolve(l: &Layer, mode: Mode) -> Result<Server, ConfigError> {
     Ok(Server {
         command: l.command.clone().unwrap_or_default(),
         ports: l.port.clone().unwrap_or_default(),
-        drain_time: l.drain_time.map_or(DEFAULT_DRAIN_TIME, |d| d.0),
+        drain_time,
         readiness,
         health_path,
         health_timeout,
-        alive_delay: l.alive_delay.map_or(DEFAULT_ALIVE_DELAY, |d| d.0),
+        alive_delay,
     })
+}
+
+/// `-p ''`, `-p ','` or `port = ["8080,"]`: a port value with nothing in it (or in one of its
+/// comma-separated items) is a mistake, not "no port".
+pub(crate) fn no_empty_port(values: &[String]) -> Result<(), ConfigError> {
+    for v in values {
+        if v.split(',').any(|item| item.trim().is_empty()) {
+            return Err(invalid(format!(
+                "port {v:?} is empty or has an empty item (e.g. port = [\"8080\"] or -p 8080,8081)"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Server mode: the same port may not be listed twice, in any form (`8000`, `:8000`,
+/// `0.0.0.0:8000`), nor by a wildcard address and a specific one (they would both be bound).
+fn app_ports_given_once(values: &[String]) -> Result<(), ConfigError> {
+    let mut seen: Vec<(std::net::SocketAddr, &str)> = Vec::new();
+    for item in values.iter().flat_map(|v| v.split(',')).map(str::trim) {
+        let addrs = crate::supervise::ports::parse(&[item.to_string()]).unwrap_or_default();
+        for addr in addrs {
+            let clash = seen.iter().find(|(other, _)| {
+                other.port() == addr.port()
+                    && (other.ip() == addr.ip() || other.ip().is_unspecified() || addr.ip().is_unspecified())
+            });
+            if let Some((_, first)) = clash {
+                return Err(invalid(format!(
+                    "port {} is given twice: {first:?} and {item:?}",
+                    addr.port()
+                )));
+            }
+            seen.push((addr, item));
+        }
+    }
+    Ok(())
+}
+
+/// Container mode: one proxy port per listen port, whatever the form it is written in.
+pub(crate) fn proxy_ports_given_once(values: &[String]) -> Result<(), ConfigError> {
+    let mut seen: Vec<(u16, &str)> = Vec::new();
+    for v in values {
+        let Ok(spec) = v.parse::<crate::proxy::PortSpec>() else {
+            continue;
+        };
+        let port = spec.listen.port();
+        if let Some((_, first)) = seen.iter().find(|(p, _)| *p == port) {
+            return Err(invalid(format!(
+                "proxy port {port} is given twice: {first:?} and {v:?}"
+            )));
+        }
+        seen.push((port, v));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -102,5 +160,49 @@ mod tests {
         sources.flags.mode = Some(Mode::Assets);
         let err = load("app", &sources).unwrap_err().to_string();
         assert!(err.contains("port applies to server"), "{err}");
+    }
+
+    #[test]
+    fn empty_and_repeated_ports_are_refused_naming_them() {
+        let mut sources = Sources::default();
+        sources.flags.registry = Some("file:///srv/rel".into());
+        sources.flags.mode = Some(Mode::Server);
+        sources.flags.command = Some(vec!["./current/app".into()]);
+        let refused = |sources: &Sources, ports: &[&str]| {
+            let mut s = sources.clone();
+            s.flags.port = Some(ports.iter().map(|p| p.to_string()).collect());
+            load("app", &s).unwrap_err().to_string()
+        };
+        for bad in [&[""][..], &[","], &["8080,"], &["8080", " "]] {
+            let err = refused(&sources, bad);
+            assert!(err.contains("is empty or has an empty item"), "{bad:?}: {err}");
+        }
+        for (a, b) in [
+            ("8000", "0.0.0.0:8000"),
+            ("8000", ":8000"),
+            ("127.0.0.1:8000", "8000"),
+            ("7990-8010", "*:8000"),
+        ] {
+            let err = refused(&sources, &[a, b]);
+            assert_eq!(
+                err,
+                format!("port 8000 is given twice: {a:?} and {b:?}"),
+                "{a} {b}"
+            );
+        }
+        let err = refused(&sources, &["8000,8001,8000"]);
+        assert!(err.contains("port 8000 is given twice"), "{err}");
+        // Two loopback families, or two ports, are fine.
+        sources.flags.port = Some(vec!["127.0.0.1:8000".into(), "[::1]:8000".into(), "8001".into()]);
+        assert!(load("app", &sources).is_ok());
+        sources.flags.mode = Some(Mode::Container);
+        sources.flags.command = None;
+        let err = refused(&sources, &["8000:80", "0.0.0.0:8000:81"]);
+        assert!(
+            err.contains("proxy port 8000 is given twice: \"8000:80\" and \"0.0.0.0:8000:81\""),
+            "{err}"
+        );
+        let err = refused(&sources, &[""]);
+        assert!(err.contains("port \"\" is empty"), "{err}");
     }
 }

@@ -25,11 +25,33 @@ impl fmt::Display for DurationValue {
 }
 
 /// A config value written either as a bare integer or as text with a unit.
-#[derive(Deserialize)]
-#[serde(untagged)]
 enum IntOrText {
     Int(u64),
     Text(String),
+}
+
+impl<'de> Deserialize<'de> for IntOrText {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = IntOrText;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a whole number or a string with a unit")
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<IntOrText, E> {
+                Ok(IntOrText::Int(n))
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<IntOrText, E> {
+                u64::try_from(n)
+                    .map(IntOrText::Int)
+                    .map_err(|_| E::custom(format!("{n} is negative")))
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<IntOrText, E> {
+                Ok(IntOrText::Text(s.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 impl<'de> Deserialize<'de> for DurationValue {
@@ -41,14 +63,19 @@ impl<'de> Deserialize<'de> for DurationValue {
     }
 }
 
-/// Parse `90`, `90s`, `1m30s`, `1h`, `500ms`, `2d`.
+/// What a duration too large to represent parses to: the range check of its key refuses it
+/// with the key's name, rather than the parser failing without one.
+pub const TOO_LARGE: Duration = Duration::MAX;
+
+/// Parse `90`, `90s`, `1m30s`, `1h`, `500ms`, `2d`. A value beyond what a [`Duration`] holds
+/// becomes [`TOO_LARGE`] (never a panic); the range checks in [`super::ranges`] refuse it.
 pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
     let s = s.trim();
     if s.is_empty() {
         bail!("empty duration");
     }
-    if let Ok(n) = s.parse::<u64>() {
-        return Ok(Duration::from_secs(n));
+    if s.bytes().all(|b| b.is_ascii_digit()) {
+        return Ok(s.parse::<u64>().map_or(TOO_LARGE, Duration::from_secs));
     }
     let mut total = Duration::ZERO;
     let mut rest = s;
@@ -73,7 +100,8 @@ pub fn parse_duration(s: &str) -> anyhow::Result<Duration> {
             "d" => value * 86400.0,
             unit => bail!("unknown unit {unit:?} in duration {s:?} (use ms, s, m, h, d)"),
         };
-        total += Duration::from_secs_f64(secs);
+        let part = Duration::try_from_secs_f64(secs).unwrap_or(TOO_LARGE);
+        total = total.checked_add(part).unwrap_or(TOO_LARGE);
         rest = &rest[unit_end..];
     }
     Ok(total)
@@ -170,6 +198,36 @@ mod tests {
         assert!(parse_duration("").is_err());
         assert_eq!(format_duration(Duration::from_secs(1800)), "30m");
         assert_eq!(format_duration(Duration::from_secs(5400)), "1h30m");
+    }
+
+    #[test]
+    fn huge_durations_saturate_instead_of_panicking() {
+        for s in [
+            "99999999999999999999d",
+            "99999999999999999999",
+            "1d99999999999h",
+            "18446744073709551615s1s",
+            "1e400",
+            &"9".repeat(400),
+            &format!("{}s", "9".repeat(400)),
+        ] {
+            match parse_duration(s) {
+                // Larger than any range allows (a range check refuses it, naming the key).
+                Ok(d) => assert!(d > Duration::from_secs(1000 * 365 * 86400), "{s}: {d:?}"),
+                Err(e) => assert!(!e.to_string().is_empty(), "{s}"),
+            }
+        }
+        assert_eq!(parse_duration("18446744073709551615s1s").unwrap(), TOO_LARGE);
+        assert_eq!(parse_duration("99999999999999999999").unwrap(), TOO_LARGE);
+        // Negative numbers in a file are refused by the parser.
+        #[derive(serde::Deserialize)]
+        struct T {
+            #[allow(dead_code)]
+            d: DurationValue,
+        }
+        let e = toml::from_str::<T>("d = -5\n").err().unwrap().to_string();
+        assert!(e.contains("negative"), "{e}");
+        assert!(toml::from_str::<T>("d = \"1.5s\"\n").is_ok());
     }
 
     #[test]

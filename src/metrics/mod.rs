@@ -26,10 +26,14 @@ impl Render for Metrics {
 /// Container mode: (desired, running) replicas, read at every scrape.
 pub type ReplicaCounts = Box<dyn Fn() -> (usize, usize) + Send + Sync>;
 
+/// The message counts of every notifier, read at every scrape.
+pub type NotificationCounts = Box<dyn Fn() -> Vec<crate::notify::NotifierCounts> + Send + Sync>;
+
 /// The counters and gauges of one dewy process.
 pub struct Metrics {
     command: String,
     replicas: std::sync::OnceLock<ReplicaCounts>,
+    notifications: std::sync::OnceLock<NotificationCounts>,
     checks: AtomicU64,
     check_errors: AtomicU64,
     last_check_ok: AtomicU64,
@@ -50,6 +54,7 @@ impl Metrics {
         Self {
             command: command.to_string(),
             replicas: std::sync::OnceLock::new(),
+            notifications: std::sync::OnceLock::new(),
             checks: AtomicU64::new(0),
             check_errors: AtomicU64::new(0),
             last_check_ok: AtomicU64::new(0),
@@ -67,6 +72,11 @@ impl Metrics {
     /// Container mode: report the replica gauges from `counts` (only the first call counts).
     pub fn set_replica_counts(&self, counts: ReplicaCounts) {
         let _ = self.replicas.set(counts);
+    }
+
+    /// Report the notifiers' message counts from `counts` (only the first call counts).
+    pub fn set_notification_counts(&self, counts: NotificationCounts) {
+        let _ = self.notifications.set(counts);
     }
 
     fn observe_duration(&self, secs: f64) {
@@ -175,6 +185,38 @@ impl Metrics {
                 &[("{state=\"running\"}".to_string(), running.to_string())],
             );
         }
+        if let Some(counts) = self.notifications.get() {
+            let counts = counts();
+            let per_notifier = |value: fn(&crate::notify::NotifierCounts) -> u64| -> Vec<(String, String)> {
+                counts
+                    .iter()
+                    .map(|n| {
+                        (
+                            format!("{{notifier=\"{}\"}}", label_value(&n.notifier)),
+                            value(n).to_string(),
+                        )
+                    })
+                    .collect()
+            };
+            metric(
+                "dewy_notifications_sent_total",
+                "counter",
+                "Notifications the receiver took, by notifier.",
+                &per_notifier(|n| n.sent),
+            );
+            metric(
+                "dewy_notifications_failed_total",
+                "counter",
+                "Notifications given up on (a final failure, or every retry failed), by notifier.",
+                &per_notifier(|n| n.failed),
+            );
+            metric(
+                "dewy_notifications_dropped_total",
+                "counter",
+                "Notifications dropped unsent because the notifier's queue was full, by notifier.",
+                &per_notifier(|n| n.dropped),
+            );
+        }
         let mut lines: Vec<(String, String)> = DURATION_BUCKETS
             .iter()
             .zip(&self.buckets)
@@ -200,6 +242,11 @@ impl Metrics {
         );
         o
     }
+}
+
+/// A label value in the exposition format: backslash, double quote and newline escaped.
+fn label_value(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
 impl EventSink for Metrics {
@@ -287,5 +334,22 @@ mod tests {
             t.contains("dewy_deployment_duration_seconds_sum{command=\"assets\"} 2.5\n"),
             "{t}"
         );
+        assert!(!t.contains("dewy_notifications"), "{t}");
+        m.set_notification_counts(Box::new(|| {
+            vec![crate::notify::NotifierCounts {
+                notifier: "webhook+http://h\"x\\/…".into(),
+                sent: 4,
+                dropped: 2,
+                failed: 1,
+            }]
+        }));
+        let t = m.render();
+        for line in [
+            "dewy_notifications_sent_total{notifier=\"webhook+http://h\\\"x\\\\/…\"} 4\n",
+            "dewy_notifications_dropped_total{notifier=\"webhook+http://h\\\"x\\\\/…\"} 2\n",
+            "dewy_notifications_failed_total{notifier=\"webhook+http://h\\\"x\\\\/…\"} 1\n",
+        ] {
+            assert!(t.contains(line), "{line} in {t}");
+        }
     }
 }

@@ -1,8 +1,9 @@
 //! The dispatcher: fans events out to every notifier through its own bounded queue, with a
-//! timeout per send, rate-limiting of identical failures and the recovery message.
+//! timeout per send, retries of transient failures (see [`super::retry`]), rate-limiting of
+//! identical failures and the recovery message.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -10,9 +11,10 @@ use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 
 use super::event::{Event, Note, Stage};
-use super::{EventSink, Notifier};
+use super::{retry, EventSink, Notifier};
+use crate::config::values::format_duration;
 
-/// Messages waiting per notifier; when full the oldest is dropped.
+/// Messages waiting per notifier; when full the oldest is dropped (and counted).
 pub const QUEUE_CAPACITY: usize = 64;
 /// How long one send may take by default (`timeout=` on the notifier URL overrides it).
 pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(10);
@@ -35,6 +37,22 @@ struct Queue {
     items: Mutex<VecDeque<Arc<Note>>>,
     wake: Notify,
     busy: AtomicBool,
+    sent: AtomicU64,
+    dropped: AtomicU64,
+    failed: AtomicU64,
+}
+
+/// What happened to the messages of one notifier so far (for the metrics).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotifierCounts {
+    /// The notifier as shown in logs (no secrets).
+    pub notifier: String,
+    /// Messages the receiver took.
+    pub sent: u64,
+    /// Messages dropped unsent because the queue was full.
+    pub dropped: u64,
+    /// Messages given up on: a final failure, or every try failed.
+    pub failed: u64,
 }
 
 /// Sends events to several notifiers without ever blocking the caller.
@@ -56,6 +74,9 @@ impl Dispatcher {
                     items: Mutex::new(VecDeque::new()),
                     wake: Notify::new(),
                     busy: AtomicBool::new(false),
+                    sent: AtomicU64::new(0),
+                    dropped: AtomicU64::new(0),
+                    failed: AtomicU64::new(0),
                 })
             })
             .collect();
@@ -68,6 +89,19 @@ impl Dispatcher {
             queues,
             ongoing: Mutex::new(None),
         })
+    }
+
+    /// The counts of every notifier, in configuration order.
+    pub fn counts(&self) -> Vec<NotifierCounts> {
+        self.queues
+            .iter()
+            .map(|q| NotifierCounts {
+                notifier: q.notifier.name(),
+                sent: q.sent.load(Ordering::Relaxed),
+                dropped: q.dropped.load(Ordering::Relaxed),
+                failed: q.failed.load(Ordering::Relaxed),
+            })
+            .collect()
     }
 
     /// True when no notifier is configured.
@@ -194,9 +228,12 @@ impl Dispatcher {
                 dropped
             };
             if let Some(old) = dropped {
+                let total = q.dropped.fetch_add(1, Ordering::Relaxed) + 1;
                 tracing::warn!(
                     notifier = %q.notifier.name(),
                     dropped = old.event.kind(),
+                    dropped_total = total,
+                    capacity = QUEUE_CAPACITY,
                     "Notification queue full; dropped the oldest message"
                 );
             }
@@ -221,6 +258,8 @@ impl EventSink for Dispatcher {
     }
 }
 
+/// Send the queue's messages one after the other, in order: a message is retried until it
+/// is delivered or given up before the next one is taken.
 async fn sender(q: Arc<Queue>) {
     loop {
         let next = q.items.lock().ok().and_then(|mut i| {
@@ -234,25 +273,59 @@ async fn sender(q: Arc<Queue>) {
             q.wake.notified().await;
             continue;
         };
-        let limit = q.notifier.timeout();
-        match tokio::time::timeout(limit, q.notifier.send(&note)).await {
-            Ok(Ok(())) => {
-                tracing::debug!(notifier = %q.notifier.name(), event = note.event.kind(), "Notification sent")
-            }
-            Ok(Err(e)) => tracing::warn!(
-                notifier = %q.notifier.name(),
-                event = note.event.kind(),
-                error = %format!("{e:#}"),
-                "Notification failure"
-            ),
-            Err(_) => tracing::warn!(
-                notifier = %q.notifier.name(),
-                event = note.event.kind(),
-                timeout = %crate::config::values::format_duration(limit),
-                "Notification timed out; message dropped"
-            ),
-        }
+        let counter = if deliver(q.notifier.as_ref(), &note).await {
+            &q.sent
+        } else {
+            &q.failed
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
         q.busy.store(false, Ordering::SeqCst);
+    }
+}
+
+/// Deliver one message with bounded retries; true when the receiver took it.
+async fn deliver(notifier: &dyn Notifier, note: &Note) -> bool {
+    let name = notifier.name();
+    let kind = note.event.kind();
+    let mut attempt = 1;
+    loop {
+        let limit = notifier.timeout();
+        let (error, timed_out) = match tokio::time::timeout(limit, notifier.send(note)).await {
+            Ok(Ok(())) => {
+                if attempt > 1 {
+                    tracing::info!(notifier = %name, event = kind, attempt, "Notification sent after retrying");
+                } else {
+                    tracing::debug!(notifier = %name, event = kind, "Notification sent");
+                }
+                return true;
+            }
+            Ok(Err(e)) => (e, false),
+            Err(_) => (
+                retry::transient(format!("no answer within {}", format_duration(limit)), None),
+                true,
+            ),
+        };
+        let error_text = format!("{error:#}");
+        match retry::delay(&error, attempt) {
+            Some(wait) => {
+                let retry_in = format_duration(wait);
+                if timed_out {
+                    tracing::warn!(notifier = %name, event = kind, attempt, retry_in, "Notification timed out; retrying");
+                } else {
+                    tracing::warn!(notifier = %name, event = kind, attempt, retry_in, error = %error_text, "Notification failure; retrying");
+                }
+                tokio::time::sleep(wait).await;
+                attempt += 1;
+            }
+            None => {
+                if timed_out {
+                    tracing::warn!(notifier = %name, event = kind, attempt, "Notification timed out; message dropped");
+                } else {
+                    tracing::warn!(notifier = %name, event = kind, attempt, error = %error_text, "Notification failure; message dropped");
+                }
+                return false;
+            }
+        }
     }
 }
 
@@ -277,6 +350,58 @@ mod tests {
             next_step: "wait".into(),
             command: "assets".into(),
         }
+    }
+
+    /// A receiver that never answers, so that every message after the first waits in the queue.
+    struct Stuck;
+
+    #[async_trait::async_trait]
+    impl Notifier for Stuck {
+        fn name(&self) -> String {
+            "stuck".into()
+        }
+        fn quiet(&self) -> bool {
+            false
+        }
+        fn timeout(&self) -> Duration {
+            Duration::from_secs(600)
+        }
+        async fn send(&self, _: &Note) -> anyhow::Result<()> {
+            std::future::pending().await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_drops_the_oldest_and_counts_it() {
+        let d = Dispatcher::start("app", vec![Arc::new(Stuck)]);
+        let emitted = QUEUE_CAPACITY + 10;
+        for i in 0..emitted {
+            d.emit(Event::Downloaded {
+                version: format!("v1.0.{i}"),
+            });
+            tokio::task::yield_now().await;
+        }
+        let counts = d.counts();
+        assert_eq!(counts.len(), 1);
+        // One message is in flight (or not yet taken), the queue holds QUEUE_CAPACITY.
+        let dropped = counts[0].dropped as usize;
+        assert!(
+            dropped == emitted - QUEUE_CAPACITY || dropped == emitted - QUEUE_CAPACITY - 1,
+            "{counts:?}"
+        );
+        assert_eq!((counts[0].sent, counts[0].failed), (0, 0));
+        let queued: Vec<String> = d.queues[0]
+            .items
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|n| n.event.deploy_version().map(str::to_string))
+            .collect();
+        assert_eq!(queued.len(), QUEUE_CAPACITY);
+        assert_eq!(
+            queued.last().map(String::as_str),
+            Some(format!("v1.0.{}", emitted - 1).as_str())
+        );
     }
 
     #[tokio::test]

@@ -214,10 +214,15 @@ impl Notifier for Mail {
             .header(ContentType::TEXT_PLAIN)
             .body(body)
             .context("building the message")?;
-        self.transport()?
-            .send(msg)
-            .await
-            .with_context(|| format!("sending mail through {}:{}", self.host, self.port))?;
-        Ok(())
+        let what = format!("sending mail through {}:{}", self.host, self.port);
+        match self.transport()?.send(msg).await {
+            Ok(_) => Ok(()),
+            // Refused or dropped connections and 4xx replies may pass; 5xx replies, TLS failures
+            // and malformed exchanges will not.
+            Err(e) if !(e.is_permanent() || e.is_tls() || e.is_client() || e.is_response()) => {
+                Err(super::retry::transient(format!("{what}: {e}"), None))
+            }
+            Err(e) => Err(anyhow::Error::new(e).context(what)),
+        }
     }
 }

@@ -6,6 +6,7 @@
 mod dispatch;
 pub mod event;
 mod mail;
+pub mod retry;
 mod slack;
 mod webhook;
 
@@ -15,7 +16,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
 
-pub use dispatch::{hostname, Dispatcher, DEFAULT_SEND_TIMEOUT, QUEUE_CAPACITY};
+pub use dispatch::{hostname, Dispatcher, NotifierCounts, DEFAULT_SEND_TIMEOUT, QUEUE_CAPACITY};
 pub use event::{Event, Note, Stage};
 
 /// Where the pipeline reports events.
@@ -99,9 +100,9 @@ pub(crate) fn common(q: &mut HashMap<String, String>) -> anyhow::Result<Common> 
         None => DEFAULT_SEND_TIMEOUT,
         Some(v) => crate::config::values::parse_duration(&v).context("timeout")?,
     };
-    if timeout.is_zero() {
-        bail!("timeout must be more than 0");
-    }
+    let timeout = crate::config::ranges::NOTIFIER_TIMEOUT
+        .check(timeout)
+        .map_err(|e| anyhow!(e))?;
     Ok(Common { quiet, timeout })
 }
 

@@ -8,7 +8,7 @@ use anyhow::{anyhow, bail, Context};
 use serde_json::{json, Value};
 
 use super::event::{Event, Note};
-use super::{common, no_leftovers, parse_bool, query, Common, Notifier};
+use super::{common, no_leftovers, parse_bool, query, retry, Common, Notifier};
 
 /// The Slack Web API base URL unless `SLACK_API_URL` says otherwise.
 pub const DEFAULT_API_URL: &str = "https://slack.com/api";
@@ -121,7 +121,8 @@ impl Slack {
             .json(body)
             .send()
             .await
-            .context("calling chat.postMessage")?;
+            .map_err(|e| retry::http_error(e, "calling chat.postMessage"))?;
+        retry::http_status(&resp, "chat.postMessage")?;
         let status = resp.status();
         let answer: Value = resp
             .json()
@@ -132,7 +133,15 @@ impl Slack {
                 .get("error")
                 .and_then(Value::as_str)
                 .unwrap_or("no error given");
-            bail!("chat.postMessage failed: {err}");
+            let message = format!("chat.postMessage failed: {err}");
+            // Slack's own words for "not now": worth another try.
+            if matches!(
+                err,
+                "ratelimited" | "service_unavailable" | "internal_error" | "fatal_error" | "request_timeout"
+            ) {
+                return Err(retry::transient(message, None));
+            }
+            bail!(message);
         }
         Ok(answer.get("ts").and_then(Value::as_str).map(str::to_string))
     }
@@ -224,10 +233,7 @@ impl Notifier for SlackWebhook {
             .json(&self.look.payload(note))
             .send()
             .await
-            .context("posting to the Slack webhook")?;
-        if !resp.status().is_success() {
-            bail!("Slack webhook answered {}", resp.status());
-        }
-        Ok(())
+            .map_err(|e| retry::http_error(e, "posting to the Slack webhook"))?;
+        retry::http_status(&resp, "Slack webhook")
     }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 
 use super::event::Note;
-use super::{common, query, Common, Notifier};
+use super::{common, query, retry, Common, Notifier};
 
 /// A generic JSON webhook.
 pub struct Webhook {
@@ -75,10 +75,7 @@ impl Notifier for Webhook {
             .json(&note.webhook_body())
             .send()
             .await
-            .context("posting the webhook")?;
-        if !resp.status().is_success() {
-            bail!("webhook answered {}", resp.status());
-        }
-        Ok(())
+            .map_err(|e| retry::http_error(e, "posting the webhook"))?;
+        retry::http_status(&resp, "webhook")
     }
 }

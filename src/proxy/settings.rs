@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::PortSpec;
 use crate::config::file::{self, Layer, Mode};
-use crate::config::{ConfigError, DEFAULT_DRAIN_TIME};
+use crate::config::{ranges, ConfigError, DEFAULT_DRAIN_TIME};
 use crate::logging::LogFormat;
 
 /// The proxy daemon's settings.
@@ -54,8 +54,10 @@ fn from_layer(app: &str, l: &Layer) -> Result<ProxySettings, ConfigError> {
             )))
         }
     }
-    let specs = super::spec::parse_all(l.port.as_deref().unwrap_or_default())
-        .map_err(|e| invalid(format!("{e:#}")))?;
+    let ports = l.port.as_deref().unwrap_or_default();
+    crate::config::no_empty_port(ports)?;
+    crate::config::proxy_ports_given_once(ports)?;
+    let specs = super::spec::parse_all(ports).map_err(|e| invalid(format!("{e:#}")))?;
     let dir = crate::systemd::state_directory().unwrap_or_else(|| {
         l.root
             .clone()
@@ -66,10 +68,11 @@ fn from_layer(app: &str, l: &Layer) -> Result<ProxySettings, ConfigError> {
         specs,
         state_file: dir.join("proxy.json"),
         metrics_socket: crate::metrics::serve::socket_path(&dir, "metrics.sock"),
-        grace: l.drain_time.map_or(DEFAULT_DRAIN_TIME, |d| d.0),
-        idle_timeout: l
-            .proxy_idle_timeout
-            .map_or(crate::config::container::DEFAULT_PROXY_IDLE_TIMEOUT, |d| d.0),
+        grace: ranges::DRAIN_TIME.resolve(l.drain_time, DEFAULT_DRAIN_TIME)?,
+        idle_timeout: ranges::PROXY_IDLE_TIMEOUT.resolve(
+            l.proxy_idle_timeout,
+            crate::config::container::DEFAULT_PROXY_IDLE_TIMEOUT,
+        )?,
         max_connections: crate::config::container::check_max_connections(l.proxy_max_connections)?,
         log_level: l.log_level.clone(),
         log_format: l.log_format,

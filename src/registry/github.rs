@@ -2,7 +2,7 @@
 //! polling, pre-release opt-in, slots, platform artifact choice and asset downloads.
 
 mod api;
-pub(super) mod status;
+pub(crate) mod status;
 
 use anyhow::{bail, Context};
 use async_trait::async_trait;

@@ -179,7 +179,9 @@ impl Watcher {
             }
             Err(CheckError::RateLimited { retry_after }) => {
                 if let Ok(mut b) = self.backoff_until.lock() {
-                    *b = Some(tokio::time::Instant::now() + retry_after);
+                    // A registry's Retry-After is not trusted to be sane: capped, never an overflow.
+                    let wait = retry_after.min(Duration::from_secs(24 * 3600));
+                    *b = tokio::time::Instant::now().checked_add(wait);
                 }
                 tracing::warn!(
                     message_id = MSG_FAILURE,

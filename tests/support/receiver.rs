@@ -1,7 +1,10 @@
 //! A local HTTP receiver standing in for Slack's Web API and webhook endpoints: it records every
 //! request. `POST …/chat.postMessage` answers like Slack (`{"ok":true,"ts":…}`), a path ending in
-//! `/hang` never answers, anything else gets `200 ok`.
+//! `/hang` never answers, one ending in `/unavailable` answers its first 3 requests with `503`
+//! and `Retry-After: 1`, one ending in `/limited` its first 2 with `429` and a `Retry-After` date
+//! 2 s ahead; anything else gets `200 ok`.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -20,6 +23,8 @@ pub struct Received {
     pub path: String,
     pub headers: Vec<(String, String)>,
     pub body: String,
+    /// The status the receiver answered with.
+    pub status: u16,
 }
 
 impl Received {
@@ -44,6 +49,11 @@ pub struct Receiver {
 
 impl Receiver {
     pub fn start() -> Receiver {
+        Receiver::start_on(0)
+    }
+
+    /// A receiver on `127.0.0.1:port` (0: any free port).
+    pub fn start_on(port: u16) -> Receiver {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -51,12 +61,12 @@ impl Receiver {
             .expect("receiver runtime");
         let requests: Arc<Mutex<Vec<Received>>> = Arc::default();
         let listener = rt
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .block_on(tokio::net::TcpListener::bind(("127.0.0.1", port)))
             .expect("binding the receiver");
         let port = listener.local_addr().expect("receiver address").port();
         let reqs = requests.clone();
         rt.spawn(async move {
-            let counter = Arc::new(Mutex::new(0u64));
+            let counter = Arc::new(Mutex::new(Counts::default()));
             while let Ok((stream, _)) = listener.accept().await {
                 let (reqs, counter) = (reqs.clone(), counter.clone());
                 tokio::spawn(async move {
@@ -96,7 +106,7 @@ impl Receiver {
 async fn handle(
     req: Request<hyper::body::Incoming>,
     reqs: Arc<Mutex<Vec<Received>>>,
-    counter: Arc<Mutex<u64>>,
+    counter: Arc<Mutex<Counts>>,
 ) -> Response<Full<Bytes>> {
     let method = req.method().to_string();
     let path = req.uri().path().to_string();
@@ -111,24 +121,53 @@ async fn handle(
         .await
         .map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned())
         .unwrap_or_default();
+    let seen = {
+        let mut c = counter.lock().unwrap();
+        let n = c.per_path.entry(path.clone()).or_default();
+        *n += 1;
+        *n
+    };
+    let refusal = if path.ends_with("/unavailable") && seen <= 3 {
+        Some((503, "1".to_string()))
+    } else if path.ends_with("/limited") && seen <= 2 {
+        let at = std::time::SystemTime::now() + Duration::from_secs(2);
+        Some((429, httpdate::fmt_http_date(at)))
+    } else {
+        None
+    };
     reqs.lock().unwrap().push(Received {
         method,
         path: path.clone(),
         headers,
         body,
+        status: refusal.as_ref().map_or(200, |(status, _)| *status),
     });
+    if let Some((status, retry_after)) = refusal {
+        return Response::builder()
+            .status(status)
+            .header("retry-after", retry_after)
+            .body(Full::new(Bytes::from("try later")))
+            .expect("refusal response");
+    }
     if path.ends_with("/hang") {
         tokio::time::sleep(Duration::from_secs(3600)).await;
     }
     let answer = if path.ends_with("/chat.postMessage") {
         let n = {
             let mut c = counter.lock().unwrap();
-            *c += 1;
-            *c
+            c.slack_ts += 1;
+            c.slack_ts
         };
         format!("{{\"ok\":true,\"channel\":\"C1\",\"ts\":\"1700000000.{n:06}\"}}")
     } else {
         "ok".to_string()
     };
     Response::new(Full::new(Bytes::from(answer)))
+}
+
+/// Requests seen per path, and the last Slack message timestamp handed out.
+#[derive(Default)]
+struct Counts {
+    per_path: HashMap<String, u64>,
+    slack_ts: u64,
 }
