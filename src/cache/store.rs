@@ -107,13 +107,11 @@ async fn sync_dir(dir: &Path) -> io::Result<()> {
 impl Cache {
     /// A failed write of the download `tmp`; out of space says how much is needed (what
     /// arrived so far, a lower bound of the artifact's size) and how much is free.
-    fn write_error(&self, tmp: &Path, received: u64, error: io::Error) -> StoreError {
+    fn write_error(&self, tmp: &Path, received: u64, free_before: Option<u64>, error: io::Error) -> StoreError {
         let context = if is_out_of_space(&error) {
-            // What the download could use: free now plus what it wrote (freed on removal).
-            let available = free_space(&self.dir)
-                .map_or_else(|| "an unknown number of".to_string(), |n| n.saturating_add(received).to_string());
+            let free = free_before.map_or_else(|| "an unknown number of".to_string(), |n| n.to_string());
             format!(
-                "writing {}: out of disk space; the artifact needs at least {received} bytes (received so far), about {available} bytes are available in {}",
+                "writing {}: out of disk space; the artifact needs at least {received} bytes (received so far), {free} bytes were free in {} when the download began",
                 tmp.display(),
                 self.dir.display()
             )
@@ -146,6 +144,7 @@ impl Cache {
             .open(&tmp)
             .await
             .map_err(io_err(|| format!("creating {}", tmp.display())))?;
+        let free_before = free_space(&self.dir);
         let mut guard = TempGuard {
             path: Some(tmp.clone()),
         };
@@ -167,12 +166,12 @@ impl Cache {
             writer
                 .write_all(&chunk)
                 .await
-                .map_err(|e| self.write_error(&tmp, size, e))?;
+                .map_err(|e| self.write_error(&tmp, size, free_before, e))?;
         }
         writer
             .flush()
             .await
-            .map_err(|e| self.write_error(&tmp, size, e))?;
+            .map_err(|e| self.write_error(&tmp, size, free_before, e))?;
         let file = writer.into_inner();
         file.sync_all()
             .await

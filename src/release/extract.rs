@@ -84,8 +84,8 @@ pub enum ExtractError {
     #[error("{format} archive refused: it holds no regular file (empty, or only directories and links)")]
     Empty { format: &'static str },
     #[error(
-        "out of disk space writing {entry:?} into {dest}: the release needs at least {needed} bytes, {}",
-        available_text(.available, .written)
+        "out of disk space writing {entry:?} into {dest}: the release needs at least {needed} bytes ({written} written before the disk filled up), {}",
+        free_text(.free_before)
     )]
     NoSpace {
         entry: String,
@@ -94,9 +94,8 @@ pub enum ExtractError {
         needed: u64,
         /// File bytes written before the disk filled up.
         written: u64,
-        /// What the release could use there: the free space `statvfs` reports plus what
-        /// it had already written (freed again when the partial tree is removed).
-        available: Option<u64>,
+        /// What `statvfs` reported free there when the extraction began.
+        free_before: Option<u64>,
         source: io::Error,
     },
     #[error("corrupt or truncated {format} archive{}: {source}", in_parens(.context))]
@@ -116,10 +115,10 @@ pub enum ExtractError {
     },
 }
 
-fn available_text(available: &Option<u64>, written: &u64) -> String {
-    match available {
-        Some(n) => format!("about {n} bytes are available there ({written} written before it filled up)"),
-        None => format!("free space unknown ({written} bytes written before it filled up)"),
+fn free_text(free: &Option<u64>) -> String {
+    match free {
+        Some(n) => format!("{n} bytes were free there when extraction began"),
+        None => "free space unknown".into(),
     }
 }
 
@@ -272,6 +271,7 @@ fn copy_plain(src: File, name: &str, dest: &Path, limits: &Limits) -> Result<Ext
     let limit = limits.max_total_bytes;
     let mut src = src.take(limit.saturating_add(1));
     let declared = src.get_ref().metadata().map(|m| m.len()).unwrap_or(0);
+    let free_before = sys::free_bytes(std::os::fd::AsFd::as_fd(&out)).ok();
     let bytes = io::copy(&mut src, &mut out).map_err(|e| {
         if is_out_of_space(&e) {
             let written = out.metadata().map(|m| m.len()).unwrap_or(0);
@@ -280,9 +280,7 @@ fn copy_plain(src: File, name: &str, dest: &Path, limits: &Limits) -> Result<Ext
                 dest: dest.display().to_string(),
                 needed: declared.max(written),
                 written,
-                available: sys::free_bytes(std::os::fd::AsFd::as_fd(&out))
-                    .ok()
-                    .map(|f| f.saturating_add(written)),
+                free_before,
                 source: e,
             }
         } else {

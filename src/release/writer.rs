@@ -19,10 +19,14 @@ use super::sys::{self, Kind};
 
 /// Size of the copy buffer for file data.
 const WRITE_BUF: usize = 256 * 1024;
-/// Most bytes of directory paths whose metadata waits for the end of the archive; beyond
-/// it, metadata is applied when the directory entry is met, so that an archive of very
-/// many directories cannot grow memory without bound.
-const MAX_DEFERRED_BYTES: usize = 16 << 20;
+/// Memory (estimated) that directory metadata waiting for the end of the archive may take;
+/// beyond it, metadata is applied when the directory entry is met, so that an archive of
+/// very many directories cannot grow memory without bound.
+const MAX_DEFERRED_BYTES: usize = 12 << 20;
+/// Estimated memory of one deferred directory (map slot, metadata, component list) and of
+/// each path component (an allocation of its own), besides the name bytes.
+const DEFERRED_ENTRY_COST: usize = 160;
+const DEFERRED_COMPONENT_COST: usize = 48;
 
 /// Permission bits and modification time of an entry; set-id and sticky bits are dropped.
 #[derive(Debug, Clone, Copy)]
@@ -36,6 +40,8 @@ pub(crate) struct Writer {
     root: OwnedFd,
     /// The destination, for messages.
     dest: String,
+    /// Free space there before the first entry, for out-of-space messages.
+    free_before: Option<u64>,
     /// Open real directories from the root down to the last parent used.
     stack: Vec<(CString, OwnedFd)>,
     limits: Limits,
@@ -77,9 +83,11 @@ impl Writer {
     pub(crate) fn new(dest: &Path, limits: &Limits, format: &'static str) -> Result<Self, ExtractError> {
         let root = sys::open_dir(dest)
             .map_err(|e| ExtractError::io("open destination", dest.display().to_string(), e))?;
+        let free_before = sys::free_bytes(root.as_fd()).ok();
         Ok(Writer {
             root,
             dest: dest.display().to_string(),
+            free_before,
             stack: Vec::new(),
             limits: *limits,
             format,
@@ -245,7 +253,11 @@ impl Writer {
             Err(e) => return Err(ExtractError::io("create directory", entry, e)),
         }
         self.stats.dirs += 1;
-        let path_bytes: usize = comps.iter().map(|c| c.as_bytes().len() + 1).sum();
+        let path_bytes: usize = DEFERRED_ENTRY_COST
+            + comps
+                .iter()
+                .map(|c| c.as_bytes().len() + 1 + DEFERRED_COMPONENT_COST)
+                .sum::<usize>();
         if self.dirs.contains_key(&comps) || self.deferred_bytes + path_bytes <= MAX_DEFERRED_BYTES {
             if self.dirs.insert(comps, meta).is_none() {
                 self.deferred_bytes += path_bytes;
@@ -315,9 +327,7 @@ impl Writer {
             dest: self.dest.clone(),
             needed: needed.max(written),
             written,
-            available: sys::free_bytes(self.root.as_fd())
-                .ok()
-                .map(|f| f.saturating_add(written)),
+            free_before: self.free_before,
             source: e,
         }
     }
