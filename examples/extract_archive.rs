@@ -30,7 +30,10 @@ fn main() -> ExitCode {
     }
     match extract(Path::new(&args[0]), &args[1], dest, &limits) {
         Ok(stats) => {
-            println!("extracted: {} files, {} directories, {} bytes", stats.files, stats.dirs, stats.bytes);
+            println!(
+                "extracted: {} files, {} directories, {} bytes",
+                stats.files, stats.dirs, stats.bytes
+            );
             ExitCode::SUCCESS
         }
         Err(e) => {

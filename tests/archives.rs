@@ -482,7 +482,10 @@ fn zip_patch_count(mut bytes: Vec<u8>, count: u16) -> Vec<u8> {
 }
 
 fn assert_empty(dir: &Path) {
-    let left: Vec<_> = fs::read_dir(dir).expect("dest").map(|e| e.expect("entry").file_name()).collect();
+    let left: Vec<_> = fs::read_dir(dir)
+        .expect("dest")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
     assert!(left.is_empty(), "entries extracted before the refusal: {left:?}");
 }
 
@@ -496,20 +499,40 @@ fn zip_entry_count_is_checked_from_the_end_record() {
     let s = Scratch::new();
     let err = run(&s, "many.zip", &zip_of(50), &limits).expect_err("over the entry limit");
     assert!(
-        matches!(err, ExtractError::TooManyDeclared { declared: 50, limit: 10 }),
+        matches!(
+            err,
+            ExtractError::TooManyDeclared {
+                declared: 50,
+                limit: 10
+            }
+        ),
         "{err:?}"
     );
     assert!(err.to_string().contains("declares 50 entries"), "{err}");
     assert_empty(&s.dest);
     // A count that the directory's size cannot hold is refused before parsing too.
     let s = Scratch::new();
-    let err = run(&s, "dense.zip", &zip_patch_count(zip_of(3), 60_000), &Limits::default())
-        .expect_err("impossible count");
-    assert!(err.to_string().contains("declares 60000 entries in only"), "{err}");
+    let err = run(
+        &s,
+        "dense.zip",
+        &zip_patch_count(zip_of(3), 60_000),
+        &Limits::default(),
+    )
+    .expect_err("impossible count");
+    assert!(
+        err.to_string().contains("declares 60000 entries in only"),
+        "{err}"
+    );
     assert_empty(&s.dest);
     // Fewer declared than present: only the declared ones are read.
     let s = Scratch::new();
-    let stats = run(&s, "fewer.zip", &zip_patch_count(zip_of(3), 2), &Limits::default()).expect("two of three");
+    let stats = run(
+        &s,
+        "fewer.zip",
+        &zip_patch_count(zip_of(3), 2),
+        &Limits::default(),
+    )
+    .expect("two of three");
     assert_eq!(stats.files, 2);
 }
 
@@ -586,9 +609,15 @@ fn empty_releases_refused() {
         ("empty.tar", RawTar::new().finish()),
         ("empty.tar.gz", gzip(&RawTar::new().finish())),
         ("zero-bytes.tar", Vec::new()),
-        ("dirs.tar", RawTar::new().dir("a/", 0o755).dir("a/b/", 0o755).finish()),
+        (
+            "dirs.tar",
+            RawTar::new().dir("a/", 0o755).dir("a/b/", 0o755).finish(),
+        ),
         ("dot.tar.xz", xz(&RawTar::new().dir("./", 0o755).finish())),
-        ("links.tar", RawTar::new().dir("d/", 0o755).symlink("l", "d").finish()),
+        (
+            "links.tar",
+            RawTar::new().dir("d/", 0o755).symlink("l", "d").finish(),
+        ),
         ("empty.zip", zip(&[])),
         ("dirs.zip", zip(&[Z::Dir("a/"), Z::Dir("a/b/")])),
     ];
@@ -601,7 +630,13 @@ fn empty_releases_refused() {
     }
     // One empty file is a release.
     let s = Scratch::new();
-    run(&s, "one.tar", &RawTar::new().file("EMPTY", 0o644, b"").finish(), &Limits::default()).expect("one file");
+    run(
+        &s,
+        "one.tar",
+        &RawTar::new().file("EMPTY", 0o644, b"").finish(),
+        &Limits::default(),
+    )
+    .expect("one file");
 }
 
 #[test]

@@ -143,11 +143,25 @@ fn a_full_disk_is_retried_and_never_marks_the_release_bad() {
             .map(str::to_string)
     });
     eprintln!("{download_failure}");
-    assert!(download_failure.contains(&cache.display().to_string()), "{download_failure}");
-    assert!(download_failure.contains("No space left on device"), "{download_failure}");
-    assert_eq!(leftovers(&cache, ".", ".part"), Vec::<String>::new(), "partial download left behind");
+    assert!(
+        download_failure.contains(&cache.display().to_string()),
+        "{download_failure}"
+    );
+    assert!(
+        download_failure.contains("No space left on device"),
+        "{download_failure}"
+    );
+    assert_eq!(
+        leftovers(&cache, ".", ".part"),
+        Vec::<String>::new(),
+        "partial download left behind"
+    );
     assert_eq!(current_target(&s.root).as_deref(), Some(v1.as_str()));
-    assert!(nothing_bad(&s.root), "marked bad after a full disk: {}", state(&s.root));
+    assert!(
+        nothing_bad(&s.root),
+        "marked bad after a full disk: {}",
+        state(&s.root)
+    );
 
     // Room for the download but not for the extraction as well.
     filler.set_len(0).expect("empty filler");
@@ -160,8 +174,14 @@ fn a_full_disk_is_retried_and_never_marks_the_release_bad() {
     });
     eprintln!("{extract_failure}");
     assert!(extract_failure.contains("assets/big.bin"), "{extract_failure}");
-    assert!(extract_failure.contains("the release needs at least"), "{extract_failure}");
-    assert!(extract_failure.contains("releases/.staging-"), "{extract_failure}");
+    assert!(
+        extract_failure.contains("the release needs at least"),
+        "{extract_failure}"
+    );
+    assert!(
+        extract_failure.contains("releases/.staging-"),
+        "{extract_failure}"
+    );
     assert_eq!(
         leftovers(&s.root.join("releases"), ".staging-", ""),
         Vec::<String>::new(),
@@ -169,7 +189,11 @@ fn a_full_disk_is_retried_and_never_marks_the_release_bad() {
     );
     assert_eq!(current_file(&s.root, "VERSION").as_deref(), Some("v1.0.0"));
     assert_eq!(current_target(&s.root).as_deref(), Some(v1.as_str()));
-    assert!(nothing_bad(&s.root), "marked bad after a full disk: {}", state(&s.root));
+    assert!(
+        nothing_bad(&s.root),
+        "marked bad after a full disk: {}",
+        state(&s.root)
+    );
     assert!(
         cache.join("v2.0.0--site.tar.gz").is_file(),
         "the verified download stays cached"

@@ -107,7 +107,13 @@ async fn sync_dir(dir: &Path) -> io::Result<()> {
 impl Cache {
     /// A failed write of the download `tmp`; out of space says how much is needed (what
     /// arrived so far, a lower bound of the artifact's size) and how much is free.
-    fn write_error(&self, tmp: &Path, received: u64, free_before: Option<u64>, error: io::Error) -> StoreError {
+    fn write_error(
+        &self,
+        tmp: &Path,
+        received: u64,
+        free_before: Option<u64>,
+        error: io::Error,
+    ) -> StoreError {
         let context = if is_out_of_space(&error) {
             let free = free_before.map_or_else(|| "an unknown number of".to_string(), |n| n.to_string());
             format!(

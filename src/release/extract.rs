@@ -7,9 +7,9 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use super::gzip_members::GzipMembers;
+use super::host_fault::is_out_of_space;
 use super::pipe::PipeReader;
 use super::writer::Writer;
-use super::host_fault::is_out_of_space;
 use super::{sys, tar_format, zip_format};
 
 /// Read buffer size for archive input.
@@ -217,9 +217,7 @@ pub fn extract(
                 Compression::None => ("tar", Box::new(input)),
                 Compression::Gzip => (
                     "tar.gz",
-                    Box::new(
-                        PipeReader::spawn(GzipMembers::new(input)).map_err(spawn_err)?,
-                    ),
+                    Box::new(PipeReader::spawn(GzipMembers::new(input)).map_err(spawn_err)?),
                 ),
                 Compression::Bzip2 => (
                     "tar.bz2",

@@ -11,7 +11,8 @@ const HOST_ERRNOS: [i32; 4] = [libc::ENOSPC, libc::EDQUOT, libc::EIO, libc::EROF
 /// The first I/O error in `err`'s chain (looking inside I/O errors that wrap another) that
 /// is a host fault: disk full, quota exceeded, I/O error, read-only filesystem.
 pub fn host_fault(err: &anyhow::Error) -> Option<&io::Error> {
-    err.chain().find_map(|e| e.downcast_ref::<io::Error>().and_then(host_io))
+    err.chain()
+        .find_map(|e| e.downcast_ref::<io::Error>().and_then(host_io))
 }
 
 fn host_io(e: &io::Error) -> Option<&io::Error> {
@@ -39,7 +40,10 @@ pub fn free_space(path: &Path) -> Option<u64> {
 /// Whether `e` says the filesystem is out of space or quota.
 pub fn is_out_of_space(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
-        || matches!(e.kind(), io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded)
+        || matches!(
+            e.kind(),
+            io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+        )
 }
 
 #[cfg(test)]
@@ -72,7 +76,10 @@ mod tests {
         for e in [
             os(libc::EACCES),
             os(libc::ENOENT),
-            anyhow::Error::new(io::Error::new(io::ErrorKind::InvalidData, "corrupt deflate stream")),
+            anyhow::Error::new(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "corrupt deflate stream",
+            )),
             anyhow::anyhow!("checksum mismatch"),
         ] {
             assert!(host_fault(&e).is_none(), "{e:#}");

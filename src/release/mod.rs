@@ -16,6 +16,6 @@ mod zip_dir;
 mod zip_format;
 
 pub use extract::{extract, sync_tree, ExtractError, ExtractStats, Limits};
-pub use host_fault::host_fault;
 pub use hooks::{run_hook, HookKind, HookOutcome, HookSpec};
+pub use host_fault::host_fault;
 pub use layout::{fsync_dir, Releases};

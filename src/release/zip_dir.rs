@@ -71,7 +71,11 @@ impl Directory {
     /// Whether the declared entries can fit in the declared size (each record takes at
     /// least 46 bytes).
     pub(crate) fn check_density(&self) -> io::Result<()> {
-        if self.entries.checked_mul(CENTRAL_LEN).is_none_or(|min| min > self.size) {
+        if self
+            .entries
+            .checked_mul(CENTRAL_LEN)
+            .is_none_or(|min| min > self.size)
+        {
             return Err(invalid(format!(
                 "central directory declares {} entries in only {} bytes",
                 self.entries, self.size
@@ -420,7 +424,9 @@ mod tests {
         let mut b = vec![0u8; 100];
         b.extend(eocd(1000, 100, 0, b""));
         let (f, len) = file_with(&b);
-        let e = locate(f.as_file(), len).and_then(|d| d.check_density()).expect_err("too dense");
+        let e = locate(f.as_file(), len)
+            .and_then(|d| d.check_density())
+            .expect_err("too dense");
         assert!(e.to_string().contains("1000 entries in only 100 bytes"), "{e}");
         // A directory larger than the file.
         let (f, len) = file_with(&eocd(1, 1 << 30, 0, b""));

@@ -40,7 +40,8 @@ pub(crate) fn extract(file: &File, len: u64, w: &mut Writer) -> Result<(), Extra
             limit,
         });
     }
-    dir.check_density().map_err(|e| ExtractError::corrupt("zip", None, e))?;
+    dir.check_density()
+        .map_err(|e| ExtractError::corrupt("zip", None, e))?;
     let mut records = Records::new(file, &dir);
     let mut i = 0u64;
     loop {
@@ -150,7 +151,9 @@ impl Read for EntryData<'_> {
         }
         // One byte more than declared is enough to tell a lying header.
         let left = self.expected_size - self.produced;
-        let cap = usize::try_from(left.saturating_add(1)).unwrap_or(usize::MAX).min(buf.len());
+        let cap = usize::try_from(left.saturating_add(1))
+            .unwrap_or(usize::MAX)
+            .min(buf.len());
         let n = match &mut self.inner {
             Inner::Stored(r) => r.read(&mut buf[..cap])?,
             Inner::Deflated(r) => r.read(&mut buf[..cap])?,
@@ -175,7 +178,10 @@ impl Read for EntryData<'_> {
             if crc != self.expected_crc {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidData,
-                    format!("CRC-32 mismatch: expected {:08x}, got {crc:08x}", self.expected_crc),
+                    format!(
+                        "CRC-32 mismatch: expected {:08x}, got {crc:08x}",
+                        self.expected_crc
+                    ),
                 ));
             }
             return Ok(0);
