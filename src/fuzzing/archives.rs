@@ -130,6 +130,26 @@ mod tests {
         assert!(inside(root, Path::new("/r"), Path::new("./x/../y")));
     }
 
+    /// The checked-in seed corpora go through the same harness as the fuzzer runs.
+    #[test]
+    fn seed_corpora_run_clean() {
+        let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
+        let targets: [(&str, fn(&[u8])); 3] = [
+            ("archive_tar", tar),
+            ("archive_zip", zip),
+            ("archive_compressed", compressed),
+        ];
+        for (target, run) in targets {
+            let mut seeds = 0;
+            for entry in fs::read_dir(corpus.join(target)).expect("corpus") {
+                let data = fs::read(entry.expect("seed").path()).expect("read seed");
+                run(&data);
+                seeds += 1;
+            }
+            assert!(seeds >= 5, "{target}: {seeds} seeds");
+        }
+    }
+
     #[test]
     fn inputs_of_every_kind_run_clean() {
         for data in [&b""[..], b"garbage", &[0u8; 1024]] {
