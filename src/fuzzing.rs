@@ -387,3 +387,4 @@ mod tests {
         assert!(seeds >= 4, "{seeds} seeds in {}", dir.display());
     }
 }
+pub mod archives;

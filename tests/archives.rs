@@ -235,7 +235,10 @@ fn writing_through_symlinks_refused() {
     assert!(matches!(err, ExtractError::UnsafeSymlink { .. }));
     // Even an internal symlink is never followed when creating entries.
     for second in ["d/file", "d/sub/file", "d/"] {
-        let tar = RawTar::new().dir("real/", 0o755).symlink("d", "real");
+        let tar = RawTar::new()
+            .file("keep", 0o644, b"a release holds a file")
+            .dir("real/", 0o755)
+            .symlink("d", "real");
         let tar = if second.ends_with('/') {
             tar.dir(second, 0o755)
         } else {
@@ -458,4 +461,221 @@ fn metadata_and_edge_cases() {
     let mut perms = fs::metadata(s.dest.join("ro")).expect("ro").permissions();
     std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
     fs::set_permissions(s.dest.join("ro"), perms).expect("chmod for cleanup");
+}
+
+/// A zip with `n` one-byte files.
+fn zip_of(n: usize) -> Vec<u8> {
+    let names: Vec<String> = (0..n).map(|i| format!("f{i}")).collect();
+    let entries: Vec<Z<'_>> = names.iter().map(|n| Z::File(n, 0o644, b"x")).collect();
+    zip(&entries)
+}
+
+/// Sets the entry counts of the (non-zip64) end-of-central-directory record.
+fn zip_patch_count(mut bytes: Vec<u8>, count: u16) -> Vec<u8> {
+    let at = bytes
+        .windows(4)
+        .rposition(|w| w == [0x50, 0x4b, 0x05, 0x06])
+        .expect("end record");
+    bytes[at + 8..at + 10].copy_from_slice(&count.to_le_bytes());
+    bytes[at + 10..at + 12].copy_from_slice(&count.to_le_bytes());
+    bytes
+}
+
+fn assert_empty(dir: &Path) {
+    let left: Vec<_> = fs::read_dir(dir)
+        .expect("dest")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert!(left.is_empty(), "entries extracted before the refusal: {left:?}");
+}
+
+#[test]
+fn zip_entry_count_is_checked_from_the_end_record() {
+    let limits = Limits {
+        max_entries: 10,
+        ..Limits::default()
+    };
+    // Refused from the declared count alone: not a single entry is written.
+    let s = Scratch::new();
+    let err = run(&s, "many.zip", &zip_of(50), &limits).expect_err("over the entry limit");
+    assert!(
+        matches!(
+            err,
+            ExtractError::TooManyDeclared {
+                declared: 50,
+                limit: 10
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("declares 50 entries"), "{err}");
+    assert_empty(&s.dest);
+    // A count that the directory's size cannot hold is refused before parsing too.
+    let s = Scratch::new();
+    let err = run(
+        &s,
+        "dense.zip",
+        &zip_patch_count(zip_of(3), 60_000),
+        &Limits::default(),
+    )
+    .expect_err("impossible count");
+    assert!(
+        err.to_string().contains("declares 60000 entries in only"),
+        "{err}"
+    );
+    assert_empty(&s.dest);
+    // Fewer declared than present: only the declared ones are read.
+    let s = Scratch::new();
+    let stats = run(
+        &s,
+        "fewer.zip",
+        &zip_patch_count(zip_of(3), 2),
+        &Limits::default(),
+    )
+    .expect("two of three");
+    assert_eq!(stats.files, 2);
+}
+
+#[test]
+fn zip64_end_record_is_read_and_checked() {
+    // More than 65535 entries need the zip64 end record.
+    let z = zip_of(70_000);
+    let at = z.len() - 22;
+    assert_eq!(z[at + 10..at + 12], [0xff, 0xff], "plain end record saturated");
+    let limits = Limits {
+        max_entries: 69_999,
+        ..Limits::default()
+    };
+    let s = Scratch::new();
+    let err = run(&s, "big.zip", &z, &limits).expect_err("over the entry limit");
+    assert!(
+        matches!(err, ExtractError::TooManyDeclared { declared: 70_000, .. }),
+        "{err:?}"
+    );
+    assert_empty(&s.dest);
+}
+
+#[test]
+fn zip_data_descriptors_and_prefixed_archives_extract() {
+    if !support_have("zip") {
+        eprintln!("skipping: zip(1) not installed");
+        return;
+    }
+    let s = Scratch::new();
+    let src = s.tmp.path().join("archive-src");
+    fs::create_dir_all(src.join("bin")).expect("mkdir");
+    fs::write(src.join("bin/app"), APP).expect("write");
+    // zip writing to a pipe cannot seek back: sizes and CRCs follow the data.
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("zip -qr - bin | cat")
+        .current_dir(&src)
+        .output()
+        .expect("zip");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    run(&s, "stream.zip", &out.stdout, &Limits::default()).expect("data descriptors");
+    assert_eq!(fs::read(s.dest.join("bin/app")).expect("app"), APP);
+    // A self-extracting stub before the archive shifts every offset.
+    let mut prefixed = b"#!/bin/sh\nexit 0\n".to_vec();
+    prefixed.extend(zip(&[Z::File("bin/app", 0o755, APP)]));
+    let s = Scratch::new();
+    run(&s, "sfx.zip", &prefixed, &Limits::default()).expect("prefixed");
+    assert_eq!(fs::read(s.dest.join("bin/app")).expect("app"), APP);
+    assert_eq!(mode_of(&s.dest.join("bin/app")), 0o755);
+}
+
+#[test]
+fn zip_corrupt_data_refused() {
+    let data = noise(50_000, 11);
+    let z = zip(&[Z::File("data", 0o644, &data)]);
+    // Flip a byte in the middle of the compressed data: CRC or inflate fails.
+    let mut bad = z.clone();
+    bad[30 + 4 + 20_000] ^= 0x55;
+    let err = refused("a.zip", bad, "corrupt or truncated zip");
+    eprintln!("{err}");
+    // A central record pointing past the end of the file.
+    let mut bad = z;
+    let cd = bad
+        .windows(4)
+        .position(|w| w == [0x50, 0x4b, 0x01, 0x02])
+        .expect("central record");
+    bad[cd + 42..cd + 46].copy_from_slice(&0x7fff_0000u32.to_le_bytes());
+    refused("a.zip", bad, "beyond the end");
+}
+
+#[test]
+fn empty_releases_refused() {
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("empty.tar", RawTar::new().finish()),
+        ("empty.tar.gz", gzip(&RawTar::new().finish())),
+        ("zero-bytes.tar", Vec::new()),
+        (
+            "dirs.tar",
+            RawTar::new().dir("a/", 0o755).dir("a/b/", 0o755).finish(),
+        ),
+        ("dot.tar.xz", xz(&RawTar::new().dir("./", 0o755).finish())),
+        (
+            "links.tar",
+            RawTar::new().dir("d/", 0o755).symlink("l", "d").finish(),
+        ),
+        ("empty.zip", zip(&[])),
+        ("dirs.zip", zip(&[Z::Dir("a/"), Z::Dir("a/b/")])),
+    ];
+    for (name, bytes) in cases {
+        let s = Scratch::new();
+        let err = run(&s, name, &bytes, &Limits::default()).expect_err(name);
+        eprintln!("{name}: {err}");
+        assert!(matches!(err, ExtractError::Empty { .. }), "{name}: {err:?}");
+        assert!(err.to_string().contains("holds no regular file"), "{name}: {err}");
+    }
+    // One empty file is a release.
+    let s = Scratch::new();
+    run(
+        &s,
+        "one.tar",
+        &RawTar::new().file("EMPTY", 0o644, b"").finish(),
+        &Limits::default(),
+    )
+    .expect("one file");
+}
+
+#[test]
+fn gzip_followed_by_zero_padding_is_accepted() {
+    let tar = RawTar::new().file("VERSION", 0o644, b"v1\n").finish();
+    let mut gz = gzip(&tar);
+    if support_have("tar") && support_have("gzip") {
+        // What GNU tar writes, padded as block-oriented tools do.
+        let s = Scratch::new();
+        let src = s.tmp.path().join("archive-src");
+        fs::create_dir_all(&src).expect("mkdir");
+        fs::write(src.join("VERSION"), b"v1\n").expect("write");
+        let out = std::process::Command::new("tar")
+            .args(["czf", "-", "VERSION"])
+            .current_dir(&src)
+            .output()
+            .expect("tar czf");
+        assert!(out.status.success());
+        gz = out.stdout;
+    }
+    let mut padded = gz.clone();
+    padded.resize(gz.len() + 10_240, 0);
+    let s = Scratch::new();
+    run(&s, "padded.tar.gz", &padded, &Limits::default()).expect("zero padding accepted");
+    assert_eq!(fs::read(s.dest.join("VERSION")).expect("VERSION"), b"v1\n");
+    // Two members are one stream, as for gzip(1).
+    let mut two = gzip(&tar[..512 + 512]);
+    two.extend(gzip(&tar[1024..]));
+    let s = Scratch::new();
+    run(&s, "two.tar.gz", &two, &Limits::default()).expect("two members");
+    // Anything but zeros after the stream is still refused.
+    let mut junk = padded;
+    junk.extend_from_slice(b"junk");
+    refused("junk.tar.gz", junk, "padding after the gzip stream");
+}
+
+fn support_have(cmd: &str) -> bool {
+    std::process::Command::new("sh")
+        .args(["-c", &format!("command -v {cmd}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
 }

@@ -10,6 +10,7 @@ use tokio::io::{AsyncWriteExt, BufWriter};
 
 use super::{Cache, InvalidKey};
 use crate::registry::ByteStream;
+use crate::release::host_fault::{free_space, is_out_of_space};
 
 /// Write buffer of a download.
 const WRITE_BUFFER: usize = 256 * 1024;
@@ -104,6 +105,28 @@ async fn sync_dir(dir: &Path) -> io::Result<()> {
 }
 
 impl Cache {
+    /// A failed write of the download `tmp`; out of space says how much is needed (what
+    /// arrived so far, a lower bound of the artifact's size) and how much is free.
+    fn write_error(
+        &self,
+        tmp: &Path,
+        received: u64,
+        free_before: Option<u64>,
+        error: io::Error,
+    ) -> StoreError {
+        let context = if is_out_of_space(&error) {
+            let free = free_before.map_or_else(|| "an unknown number of".to_string(), |n| n.to_string());
+            format!(
+                "writing {}: out of disk space; the artifact needs at least {received} bytes (received so far), {free} bytes were free in {} when the download began",
+                tmp.display(),
+                self.dir.display()
+            )
+        } else {
+            format!("writing {}", tmp.display())
+        };
+        StoreError::Io { context, error }
+    }
+
     /// Stream `stream` into the entry `key`. The bytes go to a temp file (0644) while their
     /// SHA-256 is computed; the entry appears, by rename, only when the stream ended cleanly,
     /// stayed within `max_bytes` and matched `expected_sha256`. Memory use does not grow
@@ -127,6 +150,7 @@ impl Cache {
             .open(&tmp)
             .await
             .map_err(io_err(|| format!("creating {}", tmp.display())))?;
+        let free_before = free_space(&self.dir);
         let mut guard = TempGuard {
             path: Some(tmp.clone()),
         };
@@ -148,12 +172,12 @@ impl Cache {
             writer
                 .write_all(&chunk)
                 .await
-                .map_err(io_err(|| format!("writing {}", tmp.display())))?;
+                .map_err(|e| self.write_error(&tmp, size, free_before, e))?;
         }
         writer
             .flush()
             .await
-            .map_err(io_err(|| format!("writing {}", tmp.display())))?;
+            .map_err(|e| self.write_error(&tmp, size, free_before, e))?;
         let file = writer.into_inner();
         file.sync_all()
             .await

@@ -30,10 +30,13 @@ impl StepError {
             sha256: None,
         }
     }
+    /// A failure of the release, unless the error chain shows the host failed (disk full,
+    /// quota, I/O error, read-only filesystem): that is retried, never a verdict on it.
     fn release(error: anyhow::Error, sha256: Option<String>) -> Self {
+        let release_fault = release::host_fault(&error).is_none();
         Self {
             error,
-            release_fault: true,
+            release_fault,
             sha256,
         }
     }

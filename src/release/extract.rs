@@ -6,14 +6,14 @@ use std::io::{self, BufReader, Read};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
+use super::gzip_members::GzipMembers;
+use super::host_fault::is_out_of_space;
 use super::pipe::PipeReader;
 use super::writer::Writer;
 use super::{sys, tar_format, zip_format};
 
 /// Read buffer size for archive input.
 const READ_BUF: usize = 256 * 1024;
-/// Read buffer size for zip archives.
-const ZIP_READ_BUF: usize = 32 * 1024;
 
 /// Memory the xz decoder may use: enough for `xz -9e` (64 MiB dictionary), and a bound
 /// on what a crafted header can make dewy allocate.
@@ -79,6 +79,25 @@ pub enum ExtractError {
     TooLarge { entry: String, limit: u64 },
     #[error("archive refused: it has more than {limit} entries")]
     TooManyEntries { limit: u64 },
+    #[error("zip archive refused: its central directory declares {declared} entries, more than the limit of {limit}")]
+    TooManyDeclared { declared: u64, limit: u64 },
+    #[error("{format} archive refused: it holds no regular file (empty, or only directories and links)")]
+    Empty { format: &'static str },
+    #[error(
+        "out of disk space writing {entry:?} into {dest}: the release needs at least {needed} bytes ({written} written before the disk filled up), {}",
+        free_text(.free_before)
+    )]
+    NoSpace {
+        entry: String,
+        dest: String,
+        /// Bytes known to be needed: written so far plus what the entry declares.
+        needed: u64,
+        /// File bytes written before the disk filled up.
+        written: u64,
+        /// What `statvfs` reported free there when the extraction began.
+        free_before: Option<u64>,
+        source: io::Error,
+    },
     #[error("corrupt or truncated {format} archive{}: {source}", in_parens(.context))]
     Corrupt {
         format: &'static str,
@@ -94,6 +113,13 @@ pub enum ExtractError {
         path: String,
         source: io::Error,
     },
+}
+
+fn free_text(free: &Option<u64>) -> String {
+    match free {
+        Some(n) => format!("{n} bytes were free there when extraction began"),
+        None => "free space unknown".into(),
+    }
 }
 
 fn in_parens(context: &Option<String>) -> String {
@@ -160,8 +186,9 @@ fn detect(artifact_name: &str) -> Format {
 /// `.tar.bz2`/`.tbz2`, `.tar.xz`/`.txz`, `.tar.zst`/`.tzst`, `.tar`, `.zip`; any other
 /// name is a single binary copied to `dest/<artifact_name>` with mode 0755.
 ///
-/// Nothing is ever written outside `dest`, but on error `dest` may hold a partial tree:
-/// the caller removes it. Files are not fsynced; see [`sync_tree`].
+/// An archive must hold at least one regular file. Nothing is ever written outside `dest`,
+/// but on error `dest` may hold a partial tree: the caller removes it. Files are not
+/// fsynced; see [`sync_tree`].
 pub fn extract(
     archive: &Path,
     artifact_name: &str,
@@ -176,10 +203,13 @@ pub fn extract(
     match format {
         Format::Plain => copy_plain(input.into_inner(), artifact_name, dest, limits),
         Format::Zip => {
-            // Zip reading seeks to every entry, which discards the buffer: keep it small.
-            let input = BufReader::with_capacity(ZIP_READ_BUF, input.into_inner());
+            let file = input.into_inner();
+            let len = file
+                .metadata()
+                .map_err(|e| ExtractError::io("inspect archive", archive.display().to_string(), e))?
+                .len();
             let mut w = Writer::new(dest, limits, "zip")?;
-            zip_format::extract(input, &mut w)?;
+            zip_format::extract(&file, len, &mut w)?;
             w.finish()
         }
         Format::Tar(c) => {
@@ -187,9 +217,7 @@ pub fn extract(
                 Compression::None => ("tar", Box::new(input)),
                 Compression::Gzip => (
                     "tar.gz",
-                    Box::new(
-                        PipeReader::spawn(flate2::bufread::MultiGzDecoder::new(input)).map_err(spawn_err)?,
-                    ),
+                    Box::new(PipeReader::spawn(GzipMembers::new(input)).map_err(spawn_err)?),
                 ),
                 Compression::Bzip2 => (
                     "tar.bz2",
@@ -240,7 +268,23 @@ fn copy_plain(src: File, name: &str, dest: &Path, limits: &Limits) -> Result<Ext
         .map_err(|e| ExtractError::io("create", shown.clone(), e))?;
     let limit = limits.max_total_bytes;
     let mut src = src.take(limit.saturating_add(1));
-    let bytes = io::copy(&mut src, &mut out).map_err(|e| ExtractError::io("write", shown.clone(), e))?;
+    let declared = src.get_ref().metadata().map(|m| m.len()).unwrap_or(0);
+    let free_before = sys::free_bytes(std::os::fd::AsFd::as_fd(&out)).ok();
+    let bytes = io::copy(&mut src, &mut out).map_err(|e| {
+        if is_out_of_space(&e) {
+            let written = out.metadata().map(|m| m.len()).unwrap_or(0);
+            ExtractError::NoSpace {
+                entry: name.to_owned(),
+                dest: dest.display().to_string(),
+                needed: declared.max(written),
+                written,
+                free_before,
+                source: e,
+            }
+        } else {
+            ExtractError::io("write", shown.clone(), e)
+        }
+    })?;
     if bytes > limit {
         return Err(ExtractError::TooLarge {
             entry: name.to_owned(),

@@ -3,15 +3,19 @@
 
 pub mod extract;
 pub mod hooks;
+pub mod host_fault;
 pub mod layout;
 
+mod gzip_members;
 mod paths;
 mod pipe;
 mod sys;
 mod tar_format;
 mod writer;
+mod zip_dir;
 mod zip_format;
 
 pub use extract::{extract, sync_tree, ExtractError, ExtractStats, Limits};
 pub use hooks::{run_hook, HookKind, HookOutcome, HookSpec};
+pub use host_fault::host_fault;
 pub use layout::{fsync_dir, Releases};

@@ -182,3 +182,15 @@ pub(crate) fn syncfs(fd: BorrowedFd<'_>) -> io::Result<()> {
 pub(crate) fn display(bytes: &[u8]) -> String {
     OsStr::from_bytes(bytes).to_string_lossy().into_owned()
 }
+
+/// Bytes an unprivileged writer may still use on the filesystem holding `fd` (`fstatvfs`).
+pub(crate) fn free_bytes(fd: BorrowedFd<'_>) -> io::Result<u64> {
+    // SAFETY: all-zero is a valid `statvfs`; the call fills it in.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: valid descriptor and a pointer to a live `statvfs`.
+    check(unsafe { libc::fstatvfs(fd.as_raw_fd(), &mut st) })?;
+    // The field types differ between targets; both are unsigned block counts and sizes.
+    #[allow(clippy::unnecessary_cast)]
+    let (avail, frsize) = (st.f_bavail as u64, st.f_frsize as u64);
+    Ok(avail.saturating_mul(frsize))
+}

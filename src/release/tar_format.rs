@@ -130,8 +130,8 @@ fn one_entry<R: Read>(
         EntryType::Regular if raw.ends_with(b"/") => w.dir(name, comps, meta()?),
         EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
             let meta = meta()?;
-            w.check_declared(name, entry.size())?;
-            w.file(name, &comps, meta, entry)
+            let declared = entry.size();
+            w.file(name, &comps, meta, declared, entry)
         }
         EntryType::Directory => w.dir(name, comps, meta()?),
         EntryType::Symlink | EntryType::Link => {

@@ -13,11 +13,20 @@ use std::path::Path;
 use std::time::{Duration, UNIX_EPOCH};
 
 use super::extract::{ExtractError, ExtractStats, Limits};
+use super::host_fault::is_out_of_space;
 use super::paths::{check_symlink_target, parse_entry_path, Components};
 use super::sys::{self, Kind};
 
 /// Size of the copy buffer for file data.
 const WRITE_BUF: usize = 256 * 1024;
+/// Memory (estimated) that directory metadata waiting for the end of the archive may take;
+/// beyond it, metadata is applied when the directory entry is met, so that an archive of
+/// very many directories cannot grow memory without bound.
+const MAX_DEFERRED_BYTES: usize = 12 << 20;
+/// Estimated memory of one deferred directory (map slot, metadata, component list) and of
+/// each path component (an allocation of its own), besides the name bytes.
+const DEFERRED_ENTRY_COST: usize = 160;
+const DEFERRED_COMPONENT_COST: usize = 48;
 
 /// Permission bits and modification time of an entry; set-id and sticky bits are dropped.
 #[derive(Debug, Clone, Copy)]
@@ -29,15 +38,23 @@ pub(crate) struct Meta {
 /// Writes entries into one release directory.
 pub(crate) struct Writer {
     root: OwnedFd,
+    /// The destination, for messages.
+    dest: String,
+    /// Free space there before the first entry, for out-of-space messages.
+    free_before: Option<u64>,
     /// Open real directories from the root down to the last parent used.
     stack: Vec<(CString, OwnedFd)>,
     limits: Limits,
     format: &'static str,
     stats: ExtractStats,
     entries: u64,
+    /// Regular files written (an archive without any is refused).
+    regular: u64,
     buf: Vec<u8>,
     /// Directory metadata, applied at the end so read-only directories can still be filled.
     dirs: HashMap<Components, Meta>,
+    /// Path bytes held in `dirs`.
+    deferred_bytes: usize,
 }
 
 fn join(comps: &[CString]) -> String {
@@ -66,20 +83,30 @@ impl Writer {
     pub(crate) fn new(dest: &Path, limits: &Limits, format: &'static str) -> Result<Self, ExtractError> {
         let root = sys::open_dir(dest)
             .map_err(|e| ExtractError::io("open destination", dest.display().to_string(), e))?;
+        let free_before = sys::free_bytes(root.as_fd()).ok();
         Ok(Writer {
             root,
+            dest: dest.display().to_string(),
+            free_before,
             stack: Vec::new(),
             limits: *limits,
             format,
             stats: ExtractStats::default(),
             entries: 0,
+            regular: 0,
             buf: vec![0; WRITE_BUF],
             dirs: HashMap::new(),
+            deferred_bytes: 0,
         })
     }
 
     pub(crate) fn format(&self) -> &'static str {
         self.format
+    }
+
+    /// The entry limit, for formats that declare their entry count up front.
+    pub(crate) fn max_entries(&self) -> u64 {
+        self.limits.max_entries
     }
 
     /// Counts one archive entry against the entry limit.
@@ -94,7 +121,7 @@ impl Writer {
     }
 
     /// Refuses early an entry whose declared size alone would pass the size limit.
-    pub(crate) fn check_declared(&self, entry: &str, size: u64) -> Result<(), ExtractError> {
+    fn check_declared(&self, entry: &str, size: u64) -> Result<(), ExtractError> {
         if self.stats.bytes.saturating_add(size) > self.limits.max_total_bytes {
             return Err(self.too_large(entry));
         }
@@ -226,20 +253,37 @@ impl Writer {
             Err(e) => return Err(ExtractError::io("create directory", entry, e)),
         }
         self.stats.dirs += 1;
-        self.dirs.insert(comps, meta);
+        let path_bytes: usize = DEFERRED_ENTRY_COST
+            + comps
+                .iter()
+                .map(|c| c.as_bytes().len() + 1 + DEFERRED_COMPONENT_COST)
+                .sum::<usize>();
+        if self.dirs.contains_key(&comps) || self.deferred_bytes + path_bytes <= MAX_DEFERRED_BYTES {
+            if self.dirs.insert(comps, meta).is_none() {
+                self.deferred_bytes += path_bytes;
+            }
+        } else {
+            let fd = sys::open_dir_at(self.top(), name)
+                .map_err(|e| ExtractError::io("open directory", entry, e))?;
+            apply_meta(&File::from(fd), meta).map_err(|e| ExtractError::io("set metadata of", entry, e))?;
+        }
         Ok(())
     }
 
-    /// A regular file whose content is read from `data` and counted against the size limit.
+    /// A regular file whose content is read from `data` and counted against the size limit;
+    /// refused at once when its `declared` size alone would pass the limit.
     pub(crate) fn file(
         &mut self,
         entry: &str,
         comps: &[CString],
         meta: Meta,
+        declared: u64,
         data: &mut dyn Read,
     ) -> Result<(), ExtractError> {
+        self.check_declared(entry, declared)?;
         let name = self.leaf(entry, comps, "a file entry cannot be the release root")?;
         let mut file = self.create_leaf(entry, name, "create file", |d| sys::create_file_at(d, name))?;
+        let before = self.stats.bytes;
         loop {
             let mut filled = 0;
             while filled < self.buf.len() {
@@ -257,8 +301,9 @@ impl Writer {
             if total > self.limits.max_total_bytes {
                 return Err(self.too_large(entry));
             }
-            file.write_all(&self.buf[..filled])
-                .map_err(|e| ExtractError::io("write", entry, e))?;
+            if let Err(e) = file.write_all(&self.buf[..filled]) {
+                return Err(self.write_failed(entry, &file, before + declared, e));
+            }
             self.stats.bytes = total;
             if filled < self.buf.len() {
                 break;
@@ -266,7 +311,25 @@ impl Writer {
         }
         apply_meta(&file, meta).map_err(|e| ExtractError::io("set metadata of", entry, e))?;
         self.stats.files += 1;
+        self.regular += 1;
         Ok(())
+    }
+
+    /// The error for a failed write: out of space names how much the release needs
+    /// (`needed`, from the declared sizes, at least what was written) and how much is free.
+    fn write_failed(&self, entry: &str, file: &File, needed: u64, e: io::Error) -> ExtractError {
+        if !is_out_of_space(&e) {
+            return ExtractError::io("write", entry, e);
+        }
+        let written = self.stats.bytes + file.metadata().map(|m| m.len()).unwrap_or(0);
+        ExtractError::NoSpace {
+            entry: entry.to_owned(),
+            dest: self.dest.clone(),
+            needed: needed.max(written),
+            written,
+            free_before: self.free_before,
+            source: e,
+        }
     }
 
     /// A symlink; its target must be relative and stay inside the release.
@@ -337,8 +400,12 @@ impl Writer {
         Ok(())
     }
 
-    /// Applies deferred directory metadata (deepest first) and returns the totals.
+    /// Applies deferred directory metadata (deepest first) and returns the totals; an
+    /// archive that produced no regular file is refused.
     pub(crate) fn finish(mut self) -> Result<ExtractStats, ExtractError> {
+        if self.regular == 0 {
+            return Err(ExtractError::Empty { format: self.format });
+        }
         let mut dirs: Vec<_> = std::mem::take(&mut self.dirs).into_iter().collect();
         dirs.sort_by_key(|(comps, _)| std::cmp::Reverse(comps.len()));
         for (comps, meta) in dirs {
