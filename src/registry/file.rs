@@ -175,6 +175,10 @@ impl Registry for FileRegistry {
             .with_context(|| format!("opening artifact {}", path.display()))?;
         Ok(Box::pin(ReaderStream::with_capacity(file, CHUNK)))
     }
+
+    fn selector(&self) -> Selector {
+        self.selector.clone()
+    }
 }
 
 #[cfg(test)]
