@@ -69,7 +69,10 @@ mod tests {
         let dewy = Some(990);
         assert!(admits(Caller::Operator, 0, 0, dewy));
         assert!(admits(Caller::Watcher, 990, 0, dewy));
-        assert!(!admits(Caller::Operator, 990, 0, dewy), "the watcher's user is no operator");
+        assert!(
+            !admits(Caller::Operator, 990, 0, dewy),
+            "the watcher's user is no operator"
+        );
         assert!(!admits(Caller::Watcher, 1000, 0, dewy));
         assert!(!admits(Caller::Watcher, 1000, 0, None));
         // A daemon run by an ordinary user (session bus) serves that user.

@@ -339,7 +339,10 @@ impl Deployer {
             .await
             .map_err(|e| format!("{e:#}"))?;
         let rules = self.registry.selector();
-        let wanted = self.registry.version_of(&release.version).map_err(|e| e.to_string())?;
+        let wanted = self
+            .registry
+            .version_of(&release.version)
+            .map_err(|e| e.to_string())?;
         if !rules.accepts(&wanted) {
             return Err(format!(
                 "{} does not pass the source's version rules (pre-release: {}, slot: {})",

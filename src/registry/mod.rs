@@ -112,7 +112,9 @@ pub async fn resolve(registry: &dyn Registry, version: &str) -> Result<Release, 
     let wanted = registry.version_of(version)?;
     let release = registry.find(version).await?;
     let found = registry.version_of(&release.version).map_err(|e| {
-        ResolveError::Mismatch(format!("the source answered {version} with an invalid version: {e}"))
+        ResolveError::Mismatch(format!(
+            "the source answered {version} with an invalid version: {e}"
+        ))
     })?;
     if found != wanted || found.build() != wanted.build() {
         return Err(ResolveError::Mismatch(format!(
@@ -316,15 +318,25 @@ mod tests {
 
     #[tokio::test]
     async fn resolve_takes_only_the_version_asked_for() {
-        let ok = resolve(&answering("v1.2.3"), "1.2.3").await.expect("prefix aside");
+        let ok = resolve(&answering("v1.2.3"), "1.2.3")
+            .await
+            .expect("prefix aside");
         assert_eq!(ok.version, "v1.2.3");
-        let err = resolve(&answering("v1.2.4"), "v1.2.3").await.expect_err("other version");
+        let err = resolve(&answering("v1.2.4"), "v1.2.3")
+            .await
+            .expect_err("other version");
         assert!(matches!(err, ResolveError::Mismatch(_)), "{err}");
-        let err = resolve(&answering("v1.2.3+green"), "v1.2.3+blue").await.expect_err("other slot");
+        let err = resolve(&answering("v1.2.3+green"), "v1.2.3+blue")
+            .await
+            .expect_err("other slot");
         assert!(matches!(err, ResolveError::Mismatch(_)), "{err}");
-        let err = resolve(&answering("v1.2.3\nx"), "v1.2.3").await.expect_err("hostile answer");
+        let err = resolve(&answering("v1.2.3\nx"), "v1.2.3")
+            .await
+            .expect_err("hostile answer");
         assert!(err.to_string().contains("invalid version"), "{err}");
-        let err = resolve(&answering("v1.2.3"), "v1.2.3\u{1b}[2J").await.expect_err("hostile ask");
+        let err = resolve(&answering("v1.2.3"), "v1.2.3\u{1b}[2J")
+            .await
+            .expect_err("hostile ask");
         assert!(matches!(err, ResolveError::Invalid(_)), "{err}");
     }
 

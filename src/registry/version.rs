@@ -359,14 +359,24 @@ mod tests {
     fn hostile_text_is_refused_before_any_grammar() {
         let sel = Selector::default();
         assert_eq!(sel.validate(""), Err(VersionError::Empty));
-        for bad in ["v1.0.0\n", "v1.0.0\u{1b}[31m", "v1.0.0 ", "\tv1", "v1.0.0\0", "v1.0.0\u{85}"] {
+        for bad in [
+            "v1.0.0\n",
+            "v1.0.0\u{1b}[31m",
+            "v1.0.0 ",
+            "\tv1",
+            "v1.0.0\0",
+            "v1.0.0\u{85}",
+        ] {
             let err = sel.validate(bad).expect_err(bad);
             assert!(matches!(err, VersionError::BadCharacter(_)), "{bad:?}: {err}");
             assert!(!err.to_string().chars().any(char::is_control), "{err}");
             assert!(Version::parse(bad).is_none(), "{bad:?}");
         }
         let long = format!("1.0.0-{}", "a".repeat(MAX_LEN));
-        assert!(semver::Version::parse(&long).is_ok(), "the semver crate alone takes it");
+        assert!(
+            semver::Version::parse(&long).is_ok(),
+            "the semver crate alone takes it"
+        );
         assert_eq!(sel.validate(&long), Err(VersionError::TooLong(long.len())));
         assert!(Version::parse(&long).is_none());
         let edge = format!("1.0.0-{}", "a".repeat(MAX_LEN - 6));
@@ -384,7 +394,10 @@ mod tests {
             ..Selector::default()
         };
         assert!(sel.validate("2024.10.3").is_ok());
-        let err = sel.validate("v1.2.3").expect_err("semver under calver").to_string();
+        let err = sel
+            .validate("v1.2.3")
+            .expect_err("semver under calver")
+            .to_string();
         assert!(err.contains("CalVer YYYY.0M.MICRO"), "{err}");
         assert!(sel.validate("2024.10.3\r").is_err());
         let long = format!("2024.10.{}", "1".repeat(MAX_LEN));

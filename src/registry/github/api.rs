@@ -306,7 +306,10 @@ pub fn may_follow(base: &Url, target: &Url) -> bool {
     }
     let host = host.to_ascii_lowercase();
     let base_host = base_host.to_ascii_lowercase();
-    host == base_host || host.strip_suffix(&base_host).is_some_and(|rest| rest.ends_with('.'))
+    host == base_host
+        || host
+            .strip_suffix(&base_host)
+            .is_some_and(|rest| rest.ends_with('.'))
 }
 
 /// Follow at most [`MAX_REDIRECTS`] redirects, each to where [`may_follow`] allows.
@@ -419,7 +422,10 @@ mod tests {
         let ghe = u("https://ghe.example/api/v3");
         assert!(may_follow(&ghe, &u("https://ghe.example/storage/releases/1")));
         assert!(may_follow(&ghe, &u("https://media.ghe.example/x")));
-        assert!(!may_follow(&ghe, &u("http://media.ghe.example/x")), "no HTTPS downgrade");
+        assert!(
+            !may_follow(&ghe, &u("http://media.ghe.example/x")),
+            "no HTTPS downgrade"
+        );
         assert!(!may_follow(&ghe, &u("https://xghe.example/x")));
         assert!(!may_follow(&ghe, &u("https://objects.githubusercontent.com/x")));
         let local = u("http://127.0.0.1:4000/");
@@ -430,7 +436,12 @@ mod tests {
 
     #[tokio::test]
     async fn fetch_refuses_urls_off_the_api_origin() {
-        let c = Client::new(Url::parse("http://127.0.0.1:9/").expect("url"), Some("t".into()), "").expect("client");
+        let c = Client::new(
+            Url::parse("http://127.0.0.1:9/").expect("url"),
+            Some("t".into()),
+            "",
+        )
+        .expect("client");
         for foreign in [
             "http://127.0.0.1:10/asset",
             "https://evil.example/a.tar.gz",
