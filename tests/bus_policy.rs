@@ -297,6 +297,7 @@ fn shipped_policy_lets_the_dewy_user_only_nominate_versions() {
     let w = World::new();
     w.publish("v1.0.0");
     w.publish("v1.1.0");
+    w.publish("v2.0.0-rc.1");
     let bus_dir = w.tmp.path().join("bus");
     std::fs::create_dir_all(&bus_dir).unwrap();
     std::fs::set_permissions(&bus_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -413,6 +414,14 @@ fn shipped_policy_lets_the_dewy_user_only_nominate_versions() {
         "Offer",
     );
     assert_eq!(result_kind(&out), "deployed", "{out}\n{}", deployer.log());
+    assert_eq!(w.live().as_deref(), Some("v1.1.0"));
+    // The source's rules hold: pre-releases are not opted into.
+    let out = assert_allowed(
+        deployer_call(&bus, Some(dewy_user), "Offer", &["string:v2.0.0-rc.1"]),
+        "Offer",
+    );
+    assert_eq!(result_kind(&out), "failed", "{out}");
+    assert!(out.contains("does not pass the source's version rules"), "{out}");
     assert_eq!(w.live().as_deref(), Some("v1.1.0"));
     // An older one is refused while the source's newest is newer: no downgrade by nomination.
     let out = assert_allowed(

@@ -43,6 +43,14 @@ impl DeployResult {
     }
 }
 
+/// Why a nominated version is not deployed.
+enum Nomination {
+    /// The source does not publish it (for this host, by these rules): refused.
+    Refused(String),
+    /// The source could not be asked: a failure, retried at the next check.
+    LookupFailed(String),
+}
+
 /// A version refused before anything was fetched: logged with the text escaped, nothing
 /// recorded (the text may be hostile), the caller told why.
 fn refused(version: &str, why: String) -> DeployResult {
@@ -329,27 +337,56 @@ impl Deployer {
         let _guard = self.busy.lock().await;
         let release = match self.resolve_nomination(version).await {
             Ok(release) => release,
-            Err(why) => return refused(version, why),
+            Err(Nomination::Refused(why)) => return refused(version, why),
+            Err(Nomination::LookupFailed(error)) => {
+                tracing::error!(
+                    message_id = crate::logging::MSG_FAILURE,
+                    dewy_version = version,
+                    error = %error,
+                    "Looking up the nominated version failed; the live release keeps serving"
+                );
+                self.emit(Event::Failed {
+                    stage: crate::notify::Stage::Deploy,
+                    version: Some(version.to_string()),
+                    error: error.clone(),
+                    next_step: format!(
+                        "dewy looks it up again at the next check; verify {} and its credentials",
+                        self.settings.registry
+                    ),
+                    command: self.settings.mode.to_string(),
+                });
+                return DeployResult::Failed {
+                    version: version.to_string(),
+                    error,
+                };
+            }
         };
         self.run(release, Trigger::Watcher).await
     }
 
-    async fn resolve_nomination(&self, version: &str) -> Result<Release, String> {
-        let release = crate::registry::resolve(self.registry.as_ref(), version)
-            .await
-            .map_err(|e| format!("{e:#}"))?;
+    async fn resolve_nomination(&self, version: &str) -> Result<Release, Nomination> {
+        use crate::registry::{CheckError, ResolveError};
+        let release = match crate::registry::resolve(self.registry.as_ref(), version).await {
+            Ok(release) => release,
+            // The source answered and has no such release for this host: nothing to deploy.
+            Err(e @ (ResolveError::Invalid(_) | ResolveError::Mismatch(_)))
+            | Err(e @ ResolveError::Check(CheckError::NoRelease(_) | CheckError::ArtifactNotFound { .. })) => {
+                return Err(Nomination::Refused(format!("{e:#}")))
+            }
+            Err(e) => return Err(Nomination::LookupFailed(format!("looking up {version}: {e:#}"))),
+        };
         let rules = self.registry.selector();
         let wanted = self
             .registry
             .version_of(&release.version)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| Nomination::Refused(e.to_string()))?;
         if !rules.accepts(&wanted) {
-            return Err(format!(
+            return Err(Nomination::Refused(format!(
                 "{} does not pass the source's version rules (pre-release: {}, slot: {})",
                 release.version,
                 rules.prerelease,
                 rules.slot.as_deref().unwrap_or("any")
-            ));
+            )));
         }
         let live = self
             .live_version()
@@ -359,12 +396,17 @@ impl Deployer {
                 .registry
                 .latest()
                 .await
-                .map_err(|e| format!("{release} is older than the live {live}, and asking the source for its newest release failed: {e:#}", release = release.version))?;
+                .map_err(|e| {
+                    Nomination::LookupFailed(format!(
+                        "{} is older than the live {live}, and asking the source for its newest release failed: {e:#}",
+                        release.version
+                    ))
+                })?;
             if newest.version != release.version {
-                return Err(format!(
+                return Err(Nomination::Refused(format!(
                     "{} is older than the live {live} and not the newest release of the source ({})",
                     release.version, newest.version
-                ));
+                )));
             }
         }
         Ok(release)
