@@ -9,13 +9,13 @@ use anyhow::Context;
 use zbus::{proxy, Connection};
 
 use super::names;
-use super::wire::{decode_result, WireRelease, WireResult};
+use super::wire::{decode_result, WireResult};
 use crate::deploy::DeployResult;
 use crate::registry::Release;
 
 #[proxy(interface = "io.dewy.Deployer1", gen_blocking = false)]
 trait Deployer1 {
-    fn offer(&self, release: WireRelease) -> zbus::Result<WireResult>;
+    fn offer(&self, version: &str) -> zbus::Result<WireResult>;
     fn deploy(&self, version: &str) -> zbus::Result<WireResult>;
     fn rollback(&self) -> zbus::Result<WireResult>;
     fn restart(&self) -> zbus::Result<()>;
@@ -158,9 +158,9 @@ impl DeployerClient {
 
 #[async_trait::async_trait]
 impl crate::watch::DeployTarget for DeployerClient {
+    /// Only the version travels: the deployer resolves it from its own source.
     async fn offer(&self, release: Release) -> anyhow::Result<DeployResult> {
-        let wire = WireRelease::from(&release);
-        decode_result(self.proxy.offer(wire).await.map_err(explain)?)
+        decode_result(self.proxy.offer(&release.version).await.map_err(explain)?)
     }
 }
 

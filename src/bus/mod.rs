@@ -5,6 +5,7 @@
 //! - `io.dewy.Watcher.<app>`: `/io/dewy/Watcher1` → `io.dewy.Watcher1`
 //! - `io.dewy.Proxy.<app>`: `/io/dewy/Proxy1` → `io.dewy.Proxy1`
 
+mod caller;
 pub mod client;
 pub mod names;
 mod server;

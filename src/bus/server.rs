@@ -5,10 +5,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use zbus::message::Header;
 use zbus::{fdo, interface, Connection};
 
+use super::caller::{self, Caller};
 use super::names::{self, BusChoice};
-use super::wire::{encode_result, WireRelease, WireResult};
+use super::wire::{encode_result, WireResult};
 use crate::deploy::Deployer;
 use crate::proxy::ProxyHandle;
 use crate::watch::Watcher;
@@ -20,23 +22,47 @@ pub struct DeployerIface {
 
 #[interface(name = "io.dewy.Deployer1")]
 impl DeployerIface {
-    /// Offer a release found by the watcher; returns (result, version, detail) once handled.
-    async fn offer(&self, release: WireRelease) -> WireResult {
-        encode_result(&self.deployer.offer(release.into()).await)
+    /// Nominate a version found by the watcher; the deployer resolves it from its own source.
+    /// Returns (result, version, detail) once handled. Root, the deployer's user and the
+    /// watcher's user may call it.
+    async fn offer(
+        &self,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] header: Header<'_>,
+        version: String,
+    ) -> fdo::Result<WireResult> {
+        caller::require(conn, &header, Caller::Watcher, "Offer").await?;
+        Ok(encode_result(&self.deployer.nominate(&version).await))
     }
 
     /// Deploy a given version now, even one marked bad.
-    async fn deploy(&self, version: String) -> WireResult {
-        encode_result(&self.deployer.deploy_version(&version).await)
+    async fn deploy(
+        &self,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] header: Header<'_>,
+        version: String,
+    ) -> fdo::Result<WireResult> {
+        caller::require(conn, &header, Caller::Operator, "Deploy").await?;
+        Ok(encode_result(&self.deployer.deploy_version(&version).await))
     }
 
     /// Make the previous release live again; the version rolled back from is marked bad.
-    async fn rollback(&self) -> WireResult {
-        encode_result(&self.deployer.rollback().await)
+    async fn rollback(
+        &self,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] header: Header<'_>,
+    ) -> fdo::Result<WireResult> {
+        caller::require(conn, &header, Caller::Operator, "Rollback").await?;
+        Ok(encode_result(&self.deployer.rollback().await))
     }
 
     /// Server mode: restart the app without a deploy (a new generation, then the old one drains).
-    async fn restart(&self) -> fdo::Result<()> {
+    async fn restart(
+        &self,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] header: Header<'_>,
+    ) -> fdo::Result<()> {
+        caller::require(conn, &header, Caller::Operator, "Restart").await?;
         self.deployer
             .restart_app()
             .await
@@ -44,10 +70,16 @@ impl DeployerIface {
     }
 
     /// Clear a version from the bad-version ledger; true when it was there.
-    async fn forget_bad(&self, version: String) -> fdo::Result<bool> {
+    async fn forget_bad(
+        &self,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] header: Header<'_>,
+        version: String,
+    ) -> fdo::Result<bool> {
+        caller::require(conn, &header, Caller::Operator, "ForgetBad").await?;
         self.deployer
             .forget_bad(&version)
-            .map_err(|e| fdo::Error::Failed(format!("{e:#}")))
+            .map_err(|e| fdo::Error::InvalidArgs(format!("{e:#}")))
     }
 
     /// Status as a JSON object (app, live, previous, activity, last result, bad versions).
@@ -90,9 +122,14 @@ pub struct WatcherIface {
 #[interface(name = "io.dewy.Watcher1")]
 impl WatcherIface {
     /// Check the registry now; returns (outcome, version, detail).
-    async fn check_now(&self) -> (String, String, String) {
+    async fn check_now(
+        &self,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] header: Header<'_>,
+    ) -> fdo::Result<(String, String, String)> {
+        caller::require(conn, &header, Caller::Operator, "CheckNow").await?;
         let r = self.watcher.check_now().await;
-        (r.outcome, r.version, r.detail)
+        Ok((r.outcome, r.version, r.detail))
     }
 
     /// Status as a JSON object (registry, last/next check, latest version, last result).
@@ -116,7 +153,14 @@ fn parse_backend(s: &str) -> fdo::Result<SocketAddr> {
 #[interface(name = "io.dewy.Proxy1")]
 impl ProxyIface {
     /// Replace the backends of proxy port `port`; returns once new requests use them.
-    async fn set_backends(&self, port: u16, backends: Vec<String>) -> fdo::Result<()> {
+    async fn set_backends(
+        &self,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] header: Header<'_>,
+        port: u16,
+        backends: Vec<String>,
+    ) -> fdo::Result<()> {
+        caller::require(conn, &header, Caller::Operator, "SetBackends").await?;
         let addrs = backends
             .iter()
             .map(|b| parse_backend(b))
@@ -137,7 +181,14 @@ impl ProxyIface {
     }
 
     /// Wait until nothing is in flight to `backend` or `max_ms` passes; returns what was left.
-    async fn drain(&self, backend: String, max_ms: u64) -> fdo::Result<u32> {
+    async fn drain(
+        &self,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] header: Header<'_>,
+        backend: String,
+        max_ms: u64,
+    ) -> fdo::Result<u32> {
+        caller::require(conn, &header, Caller::Operator, "Drain").await?;
         let addr = parse_backend(&backend)?;
         let left = self.proxy.drain(addr, Duration::from_millis(max_ms)).await;
         Ok(u32::try_from(left).unwrap_or(u32::MAX))

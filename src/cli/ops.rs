@@ -39,18 +39,40 @@ async fn pick_app(conn: &Connection, app: Option<&str>) -> anyhow::Result<String
     }
 }
 
+/// Text from another process made safe for a terminal: control characters (escape sequences,
+/// carriage returns) are shown escaped instead of acted upon.
+fn plain(text: &str) -> String {
+    if !text.chars().any(char::is_control) {
+        return text.to_string();
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+/// Refuse a version the deployer would refuse anyway, before asking it.
+fn check_version(version: &str) -> anyhow::Result<()> {
+    crate::registry::version::check_text(version).context("the version given")
+}
+
 fn print_result(r: &DeployResult) -> i32 {
     match r {
         DeployResult::Deployed { version, release } => {
-            println!("{version} is live ({release})");
+            println!("{} is live ({})", plain(version), plain(release));
             0
         }
         DeployResult::Skipped { version, reason } => {
-            println!("{version}: nothing to do: {reason}");
+            println!("{}: nothing to do: {}", plain(version), plain(reason));
             0
         }
         DeployResult::Failed { version, error } => {
-            eprintln!("{version}: failed: {error}");
+            eprintln!("{}: failed: {}", plain(version), plain(error));
             1
         }
     }
@@ -68,7 +90,7 @@ pub async fn status(a: AppArgs) -> anyhow::Result<i32> {
         println!("{}", serde_json::json!({ "deployer": d, "watcher": w }));
         return Ok(0);
     }
-    let s = |v: &serde_json::Value, k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("-").to_string();
+    let s = |v: &serde_json::Value, k: &str| plain(v.get(k).and_then(|x| x.as_str()).unwrap_or("-"));
     println!("app:       {}", s(&d, "app"));
     println!("mode:      {}", s(&d, "mode"));
     println!("registry:  {}", s(&d, "registry"));
@@ -160,6 +182,7 @@ pub async fn history(a: HistoryArgs) -> anyhow::Result<i32> {
 
 pub async fn deploy(a: VersionArgs) -> anyhow::Result<i32> {
     let conn = connect(&a.bus).await?;
+    check_version(&a.version)?;
     let app = pick_app(&conn, a.app.as_deref()).await?;
     let r = DeployerClient::new(&conn, &app).await?.deploy(&a.version).await?;
     Ok(print_result(&r))
@@ -181,6 +204,7 @@ pub async fn restart(a: AppArgs) -> anyhow::Result<i32> {
 }
 
 pub async fn forget_bad(a: VersionArgs) -> anyhow::Result<i32> {
+    check_version(&a.version)?;
     let conn = connect(&a.bus).await?;
     let app = pick_app(&conn, a.app.as_deref()).await?;
     if DeployerClient::new(&conn, &app)
@@ -200,7 +224,7 @@ pub async fn check_now(a: AppArgs) -> anyhow::Result<i32> {
     let conn = connect(&a.bus).await?;
     let app = pick_app(&conn, a.app.as_deref()).await?;
     let (outcome, version, detail) = WatcherClient::new(&conn, &app).await?.check_now().await?;
-    println!("{outcome} {version} {detail}");
+    println!("{} {} {}", plain(&outcome), plain(&version), plain(&detail));
     Ok(if matches!(outcome.as_str(), "error" | "failed") {
         1
     } else {

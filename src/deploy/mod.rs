@@ -43,6 +43,34 @@ impl DeployResult {
     }
 }
 
+/// Why a nominated version is not deployed.
+enum Nomination {
+    /// The source does not publish it (for this host, by these rules): refused.
+    Refused(String),
+    /// The source could not be asked: a failure, retried at the next check.
+    LookupFailed(String),
+}
+
+/// A version refused before anything was fetched: logged with the text escaped, nothing
+/// recorded (the text may be hostile), the caller told why.
+fn refused(version: &str, why: String) -> DeployResult {
+    let shown = crate::registry::version::shown(version);
+    tracing::warn!(
+        message_id = crate::logging::MSG_SKIP,
+        version = %shown,
+        reason = %why,
+        "Nominated version refused"
+    );
+    DeployResult::Failed {
+        version: if crate::registry::version::check_text(version).is_ok() {
+            version.to_string()
+        } else {
+            shown.clone()
+        },
+        error: format!("refused {shown}: {why}"),
+    }
+}
+
 /// Why a deploy runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Trigger {
@@ -290,17 +318,106 @@ impl Deployer {
         &self.settings
     }
 
-    /// Deploy a release the watcher found, unless a skip rule applies.
+    /// Deploy a release found in this process by a watcher sharing this deployer's registry,
+    /// unless a skip rule applies. The version must still follow the source's grammar.
     pub async fn offer(&self, release: Release) -> DeployResult {
         let _guard = self.busy.lock().await;
+        if let Err(e) = self.registry.version_of(&release.version) {
+            return refused(&release.version, format!("{e}"));
+        }
         self.run(release, Trigger::Watcher).await
+    }
+
+    /// Deploy the version another process (the watcher, over D-Bus) nominates. Nothing of the
+    /// caller's is used but the version text: the release is resolved from this deployer's own
+    /// source ([`crate::registry::resolve`]), must pass its pre-release and slot rules, and a
+    /// version older than the live one is only taken when the source itself says it is the
+    /// newest (a newer release was withdrawn).
+    pub async fn nominate(&self, version: &str) -> DeployResult {
+        let _guard = self.busy.lock().await;
+        let release = match self.resolve_nomination(version).await {
+            Ok(release) => release,
+            Err(Nomination::Refused(why)) => return refused(version, why),
+            Err(Nomination::LookupFailed(error)) => {
+                tracing::error!(
+                    message_id = crate::logging::MSG_FAILURE,
+                    dewy_version = version,
+                    error = %error,
+                    "Looking up the nominated version failed; the live release keeps serving"
+                );
+                self.emit(Event::Failed {
+                    stage: crate::notify::Stage::Deploy,
+                    version: Some(version.to_string()),
+                    error: error.clone(),
+                    next_step: format!(
+                        "dewy looks it up again at the next check; verify {} and its credentials",
+                        self.settings.registry
+                    ),
+                    command: self.settings.mode.to_string(),
+                });
+                return DeployResult::Failed {
+                    version: version.to_string(),
+                    error,
+                };
+            }
+        };
+        self.run(release, Trigger::Watcher).await
+    }
+
+    async fn resolve_nomination(&self, version: &str) -> Result<Release, Nomination> {
+        use crate::registry::{CheckError, ResolveError};
+        let release = match crate::registry::resolve(self.registry.as_ref(), version).await {
+            Ok(release) => release,
+            // The source answered and has no such release for this host: nothing to deploy.
+            Err(e @ (ResolveError::Invalid(_) | ResolveError::Mismatch(_)))
+            | Err(e @ ResolveError::Check(CheckError::NoRelease(_) | CheckError::ArtifactNotFound { .. })) => {
+                return Err(Nomination::Refused(format!("{e:#}")))
+            }
+            Err(e) => return Err(Nomination::LookupFailed(format!("looking up {version}: {e:#}"))),
+        };
+        let rules = self.registry.selector();
+        let wanted = self
+            .registry
+            .version_of(&release.version)
+            .map_err(|e| Nomination::Refused(e.to_string()))?;
+        if !rules.accepts(&wanted) {
+            return Err(Nomination::Refused(format!(
+                "{} does not pass the source's version rules (pre-release: {}, slot: {})",
+                release.version,
+                rules.prerelease,
+                rules.slot.as_deref().unwrap_or("any")
+            )));
+        }
+        let live = self
+            .live_version()
+            .and_then(|v| self.registry.version_of(&v).ok());
+        if let Some(live) = live.filter(|live| wanted < *live) {
+            let newest = self
+                .registry
+                .latest()
+                .await
+                .map_err(|e| {
+                    Nomination::LookupFailed(format!(
+                        "{} is older than the live {live}, and asking the source for its newest release failed: {e:#}",
+                        release.version
+                    ))
+                })?;
+            if newest.version != release.version {
+                return Err(Nomination::Refused(format!(
+                    "{} is older than the live {live} and not the newest release of the source ({})",
+                    release.version, newest.version
+                )));
+            }
+        }
+        Ok(release)
     }
 
     /// Deploy a given version now (operator request).
     pub async fn deploy_version(&self, version: &str) -> DeployResult {
         let _guard = self.busy.lock().await;
-        match self.registry.find(version).await {
+        match crate::registry::resolve(self.registry.as_ref(), version).await {
             Ok(release) => self.run(release, Trigger::Operator).await,
+            Err(crate::registry::ResolveError::Invalid(e)) => refused(version, e.to_string()),
             Err(e) => {
                 let error = format!("looking up {version}: {e:#}");
                 self.emit(Event::Failed {
@@ -331,8 +448,14 @@ impl Deployer {
     }
 
     /// Remove a version from the bad-version ledger; true when it was there.
+    /// The text must be a version of the source's grammar, or be in the ledger as it is (a
+    /// ledger written under other version rules can still be cleared).
     pub fn forget_bad(&self, version: &str) -> anyhow::Result<bool> {
+        crate::registry::version::check_text(version)?;
         let mut st = self.lock_state();
+        if !st.bad.contains_key(version) {
+            self.registry.version_of(version)?;
+        }
         let removed = st.bad.remove(version).is_some();
         if removed {
             self.state_file.save(&st)?;

@@ -175,6 +175,10 @@ impl Registry for FileRegistry {
             .with_context(|| format!("opening artifact {}", path.display()))?;
         Ok(Box::pin(ReaderStream::with_capacity(file, CHUNK)))
     }
+
+    fn selector(&self) -> Selector {
+        self.selector.clone()
+    }
 }
 
 #[cfg(test)]
@@ -270,6 +274,26 @@ mod tests {
         assert!(matches!(reg.latest().await, Err(CheckError::NoRelease(_))));
         assert!(reg.fetch("file:///etc/passwd").await.is_err());
         assert!(reg.fetch("https://example.com/x").await.is_err());
+    }
+
+    #[tokio::test]
+    async fn hostile_directory_names_are_never_versions() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let art = host_artifact();
+        put(tmp.path(), "v1.0.0", &art, b"good");
+        put(tmp.path(), "v9.0.0\u{1b}[2J", &art, b"escape");
+        put(tmp.path(), "v9.0.0-x\nDEWY_VERSION=evil", &art, b"newline");
+        put(tmp.path(), &format!("v9.0.0-{}", "a".repeat(200)), &art, b"long");
+        let reg = registry(tmp.path(), "pre-release=true", None);
+        assert_eq!(reg.latest().await.expect("latest").version, "v1.0.0");
+        let err = crate::registry::resolve(&reg, "v9.0.0\u{1b}[2J")
+            .await
+            .expect_err("hostile");
+        assert!(matches!(err, crate::registry::ResolveError::Invalid(_)), "{err}");
+        let long = format!("v9.0.0-{}", "a".repeat(200));
+        assert!(crate::registry::resolve(&reg, &long).await.is_err());
+        let ok = crate::registry::resolve(&reg, "1.0.0").await.expect("resolved");
+        assert_eq!(ok.version, "v1.0.0");
     }
 
     #[test]

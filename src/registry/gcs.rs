@@ -219,6 +219,10 @@ impl Registry for GcsRegistry {
         let resp = self.get(media).await?;
         Ok(Box::pin(resp.bytes_stream().map_err(std::io::Error::other)))
     }
+
+    fn selector(&self) -> Selector {
+        self.selector.clone()
+    }
 }
 
 #[cfg(test)]

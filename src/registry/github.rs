@@ -245,6 +245,10 @@ impl Registry for GithubRegistry {
     async fn fetch(&self, url: &str) -> anyhow::Result<ByteStream> {
         self.client.fetch(url).await
     }
+
+    fn selector(&self) -> Selector {
+        self.selector.clone()
+    }
 }
 
 #[cfg(test)]

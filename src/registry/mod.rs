@@ -79,7 +79,51 @@ pub trait Registry: Send + Sync {
     /// A given version (for `dewy deploy VERSION`), whatever the pre-release setting.
     async fn find(&self, version: &str) -> Result<Release, CheckError>;
     /// Stream the bytes behind an `artifact_url` or `checksum_url` returned by this registry.
+    /// URLs that do not belong to the configured source are refused.
     async fn fetch(&self, url: &str) -> anyhow::Result<ByteStream>;
+    /// The version rules of the source (grammar, pre-release opt-in, slot).
+    fn selector(&self) -> version::Selector {
+        version::Selector::default()
+    }
+    /// Parse a version text of this source by its grammar ([`version::Selector::validate`]).
+    fn version_of(&self, text: &str) -> Result<version::Version, version::VersionError> {
+        self.selector().validate(text)
+    }
+}
+
+/// Why a version named by someone else (the watcher, an operator) is not resolved.
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    /// The text is not a version of the source's grammar; nothing was asked of the source.
+    #[error(transparent)]
+    Invalid(#[from] version::VersionError),
+    /// The source has no such release, or could not be asked.
+    #[error(transparent)]
+    Check(#[from] CheckError),
+    /// The source answered with something else than the version asked for.
+    #[error("{0}")]
+    Mismatch(String),
+}
+
+/// Resolve exactly `version` from the source's own answer: the text must follow the source's
+/// version grammar, the release must exist, and the source must answer with that version (a
+/// `v` prefix aside), in the same grammar. The artifact and checksum URLs are the source's.
+pub async fn resolve(registry: &dyn Registry, version: &str) -> Result<Release, ResolveError> {
+    let wanted = registry.version_of(version)?;
+    let release = registry.find(version).await?;
+    let found = registry.version_of(&release.version).map_err(|e| {
+        ResolveError::Mismatch(format!(
+            "the source answered {version} with an invalid version: {e}"
+        ))
+    })?;
+    if found != wanted || found.build() != wanted.build() {
+        return Err(ResolveError::Mismatch(format!(
+            "the source answered {} with release {}",
+            version::shown(version),
+            version::shown(&release.version)
+        )));
+    }
+    Ok(release)
 }
 
 /// Registry schemes this build implements.
@@ -244,6 +288,56 @@ mod tests {
         assert!(err.contains("expected scheme://"), "{err}");
         let err = parse_url("ghr://o/r?bogus=1").expect_err("key").to_string();
         assert!(err.contains("unknown parameter \"bogus\""), "{err}");
+    }
+
+    /// A source that answers every look-up with the same release.
+    struct Answers(Release);
+
+    #[async_trait::async_trait]
+    impl Registry for Answers {
+        async fn latest(&self) -> Result<Release, CheckError> {
+            Ok(self.0.clone())
+        }
+        async fn find(&self, _version: &str) -> Result<Release, CheckError> {
+            Ok(self.0.clone())
+        }
+        async fn fetch(&self, url: &str) -> anyhow::Result<ByteStream> {
+            bail!("not fetched: {url}")
+        }
+    }
+
+    fn answering(version: &str) -> Answers {
+        Answers(Release {
+            version: version.to_string(),
+            artifact: "app.tar.gz".into(),
+            artifact_url: "file:///srv/app.tar.gz".into(),
+            checksum_url: None,
+            published_at: None,
+        })
+    }
+
+    #[tokio::test]
+    async fn resolve_takes_only_the_version_asked_for() {
+        let ok = resolve(&answering("v1.2.3"), "1.2.3")
+            .await
+            .expect("prefix aside");
+        assert_eq!(ok.version, "v1.2.3");
+        let err = resolve(&answering("v1.2.4"), "v1.2.3")
+            .await
+            .expect_err("other version");
+        assert!(matches!(err, ResolveError::Mismatch(_)), "{err}");
+        let err = resolve(&answering("v1.2.3+green"), "v1.2.3+blue")
+            .await
+            .expect_err("other slot");
+        assert!(matches!(err, ResolveError::Mismatch(_)), "{err}");
+        let err = resolve(&answering("v1.2.3\nx"), "v1.2.3")
+            .await
+            .expect_err("hostile answer");
+        assert!(err.to_string().contains("invalid version"), "{err}");
+        let err = resolve(&answering("v1.2.3"), "v1.2.3\u{1b}[2J")
+            .await
+            .expect_err("hostile ask");
+        assert!(matches!(err, ResolveError::Invalid(_)), "{err}");
     }
 
     #[test]

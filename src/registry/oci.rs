@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use url::Url;
 
 use super::layout::{self, find_version};
-use super::version::Selector;
+use super::version::{check_text, Selector, Version, VersionError};
 use super::{ByteStream, CheckError, OpenOptions, Registry, Release};
 use client::Client;
 pub use location::{parse_location, Location};
@@ -103,6 +103,15 @@ impl Registry for OciRegistry {
 
     async fn fetch(&self, url: &str) -> anyhow::Result<ByteStream> {
         bail!("{url}: images are pulled by the container engine, not downloaded by dewy")
+    }
+
+    fn selector(&self) -> Selector {
+        self.selector.clone()
+    }
+
+    fn version_of(&self, text: &str) -> Result<Version, VersionError> {
+        check_text(text)?;
+        self.selector.validate(&tag_version(text))
     }
 }
 

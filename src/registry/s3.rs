@@ -278,6 +278,10 @@ impl Registry for S3Registry {
             .map_err(|e| anyhow::anyhow!("downloading {url} from {}: {}", self.place_name(), describe(&e)))?;
         Ok(body_stream(out.body))
     }
+
+    fn selector(&self) -> Selector {
+        self.selector.clone()
+    }
 }
 
 /// GetObject's body as dewy's byte stream (chunk by chunk, never buffered whole).

@@ -7,6 +7,47 @@ use std::fmt;
 
 use super::calver::{CalVersion, Format};
 
+/// The longest version text accepted anywhere (D-Bus, CLI, registry answers), in bytes.
+pub const MAX_LEN: usize = 128;
+
+/// Why a text is not a version.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VersionError {
+    #[error("version is empty")]
+    Empty,
+    #[error("version is {0} bytes long; at most {MAX_LEN} are allowed")]
+    TooLong(usize),
+    #[error("version {0} holds a control or whitespace character")]
+    BadCharacter(String),
+    #[error("version {shown} is not {grammar}")]
+    Grammar { shown: String, grammar: String },
+}
+
+/// `text` in a form safe to log and show: quoted, escapes for control characters, cut after
+/// [`MAX_LEN`] characters.
+pub fn shown(text: &str) -> String {
+    if text.chars().count() <= MAX_LEN {
+        return format!("{text:?}");
+    }
+    let cut: String = text.chars().take(MAX_LEN).collect();
+    format!("{cut:?}…")
+}
+
+/// The checks every version text passes before any grammar: not empty, at most [`MAX_LEN`]
+/// bytes, no control or whitespace character.
+pub fn check_text(text: &str) -> Result<(), VersionError> {
+    if text.is_empty() {
+        return Err(VersionError::Empty);
+    }
+    if text.len() > MAX_LEN {
+        return Err(VersionError::TooLong(text.len()));
+    }
+    if text.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(VersionError::BadCharacter(shown(text)));
+    }
+    Ok(())
+}
+
 /// A release version parsed from a tag such as `v1.2.3-rc.1+blue`.
 ///
 /// Ordering follows SemVer 2.0 precedence (or CalVer precedence): build metadata is ignored, so
@@ -26,6 +67,7 @@ enum Kind {
 impl Version {
     /// Parse a tag: SemVer 2.0, optionally prefixed by `v` or `V`. `None` when it is not a version.
     pub fn parse(tag: &str) -> Option<Version> {
+        check_text(tag).ok()?;
         let text = tag
             .strip_prefix('v')
             .or_else(|| tag.strip_prefix('V'))
@@ -41,10 +83,11 @@ impl Version {
     pub fn parse_with(tag: &str, calver: Option<&Format>) -> Option<Version> {
         match calver {
             None => Version::parse(tag),
-            Some(format) => Some(Version {
+            Some(format) if check_text(tag).is_ok() => Some(Version {
                 raw: tag.to_string(),
                 kind: Kind::Calver(format.parse_tag(tag)?),
             }),
+            Some(_) => None,
         }
     }
 
@@ -126,6 +169,24 @@ impl Selector {
     /// Parse a tag by this selector's version scheme (SemVer, or CalVer when configured).
     pub fn parse(&self, tag: &str) -> Option<Version> {
         Version::parse_with(tag, self.calver.as_ref())
+    }
+
+    /// The grammar versions must follow, for messages (`SemVer`, `CalVer YYYY.0M.MICRO`).
+    pub fn grammar(&self) -> String {
+        match &self.calver {
+            Some(format) => format!("CalVer {format}"),
+            None => "SemVer".to_string(),
+        }
+    }
+
+    /// Parse a version given by someone else (a D-Bus caller, the command line, a registry
+    /// answer): the text checks of [`check_text`], then this selector's grammar.
+    pub fn validate(&self, tag: &str) -> Result<Version, VersionError> {
+        check_text(tag)?;
+        self.parse(tag).ok_or_else(|| VersionError::Grammar {
+            shown: shown(tag),
+            grammar: format!("a {} version", self.grammar()),
+        })
     }
 
     /// Whether a version passes the pre-release and slot rules.
@@ -292,6 +353,69 @@ mod tests {
         };
         let (ver, _) = blue.newest(tags.iter().map(|t| (*t, ()))).expect("found");
         assert_eq!(ver.raw(), "2024.10.0+blue");
+    }
+
+    #[test]
+    fn hostile_text_is_refused_before_any_grammar() {
+        let sel = Selector::default();
+        assert_eq!(sel.validate(""), Err(VersionError::Empty));
+        for bad in [
+            "v1.0.0\n",
+            "v1.0.0\u{1b}[31m",
+            "v1.0.0 ",
+            "\tv1",
+            "v1.0.0\0",
+            "v1.0.0\u{85}",
+        ] {
+            let err = sel.validate(bad).expect_err(bad);
+            assert!(matches!(err, VersionError::BadCharacter(_)), "{bad:?}: {err}");
+            assert!(!err.to_string().chars().any(char::is_control), "{err}");
+            assert!(Version::parse(bad).is_none(), "{bad:?}");
+        }
+        let long = format!("1.0.0-{}", "a".repeat(MAX_LEN));
+        assert!(
+            semver::Version::parse(&long).is_ok(),
+            "the semver crate alone takes it"
+        );
+        assert_eq!(sel.validate(&long), Err(VersionError::TooLong(long.len())));
+        assert!(Version::parse(&long).is_none());
+        let edge = format!("1.0.0-{}", "a".repeat(MAX_LEN - 6));
+        assert_eq!(edge.len(), MAX_LEN);
+        assert!(sel.validate(&edge).is_ok());
+        let err = sel.validate("latest").expect_err("grammar").to_string();
+        assert_eq!(err, "version \"latest\" is not a SemVer version");
+        assert_eq!(sel.validate("v1.2.3+blue").expect("ok").raw(), "v1.2.3+blue");
+    }
+
+    #[test]
+    fn calver_grammar_is_enforced_with_the_same_text_rules() {
+        let sel = Selector {
+            calver: Some(Format::parse("YYYY.0M.MICRO").expect("format")),
+            ..Selector::default()
+        };
+        assert!(sel.validate("2024.10.3").is_ok());
+        let err = sel
+            .validate("v1.2.3")
+            .expect_err("semver under calver")
+            .to_string();
+        assert!(err.contains("CalVer YYYY.0M.MICRO"), "{err}");
+        assert!(sel.validate("2024.10.3\r").is_err());
+        let long = format!("2024.10.{}", "1".repeat(MAX_LEN));
+        assert_eq!(sel.validate(&long), Err(VersionError::TooLong(long.len())));
+        // A format whose literal is a control character still cannot let one through.
+        let odd = Selector {
+            calver: Some(Format::parse("YYYY\u{7}MM").expect("format")),
+            ..Selector::default()
+        };
+        assert!(odd.validate("2024\u{7}10").is_err());
+    }
+
+    #[test]
+    fn shown_escapes_and_cuts() {
+        assert_eq!(shown("a\nb"), "\"a\\nb\"");
+        let long = "x".repeat(MAX_LEN + 10);
+        let s = shown(&long);
+        assert!(s.ends_with('…') && s.len() < long.len(), "{s}");
     }
 
     #[test]

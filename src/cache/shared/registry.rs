@@ -202,6 +202,17 @@ impl Registry for SharedRegistry {
         self.origin.latest().await
     }
 
+    fn selector(&self) -> crate::registry::version::Selector {
+        self.origin.selector()
+    }
+
+    fn version_of(
+        &self,
+        text: &str,
+    ) -> Result<crate::registry::version::Version, crate::registry::version::VersionError> {
+        self.origin.version_of(text)
+    }
+
     async fn find(&self, version: &str) -> Result<Release, CheckError> {
         self.origin.find(version).await
     }

@@ -107,7 +107,7 @@ impl Client {
             .user_agent(user_agent)
             .connect_timeout(CONNECT_TIMEOUT)
             .read_timeout(READ_TIMEOUT)
-            .redirect(reqwest::redirect::Policy::limited(5))
+            .redirect(redirect_policy(base.clone()))
             .build()
             .context("building the GitHub HTTP client")?;
         Ok(Client {
@@ -256,8 +256,16 @@ impl Client {
 
     /// Stream an asset. GitHub answers the asset API URL with a redirect to its CDN; the
     /// redirect is followed without the `Authorization` header (dropped on a host change).
+    /// Only URLs of the API's own origin are fetched, and redirects only go to the CDN
+    /// ([`may_follow`]).
     pub async fn fetch(&self, url: &str) -> anyhow::Result<ByteStream> {
         let url = Url::parse(url).with_context(|| format!("invalid GitHub asset URL \"{url}\""))?;
+        if !same_origin(&url, &self.base) {
+            anyhow::bail!(
+                "asset URL {url} is not on the configured GitHub API {}; refusing to download it",
+                self.base
+            );
+        }
         let what = format!("download {url}");
         let resp = self
             .get(&url, "application/octet-stream")
@@ -268,6 +276,57 @@ impl Client {
         let stream = resp.bytes_stream().map_err(std::io::Error::other);
         Ok(Box::pin(stream))
     }
+}
+
+/// Most redirects followed for one request.
+const MAX_REDIRECTS: usize = 5;
+
+/// The asset CDN hosts of github.com: the asset API answers with a redirect to one of them.
+const GITHUB_CDN_HOSTS: &[&str] = &[
+    "objects.githubusercontent.com",
+    "release-assets.githubusercontent.com",
+];
+
+/// Whether a request to the API at `base` may be redirected to `target`: the API's own origin;
+/// for api.github.com its asset CDN over HTTPS; for another API host (GitHub Enterprise
+/// Server) the same host on another port or one of its subdomains (`media.HOST` with subdomain
+/// isolation), never from HTTPS down to HTTP.
+pub fn may_follow(base: &Url, target: &Url) -> bool {
+    if same_origin(base, target) {
+        return true;
+    }
+    let (Some(base_host), Some(host)) = (base.host_str(), target.host_str()) else {
+        return false;
+    };
+    if target.scheme() != "https" && (base.scheme() == "https" || target.scheme() != "http") {
+        return false;
+    }
+    if base_host.eq_ignore_ascii_case("api.github.com") {
+        return target.scheme() == "https" && GITHUB_CDN_HOSTS.iter().any(|h| host.eq_ignore_ascii_case(h));
+    }
+    let host = host.to_ascii_lowercase();
+    let base_host = base_host.to_ascii_lowercase();
+    host == base_host
+        || host
+            .strip_suffix(&base_host)
+            .is_some_and(|rest| rest.ends_with('.'))
+}
+
+/// Follow at most [`MAX_REDIRECTS`] redirects, each to where [`may_follow`] allows.
+fn redirect_policy(base: Url) -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(move |attempt| {
+        if attempt.previous().len() >= MAX_REDIRECTS {
+            attempt.error(format!("more than {MAX_REDIRECTS} redirects"))
+        } else if may_follow(&base, attempt.url()) {
+            attempt.follow()
+        } else {
+            let refused = format!(
+                "redirect to {} is outside the GitHub API {base} and its asset CDN",
+                attempt.url().origin().ascii_serialization()
+            );
+            attempt.error(refused)
+        }
+    })
 }
 
 fn log_rate_limit(headers: &HeaderMap) {
@@ -336,5 +395,63 @@ mod tests {
         let c = Url::parse("https://objects.githubusercontent.com/y").expect("url");
         assert!(same_origin(&a, &b));
         assert!(!same_origin(&a, &c));
+    }
+
+    #[test]
+    fn redirects_only_to_the_source_and_its_cdn() {
+        let u = |s: &str| Url::parse(s).expect("url");
+        let dotcom = u("https://api.github.com/");
+        for ok in [
+            "https://api.github.com/repos/o/r/releases/assets/1",
+            "https://objects.githubusercontent.com/github-production-release-asset/1?sig=x",
+            "https://release-assets.githubusercontent.com/x",
+        ] {
+            assert!(may_follow(&dotcom, &u(ok)), "{ok}");
+        }
+        for bad in [
+            "http://objects.githubusercontent.com/x",
+            "https://evil.example/x",
+            "https://objects.githubusercontent.com.evil.example/x",
+            "https://githubusercontent.com/x",
+            "http://api.github.com/x",
+            "https://api.github.com:8443/x",
+            "file:///etc/shadow",
+        ] {
+            assert!(!may_follow(&dotcom, &u(bad)), "{bad}");
+        }
+        let ghe = u("https://ghe.example/api/v3");
+        assert!(may_follow(&ghe, &u("https://ghe.example/storage/releases/1")));
+        assert!(may_follow(&ghe, &u("https://media.ghe.example/x")));
+        assert!(
+            !may_follow(&ghe, &u("http://media.ghe.example/x")),
+            "no HTTPS downgrade"
+        );
+        assert!(!may_follow(&ghe, &u("https://xghe.example/x")));
+        assert!(!may_follow(&ghe, &u("https://objects.githubusercontent.com/x")));
+        let local = u("http://127.0.0.1:4000/");
+        assert!(may_follow(&local, &u("http://127.0.0.1:4001/download/1/a")));
+        assert!(!may_follow(&local, &u("http://127.0.0.2:4001/x")));
+        assert!(!may_follow(&local, &u("ftp://127.0.0.1/x")));
+    }
+
+    #[tokio::test]
+    async fn fetch_refuses_urls_off_the_api_origin() {
+        let c = Client::new(
+            Url::parse("http://127.0.0.1:9/").expect("url"),
+            Some("t".into()),
+            "",
+        )
+        .expect("client");
+        for foreign in [
+            "http://127.0.0.1:10/asset",
+            "https://evil.example/a.tar.gz",
+            "file:///etc/passwd",
+        ] {
+            let err = match c.fetch(foreign).await {
+                Ok(_) => panic!("{foreign} was fetched"),
+                Err(e) => e.to_string(),
+            };
+            assert!(err.contains("not on the configured GitHub API"), "{err}");
+        }
     }
 }
