@@ -49,7 +49,6 @@ pub fn is_out_of_space(e: &io::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use anyhow::Context;
 
     fn os(n: i32) -> anyhow::Error {
         anyhow::Error::new(io::Error::from_raw_os_error(n))
