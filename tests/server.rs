@@ -381,7 +381,10 @@ fn sigusr1_restarts_the_app_and_no_port_runs_a_job_worker() {
     wait_for("the old generation to stop", LONG, || {
         (!alive(first)).then_some(())
     });
-    assert!(d.log().contains("Server restarted for v1.0.0"), "{}", d.log());
+    // The line comes right after the old generation is reaped: wait for it rather than race it.
+    wait_for("the restart logged", LONG, || {
+        d.log().contains("Server restarted for v1.0.0").then_some(())
+    });
     d.terminate(Duration::from_secs(30));
     assert!(!alive(second));
 
