@@ -244,7 +244,8 @@ fn main() {
     });
 
     let running = Arc::new(AtomicBool::new(true));
-    let kinds: [(&str, fn(u16) -> Result<(), String>); 4] = [
+    type Client = (&'static str, fn(u16) -> Result<(), String>);
+    let kinds: [Client; 4] = [
         ("new connection each", one_shot),
         ("pipelined x3", pipelined),
         ("upload 256 KiB", upload),

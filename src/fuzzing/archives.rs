@@ -134,7 +134,8 @@ mod tests {
     #[test]
     fn seed_corpora_run_clean() {
         let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
-        let targets: [(&str, fn(&[u8])); 3] = [
+        type Target = (&'static str, fn(&[u8]));
+        let targets: [Target; 3] = [
             ("archive_tar", tar),
             ("archive_zip", zip),
             ("archive_compressed", compressed),

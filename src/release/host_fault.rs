@@ -60,7 +60,7 @@ mod tests {
             let e = os(n).context("writing x").context("extracting y");
             assert!(host_fault(&e).is_some(), "errno {n}");
         }
-        let wrapped = io::Error::new(io::ErrorKind::Other, io::Error::from_raw_os_error(libc::EIO));
+        let wrapped = io::Error::other(io::Error::from_raw_os_error(libc::EIO));
         assert!(host_fault(&anyhow::Error::new(wrapped).context("reading")).is_some());
         let extract = crate::release::ExtractError::Io {
             action: "write",
