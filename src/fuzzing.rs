@@ -83,14 +83,8 @@ mod http_proxy {
         }))
     }
 
-    /// What the client's request tells the response parser.
-    #[derive(Debug, Clone, Copy)]
-    pub struct ForClient {
-        pub head_request: bool,
-        pub http10: bool,
-        pub keep_alive: bool,
-        pub upgrade: bool,
-    }
+    /// What the client's request tells the response parser (the proxy's own type).
+    pub use crate::proxy::http::head::ForClient;
 
     /// A response head the proxy accepted, and the head it sends the client.
     #[derive(Debug)]
@@ -106,13 +100,7 @@ mod http_proxy {
     /// The proxy's response-head parser on `data`.
     pub fn http_response_head(data: &[u8], client: ForClient) -> Result<Option<Response>, &'static str> {
         let mut out = Vec::new();
-        let c = head::ForClient {
-            head_request: client.head_request,
-            http10: client.http10,
-            keep_alive: client.keep_alive,
-            upgrade: client.upgrade,
-        };
-        Ok(head::parse_response(data, c, &mut out)?.map(|r| Response {
+        Ok(head::parse_response(data, client, &mut out)?.map(|r| Response {
             len: r.len,
             status: r.status,
             body: r.body.into(),

@@ -70,6 +70,26 @@ async fn closes_within(s: &mut TcpStream, within: Duration) -> bool {
 
 const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: app.example\r\n\r\n";
 
+/// Send `pieces` one per `every`, looking for an answer after each; what was answered (empty
+/// when nothing came before the pieces ran out or the proxy closed).
+async fn trickle<'a>(s: &mut TcpStream, pieces: impl Iterator<Item = &'a [u8]>, every: Duration) -> String {
+    let mut answered = Vec::new();
+    for piece in pieces {
+        if s.write_all(piece).await.is_err() {
+            break;
+        }
+        tokio::time::sleep(every).await;
+        let mut buf = [0u8; 512];
+        if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(1), s.read(&mut buf)).await {
+            answered.extend_from_slice(&buf[..n]);
+            if n == 0 || answered.windows(4).any(|w| w == b"\r\n\r\n") {
+                break;
+            }
+        }
+    }
+    String::from_utf8_lossy(&answered).into_owned()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trickled_request_head_is_cut_at_the_deadline() {
     let b = backend::http("a").await;
@@ -82,20 +102,8 @@ async fn a_trickled_request_head_is_cut_at_the_deadline() {
     // One byte every 200 ms: each read comes well within any per-read timeout, the whole head
     // never does.
     let started = Instant::now();
-    let mut answered = String::new();
-    for byte in b"GET / HTTP/1.1\r\nHost: app.example\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa" {
-        if s.write_all(&[*byte]).await.is_err() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let mut buf = [0u8; 512];
-        if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(1), s.read(&mut buf)).await {
-            answered.push_str(&String::from_utf8_lossy(&buf[..n]));
-            if n == 0 || answered.contains("\r\n\r\n") {
-                break;
-            }
-        }
-    }
+    let head = b"GET / HTTP/1.1\r\nHost: app.example\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    let answered = trickle(&mut s, head.chunks(1), Duration::from_millis(200)).await;
     assert!(
         answered.starts_with("HTTP/1.1 408"),
         "a head trickled for {:?} was not cut: {answered:?}",
@@ -117,21 +125,8 @@ async fn a_trickled_request_body_is_cut_below_the_rate_floor() {
         .await
         .expect("head");
     // 10 bytes every 100 ms is 100 B/s, below the 500 B/s floor: cut after about the 1 s grace.
-    let mut answered = Vec::new();
-    for _ in 0..200 {
-        if s.write_all(&[b'x'; 10]).await.is_err() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let mut buf = [0u8; 512];
-        if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(1), s.read(&mut buf)).await {
-            answered.extend_from_slice(&buf[..n]);
-            if n == 0 || answered.windows(4).any(|w| w == b"\r\n\r\n") {
-                break;
-            }
-        }
-    }
-    let answered = String::from_utf8_lossy(&answered);
+    let body = [b'x'; 10 * 200];
+    let answered = trickle(&mut s, body.chunks(10), Duration::from_millis(100)).await;
     assert!(answered.starts_with("HTTP/1.1 408"), "{answered:?}");
 }
 

@@ -55,12 +55,15 @@ impl Counts {
 
     /// Connections that ended during a drain, by how.
     pub fn drained(&self, how: DrainEnd) -> u64 {
+        self.drain_counter(how).load(Ordering::Relaxed)
+    }
+
+    fn drain_counter(&self, how: DrainEnd) -> &AtomicU64 {
         match how {
             DrainEnd::AfterResponse => &self.drain_after_response,
             DrainEnd::IdleGrace => &self.drain_idle,
             DrainEnd::Cut => &self.drain_cut,
         }
-        .load(Ordering::Relaxed)
     }
 
     /// The cap on open client connections.
@@ -145,12 +148,7 @@ impl Life {
 
     /// Record how a connection ended (used once the proxy stops).
     fn count_end(&self, how: DrainEnd) {
-        let c = match how {
-            DrainEnd::AfterResponse => &self.shared.drain_after_response,
-            DrainEnd::IdleGrace => &self.shared.drain_idle,
-            DrainEnd::Cut => &self.shared.drain_cut,
-        };
-        c.fetch_add(1, Ordering::Relaxed);
+        self.shared.drain_counter(how).fetch_add(1, Ordering::Relaxed);
     }
 
     /// True when the open connections have reached the cap.
@@ -236,15 +234,6 @@ static SHED: Throttle = Throttle::new(LOG_EVERY);
 const BACKOFF_FIRST: Duration = Duration::from_millis(10);
 const BACKOFF_MAX: Duration = Duration::from_millis(500);
 
-/// Errors of `accept` that say the proxy is short of a resource (file descriptors, memory):
-/// retrying at once would spin.
-fn resource_shortage(e: &std::io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
-    )
-}
-
 /// The next client of `listener`, or `None` once `life` says stop. Past the connection cap a
 /// client is shed at once (HTTP ports answer `503` first). Accept errors are logged at most
 /// once per interval; a shortage of descriptors or memory is waited out with a growing pause.
@@ -269,7 +258,8 @@ pub async fn next_client(
                     if let Some(held) = ACCEPT_ERRORS.allow() {
                         tracing::warn!(proxy_port, error = %e, similar_errors_not_logged = held, "Accept failed");
                     }
-                    if resource_shortage(&e) {
+                    // The proxy short of descriptors or memory: retrying at once would spin.
+                    if super::http::own_shortage(&e) {
                         tokio::select! {
                             _ = tokio::time::sleep(pause) => {}
                             _ = life.stopped() => return None,
