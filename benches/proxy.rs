@@ -21,8 +21,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use support::dbus::PrivateBus;
-use support::proc::Daemon;
 use support::{free_port, have, wait_for};
 
 const LONG: Duration = Duration::from_secs(60);
@@ -382,34 +380,8 @@ fn main() {
     });
 
     // dewy-proxy as a daemon, backends set over D-Bus.
-    let bus = PrivateBus::start();
-    let config = dir.path().join("bench.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "mode = \"container\"\nlog-level = \"warn\"\nport = [\"127.0.0.1:{dp_http}\", \"127.0.0.1:{dp_tcp}/tcp\"]\n"
-        ),
-    )
-    .expect("config");
-    let state = dir.path().join("state");
-    let proxy = Daemon::start(
-        env!("CARGO_BIN_EXE_dewy-proxy"),
-        &[
-            "bench",
-            "--config",
-            config.to_str().expect("utf-8"),
-            "--bus",
-            &bus.address,
-            "-l",
-            "warn",
-        ],
-        &[
-            ("STATE_DIRECTORY", state.to_str().expect("utf-8")),
-            ("DEWY_LOG", "warn"),
-        ],
-        dir.path(),
-        &dir.path().join("proxy.log"),
-    );
+    let ports = [format!("127.0.0.1:{dp_http}"), format!("127.0.0.1:{dp_tcp}/tcp")];
+    let (bus, proxy) = support::proc::proxy_daemon("bench", &ports, dir.path());
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let conn = rt.block_on(async {
         dewy::bus::BusChoice::Address(bus.address.clone())

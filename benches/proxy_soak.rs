@@ -17,8 +17,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use support::dbus::PrivateBus;
-use support::proc::Daemon;
 use support::{free_port, have, wait_for};
 
 const LONG: Duration = Duration::from_secs(60);
@@ -203,32 +201,7 @@ fn main() {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let backend = rt.block_on(support::backend::http("soak"));
     let port = free_port();
-    let bus = PrivateBus::start();
-    let config = dir.path().join("soak.toml");
-    std::fs::write(
-        &config,
-        format!("mode = \"container\"\nlog-level = \"warn\"\nport = [\"127.0.0.1:{port}\"]\n"),
-    )
-    .expect("config");
-    let state = dir.path().join("state");
-    let proxy = Daemon::start(
-        env!("CARGO_BIN_EXE_dewy-proxy"),
-        &[
-            "soak",
-            "--config",
-            config.to_str().expect("utf-8"),
-            "--bus",
-            &bus.address,
-            "-l",
-            "warn",
-        ],
-        &[
-            ("STATE_DIRECTORY", state.to_str().expect("utf-8")),
-            ("DEWY_LOG", "warn"),
-        ],
-        dir.path(),
-        &dir.path().join("proxy.log"),
-    );
+    let (bus, proxy) = support::proc::proxy_daemon("soak", &[format!("127.0.0.1:{port}")], dir.path());
     let conn = rt.block_on(async {
         dewy::bus::BusChoice::Address(bus.address.clone())
             .connect()

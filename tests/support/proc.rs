@@ -111,3 +111,39 @@ pub fn dewy(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// `dewy-proxy APP` as a daemon on a private bus, serving `ports` (container-mode `port`
+/// entries) at warn level, with its config, state and log under `dir`; both stop on drop.
+pub fn proxy_daemon(app: &str, ports: &[String], dir: &Path) -> (super::dbus::PrivateBus, Daemon) {
+    let bus = super::dbus::PrivateBus::start();
+    let config = dir.join(format!("{app}.toml"));
+    let list: Vec<String> = ports.iter().map(|p| format!("\"{p}\"")).collect();
+    std::fs::write(
+        &config,
+        format!(
+            "mode = \"container\"\nlog-level = \"warn\"\nport = [{}]\n",
+            list.join(", ")
+        ),
+    )
+    .expect("config");
+    let state = dir.join("state");
+    let daemon = Daemon::start(
+        env!("CARGO_BIN_EXE_dewy-proxy"),
+        &[
+            app,
+            "--config",
+            config.to_str().expect("utf-8"),
+            "--bus",
+            &bus.address,
+            "-l",
+            "warn",
+        ],
+        &[
+            ("STATE_DIRECTORY", state.to_str().expect("utf-8")),
+            ("DEWY_LOG", "warn"),
+        ],
+        dir,
+        &dir.join("proxy.log"),
+    );
+    (bus, daemon)
+}
