@@ -369,7 +369,7 @@ fn main() {
     // HAProxy with the same thread count, idle upstream connections kept (`http-reuse always`).
     let haproxy = haproxy_here.then(|| {
         let conf = format!(
-            "global\n  nbthread 2\n  maxconn 20000\n\ndefaults\n  timeout connect 5s\n  timeout client 60s\n  \
+            "global\n  nbthread 2\n  maxconn 4096\n\ndefaults\n  timeout connect 5s\n  timeout client 60s\n  \
              timeout server 60s\n  timeout http-request 30s\n  timeout http-keep-alive 75s\n\n\
              frontend fh\n  mode http\n  bind 127.0.0.1:{hp_http}\n  option forwardfor\n  default_backend bh\n\n\
              backend bh\n  mode http\n  http-reuse always\n  server b1 127.0.0.1:{b1}\n\n\
