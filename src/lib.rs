@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod container;
 pub mod deploy;
+pub mod fault_inject;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod logging;

@@ -68,13 +68,14 @@ fn every_duration_key_out_of_range_exits_78_naming_the_key_and_range() {
     let server = "mode = \"server\"\ncommand = [\"./current/app\"]\n";
     let container = "mode = \"container\"\nport = [\"18000:80\"]\n";
     // (extra keys, duration key, its allowed range, a value below the range if there is one)
-    let cases: [(&str, &str, &str, Option<&str>); 7] = [
+    let cases: [(&str, &str, &str, Option<&str>); 8] = [
         ("", "interval", "1s to 7d", Some("\"500ms\"")),
         ("", "grace-period", "0s to 30d", None),
         ("", "hook-timeout", "1s to 1d", Some("0")),
         (server, "health-timeout", "100ms to 1h", Some("\"10ms\"")),
         (server, "drain-time", "0s to 1h", None),
         (server, "alive-delay", "0s to 10m", None),
+        (server, "blame-window", "0s to 30d", None),
         (container, "proxy-idle-timeout", "0s to 7d", None),
     ];
     for (extra, key, range, below) in cases {

@@ -301,6 +301,167 @@ fn a_release_that_crash_loops_is_rolled_back() {
     assert!(!alive(pid));
 }
 
+/// Make the live release's app crash a second after every start, from now on (or serve again),
+/// and kill the serving process so that the supervisor starts it again.
+fn break_live_app(s: &support::server::Setup, mode: &str) {
+    std::fs::write(s.root.join("current/MODE"), mode).unwrap();
+    if mode == "crash" {
+        let pid = app_pid(s.port);
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+    }
+}
+
+/// Wait until dewy's log has `line`; on timeout, fail showing the log.
+fn wait_log(d: &Daemon, line: &str) {
+    let start = std::time::Instant::now();
+    while !d.log().contains(line) {
+        assert!(start.elapsed() < LONG, "no {line:?} in:\n{}", d.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn state_of(s: &support::server::Setup) -> serde_json::Value {
+    let state = std::fs::read_to_string(s.root.join(".dewy/state.json")).unwrap();
+    serde_json::from_str(&state).unwrap()
+}
+
+#[test]
+fn a_crash_loop_after_a_rollback_keeps_the_release_and_never_flip_flops() {
+    crash_loop_after_rollback(false);
+}
+
+#[test]
+fn a_rollback_onto_a_release_that_fails_too_keeps_retrying_it_and_never_flip_flops() {
+    crash_loop_after_rollback(true);
+}
+
+/// v2.0.0 crash-loops and is rolled back; then v1.0.0 fails too: when `early`, it exits at once
+/// from the rollback on (its start fails), else it crash-loops after it served again.
+fn crash_loop_after_rollback(early: bool) {
+    let s = setup();
+    publish(&s.registry, "v1.0.0", "plain");
+    let rx = support::receiver::Receiver::start();
+    let hook = format!("webhook+{}/hook", rx.base());
+    let mut d = start(
+        &s,
+        &["--alive-delay", "300ms", "--drain-time", "2", "--notifier", &hook],
+    );
+    wait_for("v1.0.0 started", LONG, || {
+        d.log().contains("Server started for v1.0.0").then_some(())
+    });
+    let v1_dir = std::fs::read_link(s.root.join("current")).unwrap();
+    publish(&s.registry, "v2.0.0", "crash");
+    if early {
+        wait_log(&d, "Server restarted for v2.0.0");
+        std::fs::write(s.root.join(&v1_dir).join("MODE"), "exit").unwrap();
+    } else {
+        // Started again (its first start is logged the same way) and ready, by the rollback.
+        wait_for("v1.0.0 started by the rollback", LONG, || {
+            (d.log().matches("Server started for v1.0.0").count() == 2).then_some(())
+        });
+        // Now v1.0.0 breaks too (as when a database it needs goes away): v2.0.0 is marked bad,
+        // so there is nothing to roll back onto.
+        break_live_app(&s, "crash");
+    }
+    // v1.0.0 stays live and is restarted (as v1.0.0); nothing more is marked bad.
+    wait_log(
+        &d,
+        "Server crash loop; keeping v1.0.0 and restarting it with backoff",
+    );
+    let log = d.log();
+    assert!(log.contains("v2.0.0 is marked bad"), "{log}");
+    // After the rollback, only v1.0.0 is started: restarts follow `current`, not the version of
+    // the generation that crashed last.
+    let after = &log[log.find("Rolled back").expect("rolled back")..];
+    assert!(!after.contains("version=v2.0.0 readiness"), "{log}");
+    if early {
+        assert!(after.contains("Server failure after rollback"), "{log}");
+    }
+    assert_eq!(std::fs::read_link(s.root.join("current")).unwrap(), v1_dir);
+    let state = state_of(&s);
+    let rollbacks = state["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h["result"] == "rolled-back")
+        .count();
+    assert_eq!(rollbacks, 1, "{state}");
+    assert_eq!(state["live"]["version"], "v1.0.0", "{state}");
+    assert!(state["bad"]["v2.0.0"].is_object(), "{state}");
+    assert!(state["bad"]["v1.0.0"].is_null(), "{state}");
+    let told = wait_for("the crash loop notification", LONG, || {
+        rx.to("/hook").into_iter().map(|r| r.json()).find(|j| {
+            j["event"] == "failed" && j["message"].as_str().is_some_and(|t| t.contains("no rollback"))
+        })
+    });
+    assert!(
+        told["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("nothing is marked bad"),
+        "{told}"
+    );
+    // Whatever broke is repaired: the next restart (backoff capped at 60 s) serves again.
+    break_live_app(&s, "plain");
+    wait_for("v1.0.0 served again", Duration::from_secs(90), || {
+        served(s.port, "v1.0.0")
+    });
+    let state = state_of(&s);
+    assert_eq!(state["live"]["version"], "v1.0.0", "{state}");
+    assert!(state["bad"]["v1.0.0"].is_null(), "{state}");
+    let pid = app_pid(s.port);
+    d.terminate(Duration::from_secs(30));
+    assert!(!alive(pid));
+}
+
+#[test]
+fn a_release_that_served_past_its_blame_window_is_not_blamed_for_a_crash_loop() {
+    let s = setup();
+    publish(&s.registry, "v1.0.0", "plain");
+    let mut d = start(
+        &s,
+        &[
+            "--alive-delay",
+            "300ms",
+            "--drain-time",
+            "2",
+            "--blame-window",
+            "2s",
+        ],
+    );
+    wait_for("v1.0.0 served", LONG, || served(s.port, "v1.0.0"));
+    publish(&s.registry, "v2.0.0", "plain");
+    wait_for("v2.0.0 served", LONG, || served(s.port, "v2.0.0"));
+    let v2_dir = std::fs::read_link(s.root.join("current")).unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    break_live_app(&s, "crash");
+    wait_log(
+        &d,
+        "Server crash loop; keeping v2.0.0 and restarting it with backoff",
+    );
+    let log = d.log();
+    assert!(log.contains("the environment broke, not the release"), "{log}");
+    assert_eq!(std::fs::read_link(s.root.join("current")).unwrap(), v2_dir);
+    let state = state_of(&s);
+    assert!(
+        state["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|h| h["result"] != "rolled-back"),
+        "{state}"
+    );
+    assert_eq!(state["live"]["version"], "v2.0.0", "{state}");
+    assert_eq!(state["bad"], serde_json::json!({}), "{state}");
+    break_live_app(&s, "plain");
+    wait_for("v2.0.0 served again", Duration::from_secs(90), || {
+        served(s.port, "v2.0.0")
+    });
+    let pid = app_pid(s.port);
+    d.terminate(Duration::from_secs(30));
+    assert!(!alive(pid));
+}
+
 /// The example app (`examples/hello_server.rs`), built by `cargo test` next to the test binaries.
 fn example_app() -> Option<Vec<u8>> {
     let exe = std::env::current_exe().ok()?;
@@ -357,7 +518,7 @@ fn an_app_left_by_a_killed_deployer_is_replaced_on_restart() {
         try_app_pid(s.port).filter(|p| *p != orphan)
     });
     assert!(!alive(orphan), "the orphaned app still runs");
-    assert!(d.log().contains("still running; stopping it"), "{}", d.log());
+    assert!(d.log().contains("still running; stopping them"), "{}", d.log());
     d.terminate(Duration::from_secs(30));
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     assert!(!alive(pid), "app {pid} still there ({stat}):\n{}", d.log());

@@ -223,6 +223,10 @@ pub struct RunArgs {
     /// Server mode: `alive` readiness delay.
     #[arg(long = "alive-delay")]
     pub alive_delay: Option<DurationValue>,
+    /// Server mode: a crash loop this soon after the release went live rolls it back and marks
+    /// it bad; later it is blamed on the environment and the app is restarted (0: never roll back).
+    #[arg(long = "blame-window")]
+    pub blame_window: Option<DurationValue>,
     /// Go Dewy flags that this build does not implement yet (refused with a message).
     #[command(flatten)]
     pub later: LaterFlags,
@@ -299,6 +303,7 @@ impl RunArgs {
             health_timeout: self.health_timeout,
             drain_time: self.drain_time,
             alive_delay: self.alive_delay,
+            blame_window: self.blame_window,
             ..Layer::default()
         }
     }

@@ -108,6 +108,9 @@ pub async fn status(a: AppArgs) -> anyhow::Result<i32> {
         println!("previous:  {} (releases/{})", s(p, "version"), s(p, "release"));
     }
     println!("activity:  {}", s(&d, "activity"));
+    if let Some(c) = d.get("crash_loop").and_then(|v| v.as_str()) {
+        println!("crash loop: {c}");
+    }
     if let Some(w) = &w {
         println!("latest:    {}", s(w, "latest"));
         println!("checked:   {}", s(w, "last_check"));

@@ -109,6 +109,7 @@ pub struct Layer {
     pub health_path: Option<String>,
     pub health_timeout: Option<DurationValue>,
     pub alive_delay: Option<DurationValue>,
+    pub blame_window: Option<DurationValue>,
     pub replicas: Option<usize>,
     pub cmd: Option<Vec<String>>,
     pub run_options: Option<Vec<String>>,
@@ -131,7 +132,7 @@ impl Layer {
             cache_dir, keep_releases, keep_artifacts, before_deploy_hook, after_deploy_hook,
             hook_timeout, before_hook_failure, max_artifact_size, max_extracted_size, slot, calver,
             cache, notifier, metrics_listen, port, command, drain_time, readiness, health_path, health_timeout,
-            alive_delay, replicas, cmd, run_options, keep_images, on_stop, proxy_idle_timeout,
+            alive_delay, blame_window, replicas, cmd, run_options, keep_images, on_stop, proxy_idle_timeout,
             proxy_max_connections);
     }
 }

@@ -91,6 +91,10 @@ pub struct Settings {
     pub health_timeout: Duration,
     #[serde(serialize_with = "ser_duration")]
     pub alive_delay: Duration,
+    /// Server mode: a crash loop within this time after the release went live is the release's
+    /// fault (rolled back, marked bad); later, the environment's (restarted, nothing marked).
+    #[serde(serialize_with = "ser_duration")]
+    pub blame_window: Duration,
     /// Container mode: ports, replicas, run options… (`None` in the other modes).
     #[serde(flatten)]
     pub container: Option<container::ContainerSettings>,
@@ -247,6 +251,7 @@ fn resolve(app: &str, l: Layer, files: Vec<PathBuf>, foreground: bool) -> Result
         health_path: server.health_path,
         health_timeout: server.health_timeout,
         alive_delay: server.alive_delay,
+        blame_window: server.blame_window,
         container,
         files,
     })

@@ -51,6 +51,12 @@ pub const ALIVE_DELAY: Range = Range {
     min: Duration::ZERO,
     max: secs(10 * 60),
 };
+/// Zero: a crash loop is never blamed on the release (no rollback).
+pub const BLAME_WINDOW: Range = Range {
+    key: "blame-window",
+    min: Duration::ZERO,
+    max: secs(30 * DAY),
+};
 pub const PROXY_IDLE_TIMEOUT: Range = Range {
     key: "proxy-idle-timeout",
     min: Duration::ZERO,

@@ -11,6 +11,8 @@ pub const DEFAULT_DRAIN_TIME: Duration = Duration::from_secs(30);
 pub const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default `alive` readiness delay.
 pub const DEFAULT_ALIVE_DELAY: Duration = Duration::from_secs(2);
+/// Default time after a release goes live during which its crash loop is blamed on it.
+pub const DEFAULT_BLAME_WINDOW: Duration = Duration::from_secs(10 * 60);
 
 /// The resolved server-mode keys (empty command and ports in the other modes).
 pub(super) struct Server {
@@ -21,6 +23,7 @@ pub(super) struct Server {
     pub health_path: Option<String>,
     pub health_timeout: Duration,
     pub alive_delay: Duration,
+    pub blame_window: Duration,
 }
 
 /// Check the server-mode keys of `l` for `mode`.
@@ -55,6 +58,7 @@ pub(super) fn resolve(l: &Layer, mode: Mode) -> Result<Server, ConfigError> {
     let health_timeout = ranges::HEALTH_TIMEOUT.resolve(l.health_timeout, DEFAULT_HEALTH_TIMEOUT)?;
     let drain_time = ranges::DRAIN_TIME.resolve(l.drain_time, DEFAULT_DRAIN_TIME)?;
     let alive_delay = ranges::ALIVE_DELAY.resolve(l.alive_delay, DEFAULT_ALIVE_DELAY)?;
+    let blame_window = ranges::BLAME_WINDOW.resolve(l.blame_window, DEFAULT_BLAME_WINDOW)?;
     let health_path = l.health_path.clone().filter(|p| !p.trim().is_empty()).map(|p| {
         if p.starts_with('/') {
             p
@@ -74,6 +78,7 @@ pub(super) fn resolve(l: &Layer, mode: Mode) -> Result<Server, ConfigError> {
         health_path,
         health_timeout,
         alive_delay,
+        blame_window,
     })
 }
 

@@ -2,6 +2,7 @@
 //! rollback, the bad-version ledger and crash recovery. One deploy runs at a time.
 
 mod container_step;
+mod crash_loop;
 mod hook_step;
 mod pipeline;
 mod recovery;
@@ -100,6 +101,9 @@ pub struct Status {
     pub live: Option<Live>,
     pub previous: Option<Live>,
     pub activity: String,
+    /// Server mode: a crash loop dewy restarts the app through instead of rolling back.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub crash_loop: Option<String>,
     pub last: Option<HistoryEntry>,
     pub bad: Vec<state::BadVersion>,
     /// Container mode: the replicas in the proxy.
@@ -116,6 +120,8 @@ pub struct Deployer {
     state_file: StateFile,
     state: Mutex<State>,
     activity: Mutex<String>,
+    /// Server mode: the crash loop dewy keeps restarting instead of rolling back, described.
+    crash_loop: Mutex<Option<String>>,
     busy: tokio::sync::Mutex<()>,
     events: OnceLock<Arc<dyn EventSink>>,
     /// What the repair at start found, told to the operators once the events have a sink.
@@ -152,6 +158,7 @@ impl Deployer {
             state_file,
             state: Mutex::new(state),
             activity: Mutex::new("idle".into()),
+            crash_loop: Mutex::new(None),
             busy: tokio::sync::Mutex::new(()),
             events: OnceLock::new(),
             recovered: Mutex::new(Vec::new()),
@@ -225,7 +232,7 @@ impl Deployer {
             tokio::spawn(async move {
                 while let Some(version) = loops.recv().await {
                     let Some(d) = me.upgrade() else { return };
-                    d.crash_loop_rollback(&version).await;
+                    d.on_crash_loop(&version).await;
                 }
             });
         }
@@ -247,27 +254,73 @@ impl Deployer {
         }
     }
 
-    /// Server mode: the live release crash-loops; make the previous release live and run it.
-    async fn crash_loop_rollback(&self, version: &str) {
+    /// Server mode: the live release crash-loops. Roll back when it is the release's fault and a
+    /// good previous release exists; otherwise keep it (the supervisor restarts it with capped
+    /// backoff), say why, and mark nothing bad.
+    async fn on_crash_loop(&self, version: &str) {
         let Some(app) = &self.app else { return };
         let _guard = self.busy.lock().await;
-        let has_previous = self.lock_state().previous.is_some();
-        if self.live_version().as_deref() != Some(version) || !has_previous {
-            tracing::warn!(
-                dewy_version = version,
-                "Server crash loop; no previous release to roll back to, restarts go on"
-            );
-            return;
-        }
-        let reason = format!(
-            "{version} crashed {} times in a row after it started",
-            crate::supervise::CRASH_LOOP
-        );
-        if let DeployResult::Deployed { version: back, .. } = self.do_rollback(&reason) {
-            if let Err(e) = app.start(&back, Restart::Rollback).await {
-                tracing::error!(dewy_version = %back, error = %format!("{e:#}"), "Server failure after rollback");
+        let verdict = {
+            let st = self.lock_state();
+            crash_loop::verdict(
+                version,
+                st.live.as_ref(),
+                st.previous.as_ref(),
+                &st.bad,
+                self.settings.blame_window,
+                chrono::Utc::now(),
+            )
+        };
+        let crashes = crate::supervise::CRASH_LOOP;
+        match verdict {
+            crash_loop::Verdict::Stale => {}
+            crash_loop::Verdict::Keep(why) => {
+                let error = format!(
+                    "{version} crashed {crashes} times in a row, each within {:?} of starting",
+                    crate::supervise::STABLE_AFTER
+                );
+                tracing::error!(
+                    dewy_version = version,
+                    reason = %why,
+                    "Server crash loop; keeping {version} and restarting it with backoff, nothing is marked bad"
+                );
+                *self.crash_loop.lock().unwrap_or_else(|p| p.into_inner()) = Some(format!(
+                    "{version} crash-looping since {}; kept and restarted with backoff (up to {:?}): {why}",
+                    chrono::Utc::now().format("%Y-%m-%d %H:%M:%S UTC"),
+                    crate::supervise::MAX_BACKOFF
+                ));
+                self.emit(Event::Failed {
+                    stage: crate::notify::Stage::Run,
+                    version: Some(version.to_string()),
+                    error,
+                    next_step: format!(
+                        "no rollback: {why}. dewy keeps {version} and restarts it with backoff up to {:?}; nothing is marked bad. Its output: journalctl -t {}",
+                        crate::supervise::MAX_BACKOFF,
+                        self.settings.app
+                    ),
+                    command: self.settings.mode.to_string(),
+                });
+            }
+            crash_loop::Verdict::RollBack => {
+                let reason = format!("{version} crashed {crashes} times in a row after it started");
+                if let DeployResult::Deployed { version: back, .. } = self.do_rollback(&reason) {
+                    if let Err(e) = app.start(&back, Restart::Rollback).await {
+                        tracing::error!(dewy_version = %back, error = %format!("{e:#}"), "Server failure after rollback");
+                    }
+                }
             }
         }
+    }
+
+    /// Server mode: what `dewy status` says about a crash loop dewy chose not to roll back, while
+    /// it lasts (the app has not run for [`crate::supervise::STABLE_AFTER`] since).
+    pub fn crash_loop(&self) -> Option<String> {
+        let app = self.app.as_ref()?;
+        let mut kept = self.crash_loop.lock().unwrap_or_else(|p| p.into_inner());
+        if !app.crash_looping() {
+            *kept = None;
+        }
+        kept.clone()
     }
 
     /// Server mode: restart the app the zero-downtime way without a deploy (SIGUSR1).
@@ -475,6 +528,7 @@ impl Deployer {
             live: st.live.clone(),
             previous: st.previous.clone(),
             activity: self.activity(),
+            crash_loop: self.crash_loop(),
             last: st.history.back().cloned(),
             bad: st.bad.values().cloned().collect(),
             replicas: self.containers.as_ref().map(|c| c.replicas()).unwrap_or_default(),
@@ -510,6 +564,9 @@ impl Deployer {
     pub fn status_line(&self) -> String {
         let live = self.live_version().unwrap_or_else(|| "nothing".into());
         let mut line = format!("{live} live; {}", self.activity());
+        if self.crash_loop().is_some() {
+            line.push_str("; crash loop, restarting with backoff");
+        }
         if let Some((pid, _, number)) = self.app.as_ref().and_then(|a| a.live()) {
             line.push_str(&format!("; pid {pid} (generation {number}) serving"));
         }

@@ -10,6 +10,7 @@ use super::state::{BadVersion, HistoryEntry, Live, Outcome, Pending};
 use super::{DeployResult, Deployer, Trigger};
 use crate::cache::{StoreError, StoreOptions};
 use crate::config::HookFailure;
+use crate::fault_inject;
 use crate::logging::{MSG_DEPLOY, MSG_DOWNLOAD, MSG_FAILURE, MSG_SKIP};
 use crate::notify::{Event, Stage};
 use crate::registry::Release;
@@ -190,6 +191,7 @@ impl Deployer {
         }
         let version = &release.version;
         let sha256 = self.fetch_artifact(release, key).await?;
+        fault_inject::point("downloaded", version);
         tracing::info!(
             message_id = MSG_DOWNLOAD,
             dewy_version = %version,
@@ -204,7 +206,9 @@ impl Deployer {
         let prev_version = previous.as_ref().map(|l| l.version.clone());
         self.begin(release, key, sha256.clone(), reason, prev_version.as_deref())
             .map_err(StepError::transient)?;
+        fault_inject::point("pending", version);
         let dir = self.extract(release, key, sha256.clone()).await?;
+        fault_inject::point("extracted", version);
         let name = dir_name(&dir);
         self.update_state(|st| {
             if let Some(p) = st.pending.as_mut() {
@@ -214,11 +218,13 @@ impl Deployer {
         .map_err(StepError::transient)?;
 
         let hook_env = self.hook_env(version, prev_version.as_deref(), &dir);
+        fault_inject::during("before-hook", version);
         if let Err(e) = self.before_hook(&dir, &hook_env, version).await {
             let _ = self.releases.remove_release(&dir);
             return Err(StepError::transient(e));
         }
 
+        fault_inject::point("switch", version);
         self.releases
             .switch_current(&dir)
             .with_context(|| format!("switching current to {}", dir.display()))
@@ -234,6 +240,7 @@ impl Deployer {
             to = %self.releases.current_link().display(),
             "Create symlink"
         );
+        fault_inject::point("switched", version);
         if let Some(app) = &self.app {
             if let Err(e) = app.start(version, crate::supervise::Restart::Deploy).await {
                 self.undo_switch(previous.as_ref(), &dir);
@@ -300,6 +307,7 @@ impl Deployer {
             .await
             .with_context(|| format!("downloading {}", release.artifact))
             .map_err(StepError::transient)?;
+        let stream = fault_inject::in_stream(stream, "download", &release.version);
         let opts = StoreOptions {
             expected_sha256: expected,
             max_bytes: Some(self.settings.max_artifact_size),
@@ -380,6 +388,7 @@ impl Deployer {
         .await
         .map_err(|e| anyhow!(e))
         .and_then(|r| r);
+        fault_inject::point("extract", &release.version);
         let stats = match result {
             Ok(stats) => stats,
             Err(e) => {
@@ -484,7 +493,9 @@ impl Deployer {
             reason: reason.to_string(),
         };
         self.mark_live(live, &entry)?;
+        fault_inject::point("live", &version);
         if let Some(cmd) = &self.settings.after_deploy_hook {
+            fault_inject::during("after-hook", &version);
             if !self.hook_step(HookKind::After, cmd, dir, env, &version).await {
                 entry.reason = format!("{reason}; after-deploy hook failed");
                 let _ = self.update_state(|st| {

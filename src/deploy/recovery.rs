@@ -142,6 +142,29 @@ impl Deployer {
             .push(event);
     }
 
+    /// A deploy killed between moving its release into place and recording its name left a
+    /// release directory nothing refers to: the one named (by its UTC time) at or after the
+    /// deploy began that is neither live, previous nor current. Remove it.
+    fn remove_unrecorded(&self, p: &super::state::Pending, st: &super::State, current: Option<&str>) {
+        let since = p.started_at.format("%Y%m%dT%H%M%SZ").to_string();
+        let known: Vec<&str> = [&st.live, &st.previous]
+            .into_iter()
+            .flatten()
+            .map(|l| l.release.as_str())
+            .chain(current)
+            .collect();
+        let Ok(dirs) = self.releases.list() else { return };
+        for dir in dirs {
+            let name = dir_name(&dir);
+            if name.as_str() >= since.as_str() && !known.contains(&name.as_str()) {
+                tracing::warn!(dewy_release_dir = %dir.display(), "Removing the release directory of an interrupted deploy");
+                if let Err(e) = self.releases.remove_release(&dir) {
+                    tracing::warn!(error = %e, dewy_release_dir = %dir.display(), "Removing it failed");
+                }
+            }
+        }
+    }
+
     /// Repair what a crash left: staging dirs, a deploy that was cut short.
     pub(super) fn recover(&self) -> anyhow::Result<()> {
         let cleaned = self
@@ -197,6 +220,8 @@ impl Deployer {
                     if dir.exists() {
                         let _ = self.releases.remove_release(&dir);
                     }
+                } else {
+                    self.remove_unrecorded(&p, &st, current.as_deref());
                 }
                 let from = st.live.as_ref().map(|l| l.version.clone());
                 st.record(HistoryEntry {

@@ -25,9 +25,9 @@ pub use crate::notify::event::Restart;
 /// Longest wait between two restarts of a crashing app.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// An app that ran this long before crashing starts again from the shortest backoff.
-const STABLE_AFTER: Duration = Duration::from_secs(30);
+pub const STABLE_AFTER: Duration = Duration::from_secs(30);
 /// This many crashes in a row, each before [`STABLE_AFTER`], is a crash loop: the deployer is
-/// told, and rolls back when it can.
+/// told, and rolls back when the release is to blame.
 pub const CRASH_LOOP: u32 = 3;
 
 /// The app of one deployer in server mode.
@@ -41,6 +41,10 @@ pub struct Supervisor {
     stopping: AtomicBool,
     backoff: Mutex<Duration>,
     quick_crashes: AtomicU32,
+    /// The version crash restarts start: the last one started, or the last one asked for when
+    /// its start failed with no generation left running (a rollback onto a release that also
+    /// fails keeps being retried as that release, which `current` points to).
+    wanted: Mutex<String>,
     crash_loops: tokio::sync::mpsc::UnboundedSender<String>,
     crash_loop_rx: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<String>>>,
     events: OnceLock<Arc<dyn EventSink>>,
@@ -66,6 +70,7 @@ impl Supervisor {
             stopping: AtomicBool::new(false),
             backoff: Mutex::new(Duration::from_secs(1)),
             quick_crashes: AtomicU32::new(0),
+            wanted: Mutex::new(String::new()),
             crash_loops,
             crash_loop_rx: Mutex::new(Some(rx)),
             events: OnceLock::new(),
@@ -177,7 +182,12 @@ impl Supervisor {
         }
         self.quick_crashes.store(0, Ordering::SeqCst);
         *self.backoff.lock().unwrap_or_else(|p| p.into_inner()) = Duration::from_secs(1);
-        self.start_locked(version, why).await
+        let result = self.start_locked(version, why).await;
+        let running = self.current_gen().is_some_and(|g| g.exited().is_none());
+        if result.is_err() && !running {
+            *self.wanted.lock().unwrap_or_else(|p| p.into_inner()) = version.to_string();
+        }
+        result
     }
 
     async fn start_locked(self: &Arc<Self>, version: &str, why: Restart) -> anyhow::Result<()> {
@@ -197,6 +207,12 @@ impl Supervisor {
                 .then_some(self.settings.app.as_str()),
         })?;
         let gen = Arc::new(gen);
+        let old_pid = old.as_ref().map(|o| o.pid);
+        orphan::record(
+            &self.run_dir,
+            &old_pid.into_iter().chain([gen.pid]).collect::<Vec<_>>(),
+        );
+        crate::fault_inject::point("restart", version);
         tracing::info!(pid = gen.pid, generation = number, dewy_version = version, readiness = ?check, "Server process started; waiting until it is ready");
         match gen.wait_ready(&check, self.settings.health_timeout).await {
             Ok(sent_ready) => {
@@ -206,13 +222,15 @@ impl Supervisor {
             }
             Err(e) => {
                 let status = gen.kill().await;
+                orphan::record(&self.run_dir, &old_pid.into_iter().collect::<Vec<_>>());
                 tracing::error!(pid = gen.pid, generation = number, dewy_version = version, status = %describe(status), error = %format!("{e:#}"), "New server process failed; the previous one keeps serving");
                 return Err(e.context(format!("starting {version}")));
             }
         }
         *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Some(gen.clone());
-        orphan::record(&self.run_dir, gen.pid);
+        *self.wanted.lock().unwrap_or_else(|p| p.into_inner()) = version.to_string();
         self.watch(gen.clone());
+        crate::fault_inject::point("started", version);
         if let Some(old) = &old {
             tracing::info!(
                 old_pid = old.pid,
@@ -223,6 +241,7 @@ impl Supervisor {
             let status = old.stop(self.settings.drain_time).await;
             tracing::info!(pid = old.pid, status = %describe(status), "Previous server process stopped");
         }
+        orphan::record(&self.run_dir, &[gen.pid]);
         // A generation replacing a running one, or one that exited on its own, is a restart.
         if old.is_some() || why == Restart::Crash {
             tracing::info!(
@@ -306,7 +325,7 @@ impl Supervisor {
                 version: Some(gen.version.clone()),
                 error: format!("the app exited unexpectedly ({})", describe(status)),
                 next_step: format!(
-                    "dewy restarts it in {delay:?} (backoff up to {MAX_BACKOFF:?}); after {CRASH_LOOP} quick crashes it rolls back to the previous release. Its output: journalctl -t {}",
+                    "dewy restarts it in {delay:?} (backoff up to {MAX_BACKOFF:?}); after {CRASH_LOOP} quick crashes a release within its blame-window is rolled back. Its output: journalctl -t {}",
                     me.settings.app
                 ),
                 command: me.settings.mode.to_string(),
@@ -322,15 +341,27 @@ impl Supervisor {
             if self.stopping.load(Ordering::SeqCst) || !self.is_current(&dead) {
                 return;
             }
-            match self.start_locked(&dead.version, Restart::Crash).await {
+            let version = self.wanted.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            match self.start_locked(&version, Restart::Crash).await {
                 Ok(()) => return,
                 Err(e) => {
-                    self.crashed_quickly(&dead.version);
+                    self.crashed_quickly(&version);
                     delay = (delay * 2).min(MAX_BACKOFF);
                     tracing::error!(error = %format!("{e:#}"), retry_in_ms = delay.as_millis() as u64, "Server restart failed");
                 }
             }
         }
+    }
+
+    /// In a crash loop now: [`CRASH_LOOP`] quick crashes in a row, and no generation has run for
+    /// [`STABLE_AFTER`] since.
+    pub fn crash_looping(&self) -> bool {
+        if self.quick_crashes.load(Ordering::SeqCst) < CRASH_LOOP {
+            return false;
+        }
+        !self
+            .current_gen()
+            .is_some_and(|g| g.exited().is_none() && g.started.elapsed() >= STABLE_AFTER)
     }
 
     fn is_current(&self, gen: &Arc<Generation>) -> bool {

@@ -12,9 +12,11 @@ pub fn pid_file(run_dir: &Path) -> PathBuf {
     run_dir.join("app.pid")
 }
 
-/// Record the pid (and process group) of the generation now serving.
-pub fn record(run_dir: &Path, pid: i32) {
-    if let Err(e) = std::fs::write(pid_file(run_dir), format!("{pid}\n")) {
+/// Record the pids (each its own process group) of the generations running now: the serving one,
+/// and while a new one gets ready, that one too. A killed deployer can leave both behind.
+pub fn record(run_dir: &Path, pids: &[i32]) {
+    let text: String = pids.iter().map(|p| format!("{p}\n")).collect();
+    if let Err(e) = std::fs::write(pid_file(run_dir), text) {
         tracing::warn!(error = %e, "Writing the app pid file failed");
     }
 }
@@ -24,36 +26,46 @@ pub fn clear(run_dir: &Path) {
     let _ = std::fs::remove_file(pid_file(run_dir));
 }
 
-/// When the pid file names a live process whose working directory is `root`, that is an app a
-/// previous deployer left running: SIGTERM its group, wait up to `drain`, then SIGKILL.
+/// Each process the pid file names that is alive and has `root` as its working directory is an
+/// app generation a previous deployer left running (the others are unrelated processes that
+/// reused the pid): SIGTERM their groups, wait up to `drain`, then SIGKILL.
 pub fn stop_leftover(run_dir: &Path, root: &Path, drain: Duration) {
-    let Some(pid) = std::fs::read_to_string(pid_file(run_dir))
-        .ok()
-        .and_then(|s| s.trim().parse::<i32>().ok())
+    let text = std::fs::read_to_string(pid_file(run_dir)).unwrap_or_default();
+    let root = std::fs::canonicalize(root).ok();
+    let groups: Vec<Pid> = text
+        .lines()
+        .filter_map(|l| l.trim().parse::<i32>().ok())
         .filter(|p| *p > 1)
-    else {
-        return;
-    };
-    let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).ok();
-    let ours = cwd.is_some_and(|c| std::fs::canonicalize(root).is_ok_and(|r| r == c));
-    if !ours {
+        .filter(|p| {
+            let cwd = std::fs::read_link(format!("/proc/{p}/cwd")).ok();
+            cwd.is_some_and(|c| root.as_ref() == Some(&c))
+        })
+        .map(Pid::from_raw)
+        .collect();
+    if groups.is_empty() {
         clear(run_dir);
         return;
     }
+    let pids: Vec<i32> = groups.iter().map(|g| g.as_raw()).collect();
     tracing::warn!(
-        pid,
-        "An app started by a previous deployer is still running; stopping it"
+        pids = ?pids,
+        "App processes started by a previous deployer are still running; stopping them"
     );
-    let group = Pid::from_raw(pid);
-    let _ = killpg(group, Signal::SIGTERM);
+    let alive = |groups: &[Pid]| groups.iter().any(|g| kill(*g, None).is_ok());
+    for g in &groups {
+        let _ = killpg(*g, Signal::SIGTERM);
+    }
     let start = Instant::now();
-    while kill(group, None).is_ok() && start.elapsed() < drain {
+    while alive(&groups) && start.elapsed() < drain {
         std::thread::sleep(Duration::from_millis(20));
     }
-    let _ = killpg(group, Signal::SIGKILL);
-    // The killed process is not our child: wait until it is gone from /proc (reaped by init).
+    for g in &groups {
+        let _ = killpg(*g, Signal::SIGKILL);
+    }
+    // The killed processes are not our children: wait until they are gone from /proc (reaped by
+    // init).
     let start = Instant::now();
-    while kill(group, None).is_ok() && start.elapsed() < Duration::from_secs(5) {
+    while alive(&groups) && start.elapsed() < Duration::from_secs(5) {
         std::thread::sleep(Duration::from_millis(20));
     }
     clear(run_dir);

@@ -60,7 +60,8 @@ def orphan_watch(parent=os.getppid()):
         gone = gone + 1 if os.getppid() != parent else 0
         if gone > 10:
             os._exit(0)
-threading.Thread(target=orphan_watch, daemon=True).start()
+if os.environ.get("DEWY_TEST_APP_STAYS") != "1":
+    threading.Thread(target=orphan_watch, daemon=True).start()
 srv = server(3)
 extra = [server(3 + i) for i in range(1, int(os.environ.get("LISTEN_FDS", "1")))] if mode == "health" else []
 for e in extra:
@@ -119,6 +120,11 @@ pub fn start(s: &Setup, extra: &[&str]) -> Daemon {
 }
 
 pub fn start_with(s: &Setup, extra: &[&str], command: &str) -> Daemon {
+    start_env(s, extra, command, &[])
+}
+
+/// [`start_with`] with extra environment variables for dewy (and, through it, the app).
+pub fn start_env(s: &Setup, extra: &[&str], command: &str, env: &[(&str, &str)]) -> Daemon {
     let url = format!("file://{}?artifact=app.tar.gz", s.registry.display());
     let port = format!("127.0.0.1:{}", s.port);
     let mut args = vec![
@@ -139,7 +145,7 @@ pub fn start_with(s: &Setup, extra: &[&str], command: &str) -> Daemon {
     Daemon::start(
         env!("CARGO_BIN_EXE_dewy"),
         &args,
-        &[],
+        env,
         &s.root,
         &s.root.join("../dewy.log"),
     )

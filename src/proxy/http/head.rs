@@ -500,6 +500,11 @@ pub fn parse_response(
     let (Some(status), Some(version)) = (resp.code, resp.version) else {
         return Err("malformed status line");
     };
+    // RFC 9110 §15: three digits, the first 1 to 5. `000` would reach the client as `0`, which
+    // no client parses.
+    if !(100..=599).contains(&status) {
+        return Err("a status code outside 100-599");
+    }
     if status == 101 && !client.upgrade {
         // Not an interim response: the backend would go on in another protocol.
         return Err("a 101 Switching Protocols the client did not ask for");
@@ -558,6 +563,13 @@ pub fn parse_response(
     let unchunk = body == Framing::Chunked && client.http10;
     let close_client = !client.keep_alive || body == Framing::UntilClose || unchunk;
 
+    // Repeated equal lengths become one (RFC 9110 §8.6). A length the body no longer has is
+    // dropped; for HEAD and 304 it describes the resource and stays; 1xx and 204 never carry one.
+    let keep_length = if no_body {
+        !informational && status != 204
+    } else {
+        !(te || unchunk)
+    };
     out.clear();
     let _ = write!(out, "HTTP/1.1 {status} ");
     out.extend_from_slice(reason.as_bytes());
@@ -570,9 +582,11 @@ pub fn parse_response(
         {
             continue;
         }
-        // A length the body no longer has: dropped (kept for HEAD, 204 and 304, where it
-        // describes the resource).
-        if n.eq_ignore_ascii_case("content-length") && !no_body && (te || unchunk) {
+        // Written once, where the first copy was, whatever number of copies the backend sent.
+        if n.eq_ignore_ascii_case("content-length") {
+            if let Some(n) = length.take().filter(|_| keep_length) {
+                let _ = write!(out, "Content-Length: {n}\r\n");
+            }
             continue;
         }
         put(out, n.as_bytes(), h.value);
@@ -828,6 +842,35 @@ mod tests {
             parse_request(b"GET / HTTP/1.1\r\nHo", "1.2.3.4", &mut out),
             Ok(None)
         ));
+    }
+
+    #[test]
+    fn repeated_equal_lengths_reach_the_client_once() {
+        let raw = "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nX-A: 1\r\nContent-Length: 3\r\n\r\n";
+        let (r, head) = resp(raw, CLIENT).expect("ok");
+        assert_eq!(r.body, Framing::Length(3));
+        assert_eq!(head, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nX-A: 1\r\n\r\n");
+        let (_, head) = resp("HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n", CLIENT).expect("ok");
+        assert_eq!(head, "HTTP/1.1 204 No Content\r\n\r\n");
+        let (_, head) = resp("HTTP/1.1 304 Not Modified\r\nContent-Length: 7\r\n\r\n", CLIENT).expect("ok");
+        assert_eq!(head, "HTTP/1.1 304 Not Modified\r\nContent-Length: 7\r\n\r\n");
+    }
+
+    #[test]
+    fn status_codes_outside_100_to_599_are_refused() {
+        for line in [
+            "HTTP/1.0 000 OK",
+            "HTTP/1.1 099 X",
+            "HTTP/1.1 600 X",
+            "HTTP/1.1 999 X",
+        ] {
+            let head = format!("{line}\r\nContent-Length: 0\r\n\r\n");
+            assert!(resp(&head, CLIENT).is_err(), "{line} accepted");
+        }
+        for line in ["HTTP/1.1 100 Continue", "HTTP/1.1 599 X"] {
+            let head = format!("{line}\r\nContent-Length: 0\r\n\r\n");
+            assert!(resp(&head, CLIENT).is_ok(), "{line} refused");
+        }
     }
 
     #[test]
