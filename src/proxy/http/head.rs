@@ -96,6 +96,17 @@ struct Tokens<'a> {
     n: usize,
     /// More than `list` holds: names are then checked against every `Connection` value.
     overflow: bool,
+    /// The tokens the proxy acts on (`close`, `keep-alive`, `upgrade`), seen wherever they are in
+    /// the list, past the first eight too.
+    seen: u8,
+}
+
+/// The bit of a token the proxy acts on, in [`Tokens::seen`].
+fn acted_on(token: &[u8]) -> u8 {
+    [&b"close"[..], b"keep-alive", b"upgrade"]
+        .iter()
+        .position(|t| token.eq_ignore_ascii_case(t))
+        .map_or(0, |i| 1 << i)
 }
 
 impl<'a> Tokens<'a> {
@@ -104,6 +115,7 @@ impl<'a> Tokens<'a> {
             list: [&[]; 8],
             n: 0,
             overflow: false,
+            seen: 0,
         }
     }
 
@@ -113,6 +125,7 @@ impl<'a> Tokens<'a> {
             if t.is_empty() {
                 continue;
             }
+            self.seen |= acted_on(t);
             if self.n < self.list.len() {
                 self.list[self.n] = t;
                 self.n += 1;
@@ -123,7 +136,10 @@ impl<'a> Tokens<'a> {
     }
 
     fn has(&self, name: &[u8]) -> bool {
-        self.list[..self.n].iter().any(|t| t.eq_ignore_ascii_case(name))
+        match acted_on(name) {
+            0 => self.list[..self.n].iter().any(|t| t.eq_ignore_ascii_case(name)),
+            bit => self.seen & bit != 0,
+        }
     }
 }
 
@@ -842,6 +858,21 @@ mod tests {
             parse_request(b"GET / HTTP/1.1\r\nHo", "1.2.3.4", &mut out),
             Ok(None)
         ));
+    }
+
+    #[test]
+    fn close_and_upgrade_count_past_the_eighth_connection_token() {
+        let many = "a, b, c, d, e, f, g, h, i";
+        let (r, head) = req(&format!(
+            "GET / HTTP/1.1\r\nHost: h\r\nConnection: {many}\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n"
+        ))
+        .expect("ok");
+        assert!(r.upgrade, "{head}");
+        let (r, _) = req(&format!(
+            "GET / HTTP/1.1\r\nHost: h\r\nConnection: {many}, close\r\n\r\n"
+        ))
+        .expect("ok");
+        assert!(!r.keep_alive);
     }
 
     #[test]
