@@ -2,6 +2,10 @@
 //!
 //! The library holds all logic; the binaries in `src/bin` are thin entry points.
 
+// Outside input never meets an `unwrap()`: errors carry context instead (tests may unwrap).
+#![warn(clippy::unwrap_used)]
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 pub mod artifact;
 pub mod bus;
 pub mod cache;
@@ -9,6 +13,7 @@ pub mod cli;
 pub mod config;
 pub mod container;
 pub mod deploy;
+pub mod failure;
 pub mod fault_inject;
 #[doc(hidden)]
 pub mod fuzzing;

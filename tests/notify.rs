@@ -502,7 +502,7 @@ fn mail_is_delivered_over_starttls_and_implicit_tls_with_a_private_ca() {
         &[],
     );
     for (smtp, to) in [(&starttls, "ops@example.com"), (&implicit, "sec@example.com")] {
-        let start = std::time::Instant::now();
+        let start = Instant::now();
         let mail = loop {
             if let Some(m) = mails(&smtp.maildir)
                 .into_iter()
@@ -515,7 +515,7 @@ fn mail_is_delivered_over_starttls_and_implicit_tls_with_a_private_ca() {
                 "no mail to {to} over TLS; dewy's log:\n{}",
                 d.log()
             );
-            std::thread::sleep(std::time::Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(50));
         };
         assert!(mail.contains(&format!("To: {to}")), "{mail}");
     }

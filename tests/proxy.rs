@@ -555,7 +555,7 @@ async fn wait_ready(conn: &zbus::Connection, d: &mut support::proc::Daemon) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn daemon_dbus_set_backends_status_drain_and_restore() {
     use dewy::bus::client::{proxy_backends, proxy_drain, proxy_set_backends, proxy_status};
-    let port = support::backend::listener().local_addr().expect("addr");
+    let port = backend::listener().local_addr().expect("addr");
     let t = Daemonised::new(&[format!("{port}")]);
     // sd_notify: READY and STATUS go to a datagram socket of ours.
     let notify_path = t.dir.path().join("notify.sock");
@@ -644,8 +644,8 @@ async fn daemon_dbus_set_backends_status_drain_and_restore() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn daemon_refuses_sockets_that_do_not_match_the_ports() {
-    let held = support::backend::listener();
-    let other = support::backend::listener().local_addr().expect("addr");
+    let held = backend::listener();
+    let other = backend::listener().local_addr().expect("addr");
     let t = Daemonised::new(&[format!("{other}")]);
     let mut d =
         support::activate::spawn_with_sockets(BIN, &strs(&t.args()), &envs(&t.env()), &[&held], &t.log());
@@ -707,7 +707,7 @@ fn load_retrying_once(
 async fn daemon_restart_under_load_with_inherited_socket_loses_nothing() {
     use dewy::bus::client::proxy_set_backends;
     // The test holds the listening socket, as systemd's dewy-proxy@.socket would.
-    let held = support::backend::listener();
+    let held = backend::listener();
     let addr = held.local_addr().expect("addr");
     let t = Daemonised::new(&[format!("{addr}")]);
     let conn = t.conn().await;

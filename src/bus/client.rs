@@ -43,7 +43,7 @@ async fn proxy_of(conn: &Connection, app: &str) -> anyhow::Result<Proxy1Proxy<'s
     Proxy1Proxy::builder(conn)
         .destination(names::proxy_name(app))?
         .path(names::PROXY_PATH)?
-        .cache_properties(zbus::proxy::CacheProperties::No)
+        .cache_properties(proxy::CacheProperties::No)
         .build()
         .await
         .context("creating the proxy client")
@@ -117,7 +117,7 @@ impl DeployerClient {
         let proxy = Deployer1Proxy::builder(conn)
             .destination(names::deployer_name(app))?
             .path(names::DEPLOYER_PATH)?
-            .cache_properties(zbus::proxy::CacheProperties::No)
+            .cache_properties(proxy::CacheProperties::No)
             .build()
             .await
             .context("creating the deployer proxy")?;
@@ -174,7 +174,7 @@ impl WatcherClient {
         let proxy = Watcher1Proxy::builder(conn)
             .destination(names::watcher_name(app))?
             .path(names::WATCHER_PATH)?
-            .cache_properties(zbus::proxy::CacheProperties::No)
+            .cache_properties(proxy::CacheProperties::No)
             .build()
             .await
             .context("creating the watcher proxy")?;

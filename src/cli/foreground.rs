@@ -13,7 +13,7 @@ use crate::bus::{self, BusChoice};
 use crate::config::{self, Mode, Sources};
 use crate::deploy::Deployer;
 use crate::notify::Event;
-use crate::systemd::notify;
+use crate::systemd::sd_notify;
 use crate::watch::Watcher;
 use crate::EXIT_CONFIG;
 
@@ -104,8 +104,8 @@ pub async fn run(mode: Mode, args: RunArgs) -> i32 {
         command: mode.to_string(),
     });
     deployer.report_recovery();
-    notify::ready(&format!("watching {}", settings.registry));
-    notify::spawn_watchdog();
+    sd_notify::ready(&format!("watching {}", settings.registry));
+    sd_notify::spawn_watchdog();
     let stop = shutdown_signal();
     deployer.start_app().await;
     super::restart_on_sigusr1(deployer.clone());
@@ -115,7 +115,7 @@ pub async fn run(mode: Mode, args: RunArgs) -> i32 {
         ended = &mut poll => return super::task_ended("registry polling", ended),
     };
     tracing::info!(signal, "Shutting down gracefully");
-    notify::stopping();
+    sd_notify::stopping();
     let _ = tokio::time::timeout(Duration::from_secs(60), deployer.wait_idle()).await;
     poll.abort();
     deployer.stop_app().await;
@@ -129,7 +129,7 @@ pub async fn run(mode: Mode, args: RunArgs) -> i32 {
 
 /// Container mode in the foreground: the proxy runs in this process, on the `--port` addresses.
 async fn start_proxy(
-    c: &crate::config::container::ContainerSettings,
+    c: &config::container::ContainerSettings,
 ) -> anyhow::Result<(crate::proxy::ProxyHandle, crate::proxy::Server)> {
     let specs = &c.ports;
     for s in specs {

@@ -1,14 +1,19 @@
-//! Entry points of the binaries: argument parsing, settings, logging, and the run loops.
+//! The binaries' entry points: arguments, settings and logging; the daemons' run loops (one file
+//! each), the foreground commands (`dewy server|assets|container`) and the operator commands
+//! (`dewy status`, `deploy`, `rollback`…) that speak to the daemons over D-Bus.
 
 pub mod args;
 mod daemon;
+mod deployer_daemon;
 mod foreground;
 mod observe;
 mod ops;
 mod proxy_daemon;
+mod watcher_daemon;
 
-pub use daemon::{deployer_main, watcher_main};
+pub use deployer_daemon::deployer_main;
 pub use proxy_daemon::proxy_main;
+pub use watcher_daemon::watcher_main;
 
 use clap::Parser;
 

@@ -10,7 +10,7 @@ use super::args::DaemonArgs;
 use super::{config_failure, fail, runtime, shutdown_signal, start_logging};
 use crate::bus::{self, BusChoice};
 use crate::proxy::{self, settings::ProxySettings, ProxyHandle};
-use crate::systemd::notify;
+use crate::systemd::sd_notify;
 
 fn status_line(h: &ProxyHandle) -> String {
     let ports = h.port_count();
@@ -86,8 +86,8 @@ async fn serve(
     }
     let status = status_line(&handle);
     tracing::info!(state_file = %settings.state_file.display(), "Proxy ready: {status}");
-    notify::ready(&status);
-    notify::spawn_watchdog();
+    sd_notify::ready(&status);
+    sd_notify::spawn_watchdog();
     let report = tokio::spawn({
         let handle = handle.clone();
         async move {
@@ -96,14 +96,14 @@ async fn serve(
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 let now = status_line(&handle);
                 if now != last {
-                    notify::status(&now);
+                    sd_notify::status(&now);
                     last = now;
                 }
             }
         }
     });
     let signal = stop.await;
-    notify::stopping();
+    sd_notify::stopping();
     report.abort();
     tracing::info!(signal, grace = ?settings.grace, "Proxy stopping: no new connections, finishing requests in flight");
     server.shutdown(settings.grace).await;

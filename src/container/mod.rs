@@ -36,31 +36,6 @@ pub struct Replica {
     pub backends: BTreeMap<u16, SocketAddr>,
 }
 
-/// What a failed container deploy did.
-pub struct DeployError {
-    pub error: anyhow::Error,
-    /// True when the image itself is at fault (start, health): the version is marked bad.
-    pub release_fault: bool,
-}
-
-impl DeployError {
-    /// Engine, proxy or registry trouble: retried at the next check.
-    pub fn transient(error: anyhow::Error) -> Self {
-        Self {
-            error,
-            release_fault: false,
-        }
-    }
-
-    /// The image's own failure: the version is marked bad.
-    pub fn fault(error: anyhow::Error) -> Self {
-        Self {
-            error,
-            release_fault: true,
-        }
-    }
-}
-
 /// One app's containers and the proxy in front of them.
 pub struct ContainerMode {
     app: String,

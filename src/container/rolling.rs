@@ -8,22 +8,23 @@ use anyhow::{anyhow, bail};
 use chrono::Utc;
 
 use super::docker::{short, Pulled, RunSpec};
-use super::{ContainerMode, DeployError, Replica, STOP_GRACE};
+use super::{ContainerMode, Replica, STOP_GRACE};
+use crate::failure::DeployFailure;
 use crate::registry::Release;
 
 impl ContainerMode {
     /// Pull the release's image (by digest when the registry gave one, tagged with its tag).
-    pub async fn pull(&self, release: &Release) -> Result<Pulled, DeployError> {
+    pub async fn pull(&self, release: &Release) -> Result<Pulled, DeployFailure> {
         self.fetch(release, false).await
     }
 
     /// The release's image from the engine when it still has it, else pulled (rollbacks).
-    pub async fn pull_if_missing(&self, release: &Release) -> Result<Pulled, DeployError> {
+    pub async fn pull_if_missing(&self, release: &Release) -> Result<Pulled, DeployFailure> {
         self.fetch(release, true).await
     }
 
-    async fn fetch(&self, release: &Release, if_missing: bool) -> Result<Pulled, DeployError> {
-        let engine = self.engine().await.map_err(DeployError::transient)?;
+    async fn fetch(&self, release: &Release, if_missing: bool) -> Result<Pulled, DeployFailure> {
+        let engine = self.engine().await.map_err(DeployFailure::transient)?;
         let image = &release.artifact;
         tracing::info!(image = %image, "Pulling new image");
         let pulled = if if_missing {
@@ -33,7 +34,7 @@ impl ContainerMode {
         };
         let pulled = pulled
             .inspect_err(|e| tracing::error!(error = %format!("{e:#}"), image = %image, "Image pull failed"))
-            .map_err(DeployError::transient)?;
+            .map_err(DeployFailure::transient)?;
         tracing::info!(
             digest = %pulled.digest.clone().unwrap_or_else(|| pulled.id.clone()),
             image = %image,
@@ -43,9 +44,9 @@ impl ContainerMode {
     }
 
     /// Replace the running replicas with `replicas` new ones of `release`.
-    pub async fn roll(&self, release: &Release, image: &Pulled) -> Result<Vec<Replica>, DeployError> {
-        let engine = self.engine().await.map_err(DeployError::transient)?;
-        let proxy = self.proxy().map_err(DeployError::transient)?;
+    pub async fn roll(&self, release: &Release, image: &Pulled) -> Result<Vec<Replica>, DeployFailure> {
+        let engine = self.engine().await.map_err(DeployFailure::transient)?;
+        let proxy = self.proxy().map_err(DeployFailure::transient)?;
         // Container port behind each proxy port.
         let mut map: Vec<(u16, u16)> = Vec::new();
         for spec in &self.cfg.ports {
@@ -61,16 +62,22 @@ impl ContainerMode {
                         *one
                     }
                     [] => {
-                        return Err(DeployError::fault(anyhow!(
-                            "the image does not expose any port; give the container port: --port {}:PORT",
-                            spec.listen.port()
-                        )))
+                        return Err(DeployFailure::release(
+                            anyhow!(
+                                "the image does not expose any port; give the container port: --port {}:PORT",
+                                spec.listen.port()
+                            ),
+                            None,
+                        ))
                     }
                     many => {
-                        return Err(DeployError::fault(anyhow!(
-                        "the image exposes several ports {many:?}; give the container port: --port {}:PORT",
-                        spec.listen.port()
-                    )))
+                        return Err(DeployFailure::release(
+                            anyhow!(
+                                "the image exposes several ports {many:?}; give the container port: --port {}:PORT",
+                                spec.listen.port()
+                            ),
+                            None,
+                        ))
                     }
                 },
             };
@@ -158,9 +165,9 @@ impl ContainerMode {
                 self.undo(&old, &new).await;
                 let e = e.context(format!("replica {i} of {total} ({name})"));
                 return Err(if image_fault {
-                    DeployError::fault(e)
+                    DeployFailure::release(e, None)
                 } else {
-                    DeployError::transient(e)
+                    DeployFailure::transient(e)
                 });
             }
         }

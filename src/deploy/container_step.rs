@@ -7,7 +7,8 @@ use chrono::Utc;
 
 use super::state::Live;
 use super::{DeployResult, Deployer, Trigger};
-use crate::container::{ContainerMode, DeployError};
+use crate::container::ContainerMode;
+use crate::failure::DeployFailure;
 use crate::logging::{MSG_DEPLOY, MSG_ROLLBACK};
 use crate::notify::Event;
 use crate::registry::Release;
@@ -20,7 +21,7 @@ impl Deployer {
         key: &str,
         trigger: Trigger,
         started: Instant,
-    ) -> Result<String, DeployError> {
+    ) -> Result<String, DeployFailure> {
         let version = &release.version;
         let pulled = c.pull(release).await?;
         tracing::info!(
@@ -36,12 +37,12 @@ impl Deployer {
         let prev_version = self.live_version();
         let digest = pulled.digest.clone().or_else(|| Some(pulled.id.clone()));
         self.begin(release, key, digest.clone(), reason, prev_version.as_deref())
-            .map_err(DeployError::transient)?;
+            .map_err(DeployFailure::transient)?;
         let root = self.settings.root.clone();
         let hook_env = self.hook_env(version, prev_version.as_deref(), &root);
         if let Err(e) = self.before_hook(&root, &hook_env, version).await {
             let _ = self.update_state(|st| st.pending = None);
-            return Err(DeployError::transient(e));
+            return Err(DeployFailure::transient(e));
         }
         let replicas = c.roll(release, &pulled).await?;
         let live = Live {
@@ -54,7 +55,7 @@ impl Deployer {
         };
         self.complete(live, prev_version.clone(), reason, started, &root, hook_env)
             .await
-            .map_err(DeployError::transient)?;
+            .map_err(DeployFailure::transient)?;
         let (repository, _) = crate::container::docker::split_reference(&pulled.reference);
         c.cleanup(&repository).await;
         tracing::info!(

@@ -556,7 +556,7 @@ impl Deployer {
         if let Ok(mut a) = self.activity.lock() {
             *a = what;
         }
-        crate::systemd::notify::status(&self.status_line());
+        crate::systemd::sd_notify::status(&self.status_line());
     }
 
     /// The `STATUS=` line: the live version, what the deployer is doing and, in server mode,

@@ -1,4 +1,6 @@
-//! The steps of one deploy, rollback and crash recovery, as methods of [`Deployer`].
+//! The steps of one deploy, as methods of [`Deployer`]: skip rules, download and verify into the
+//! cache, extract, hooks, the `current` switch, the app's start, the state that records it, and
+//! what a failure marks (rollback and crash recovery are in `recovery.rs`).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -10,48 +12,12 @@ use super::state::{BadVersion, HistoryEntry, Live, Outcome, Pending};
 use super::{DeployResult, Deployer, Trigger};
 use crate::cache::{StoreError, StoreOptions};
 use crate::config::HookFailure;
+use crate::failure::DeployFailure;
 use crate::fault_inject;
 use crate::logging::{MSG_DEPLOY, MSG_DOWNLOAD, MSG_FAILURE, MSG_SKIP};
 use crate::notify::{Event, Stage};
 use crate::registry::Release;
 use crate::release::{self, HookKind, Limits};
-
-/// A failure, and whether it belongs to the release itself (then the version is marked bad).
-struct StepError {
-    error: anyhow::Error,
-    release_fault: bool,
-    sha256: Option<String>,
-}
-
-impl StepError {
-    fn transient(error: anyhow::Error) -> Self {
-        Self {
-            error,
-            release_fault: false,
-            sha256: None,
-        }
-    }
-    /// A failure of the release, unless the error chain shows the host failed (disk full,
-    /// quota, I/O error, read-only filesystem): that is retried, never a verdict on it.
-    fn release(error: anyhow::Error, sha256: Option<String>) -> Self {
-        let release_fault = release::host_fault(&error).is_none();
-        Self {
-            error,
-            release_fault,
-            sha256,
-        }
-    }
-}
-
-impl From<crate::container::DeployError> for StepError {
-    fn from(e: crate::container::DeployError) -> Self {
-        Self {
-            error: e.error,
-            release_fault: e.release_fault,
-            sha256: None,
-        }
-    }
-}
 
 impl Deployer {
     pub(super) async fn run(&self, release: Release, trigger: Trigger) -> DeployResult {
@@ -97,7 +63,7 @@ impl Deployer {
                 let from = st.live.as_ref().map(|l| l.version.clone());
                 // Starting the live version again (a repair) and failing is retried at the next
                 // check, as the Go Dewy does, in either mode; a new version's fault marks it bad.
-                if step.release_fault && from.as_deref() != Some(version.as_str()) {
+                if step.marks_bad() && from.as_deref() != Some(version.as_str()) {
                     st.bad.insert(
                         version.clone(),
                         BadVersion {
@@ -122,16 +88,7 @@ impl Deployer {
                     tracing::error!(error = %format!("{e:#}"), "Saving state failed");
                 }
                 drop(st);
-                let app = &self.settings.app;
-                let next_step = if step.release_fault {
-                    format!(
-                        "{version} is marked bad and will not be deployed again; publish a fixed release, or run `dewy forget-bad {app} {version}` to retry it"
-                    )
-                } else {
-                    format!(
-                        "the previous release keeps serving; dewy retries at the next check (`dewy check-now {app}` to retry now)"
-                    )
-                };
+                let next_step = step.next_step(&self.settings.app, &version);
                 self.emit(Event::Failed {
                     stage: Stage::Deploy,
                     version: Some(version.clone()),
@@ -182,12 +139,9 @@ impl Deployer {
         key: &str,
         trigger: Trigger,
         started: Instant,
-    ) -> Result<String, StepError> {
+    ) -> Result<String, DeployFailure> {
         if let Some(c) = self.containers.clone() {
-            return self
-                .deploy_container(&c, release, key, trigger, started)
-                .await
-                .map_err(StepError::from);
+            return self.deploy_container(&c, release, key, trigger, started).await;
         }
         let version = &release.version;
         let sha256 = self.fetch_artifact(release, key).await?;
@@ -205,7 +159,7 @@ impl Deployer {
         let previous = self.lock_state().live.clone();
         let prev_version = previous.as_ref().map(|l| l.version.clone());
         self.begin(release, key, sha256.clone(), reason, prev_version.as_deref())
-            .map_err(StepError::transient)?;
+            .map_err(DeployFailure::transient)?;
         fault_inject::point("pending", version);
         let dir = self.extract(release, key, sha256.clone()).await?;
         fault_inject::point("extracted", version);
@@ -215,13 +169,13 @@ impl Deployer {
                 p.release = Some(name.clone());
             }
         })
-        .map_err(StepError::transient)?;
+        .map_err(DeployFailure::transient)?;
 
         let hook_env = self.hook_env(version, prev_version.as_deref(), &dir);
         fault_inject::during("before-hook", version);
         if let Err(e) = self.before_hook(&dir, &hook_env, version).await {
             let _ = self.releases.remove_release(&dir);
-            return Err(StepError::transient(e));
+            return Err(DeployFailure::transient(e));
         }
 
         fault_inject::point("switch", version);
@@ -230,7 +184,7 @@ impl Deployer {
             .with_context(|| format!("switching current to {}", dir.display()))
             .map_err(|e| {
                 let _ = self.releases.remove_release(&dir);
-                StepError::transient(e)
+                DeployFailure::transient(e)
             })?;
         tracing::info!(
             message_id = MSG_DEPLOY,
@@ -244,7 +198,7 @@ impl Deployer {
         if let Some(app) = &self.app {
             if let Err(e) = app.start(version, crate::supervise::Restart::Deploy).await {
                 self.undo_switch(previous.as_ref(), &dir);
-                return Err(StepError::release(e, sha256));
+                return Err(DeployFailure::release(e, sha256));
             }
         }
         let live = Live {
@@ -257,7 +211,7 @@ impl Deployer {
         };
         self.complete(live, prev_version.clone(), reason, started, &dir, hook_env)
             .await
-            .map_err(StepError::transient)?;
+            .map_err(DeployFailure::transient)?;
         self.prune();
         tracing::info!(
             message_id = MSG_DEPLOY,
@@ -276,14 +230,14 @@ impl Deployer {
     }
 
     /// Make sure the artifact is in the cache (verified), returning its SHA-256 when known.
-    async fn fetch_artifact(&self, release: &Release, key: &str) -> Result<Option<String>, StepError> {
+    async fn fetch_artifact(&self, release: &Release, key: &str) -> Result<Option<String>, DeployFailure> {
         let expected = self.expected_checksum(release).await?;
         if self.cache.contains(key) {
             let path = self.cache.path(key);
             let actual = tokio::task::spawn_blocking(move || crate::cache::sha256_file(&path))
                 .await
-                .map_err(|e| StepError::transient(anyhow!(e)))?
-                .map_err(|e| StepError::transient(anyhow!(e).context("hashing the cached artifact")))?;
+                .map_err(|e| DeployFailure::transient(anyhow!(e)))?
+                .map_err(|e| DeployFailure::transient(anyhow!(e).context("hashing the cached artifact")))?;
             match &expected {
                 Some(exp) if *exp != actual => {
                     tracing::warn!(
@@ -306,7 +260,7 @@ impl Deployer {
             .fetch(&release.artifact_url)
             .await
             .with_context(|| format!("downloading {}", release.artifact))
-            .map_err(StepError::transient)?;
+            .map_err(DeployFailure::transient)?;
         let stream = fault_inject::in_stream(stream, "download", &release.version);
         let opts = StoreOptions {
             expected_sha256: expected,
@@ -329,29 +283,29 @@ impl Deployer {
                     StoreError::ChecksumMismatch { actual, .. } => Some(actual.clone()),
                     _ => None,
                 };
-                Err(StepError::release(
+                Err(DeployFailure::release(
                     anyhow!(e).context(format!("verifying {}", release.artifact)),
                     actual,
                 ))
             }
-            Err(e) => Err(StepError::transient(
+            Err(e) => Err(DeployFailure::transient(
                 anyhow!(e).context(format!("downloading {}", release.artifact)),
             )),
         }
     }
 
-    async fn expected_checksum(&self, release: &Release) -> Result<Option<String>, StepError> {
+    async fn expected_checksum(&self, release: &Release) -> Result<Option<String>, DeployFailure> {
         let Some(url) = &release.checksum_url else {
             return Ok(None);
         };
         let bytes = crate::artifact::fetch_small(self.registry.as_ref(), url, 1 << 20)
             .await
             .context("downloading the published checksums")
-            .map_err(StepError::transient)?;
+            .map_err(DeployFailure::transient)?;
         let text = String::from_utf8_lossy(&bytes);
         match crate::artifact::checksum::parse_expected(&text, &release.artifact) {
             Some(sum) => Ok(Some(sum)),
-            None => Err(StepError::release(
+            None => Err(DeployFailure::release(
                 anyhow!(
                     "the release publishes checksums but none for {}",
                     release.artifact
@@ -366,12 +320,12 @@ impl Deployer {
         release: &Release,
         key: &str,
         sha256: Option<String>,
-    ) -> Result<PathBuf, StepError> {
+    ) -> Result<PathBuf, DeployFailure> {
         let staging = self
             .releases
             .create_staging()
             .context("creating a staging directory")
-            .map_err(StepError::transient)?;
+            .map_err(DeployFailure::transient)?;
         let archive = self.cache.path(key);
         let artifact = release.artifact.clone();
         let limits = Limits {
@@ -393,7 +347,7 @@ impl Deployer {
             Ok(stats) => stats,
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&staging);
-                return Err(StepError::release(
+                return Err(DeployFailure::release(
                     e.context(format!("extracting {}", release.artifact)),
                     sha256,
                 ));
@@ -405,7 +359,7 @@ impl Deployer {
             .context("moving the release into place")
             .map_err(|e| {
                 let _ = std::fs::remove_dir_all(&staging);
-                StepError::transient(e)
+                DeployFailure::transient(e)
             })?;
         tracing::info!(
             message_id = MSG_DEPLOY,
@@ -420,9 +374,6 @@ impl Deployer {
         Ok(dir)
     }
 
-    /// Record `live` as the live release (the one it replaces becomes previous, unless the same
-    /// version was deployed again: a repair keeps the older previous), clear the pending deploy
-    /// and the version's bad mark, and add `entry` to the history.
     /// Record the deploy as pending (for recovery after a crash) and announce it.
     pub(super) fn begin(
         &self,
@@ -508,6 +459,9 @@ impl Deployer {
         Ok(())
     }
 
+    /// Record `live` as the live release (the one it replaces becomes previous, unless the same
+    /// version was deployed again: a repair keeps the older previous), clear the pending deploy
+    /// and the version's bad mark, and add `entry` to the history.
     pub(super) fn mark_live(&self, live: Live, entry: &HistoryEntry) -> anyhow::Result<()> {
         self.update_state(|st| {
             let old = st.live.take();

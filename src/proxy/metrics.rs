@@ -112,9 +112,9 @@ impl crate::metrics::Render for ProxyHandle {
             "# HELP {name} Client connections ended while the proxy stopped, by how.\n# TYPE {name} counter"
         );
         for (end, how) in [
-            ("response", super::life::DrainEnd::AfterResponse),
-            ("idle", super::life::DrainEnd::IdleGrace),
-            ("cut", super::life::DrainEnd::Cut),
+            ("response", super::connections::DrainEnd::AfterResponse),
+            ("idle", super::connections::DrainEnd::IdleGrace),
+            ("cut", super::connections::DrainEnd::Cut),
         ] {
             let _ = writeln!(o, "{name}{{end=\"{end}\"}} {}", counts.drained(how));
         }

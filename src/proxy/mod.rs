@@ -5,10 +5,10 @@
 //! backends) and a [`Server`] (to stop gracefully). `dewy-proxy` runs it as a daemon; the
 //! container deployer may run it in-process.
 
+mod connections;
 mod copy;
 pub mod fds;
 pub(crate) mod http;
-mod life;
 pub mod listen;
 mod metrics;
 mod persist;
@@ -70,7 +70,7 @@ impl Port {
 struct Shared {
     ports: BTreeMap<u16, Arc<Port>>,
     /// Open connections, the cap, shed connections and drain ends.
-    counts: Arc<life::Counts>,
+    counts: Arc<connections::Counts>,
     backends: Backends,
     state_file: Option<PathBuf>,
     /// Serialises table changes so the file always holds the last table set.
@@ -201,7 +201,7 @@ fn list(addrs: &[SocketAddr]) -> String {
 /// The running listeners; [`Server::shutdown`] stops them gracefully (dropping the server stops
 /// them at once).
 pub struct Server {
-    control: life::Control,
+    control: connections::Control,
     /// One per serving thread; each sends when its thread is done.
     done: Vec<tokio::sync::oneshot::Receiver<()>>,
     /// The tables, kept as long as the server runs.
@@ -232,13 +232,13 @@ impl Server {
         }
         let c = self.control.counts();
         tracing::info!(
-            closed_after_response = c.drained(life::DrainEnd::AfterResponse),
-            closed_idle = c.drained(life::DrainEnd::IdleGrace),
-            cut_at_drain_time = c.drained(life::DrainEnd::Cut),
+            closed_after_response = c.drained(connections::DrainEnd::AfterResponse),
+            closed_idle = c.drained(connections::DrainEnd::IdleGrace),
+            cut_at_drain_time = c.drained(connections::DrainEnd::Cut),
             "Drain finished: {} connection(s) closed after a response, {} closed idle at the grace, {} cut at drain-time",
-            c.drained(life::DrainEnd::AfterResponse),
-            c.drained(life::DrainEnd::IdleGrace),
-            c.drained(life::DrainEnd::Cut),
+            c.drained(connections::DrainEnd::AfterResponse),
+            c.drained(connections::DrainEnd::IdleGrace),
+            c.drained(connections::DrainEnd::Cut),
         );
     }
 }
@@ -354,7 +354,7 @@ pub async fn start_with(
         max_idle_backend_connections = budget.idle_backends,
         "Connection limits"
     );
-    let (control, life) = life::new(budget.clients);
+    let (control, life) = connections::new(budget.clients);
     let shared = Arc::new(Shared {
         ports,
         counts: control.counts(),
@@ -411,7 +411,7 @@ pub async fn start_with(
 fn serve_thread(
     worker: usize,
     ports: Vec<(std::net::TcpListener, Arc<Port>)>,
-    life: life::Life,
+    life: connections::Life,
     idle: Duration,
 ) {
     pool::set_worker(worker);

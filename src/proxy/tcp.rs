@@ -5,15 +5,15 @@ use std::sync::Arc;
 
 use tokio::net::{TcpListener, TcpStream};
 
+use super::connections::Life;
 use super::http::CONNECT_TIMEOUT;
-use super::life::Life;
 use super::Port;
 
 /// Serve raw TCP on `listener` until `life` says stop; open connections go on until they end or
 /// the grace period is over.
 pub async fn serve(listener: TcpListener, port: Arc<Port>, life: Life, idle: std::time::Duration) {
     while let Some((stream, peer)) =
-        super::life::next_client(&listener, port.spec.listen.port(), super::Protocol::Tcp, &life).await
+        super::connections::next_client(&listener, port.spec.listen.port(), super::Protocol::Tcp, &life).await
     {
         let port = port.clone();
         let life = life.clone();

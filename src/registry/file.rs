@@ -9,9 +9,9 @@ use chrono::{DateTime, Utc};
 use tokio_util::io::ReaderStream;
 use url::Url;
 
-use super::layout::{self, Entry};
 use super::query::{self, SourceQuery};
 use super::version::Selector;
+use super::version_dirs::{self, Entry};
 use super::{ByteStream, CheckError, OpenOptions, Registry, Release};
 
 /// Read size when streaming an artifact.
@@ -54,7 +54,7 @@ pub struct FileRegistry {
 /// Open a `file://` registry; the directory is read at each check.
 pub fn open(url: &Url, opts: &OpenOptions) -> anyhow::Result<FileRegistry> {
     let location = parse_location(url)?;
-    let selector = layout::selector(&location.query, opts)?;
+    let selector = version_dirs::selector(&location.query, opts)?;
     Ok(FileRegistry { location, selector })
 }
 
@@ -126,7 +126,7 @@ impl FileRegistry {
             }
         }
         let fallback = dir_meta.modified().ok().map(DateTime::<Utc>::from);
-        layout::release_from(tag, &files, &self.location.query, fallback, |name| {
+        version_dirs::release_from(tag, &files, &self.location.query, fallback, |name| {
             let path = vdir.join(name);
             Url::from_file_path(&path)
                 .map(|u| u.to_string())
@@ -140,13 +140,13 @@ impl Registry for FileRegistry {
     async fn latest(&self) -> Result<Release, CheckError> {
         let names = self.subdirs().await?;
         let source = self.dir().display().to_string();
-        let (_, tag) = layout::newest_version(&self.selector, &names, &source)?;
+        let (_, tag) = version_dirs::newest_version(&self.selector, &names, &source)?;
         self.release_in(tag).await
     }
 
     async fn find(&self, version: &str) -> Result<Release, CheckError> {
         let names = self.subdirs().await?;
-        match layout::find_version(&names, version) {
+        match version_dirs::find_version(&names, version) {
             Some(name) => self.release_in(name).await,
             None => Err(CheckError::NoRelease(format!(
                 "{} has no release directory {version}",

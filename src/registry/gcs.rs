@@ -13,9 +13,9 @@ use futures_util::TryStreamExt;
 use serde::Deserialize;
 use url::Url;
 
-use super::layout::{self, Entry};
 use super::query::{self, SourceQuery};
 use super::version::Selector;
+use super::version_dirs::{self, Entry};
 use super::{ByteStream, CheckError, OpenOptions, Registry, Release};
 
 /// A bound on listing pages, against a server that never stops paging.
@@ -73,7 +73,7 @@ impl std::fmt::Debug for GcsRegistry {
 /// unauthenticated) or storage.googleapis.com with service-account or metadata-server tokens.
 pub fn open(url: &Url, opts: &OpenOptions) -> anyhow::Result<GcsRegistry> {
     let location = parse_location(url)?;
-    let selector = layout::selector(&location.query, opts)?;
+    let selector = version_dirs::selector(&location.query, opts)?;
     let api = api::Api::connect(opts.gcs_endpoint.as_deref(), &opts.user_agent)?;
     Ok(GcsRegistry {
         location,
@@ -192,7 +192,7 @@ impl GcsRegistry {
         let vprefix = format!("{}{tag}/", self.location.prefix);
         let (_, objects) = self.list(&vprefix, false).await?;
         let bucket = &self.location.bucket;
-        layout::release_from(tag, &objects, &self.location.query, None, |name| {
+        version_dirs::release_from(tag, &objects, &self.location.query, None, |name| {
             Ok(format!("gs://{bucket}/{vprefix}{name}"))
         })
     }
@@ -201,11 +201,11 @@ impl GcsRegistry {
 #[async_trait]
 impl Registry for GcsRegistry {
     async fn latest(&self) -> Result<Release, CheckError> {
-        layout::latest_of(self).await
+        version_dirs::latest_of(self).await
     }
 
     async fn find(&self, version: &str) -> Result<Release, CheckError> {
-        layout::find_in(self, version).await
+        version_dirs::find_in(self, version).await
     }
 
     async fn fetch(&self, url: &str) -> anyhow::Result<ByteStream> {
@@ -228,7 +228,7 @@ impl Registry for GcsRegistry {
 #[cfg(test)]
 mod tests;
 
-impl layout::VersionedStore for GcsRegistry {
+impl version_dirs::VersionedStore for GcsRegistry {
     fn selector(&self) -> &Selector {
         &self.selector
     }

@@ -77,7 +77,7 @@ pub fn open(url: &Url, opts: &OpenOptions) -> anyhow::Result<GithubRegistry> {
         api::warn_anonymous_once(&location.owner, &location.repo);
     }
     let client = Client::new(base, token, &opts.user_agent)?;
-    let selector = super::layout::selector(&location.query, opts)?;
+    let selector = super::version_dirs::selector(&location.query, opts)?;
     Ok(GithubRegistry {
         location,
         selector,

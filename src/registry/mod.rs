@@ -4,13 +4,13 @@ pub mod calver;
 pub mod file;
 pub mod gcs;
 pub mod github;
-pub mod layout;
 mod link;
 pub mod oci;
 pub mod platform;
 pub mod query;
 pub mod s3;
 pub mod version;
+pub mod version_dirs;
 
 use std::fmt;
 use std::pin::Pin;

@@ -13,8 +13,8 @@ use anyhow::bail;
 use async_trait::async_trait;
 use url::Url;
 
-use super::layout::{self, find_version};
 use super::version::{check_text, Selector, Version, VersionError};
+use super::version_dirs::{self, find_version};
 use super::{ByteStream, CheckError, OpenOptions, Registry, Release};
 use client::Client;
 pub use location::{parse_location, Location};
@@ -28,7 +28,7 @@ pub struct OciRegistry {
 /// Open an `img://` URL.
 pub fn open(url: &Url, opts: &OpenOptions) -> anyhow::Result<OciRegistry> {
     let location = parse_location(url)?;
-    let selector = layout::selector(&location.query, opts)?;
+    let selector = version_dirs::selector(&location.query, opts)?;
     Ok(OciRegistry {
         client: Client::new(location, &opts.user_agent, opts.oci_page_size)?,
         selector,

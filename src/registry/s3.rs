@@ -12,9 +12,9 @@ use futures_util::stream;
 use tokio::sync::OnceCell;
 use url::Url;
 
-use super::layout::{self, Entry};
 use super::query::{self, SourceQuery};
 use super::version::Selector;
+use super::version_dirs::{self, Entry};
 use super::{ByteStream, CheckError, OpenOptions, Registry, Release};
 
 /// Where an `s3://` URL points.
@@ -86,7 +86,7 @@ pub struct S3Registry {
 /// Open an `s3://` registry; the client is built at the first request.
 pub fn open(url: &Url, opts: &OpenOptions) -> anyhow::Result<S3Registry> {
     let location = parse_location(url)?;
-    let selector = layout::selector(&location.query, opts)?;
+    let selector = version_dirs::selector(&location.query, opts)?;
     Ok(S3Registry {
         location,
         selector,
@@ -244,7 +244,7 @@ impl S3Registry {
         let vprefix = format!("{}{tag}/", self.location.prefix);
         let (_, objects) = self.list(&vprefix, false).await?;
         let loc = &self.location;
-        layout::release_from(tag, &objects, &loc.query, None, |name| {
+        version_dirs::release_from(tag, &objects, &loc.query, None, |name| {
             Ok(format!("s3://{}/{}/{vprefix}{name}", loc.region, loc.bucket))
         })
     }
@@ -253,11 +253,11 @@ impl S3Registry {
 #[async_trait]
 impl Registry for S3Registry {
     async fn latest(&self) -> Result<Release, CheckError> {
-        layout::latest_of(self).await
+        version_dirs::latest_of(self).await
     }
 
     async fn find(&self, version: &str) -> Result<Release, CheckError> {
-        layout::find_in(self, version).await
+        version_dirs::find_in(self, version).await
     }
 
     async fn fetch(&self, url: &str) -> anyhow::Result<ByteStream> {
@@ -295,7 +295,7 @@ pub fn body_stream(body: S3Body) -> ByteStream {
     }))
 }
 
-impl layout::VersionedStore for S3Registry {
+impl version_dirs::VersionedStore for S3Registry {
     fn selector(&self) -> &Selector {
         &self.selector
     }

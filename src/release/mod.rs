@@ -4,7 +4,7 @@
 pub mod extract;
 pub mod hooks;
 pub mod host_fault;
-pub mod layout;
+pub mod releases_dir;
 
 mod gzip_members;
 mod paths;
@@ -18,4 +18,4 @@ mod zip_format;
 pub use extract::{extract, sync_tree, ExtractError, ExtractStats, Limits};
 pub use hooks::{run_hook, HookKind, HookOutcome, HookSpec};
 pub use host_fault::host_fault;
-pub use layout::{fsync_dir, Releases};
+pub use releases_dir::{fsync_dir, Releases};

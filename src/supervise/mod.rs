@@ -265,7 +265,7 @@ impl Supervisor {
             });
         }
         let name = format!("{version} (pid {}, generation {number})", gen.pid);
-        crate::systemd::notify::status(&format!("{name} serving"));
+        crate::systemd::sd_notify::status(&format!("{name} serving"));
         Ok(())
     }
 

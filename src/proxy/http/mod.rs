@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, BytesMut};
 use tokio::net::TcpStream;
 
-use super::life::{DrainEnd, Life, OpenGuard, Throttle};
+use super::connections::{DrainEnd, Life, OpenGuard, Throttle};
 use super::table::Backend;
 use super::Port;
 use body::{BodyError, Framing, Pace};
@@ -47,7 +47,7 @@ const MAX_ATTEMPTS: usize = 3;
 pub async fn serve(listener: tokio::net::TcpListener, port: Arc<Port>, life: Life, idle: Duration) {
     let proxy_port = port.spec.listen.port();
     while let Some((stream, peer)) =
-        super::life::next_client(&listener, proxy_port, super::Protocol::Http, &life).await
+        super::connections::next_client(&listener, proxy_port, super::Protocol::Http, &life).await
     {
         let _ = stream.set_nodelay(true);
         let port = port.clone();

@@ -215,7 +215,7 @@ async fn oauth_server(public_key: Vec<u8>, reject: bool) -> (String, Arc<Mutex<u
 fn registry_with(base: &str, sa: auth::ServiceAccount) -> GcsRegistry {
     let location = parse_location(&Url::parse("gs://bkt").expect("url")).expect("location");
     GcsRegistry {
-        selector: layout::selector(&location.query, &OpenOptions::default()).expect("selector"),
+        selector: version_dirs::selector(&location.query, &OpenOptions::default()).expect("selector"),
         location,
         api: api::Api::new(
             Url::parse(base).expect("base"),

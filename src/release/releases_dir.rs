@@ -272,5 +272,5 @@ impl Releases {
 }
 
 #[cfg(test)]
-#[path = "layout_tests.rs"]
+#[path = "releases_dir_tests.rs"]
 mod tests;

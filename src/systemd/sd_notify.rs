@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use sd_notify::NotifyState;
+use ::sd_notify::NotifyState;
 
 /// Tell the service manager the daemon can serve. A no-op without `NOTIFY_SOCKET`.
 pub fn ready(status: &str) {
@@ -23,7 +23,7 @@ fn send(states: &[NotifyState<'_>]) {
     if std::env::var_os("NOTIFY_SOCKET").is_none() {
         return;
     }
-    if let Err(e) = sd_notify::notify(false, states) {
+    if let Err(e) = ::sd_notify::notify(false, states) {
         tracing::debug!(error = %e, "sd_notify failed");
     }
 }
