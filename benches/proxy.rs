@@ -124,10 +124,12 @@ fn fds(pid: i32) -> usize {
 
 /// Slowloris: `n` connections that each send a request head a few bytes at a time and never
 /// finish it, for as long as the returned flag stays set.
-fn slowloris(port: u16, n: usize) -> (Arc<AtomicBool>, std::thread::JoinHandle<usize>) {
+fn slowloris(port: u16, n: usize) -> (Arc<AtomicBool>, Arc<AtomicU64>, std::thread::JoinHandle<usize>) {
     use std::io::Write;
     let on = Arc::new(AtomicBool::new(true));
     let flag = on.clone();
+    let open = Arc::new(AtomicU64::new(0));
+    let counter = open.clone();
     let t = std::thread::spawn(move || {
         let mut conns: Vec<std::net::TcpStream> = Vec::new();
         for _ in 0..n {
@@ -136,6 +138,7 @@ fn slowloris(port: u16, n: usize) -> (Arc<AtomicBool>, std::thread::JoinHandle<u
                     let _ = s.write_all(b"GET / HTTP/1.1\r\nHost: victim\r\n");
                     let _ = s.set_nonblocking(true);
                     conns.push(s);
+                    counter.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(e) => {
                     eprintln!("slowloris connect: {e}");
@@ -157,7 +160,7 @@ fn slowloris(port: u16, n: usize) -> (Arc<AtomicBool>, std::thread::JoinHandle<u
         }
         opened
     });
-    (on, t)
+    (on, open, t)
 }
 
 /// Raise this process's soft descriptor limit (the attack holds 1,000 sockets).
@@ -511,7 +514,12 @@ fn main() {
     // 1,000 slowloris connections held open while legitimate keep-alive traffic runs.
     let url = format!("http://127.0.0.1:{dp_http}/");
     let calm = wrk(&url, secs, conns);
-    let (attack, attacker) = slowloris(dp_http, 1000);
+    let (attack, opened, attacker) = slowloris(dp_http, 1000);
+    let start = std::time::Instant::now();
+    while opened.load(Ordering::Relaxed) < 1000 && start.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let open_after = start.elapsed();
     std::thread::sleep(Duration::from_secs(2));
     let fds_attacked = fds(proxy.pid());
     let attacked = wrk(&url, secs, conns);
@@ -573,8 +581,9 @@ fn main() {
         during.requests, during.failed, during.rps
     );
     println!(
-        "under attack ({held} slowloris connections open, dewy-proxy holding {fds_attacked} descriptors): \
+        "under attack ({held} slowloris connections open after {:.1}s, dewy-proxy holding {fds_attacked} descriptors 2s later): \
          {:.0} req/s against {:.0} without, ratio {:.2}; {} requests, {} failed",
+        open_after.as_secs_f64(),
         attacked.rps,
         calm.rps,
         r(attacked.rps, calm.rps),

@@ -9,7 +9,8 @@ use clap::Parser;
 use super::args::DaemonArgs;
 use super::{config_failure, fail, runtime, shutdown_signal, start_logging};
 use crate::bus::{self, BusChoice};
-use crate::proxy::{self, settings::ProxySettings, ProxyHandle};
+use crate::config::proxy_daemon::{self, ProxySettings};
+use crate::proxy::{self, ProxyHandle};
 use crate::systemd::sd_notify;
 
 fn status_line(h: &ProxyHandle) -> String {
@@ -25,7 +26,7 @@ fn status_line(h: &ProxyHandle) -> String {
 /// `dewy-proxy APP`.
 pub fn proxy_main() -> i32 {
     let args = DaemonArgs::parse();
-    let settings = match proxy::settings::load(&args.app, args.config.as_deref()) {
+    let settings = match proxy_daemon::load(&args.app, args.config.as_deref()) {
         Ok(s) => s,
         Err(e) => return config_failure(&e),
     };

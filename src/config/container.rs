@@ -6,9 +6,9 @@ use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 use super::file::{Layer, Mode};
+use super::port_spec::PortSpec;
+use super::run_options::RunOptions;
 use super::{invalid, ranges, ConfigError};
-use crate::container::run_options::RunOptions;
-use crate::proxy::PortSpec;
 
 /// Default number of images of the app's repository kept after a deploy.
 pub const DEFAULT_KEEP_IMAGES: usize = 7;
@@ -86,7 +86,7 @@ pub(super) fn resolve(l: &Layer, mode: Mode) -> Result<Option<ContainerSettings>
             None => Ok(None),
         };
     }
-    let ports = crate::proxy::spec::parse_all(l.port.as_deref().unwrap_or_default())
+    let ports = crate::config::port_spec::parse_all(l.port.as_deref().unwrap_or_default())
         .map_err(|e| invalid(format!("{e:#}")))?;
     let proxy_idle_timeout =
         ranges::PROXY_IDLE_TIMEOUT.resolve(l.proxy_idle_timeout, DEFAULT_PROXY_IDLE_TIMEOUT)?;

@@ -2,9 +2,13 @@
 //!
 //! Precedence: built-in defaults < config files (see [`file`]) < command-line flags.
 
+pub mod app_ports;
 pub mod container;
 pub mod file;
+pub mod port_spec;
+pub mod proxy_daemon;
 pub mod ranges;
+pub mod run_options;
 mod server;
 pub mod values;
 
@@ -81,8 +85,9 @@ pub struct Settings {
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// Server mode: the app's command and arguments (run with the root as working directory).
     pub command: Vec<String>,
-    /// Server mode: port specifications (see [`crate::supervise::ports`]).
-    pub ports: Vec<String>,
+    /// Server mode: the addresses the app listens on, sorted and deduplicated (the fd order; see
+    /// [`app_ports`]). Empty in the other modes (container mode's proxy ports are in `container`).
+    pub ports: Vec<std::net::SocketAddr>,
     #[serde(serialize_with = "ser_duration")]
     pub drain_time: Duration,
     pub readiness: Readiness,

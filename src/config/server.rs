@@ -17,7 +17,7 @@ pub const DEFAULT_BLAME_WINDOW: Duration = Duration::from_secs(10 * 60);
 /// The resolved server-mode keys (empty command and ports in the other modes).
 pub(super) struct Server {
     pub command: Vec<String>,
-    pub ports: Vec<String>,
+    pub ports: Vec<std::net::SocketAddr>,
     pub drain_time: Duration,
     pub readiness: Readiness,
     pub health_path: Option<String>,
@@ -43,18 +43,21 @@ pub(super) fn resolve(l: &Layer, mode: Mode) -> Result<Server, ConfigError> {
                 "server mode needs the app's command: command = [\"./current/app\"] or `dewy server … -- ./current/app`",
             ))
         }
-        Mode::Server => {
-            let values = l.port.as_deref().unwrap_or_default();
-            crate::supervise::ports::parse(values).map_err(|e| invalid(format!("{e:#}")))?;
-            app_ports_given_once(values)?;
-        }
+        Mode::Server => app_ports_given_once(l.port.as_deref().unwrap_or_default())?,
         Mode::Container => {
             let values = l.port.as_deref().unwrap_or_default();
             proxy_ports_given_once(values)?;
-            crate::proxy::spec::parse_all(values).map_err(|e| invalid(format!("{e:#}")))?;
+            crate::config::port_spec::parse_all(values).map_err(|e| invalid(format!("{e:#}")))?;
         }
         _ => {}
     }
+    // Server mode's listening addresses, parsed once here; the proxy ports of container mode are
+    // in its own settings.
+    let ports = match mode {
+        Mode::Server => super::app_ports::parse(l.port.as_deref().unwrap_or_default())
+            .map_err(|e| invalid(format!("{e:#}")))?,
+        _ => Vec::new(),
+    };
     let health_timeout = ranges::HEALTH_TIMEOUT.resolve(l.health_timeout, DEFAULT_HEALTH_TIMEOUT)?;
     let drain_time = ranges::DRAIN_TIME.resolve(l.drain_time, DEFAULT_DRAIN_TIME)?;
     let alive_delay = ranges::ALIVE_DELAY.resolve(l.alive_delay, DEFAULT_ALIVE_DELAY)?;
@@ -72,7 +75,7 @@ pub(super) fn resolve(l: &Layer, mode: Mode) -> Result<Server, ConfigError> {
     }
     Ok(Server {
         command: l.command.clone().unwrap_or_default(),
-        ports: l.port.clone().unwrap_or_default(),
+        ports,
         drain_time,
         readiness,
         health_path,
@@ -100,7 +103,7 @@ pub(crate) fn no_empty_port(values: &[String]) -> Result<(), ConfigError> {
 fn app_ports_given_once(values: &[String]) -> Result<(), ConfigError> {
     let mut seen: Vec<(std::net::SocketAddr, &str)> = Vec::new();
     for item in values.iter().flat_map(|v| v.split(',')).map(str::trim) {
-        let addrs = crate::supervise::ports::parse(&[item.to_string()]).unwrap_or_default();
+        let addrs = super::app_ports::parse(&[item.to_string()]).unwrap_or_default();
         for addr in addrs {
             let clash = seen.iter().find(|(other, _)| {
                 other.port() == addr.port()
@@ -122,7 +125,7 @@ fn app_ports_given_once(values: &[String]) -> Result<(), ConfigError> {
 pub(crate) fn proxy_ports_given_once(values: &[String]) -> Result<(), ConfigError> {
     let mut seen: Vec<(u16, &str)> = Vec::new();
     for v in values {
-        let Ok(spec) = v.parse::<crate::proxy::PortSpec>() else {
+        let Ok(spec) = v.parse::<super::port_spec::PortSpec>() else {
             continue;
         };
         let port = spec.listen.port();

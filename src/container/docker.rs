@@ -19,7 +19,7 @@ use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 
 use super::labels;
-use super::run_options::RunOptions;
+use crate::config::run_options::RunOptions;
 use crate::registry::oci::credentials;
 use crate::registry::oci::location::normalise_host;
 
@@ -397,16 +397,7 @@ pub fn short(id: &str) -> &str {
 }
 
 pub(super) fn restart_policy(v: &str) -> anyhow::Result<RestartPolicy> {
-    let (name, count) = match v.split_once(':') {
-        Some((n, c)) => (
-            n,
-            Some(
-                c.parse::<i64>()
-                    .map_err(|_| anyhow!("restart {v:?}: bad count"))?,
-            ),
-        ),
-        None => (v, None),
-    };
+    let (name, count) = crate::config::run_options::restart_parts(v)?;
     let name: RestartPolicyNameEnum = name
         .parse()
         .map_err(|_| anyhow!("restart {v:?}: use no, on-failure[:N], always or unless-stopped"))?;

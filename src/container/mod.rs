@@ -6,7 +6,6 @@ mod health;
 pub mod labels;
 pub mod proxy_control;
 mod rolling;
-pub mod run_options;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

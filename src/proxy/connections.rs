@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use super::spec::Protocol;
+use crate::config::port_spec::Protocol;
 
 /// Stop (no new connections, finish what is in flight) and kill (cut everything) flags, the
 /// number of client connections still open and the cap on them.

@@ -13,8 +13,6 @@ pub mod listen;
 mod metrics;
 mod persist;
 mod pool;
-pub mod settings;
-pub mod spec;
 mod table;
 mod tcp;
 
@@ -28,7 +26,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use serde::Serialize;
 
-pub use spec::{PortSpec, Protocol};
+pub use crate::config::port_spec::{PortSpec, Protocol};
 pub use table::BackendStats;
 
 /// How long an idle backend connection is kept for reuse.

@@ -5,7 +5,6 @@
 mod fdstore;
 pub mod generation;
 mod orphan;
-pub mod ports;
 pub mod sockets;
 
 use std::path::PathBuf;
@@ -81,9 +80,9 @@ impl Supervisor {
     /// matched to the configured ports by address, and the configured ports none of them serves
     /// bound here and pushed to the fd store.
     fn listen(settings: &Settings) -> anyhow::Result<Vec<Socket>> {
-        let wanted = ports::parse(&settings.ports)?;
+        let wanted = &settings.ports;
         let inherited = sockets::inherited().context("taking the sockets passed by systemd")?;
-        let plan = sockets::plan(inherited, &wanted);
+        let plan = sockets::plan(inherited, wanted);
         // A passed socket on a configured port but another address would make the bind below
         // fail with a bare "address in use": say what disagrees.
         for w in &plan.bind {

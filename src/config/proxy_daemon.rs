@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::PortSpec;
+use super::port_spec::PortSpec;
 use crate::config::file::{self, Layer, Mode};
 use crate::config::{ranges, ConfigError, DEFAULT_DRAIN_TIME};
 use crate::logging::LogFormat;
@@ -57,7 +57,7 @@ fn from_layer(app: &str, l: &Layer) -> Result<ProxySettings, ConfigError> {
     let ports = l.port.as_deref().unwrap_or_default();
     crate::config::no_empty_port(ports)?;
     crate::config::proxy_ports_given_once(ports)?;
-    let specs = super::spec::parse_all(ports).map_err(|e| invalid(format!("{e:#}")))?;
+    let specs = crate::config::port_spec::parse_all(ports).map_err(|e| invalid(format!("{e:#}")))?;
     let dir = crate::systemd::state_directory().unwrap_or_else(|| {
         l.root
             .clone()

@@ -207,7 +207,7 @@ impl RunOptions {
             "--user" => self.user = Some(v),
             "--restart" => {
                 // Checked here so that `dewy config check` finds a bad policy, not each deploy.
-                super::docker::restart_policy(&v)?;
+                restart_parts(&v)?;
                 self.restart = Some(v)
             }
             "--name" => {
@@ -312,6 +312,25 @@ fn parse_bytes(v: &str) -> anyhow::Result<i64> {
     n.checked_mul(mult)
         .filter(|b| *b >= 6 << 20)
         .ok_or_else(|| anyhow!("{v:?}: the memory limit must be at least 6m"))
+}
+
+/// A `--restart` policy split into its name and retry count, checked: `no`, `on-failure[:N]`,
+/// `always` or `unless-stopped`.
+pub fn restart_parts(v: &str) -> anyhow::Result<(&str, Option<i64>)> {
+    let (name, count) = match v.split_once(':') {
+        Some((n, c)) => (
+            n,
+            Some(
+                c.parse::<i64>()
+                    .map_err(|_| anyhow!("restart {v:?}: bad count"))?,
+            ),
+        ),
+        None => (v, None),
+    };
+    if !["no", "on-failure", "always", "unless-stopped"].contains(&name) {
+        bail!("restart {v:?}: use no, on-failure[:N], always or unless-stopped");
+    }
+    Ok((name, count))
 }
 
 #[cfg(test)]
