@@ -14,7 +14,7 @@ pub fn listeners(specs: &[PortSpec]) -> anyhow::Result<Vec<TcpListener>> {
     if inherited.is_empty() {
         return specs
             .iter()
-            .map(|s| TcpListener::bind(s.listen).with_context(|| format!("binding {}", s.listen)))
+            .map(|s| sockets::listen(s.listen).with_context(|| format!("binding {}", s.listen)))
             .collect();
     }
     let mut given: Vec<(SocketAddr, TcpListener)> = Vec::new();

@@ -124,13 +124,24 @@ pub fn inherited() -> anyhow::Result<Vec<Socket>> {
     Ok(out)
 }
 
+/// A listening socket on `addr` with the kernel's largest accept queue (`SOMAXCONN`, capped by
+/// `net.core.somaxconn`), as nginx and HAProxy ask for: std's 128 overflows when a burst of
+/// clients (or an attack holding many connections) connects at once, and every dropped SYN costs
+/// the client a one-second retransmission.
+pub fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let l = TcpListener::bind(addr)?;
+    // listen() again on a listening socket only changes its backlog.
+    nix::sys::socket::listen(&l, nix::sys::socket::Backlog::MAXCONN).map_err(std::io::Error::from)?;
+    Ok(l)
+}
+
 /// Bind each address (SO_REUSEADDR is set by the standard library on Unix; close-on-exec is on,
 /// and only the copies made for a child in [`install`] lose it).
 pub fn bind(addrs: &[SocketAddr]) -> anyhow::Result<Vec<Socket>> {
     addrs
         .iter()
         .map(|a| {
-            let l = TcpListener::bind(a).with_context(|| format!("binding {a}"))?;
+            let l = listen(*a).with_context(|| format!("binding {a}"))?;
             Ok(Socket {
                 fd: OwnedFd::from(l),
                 name: super::fdstore::fd_name(&a.to_string()),
@@ -196,6 +207,20 @@ pub fn raw(sockets: &[Socket]) -> Vec<RawFd> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_accept_queue_holds_a_burst_of_300_connections() {
+        // std's backlog of 128 would make the 130th connect wait for a SYN retransmission.
+        let l = listen("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = l.local_addr().unwrap();
+        let clients: Vec<std::net::TcpStream> = (0..300)
+            .map(|i| {
+                std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(2))
+                    .unwrap_or_else(|e| panic!("connection {i} not queued: {e}"))
+            })
+            .collect();
+        assert_eq!(clients.len(), 300);
+    }
 
     fn sock(addr: &str, name: &str) -> Socket {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
