@@ -25,6 +25,7 @@ pub mod registry;
 pub mod release;
 pub mod supervise;
 pub mod systemd;
+pub mod units;
 pub mod watch;
 
 /// Exit status for a bad configuration (sysexits EX_CONFIG); units set `RestartPreventExitStatus=78`.

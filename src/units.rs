@@ -1,4 +1,4 @@
-//! Value types in config files and flags: durations (`10s`, `30m`, plain seconds) and byte sizes.
+//! Value types of config files and flags, used across the crate: durations (`10s`, `30m`, plain seconds) and byte sizes.
 
 use std::fmt;
 use std::time::Duration;

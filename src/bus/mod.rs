@@ -8,6 +8,7 @@
 mod caller;
 pub mod client;
 pub mod names;
+pub mod proxy_control;
 mod server;
 pub mod wire;
 

@@ -4,9 +4,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::values::{ByteSize, DurationValue};
 use crate::config::{Layer, Mode, Readiness};
 use crate::logging::LogFormat;
+use crate::units::{ByteSize, DurationValue};
 
 /// dewy: pull-based continuous deployment for Linux hosts.
 #[derive(Debug, Parser)]

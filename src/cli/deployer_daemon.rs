@@ -46,7 +46,7 @@ pub fn deployer_main() -> i32 {
             }
         };
         if deployer.settings().mode == crate::config::Mode::Container {
-            deployer.set_proxy(Arc::new(crate::container::BusProxy::new(&conn, &app)));
+            deployer.set_proxy(Arc::new(bus::proxy_control::BusProxy::new(&conn, &app)));
         }
         let stop = shutdown_signal();
         deployer.start_app().await;

@@ -97,7 +97,7 @@ pub async fn run(mode: Mode, args: RunArgs) -> i32 {
         app = %app,
         registry = %settings.registry,
         root = %settings.root.display(),
-        interval = %config::values::format_duration(settings.interval),
+        interval = %crate::units::format_duration(settings.interval),
         "Dewy started"
     );
     observers.emit(Event::Started {
@@ -183,4 +183,12 @@ async fn publish(
         }
     }
     Vec::new()
+}
+
+/// In the foreground the watcher offers releases to the deployer of the same process directly.
+#[async_trait::async_trait]
+impl crate::watch::DeployTarget for Deployer {
+    async fn offer(&self, release: crate::registry::Release) -> anyhow::Result<crate::deploy::DeployResult> {
+        Ok(Deployer::offer(self, release).await)
+    }
 }

@@ -109,14 +109,32 @@ fn runtime() -> Result<tokio::runtime::Runtime, i32> {
         })
 }
 
-/// Open the release source of `settings` (slot and shared cache included).
+/// Open the release source of `settings` (its slot), behind the fleet's shared cache when one is
+/// configured (artifacts and, with a TTL, registry answers shared through a bucket).
 fn open_registry(settings: &Settings) -> anyhow::Result<std::sync::Arc<dyn crate::registry::Registry>> {
     let opts = crate::registry::OpenOptions {
         slot: settings.slot.clone(),
-        cache: settings.cache.clone(),
         ..crate::registry::OpenOptions::default()
     };
-    crate::registry::open(&settings.registry, &opts)
+    let origin = crate::registry::open(&settings.registry, &opts)?;
+    let Some(cache) = settings.cache.as_deref().filter(|c| !c.trim().is_empty()) else {
+        return Ok(origin);
+    };
+    let spec = crate::cache::shared::parse_url(cache)?;
+    let ttl = spec.registry_ttl;
+    let store = crate::cache::shared::open_store(spec, &opts.user_agent)?;
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let node = format!("{}:{}", host.trim(), std::process::id());
+    Ok(std::sync::Arc::new(
+        crate::cache::shared::registry::SharedRegistry::new(
+            origin,
+            store,
+            crate::registry::parse_url(&settings.registry)?.as_str(),
+            opts.slot.as_deref(),
+            ttl,
+            node,
+        ),
+    ))
 }
 
 /// Log and print a startup failure; returns the exit code 1.

@@ -7,7 +7,6 @@ use super::daemon::{prepare, Prepared};
 use super::observe::Observers;
 use super::{fail, shutdown_signal};
 use crate::bus::{self, client::DeployerClient};
-use crate::config;
 use crate::systemd::sd_notify;
 use crate::watch::Watcher;
 
@@ -47,7 +46,7 @@ pub fn watcher_main() -> i32 {
         if let Err(e) = publish_watcher(&conn, &settings.app, watcher.clone()).await {
             return fail("publishing the watcher", e);
         }
-        tracing::info!(registry = %settings.registry, interval = %config::values::format_duration(settings.interval), "Watcher ready");
+        tracing::info!(registry = %settings.registry, interval = %crate::units::format_duration(settings.interval), "Watcher ready");
         sd_notify::ready(&format!("watching {}", settings.registry));
         sd_notify::spawn_watchdog();
         let mut poll = tokio::spawn(watcher.clone().run());

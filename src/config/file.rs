@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::values::{ByteSize, DurationValue};
 use crate::logging::LogFormat;
+use crate::units::{ByteSize, DurationValue};
 
 /// The directories searched for `<app>.toml`, lowest priority first.
 pub const SEARCH_DIRS: [&str; 3] = ["/usr/lib/dewy", "/run/dewy", "/etc/dewy"];

@@ -10,17 +10,16 @@ pub mod proxy_daemon;
 pub mod ranges;
 pub mod run_options;
 mod server;
-pub mod values;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::units::format_duration;
 pub use file::{ConfigError, HookFailure, Layer, Mode, Readiness};
 pub(crate) use server::{no_empty_port, proxy_ports_given_once};
 pub use server::{DEFAULT_ALIVE_DELAY, DEFAULT_DRAIN_TIME, DEFAULT_HEALTH_TIMEOUT};
-use values::format_duration;
 
 use crate::logging::LogFormat;
 
@@ -378,7 +377,7 @@ mod tests {
             config: Some(cfg.clone()),
             ..Default::default()
         };
-        sources.flags.interval = Some(values::DurationValue(Duration::from_secs(5)));
+        sources.flags.interval = Some(crate::units::DurationValue(Duration::from_secs(5)));
         sources.flags.root = Some(tmp.path().to_path_buf());
         let s = load("app", &sources).unwrap();
         assert_eq!(s.interval, Duration::from_secs(5));

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use super::values::format_duration;
 use super::ConfigError;
+use crate::units::format_duration;
 
 /// The smallest and largest value a duration key accepts (both included).
 #[derive(Debug, Clone, Copy)]
@@ -94,7 +94,7 @@ impl Range {
         if (self.min..=self.max).contains(&value) {
             return Ok(value);
         }
-        let shown = if value == super::values::TOO_LARGE {
+        let shown = if value == crate::units::TOO_LARGE {
             "a value too large to represent".to_string()
         } else {
             format_duration(value)
@@ -110,7 +110,7 @@ impl Range {
     /// The value of an optional key, `default` when it is not set, checked.
     pub fn resolve(
         &self,
-        value: Option<super::values::DurationValue>,
+        value: Option<crate::units::DurationValue>,
         default: Duration,
     ) -> Result<Duration, ConfigError> {
         self.check(value.map_or(default, |d| d.0))
@@ -128,7 +128,7 @@ mod tests {
         assert_eq!(INTERVAL.check(secs(7 * DAY)), Ok(secs(7 * DAY)));
         let e = INTERVAL.check(Duration::from_millis(500)).unwrap_err();
         assert_eq!(e, "interval = 500ms is out of range: use 1s to 7d");
-        let e = INTERVAL.check(super::super::values::TOO_LARGE).unwrap_err();
+        let e = INTERVAL.check(crate::units::TOO_LARGE).unwrap_err();
         assert!(e.starts_with("interval = a value too large"), "{e}");
         assert!(e.ends_with("use 1s to 7d"), "{e}");
         for r in ALL {

@@ -19,7 +19,7 @@ use serde::Serialize;
 use crate::config::container::{ContainerSettings, OnStop};
 use crate::config::Settings;
 pub use docker::Engine;
-pub use proxy_control::{BusProxy, ProxyControl};
+pub use proxy_control::ProxyControl;
 
 /// Time an old or failed container gets between SIGTERM and SIGKILL.
 pub const STOP_GRACE: Duration = Duration::from_secs(10);

@@ -42,8 +42,8 @@ pub(super) fn verdict(
         return Verdict::Keep(format!(
             "{version} served for {} before it started crashing (blame-window {}): the environment \
              broke, not the release",
-            crate::config::values::format_duration(round_secs(served)),
-            crate::config::values::format_duration(blame_window)
+            crate::units::format_duration(round_secs(served)),
+            crate::units::format_duration(blame_window)
         ));
     }
     let Some(previous) = previous else {

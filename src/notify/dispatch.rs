@@ -12,7 +12,7 @@ use tokio::sync::Notify;
 
 use super::event::{Event, Note, Stage};
 use super::{retry, EventSink, Notifier};
-use crate::config::values::format_duration;
+use crate::units::format_duration;
 
 /// Messages waiting per notifier; when full the oldest is dropped (and counted).
 pub const QUEUE_CAPACITY: usize = 64;

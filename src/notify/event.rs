@@ -5,7 +5,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::config::values::format_duration;
+use crate::units::format_duration;
 
 /// Most lines and characters of hook output put in a message.
 const OUTPUT_LINES: usize = 50;

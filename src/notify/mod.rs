@@ -98,7 +98,7 @@ pub(crate) fn common(q: &mut HashMap<String, String>) -> anyhow::Result<Common> 
     };
     let timeout = match q.remove("timeout") {
         None => DEFAULT_SEND_TIMEOUT,
-        Some(v) => crate::config::values::parse_duration(&v).context("timeout")?,
+        Some(v) => crate::units::parse_duration(&v).context("timeout")?,
     };
     let timeout = crate::config::ranges::NOTIFIER_TIMEOUT
         .check(timeout)

@@ -143,9 +143,6 @@ pub struct OpenOptions {
     pub github_token: Option<String>,
     /// CalVer format of the version tags (`--calver`); a `calver=` URL parameter wins.
     pub calver: Option<String>,
-    /// Shared cache URL (`--cache s3://…?registry-ttl=30s`): artifacts and, with a TTL, registry
-    /// answers shared by the fleet through a bucket.
-    pub cache: Option<String>,
     /// GCS JSON API base of an emulator (no authentication); overrides `STORAGE_EMULATOR_HOST`.
     pub gcs_endpoint: Option<String>,
     /// S3 page size of ListObjectsV2 (`None`: the server's default of 1000); for tests.
@@ -162,7 +159,6 @@ impl Default for OpenOptions {
             github_api_url: None,
             github_token: None,
             calver: None,
-            cache: None,
             gcs_endpoint: None,
             s3_max_keys: None,
             oci_page_size: None,
@@ -178,7 +174,6 @@ impl fmt::Debug for OpenOptions {
             .field("github_api_url", &self.github_api_url)
             .field("github_token", &self.github_token.as_ref().map(|_| "<redacted>"))
             .field("calver", &self.calver)
-            .field("cache", &self.cache)
             .field("gcs_endpoint", &self.gcs_endpoint)
             .field("s3_max_keys", &self.s3_max_keys)
             .field("oci_page_size", &self.oci_page_size)
@@ -229,29 +224,13 @@ pub fn parse_url(s: &str) -> anyhow::Result<url::Url> {
 /// Open the registry named by a URL.
 pub fn open(s: &str, opts: &OpenOptions) -> anyhow::Result<Arc<dyn Registry>> {
     let url = parse_url(s)?;
-    let registry: Arc<dyn Registry> = match url.scheme() {
+    Ok(match url.scheme() {
         "ghr" => Arc::new(github::open(&url, opts)?),
         "s3" => Arc::new(s3::open(&url, opts)?),
         "gs" => Arc::new(gcs::open(&url, opts)?),
         "img" => Arc::new(oci::open(&url, opts)?),
         _ => Arc::new(file::open(&url, opts)?),
-    };
-    let Some(cache) = opts.cache.as_deref().filter(|c| !c.trim().is_empty()) else {
-        return Ok(registry);
-    };
-    let spec = crate::cache::shared::parse_url(cache)?;
-    let ttl = spec.registry_ttl;
-    let store = crate::cache::shared::open_store(spec, &opts.user_agent)?;
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    let node = format!("{}:{}", host.trim(), std::process::id());
-    Ok(Arc::new(crate::cache::shared::registry::SharedRegistry::new(
-        registry,
-        store,
-        url.as_str(),
-        opts.slot.as_deref(),
-        ttl,
-        node,
-    )))
+    })
 }
 
 fn supported_list() -> String {

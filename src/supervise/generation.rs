@@ -174,7 +174,7 @@ impl Generation {
         loop {
             tokio::select! {
                 status = self.wait_exit() => bail!("the app exited before it was ready ({})", describe(status)),
-                _ = &mut deadline => bail!("the app was not ready within {}", crate::config::values::format_duration(timeout)),
+                _ = &mut deadline => bail!("the app was not ready within {}", crate::units::format_duration(timeout)),
                 got = self.notify.recv(&mut buf) => {
                     let n = got.context("reading the notify socket")?;
                     if String::from_utf8_lossy(&buf[..n]).lines().any(|l| l.trim() == "READY=1") {

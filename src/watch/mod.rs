@@ -8,23 +8,16 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio::sync::Notify;
 
-use crate::config::values::format_duration;
-use crate::deploy::{DeployResult, Deployer};
+use crate::deploy::DeployResult;
 use crate::logging::{MSG_CHECK, MSG_FAILURE, MSG_SKIP};
 use crate::notify::{Event, EventSink, Stage};
 use crate::registry::{CheckError, Registry, Release};
+use crate::units::format_duration;
 
 /// Something releases can be offered to: the deployer itself, or its D-Bus client.
 #[async_trait::async_trait]
 pub trait DeployTarget: Send + Sync {
     async fn offer(&self, release: Release) -> anyhow::Result<DeployResult>;
-}
-
-#[async_trait::async_trait]
-impl DeployTarget for Deployer {
-    async fn offer(&self, release: Release) -> anyhow::Result<DeployResult> {
-        Ok(Deployer::offer(self, release).await)
-    }
 }
 
 /// The result of one check, as `dewy check-now` prints it.

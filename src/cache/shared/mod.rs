@@ -116,7 +116,7 @@ pub fn parse_url(s: &str) -> anyhow::Result<Spec> {
         match key.as_ref() {
             "endpoint" => spec.endpoint = Some(value.into_owned()),
             "registry-ttl" => {
-                let ttl = crate::config::values::parse_duration(&value)
+                let ttl = crate::units::parse_duration(&value)
                     .map_err(|e| anyhow::anyhow!("parameter \"registry-ttl\" of cache URL {s}: {e}"))?;
                 spec.registry_ttl = Some(ttl).filter(|d| !d.is_zero());
             }
