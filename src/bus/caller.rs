@@ -38,24 +38,31 @@ pub fn admits(who: Caller, uid: u32, own: u32, watcher: Option<u32>) -> bool {
 /// Refuse the call (`AccessDenied`) unless its sender's uid is admitted for `who`. The uid comes
 /// from the bus daemon (`GetConnectionUnixUser`), which read it from the socket; a caller that
 /// cannot be identified is refused.
-pub async fn require(conn: &Connection, header: &Header<'_>, who: Caller, method: &str) -> fdo::Result<()> {
+pub async fn require(
+    conn: &Connection,
+    header: &Header<'_>,
+    who: Caller,
+    method: &str,
+) -> super::error::BusResult<()> {
     let Some(sender) = header.sender() else {
         // A peer-to-peer connection has no bus daemon in between: only the peer that opened it.
         return Ok(());
     };
-    let bus = fdo::DBusProxy::new(conn)
-        .await
-        .map_err(|e| fdo::Error::AccessDenied(format!("{method}: cannot identify the caller: {e}")))?;
+    let bus = fdo::DBusProxy::new(conn).await.map_err(|e| {
+        super::error::BusError::AccessDenied(format!("{method}: cannot identify the caller: {e}"))
+    })?;
     let uid = bus
         .get_connection_unix_user(BusName::from(sender.to_owned()))
         .await
-        .map_err(|e| fdo::Error::AccessDenied(format!("{method}: cannot identify the caller: {e}")))?;
+        .map_err(|e| {
+            super::error::BusError::AccessDenied(format!("{method}: cannot identify the caller: {e}"))
+        })?;
     let own = nix::unistd::geteuid().as_raw();
     if admits(who, uid, own, watcher_uid()) {
         return Ok(());
     }
     tracing::warn!(uid, method, sender = %sender, "D-Bus call refused: caller not allowed");
-    Err(fdo::Error::AccessDenied(format!(
+    Err(super::error::BusError::AccessDenied(format!(
         "{method} is not allowed for uid {uid}"
     )))
 }

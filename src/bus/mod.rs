@@ -7,6 +7,7 @@
 
 mod caller;
 pub mod client;
+pub mod error;
 pub mod names;
 pub mod proxy_control;
 mod server;

@@ -6,9 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use zbus::message::Header;
-use zbus::{fdo, interface, Connection};
+use zbus::{interface, Connection};
 
 use super::caller::{self, Caller};
+use super::error::BusError;
 use super::names::{self, BusChoice};
 use super::wire::{encode_result, WireResult};
 use crate::deploy::Deployer;
@@ -30,7 +31,7 @@ impl DeployerIface {
         #[zbus(connection)] conn: &Connection,
         #[zbus(header)] header: Header<'_>,
         version: String,
-    ) -> fdo::Result<WireResult> {
+    ) -> Result<WireResult, BusError> {
         caller::require(conn, &header, Caller::Watcher, "Offer").await?;
         Ok(encode_result(&self.deployer.nominate(&version).await))
     }
@@ -41,7 +42,7 @@ impl DeployerIface {
         #[zbus(connection)] conn: &Connection,
         #[zbus(header)] header: Header<'_>,
         version: String,
-    ) -> fdo::Result<WireResult> {
+    ) -> Result<WireResult, BusError> {
         caller::require(conn, &header, Caller::Operator, "Deploy").await?;
         Ok(encode_result(&self.deployer.deploy_version(&version).await))
     }
@@ -51,7 +52,7 @@ impl DeployerIface {
         &self,
         #[zbus(connection)] conn: &Connection,
         #[zbus(header)] header: Header<'_>,
-    ) -> fdo::Result<WireResult> {
+    ) -> Result<WireResult, BusError> {
         caller::require(conn, &header, Caller::Operator, "Rollback").await?;
         Ok(encode_result(&self.deployer.rollback().await))
     }
@@ -61,12 +62,18 @@ impl DeployerIface {
         &self,
         #[zbus(connection)] conn: &Connection,
         #[zbus(header)] header: Header<'_>,
-    ) -> fdo::Result<()> {
+    ) -> Result<(), BusError> {
         caller::require(conn, &header, Caller::Operator, "Restart").await?;
+        if self.deployer.settings().mode != crate::config::Mode::Server {
+            return Err(BusError::WrongMode(format!(
+                "there is no app to restart in {} mode",
+                self.deployer.settings().mode
+            )));
+        }
         self.deployer
             .restart_app()
             .await
-            .map_err(|e| fdo::Error::Failed(format!("{e:#}")))
+            .map_err(|e| BusError::Failed(format!("{e:#}")))
     }
 
     /// Clear a version from the bad-version ledger; true when it was there.
@@ -75,30 +82,37 @@ impl DeployerIface {
         #[zbus(connection)] conn: &Connection,
         #[zbus(header)] header: Header<'_>,
         version: String,
-    ) -> fdo::Result<bool> {
+    ) -> Result<bool, BusError> {
         caller::require(conn, &header, Caller::Operator, "ForgetBad").await?;
         self.deployer
             .forget_bad(&version)
-            .map_err(|e| fdo::Error::InvalidArgs(format!("{e:#}")))
+            .map_err(|e| BusError::InvalidArgs(format!("{e:#}")))
     }
 
     /// Status as a JSON object (app, live, previous, activity, last result, bad versions).
-    async fn status(&self) -> fdo::Result<String> {
-        serde_json::to_string(&self.deployer.status()).map_err(|e| fdo::Error::Failed(e.to_string()))
+    async fn status(&self) -> Result<String, BusError> {
+        serde_json::to_string(&self.deployer.status()).map_err(|e| BusError::Failed(e.to_string()))
     }
 
     /// The newest `limit` history entries as a JSON array, oldest first.
-    async fn history(&self, limit: u32) -> fdo::Result<String> {
+    async fn history(&self, limit: u32) -> Result<String, BusError> {
         serde_json::to_string(&self.deployer.history(limit as usize))
-            .map_err(|e| fdo::Error::Failed(e.to_string()))
+            .map_err(|e| BusError::Failed(e.to_string()))
     }
 
     /// Container mode: the running containers as (name, upstream, deploy time, version).
-    async fn containers(&self) -> fdo::Result<Vec<(String, String, String, String)>> {
+    async fn containers(&self) -> Result<Vec<(String, String, String, String)>, BusError> {
+        if self.deployer.settings().mode != crate::config::Mode::Container {
+            return Err(BusError::WrongMode(format!(
+                "{} runs in {} mode, not container mode",
+                self.deployer.settings().app,
+                self.deployer.settings().mode
+            )));
+        }
         self.deployer
             .containers()
             .await
-            .map_err(|e| fdo::Error::Failed(format!("{e:#}")))
+            .map_err(|e| BusError::Failed(format!("{e:#}")))
     }
 
     /// The version live now ("" when none).
@@ -126,15 +140,15 @@ impl WatcherIface {
         &self,
         #[zbus(connection)] conn: &Connection,
         #[zbus(header)] header: Header<'_>,
-    ) -> fdo::Result<(String, String, String)> {
+    ) -> Result<(String, String, String), BusError> {
         caller::require(conn, &header, Caller::Operator, "CheckNow").await?;
         let r = self.watcher.check_now().await;
         Ok((r.outcome, r.version, r.detail))
     }
 
     /// Status as a JSON object (registry, last/next check, latest version, last result).
-    async fn status(&self) -> fdo::Result<String> {
-        serde_json::to_string(&self.watcher.status()).map_err(|e| fdo::Error::Failed(e.to_string()))
+    async fn status(&self) -> Result<String, BusError> {
+        serde_json::to_string(&self.watcher.status()).map_err(|e| BusError::Failed(e.to_string()))
     }
 }
 
@@ -144,10 +158,10 @@ pub struct ProxyIface {
     pub proxy: ProxyHandle,
 }
 
-fn parse_backend(s: &str) -> fdo::Result<SocketAddr> {
+fn parse_backend(s: &str) -> Result<SocketAddr, BusError> {
     s.trim()
         .parse()
-        .map_err(|_| fdo::Error::InvalidArgs(format!("backend {s:?} is not an address like 127.0.0.1:32768")))
+        .map_err(|_| BusError::InvalidArgs(format!("backend {s:?} is not an address like 127.0.0.1:32768")))
 }
 
 #[interface(name = "io.dewy.Proxy1")]
@@ -159,16 +173,16 @@ impl ProxyIface {
         #[zbus(header)] header: Header<'_>,
         port: u16,
         backends: Vec<String>,
-    ) -> fdo::Result<()> {
+    ) -> Result<(), BusError> {
         caller::require(conn, &header, Caller::Operator, "SetBackends").await?;
         let addrs = backends
             .iter()
             .map(|b| parse_backend(b))
-            .collect::<fdo::Result<Vec<_>>>()?;
+            .collect::<Result<Vec<_>, BusError>>()?;
         self.proxy
             .set_backends(port, addrs)
             .await
-            .map_err(|e| fdo::Error::InvalidArgs(format!("{e:#}")))
+            .map_err(|e| BusError::InvalidArgs(format!("{e:#}")))
     }
 
     /// Proxy port → backends.
@@ -187,7 +201,7 @@ impl ProxyIface {
         #[zbus(header)] header: Header<'_>,
         backend: String,
         max_ms: u64,
-    ) -> fdo::Result<u32> {
+    ) -> Result<u32, BusError> {
         caller::require(conn, &header, Caller::Operator, "Drain").await?;
         let addr = parse_backend(&backend)?;
         let left = self.proxy.drain(addr, Duration::from_millis(max_ms)).await;
@@ -196,12 +210,12 @@ impl ProxyIface {
 
     /// Status as a JSON object: app and, per port, listen address, protocol, counters and
     /// backends with their counters.
-    async fn status(&self) -> fdo::Result<String> {
+    async fn status(&self) -> Result<String, BusError> {
         serde_json::to_string(&serde_json::json!({
             "app": self.app,
             "ports": self.proxy.status(),
         }))
-        .map_err(|e| fdo::Error::Failed(e.to_string()))
+        .map_err(|e| BusError::Failed(e.to_string()))
     }
 }
 
