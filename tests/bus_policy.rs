@@ -599,7 +599,10 @@ fn daemons_check_the_caller_even_when_the_bus_lets_everyone_through() {
         let (ok, out) = deployer_call(&bus, Some(nobody), method, args);
         assert!(!ok, "{method} as nobody: {out}");
         assert!(
-            out.contains("AccessDenied") && out.contains(&format!("not allowed for uid {}", nobody.uid)),
+            // The daemon's own refusal, by its stable name (the bus policy's would be
+            // org.freedesktop.DBus.Error.AccessDenied).
+            out.contains("io.dewy.Error.AccessDenied")
+                && out.contains(&format!("not allowed for uid {}", nobody.uid)),
             "{method}: {out}"
         );
     }
