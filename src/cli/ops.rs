@@ -9,7 +9,9 @@ use super::args::{AppArgs, BusArgs, HistoryArgs, VersionArgs};
 use crate::bus::client::{DeployerClient, WatcherClient};
 use crate::bus::BusChoice;
 use crate::config::{self, Sources};
-use crate::deploy::DeployResult;
+use crate::deploy::state::{HistoryEntry, Outcome};
+use crate::deploy::{DeployResult, Status};
+use crate::watch::WatchStatus;
 
 async fn connect(bus: &BusArgs) -> anyhow::Result<Connection> {
     let choice: BusChoice = bus.bus.parse().unwrap_or_default();
@@ -90,67 +92,78 @@ pub async fn status(a: AppArgs) -> anyhow::Result<i32> {
         println!("{}", serde_json::json!({ "deployer": d, "watcher": w }));
         return Ok(0);
     }
-    let s = |v: &serde_json::Value, k: &str| plain(v.get(k).and_then(|x| x.as_str()).unwrap_or("-"));
-    println!("app:       {}", s(&d, "app"));
-    println!("mode:      {}", s(&d, "mode"));
-    println!("registry:  {}", s(&d, "registry"));
-    println!("root:      {}", s(&d, "root"));
-    match d.get("live").filter(|v| !v.is_null()) {
+    let d: Status = serde_json::from_value(d).context("reading the deployer's status")?;
+    let w: Option<WatchStatus> = w
+        .map(serde_json::from_value)
+        .transpose()
+        .context("reading the watcher's status")?;
+    println!("app:       {}", plain(&d.app));
+    println!("mode:      {}", plain(&d.mode));
+    println!("registry:  {}", plain(&d.registry));
+    println!("root:      {}", plain(&d.root));
+    match &d.live {
         Some(l) => println!(
             "live:      {} (releases/{}, since {})",
-            s(l, "version"),
-            s(l, "release"),
-            s(l, "deployed_at")
+            plain(&l.version),
+            plain(&l.release),
+            time(&l.deployed_at)
         ),
         None => println!("live:      nothing deployed yet"),
     }
-    if let Some(p) = d.get("previous").filter(|v| !v.is_null()) {
-        println!("previous:  {} (releases/{})", s(p, "version"), s(p, "release"));
+    if let Some(p) = &d.previous {
+        println!(
+            "previous:  {} (releases/{})",
+            plain(&p.version),
+            plain(&p.release)
+        );
     }
-    println!("activity:  {}", s(&d, "activity"));
-    if let Some(c) = d.get("crash_loop").and_then(|v| v.as_str()) {
-        println!("crash loop: {c}");
+    println!("activity:  {}", plain(&d.activity));
+    if let Some(c) = &d.crash_loop {
+        println!("crash loop: {}", plain(c));
     }
     if let Some(w) = &w {
-        println!("latest:    {}", s(w, "latest"));
-        println!("checked:   {}", s(w, "last_check"));
-        println!("next:      {}", s(w, "next_check"));
-        if let Some(last) = w.get("last").filter(|v| !v.is_null()) {
+        println!("latest:    {}", plain(w.latest.as_deref().unwrap_or("-")));
+        println!(
+            "checked:   {}",
+            w.last_check.as_ref().map_or_else(|| "-".into(), time)
+        );
+        println!(
+            "next:      {}",
+            w.next_check.as_ref().map_or_else(|| "-".into(), time)
+        );
+        if let Some(last) = &w.last {
             println!(
                 "last check: {} {} {}",
-                s(last, "outcome"),
-                s(last, "version"),
-                s(last, "detail")
+                plain(&last.outcome),
+                plain(&last.version),
+                plain(&last.detail)
             );
         }
     }
-    if let Some(reps) = d
-        .get("replicas")
-        .and_then(|b| b.as_array())
-        .filter(|b| !b.is_empty())
-    {
+    if !d.replicas.is_empty() {
         println!("replicas:");
-        for r in reps {
+        for r in &d.replicas {
             let backends = r
-                .get("backends")
-                .and_then(|b| b.as_object())
-                .map(|b| {
-                    b.iter()
-                        .map(|(port, addr)| format!(":{port}->{}", addr.as_str().unwrap_or("-")))
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                })
-                .unwrap_or_default();
-            println!("  {}  {}  {}", s(r, "name"), s(r, "version"), backends);
+                .backends
+                .iter()
+                .map(|(port, addr)| format!(":{port}->{addr}"))
+                .collect::<Vec<_>>()
+                .join(" ");
+            println!("  {}  {}  {}", plain(&r.name), plain(&r.version), backends);
         }
     }
-    if let Some(bad) = d.get("bad").and_then(|b| b.as_array()).filter(|b| !b.is_empty()) {
+    if !d.bad.is_empty() {
         println!("bad versions:");
-        for b in bad {
-            println!("  {}  {}  {}", s(b, "version"), s(b, "at"), s(b, "reason"));
+        for b in &d.bad {
+            println!("  {}  {}  {}", plain(&b.version), time(&b.at), plain(&b.reason));
         }
     }
     Ok(0)
+}
+
+/// A time as the JSON status writes it (RFC 3339, UTC).
+fn time(t: &chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
 }
 
 pub async fn history(a: HistoryArgs) -> anyhow::Result<i32> {
@@ -168,19 +181,26 @@ pub async fn history(a: HistoryArgs) -> anyhow::Result<i32> {
         "{:<25} {:<25} {:<12} {:>9}  REASON",
         "TIME", "FROM -> TO", "RESULT", "DURATION"
     );
-    for e in h.as_array().into_iter().flatten() {
-        let s = |k: &str| e.get(k).and_then(|x| x.as_str()).unwrap_or("-").to_string();
-        let ms = e.get("duration_ms").and_then(|x| x.as_u64()).unwrap_or(0);
+    let entries: Vec<HistoryEntry> = serde_json::from_value(h).context("reading the deployer's history")?;
+    for e in &entries {
         println!(
             "{:<25} {:<25} {:<12} {:>8.1}s  {}",
-            s("at").chars().take(19).collect::<String>().replace('T', " "),
-            format!("{} -> {}", s("from"), s("to")),
-            s("result"),
-            ms as f64 / 1000.0,
-            s("reason")
+            time(&e.at).chars().take(19).collect::<String>().replace('T', " "),
+            format!("{} -> {}", plain(e.from.as_deref().unwrap_or("-")), plain(&e.to)),
+            outcome(e.result),
+            e.duration_ms as f64 / 1000.0,
+            plain(&e.reason)
         );
     }
     Ok(0)
+}
+
+/// How a history entry's result is written (`deployed`, `rolled-back`…), as in the JSON.
+fn outcome(o: Outcome) -> String {
+    serde_json::to_value(o)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
 }
 
 pub async fn deploy(a: VersionArgs) -> anyhow::Result<i32> {
@@ -340,4 +360,19 @@ pub async fn container_list(a: AppArgs) -> anyhow::Result<i32> {
         println!("{upstream:<w$}  {:<19}  {name}", local(at));
     }
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_and_results_print_as_the_json_writes_them() {
+        let t = chrono::Utc::now();
+        assert_eq!(
+            serde_json::to_value(t).unwrap(),
+            serde_json::Value::String(time(&t))
+        );
+        assert_eq!(outcome(Outcome::RolledBack), "rolled-back");
+    }
 }

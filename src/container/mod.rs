@@ -25,7 +25,7 @@ pub use proxy_control::ProxyControl;
 pub const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// A replica in the proxy.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Replica {
     pub id: String,
     pub name: String,

@@ -91,8 +91,10 @@ impl Trigger {
     }
 }
 
-/// A snapshot of the deployer for `dewy status`.
-#[derive(Debug, Clone, Serialize)]
+/// A snapshot of the deployer for `dewy status` (sent over the bus as JSON, read back by the CLI).
+/// A field a daemon of another version does not send reads as empty.
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct Status {
     pub app: String,
     pub mode: String,
@@ -102,12 +104,12 @@ pub struct Status {
     pub previous: Option<Live>,
     pub activity: String,
     /// Server mode: a crash loop dewy restarts the app through instead of rolling back.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crash_loop: Option<String>,
     pub last: Option<HistoryEntry>,
     pub bad: Vec<state::BadVersion>,
     /// Container mode: the replicas in the proxy.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub replicas: Vec<crate::container::Replica>,
 }
 

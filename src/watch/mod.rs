@@ -21,7 +21,7 @@ pub trait DeployTarget: Send + Sync {
 }
 
 /// The result of one check, as `dewy check-now` prints it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct CheckReport {
     /// `deployed`, `skipped`, `failed`, `grace-period`, `rate-limited` or `error`.
     pub outcome: String,
@@ -29,8 +29,9 @@ pub struct CheckReport {
     pub detail: String,
 }
 
-/// What `dewy status` shows about the watcher.
-#[derive(Debug, Clone, Default, Serialize)]
+/// What `dewy status` shows about the watcher (sent over the bus as JSON, read back by the CLI).
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct WatchStatus {
     pub registry: String,
     pub last_check: Option<DateTime<Utc>>,
