@@ -214,7 +214,11 @@ async fn dead_lock_holder_is_taken_over() {
     });
     let entry = f.s3.data_dir().join("fleet/cache").join(dying.entry_key());
     let start = Instant::now();
-    while !std::fs::read_to_string(&entry).is_ok_and(|t| t.contains("host-0:1")) {
+    // The lock is in the bucket and the holder is inside its origin call (the lock is written
+    // first: aborting between the two would leave no origin call to count).
+    while !(std::fs::read_to_string(&entry).is_ok_and(|t| t.contains("host-0:1"))
+        && f.origin.latest_calls.load(Ordering::SeqCst) == 1)
+    {
         assert!(start.elapsed() < Duration::from_secs(20), "lock never taken");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
