@@ -205,47 +205,16 @@ struct Wrk {
     cpu_us: f64,
 }
 
-fn ms(v: &str) -> f64 {
-    let v = v.trim();
-    let (num, mult) = if let Some(n) = v.strip_suffix("us") {
-        (n, 0.001)
-    } else if let Some(n) = v.strip_suffix("ms") {
-        (n, 1.0)
-    } else if let Some(n) = v.strip_suffix('s') {
-        (n, 1000.0)
-    } else {
-        (v, 1.0)
-    };
-    num.parse::<f64>().unwrap_or(f64::NAN) * mult
-}
-
 fn parse_wrk(out: &str) -> Wrk {
-    let mut w = Wrk::default();
-    for line in out.lines() {
-        let t = line.trim();
-        if let Some(v) = t.strip_prefix("Requests/sec:") {
-            w.rps = v.trim().parse().unwrap_or(0.0);
-        } else if let Some(v) = t.strip_prefix("50%") {
-            w.p50_ms = ms(v);
-        } else if let Some(v) = t.strip_prefix("99%") {
-            w.p99_ms = ms(v);
-        } else if t.contains("requests in") {
-            w.requests = t
-                .split_whitespace()
-                .next()
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(0);
-        } else if let Some(v) = t.strip_prefix("Non-2xx or 3xx responses:") {
-            w.failed += v.trim().parse::<u64>().unwrap_or(0);
-        } else if let Some(v) = t.strip_prefix("Socket errors:") {
-            // connect N, read N, write N, timeout N
-            w.failed += v
-                .split(',')
-                .filter_map(|p| p.split_whitespace().nth(1).and_then(|n| n.parse::<u64>().ok()))
-                .sum::<u64>();
-        }
+    let w = support::load::parse_wrk(out);
+    Wrk {
+        rps: w.rps,
+        p50_ms: w.p50_ms,
+        p99_ms: w.p99_ms,
+        requests: w.requests,
+        failed: w.non_2xx + w.socket_errors,
+        cpu_us: 0.0,
     }
-    w
 }
 
 fn wrk(url: &str, secs: u64, conns: u64) -> Wrk {

@@ -10,7 +10,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use support::server::{served, setup, start_env, Setup, APP, LONG};
+use support::server::{served, setup, start_env, state, Setup, APP, LONG};
 use support::{tar_gz, wait_for};
 
 /// Size of the incompressible file in each release: the download takes several chunks.
@@ -67,11 +67,6 @@ impl Drop for Reaper {
                 nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
         }
     }
-}
-
-fn state(s: &Setup) -> serde_json::Value {
-    let text = std::fs::read_to_string(s.root.join(".dewy/state.json")).expect("state.json");
-    serde_json::from_str(&text).expect("state.json parses")
 }
 
 /// `current` points at a complete release: the version it holds.

@@ -350,10 +350,7 @@ fn certificate(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
 }
 
 fn aiosmtpd_with(dir: &Path, name: &str, tls: &[&std::ffi::OsStr]) -> Smtp {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port");
+    let port = support::free_port();
     aiosmtpd_on(dir, name, tls, port)
 }
 
@@ -572,10 +569,7 @@ fn a_webhook_receiver_that_is_down_at_first_gets_every_event_once_in_order() {
     let s = Workspace::new();
     publish(&s, "v1.0.0");
     // A port nobody listens on yet: connections are refused until the receiver starts.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
+    let port = support::free_port();
     let hook = format!("webhook+http://127.0.0.1:{port}/hook");
     let mut d = start(&s, &["--notifier", &hook], &[]);
     // The deploy does not wait for the receiver; the messages wait for it.
@@ -630,10 +624,7 @@ fn receivers_answering_503_and_429_with_retry_after_get_every_event_once_in_orde
 fn mail_to_a_relay_that_is_down_at_first_is_retried_and_each_event_sent_once() {
     let s = Workspace::new();
     publish(&s, "v1.0.0");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
+    let port = support::free_port();
     let url = format!("mail://127.0.0.1:{port}/ops@example.com?from=dewy@example.com&tls=false");
     let mut d = start(&s, &["--notifier", &url], &[]);
     wait_live(&s, "v1.0.0");

@@ -117,8 +117,7 @@ fn bad_releases_leave_the_old_generation_serving_and_are_not_retried() {
     assert_eq!(std::fs::read_link(s.root.join("current")).unwrap(), v1_dir);
     assert_eq!(get(s.port, "/").unwrap(), "v1.0.0");
     assert_eq!(app_pid(s.port), v1_pid, "the old generation was replaced");
-    let state = std::fs::read_to_string(s.root.join(".dewy/state.json")).unwrap();
-    let state: serde_json::Value = serde_json::from_str(&state).unwrap();
+    let state = support::server::state(&s);
     assert!(state["bad"]["v1.2.0"].is_object(), "{state}");
     assert_eq!(state["live"]["version"], "v1.0.0", "{state}");
     let log = d.log();
@@ -292,8 +291,7 @@ fn a_release_that_crash_loops_is_rolled_back() {
     }
     let log = d.log();
     assert!(log.contains("Server crash loop"), "{log}");
-    let state = std::fs::read_to_string(s.root.join(".dewy/state.json")).unwrap();
-    let state: serde_json::Value = serde_json::from_str(&state).unwrap();
+    let state = support::server::state(&s);
     assert_eq!(state["live"]["version"], "v1.0.0", "{state}");
     assert!(state["bad"]["v2.0.0"].is_object(), "{state}");
     let pid = app_pid(s.port);
@@ -318,11 +316,6 @@ fn wait_log(d: &Daemon, line: &str) {
         assert!(start.elapsed() < LONG, "no {line:?} in:\n{}", d.log());
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-fn state_of(s: &support::server::Setup) -> serde_json::Value {
-    let state = std::fs::read_to_string(s.root.join(".dewy/state.json")).unwrap();
-    serde_json::from_str(&state).unwrap()
 }
 
 #[test]
@@ -378,7 +371,7 @@ fn crash_loop_after_rollback(early: bool) {
         assert!(after.contains("Server failure after rollback"), "{log}");
     }
     assert_eq!(std::fs::read_link(s.root.join("current")).unwrap(), v1_dir);
-    let state = state_of(&s);
+    let state = support::server::state(&s);
     let rollbacks = state["history"]
         .as_array()
         .unwrap()
@@ -406,7 +399,7 @@ fn crash_loop_after_rollback(early: bool) {
     wait_for("v1.0.0 served again", Duration::from_secs(90), || {
         served(s.port, "v1.0.0")
     });
-    let state = state_of(&s);
+    let state = support::server::state(&s);
     assert_eq!(state["live"]["version"], "v1.0.0", "{state}");
     assert!(state["bad"]["v1.0.0"].is_null(), "{state}");
     let pid = app_pid(s.port);
@@ -442,7 +435,7 @@ fn a_release_that_served_past_its_blame_window_is_not_blamed_for_a_crash_loop() 
     let log = d.log();
     assert!(log.contains("the environment broke, not the release"), "{log}");
     assert_eq!(std::fs::read_link(s.root.join("current")).unwrap(), v2_dir);
-    let state = state_of(&s);
+    let state = support::server::state(&s);
     assert!(
         state["history"]
             .as_array()

@@ -433,27 +433,12 @@ impl Wrk {
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT);
         let out = self.0.wait_with_output().expect("wrk output");
         let text = String::from_utf8_lossy(&out.stdout).to_string();
-        let requests = text
-            .lines()
-            .find_map(|l| {
-                l.trim()
-                    .split(" requests in")
-                    .next()
-                    .filter(|_| l.contains(" requests in"))
-            })
-            .and_then(|n| n.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no request count in wrk's output: {text}"));
-        let errors = text
-            .lines()
-            .find(|l| l.contains("Socket errors"))
-            .unwrap_or("")
-            .trim()
-            .to_string();
-        let non_2xx = text
-            .lines()
-            .find_map(|l| l.trim().strip_prefix("Non-2xx or 3xx responses:"))
-            .and_then(|n| n.trim().parse().ok())
-            .unwrap_or(0);
+        assert!(
+            text.contains(" requests in"),
+            "no request count in wrk's output: {text}"
+        );
+        let w = support::load::parse_wrk(&text);
+        let (requests, errors, non_2xx) = (w.requests, w.socket_errors_line, w.non_2xx);
         (requests, errors, non_2xx)
     }
 }

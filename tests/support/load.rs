@@ -188,3 +188,64 @@ fn keep_alive_client(port: u16, stop: &AtomicBool, stats: &Mutex<KeepAliveStats>
         std::thread::sleep(Duration::from_millis(2));
     }
 }
+
+/// What wrk's summary (with `--latency`) says; fields it did not print stay 0.
+#[derive(Debug, Default, Clone)]
+pub struct WrkSummary {
+    pub rps: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub requests: u64,
+    /// `Non-2xx or 3xx responses:`.
+    pub non_2xx: u64,
+    /// The sum of connect, read, write and timeout errors.
+    pub socket_errors: u64,
+    /// The `Socket errors:` line as printed ("" when there were none).
+    pub socket_errors_line: String,
+}
+
+/// A wrk latency (`812.00us`, `1.20ms`, `2.01s`) in milliseconds.
+fn wrk_ms(v: &str) -> f64 {
+    let v = v.trim();
+    let (num, mult) = if let Some(n) = v.strip_suffix("us") {
+        (n, 0.001)
+    } else if let Some(n) = v.strip_suffix("ms") {
+        (n, 1.0)
+    } else if let Some(n) = v.strip_suffix('s') {
+        (n, 1000.0)
+    } else {
+        (v, 1.0)
+    };
+    num.parse::<f64>().unwrap_or(f64::NAN) * mult
+}
+
+/// Read wrk's printed summary.
+pub fn parse_wrk(out: &str) -> WrkSummary {
+    let mut w = WrkSummary::default();
+    for line in out.lines() {
+        let t = line.trim();
+        if let Some(v) = t.strip_prefix("Requests/sec:") {
+            w.rps = v.trim().parse().unwrap_or(0.0);
+        } else if let Some(v) = t.strip_prefix("50%") {
+            w.p50_ms = wrk_ms(v);
+        } else if let Some(v) = t.strip_prefix("99%") {
+            w.p99_ms = wrk_ms(v);
+        } else if t.contains(" requests in") {
+            w.requests = t
+                .split_whitespace()
+                .next()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+        } else if let Some(v) = t.strip_prefix("Non-2xx or 3xx responses:") {
+            w.non_2xx += v.trim().parse::<u64>().unwrap_or(0);
+        } else if let Some(v) = t.strip_prefix("Socket errors:") {
+            // connect N, read N, write N, timeout N
+            w.socket_errors += v
+                .split(',')
+                .filter_map(|p| p.split_whitespace().nth(1).and_then(|n| n.parse::<u64>().ok()))
+                .sum::<u64>();
+            w.socket_errors_line = t.to_string();
+        }
+    }
+    w
+}

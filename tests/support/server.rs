@@ -184,3 +184,10 @@ pub fn app_pid(port: u16) -> i32 {
 pub fn alive(pid: i32) -> bool {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
 }
+
+/// `<root>/.dewy/state.json` as JSON (panics when missing or unparsable: the deployer writes it
+/// atomically, so a reader never sees half a file).
+pub fn state(s: &Setup) -> serde_json::Value {
+    let text = std::fs::read_to_string(s.root.join(".dewy/state.json")).expect("state.json");
+    serde_json::from_str(&text).expect("state.json parses")
+}
