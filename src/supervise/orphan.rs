@@ -70,3 +70,33 @@ pub fn stop_leftover(run_dir: &Path, root: &Path, drain: Duration) {
     }
     clear(run_dir);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pid_that_is_not_an_app_of_this_root_is_left_alone() {
+        let root = tempfile::tempdir().unwrap();
+        let run = root.path().join("run");
+        std::fs::create_dir_all(&run).unwrap();
+        // A process elsewhere (another root, or whatever reused the pid), leading its own group
+        // as app generations do: never signalled.
+        use std::os::unix::process::CommandExt;
+        let mut stranger = std::process::Command::new("sleep")
+            .arg("30")
+            .current_dir("/")
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        record(&run, &[stranger.id() as i32]);
+        stop_leftover(&run, root.path(), Duration::from_secs(1));
+        assert!(
+            stranger.try_wait().unwrap().is_none(),
+            "a foreign process was stopped"
+        );
+        assert!(!pid_file(&run).exists(), "the stale pid file stays");
+        stranger.kill().unwrap();
+        let _ = stranger.wait();
+    }
+}
