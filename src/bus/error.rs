@@ -23,3 +23,13 @@ pub enum BusError {
 
 /// The result of a dewy D-Bus method.
 pub type BusResult<T> = Result<T, BusError>;
+
+impl From<crate::deploy::runtime::RuntimeError> for BusError {
+    fn from(e: crate::deploy::runtime::RuntimeError) -> Self {
+        use crate::deploy::runtime::RuntimeError;
+        match e {
+            RuntimeError::WrongMode(why) => BusError::WrongMode(why),
+            RuntimeError::Failed(e) => BusError::Failed(format!("{e:#}")),
+        }
+    }
+}

@@ -64,16 +64,7 @@ impl DeployerIface {
         #[zbus(header)] header: Header<'_>,
     ) -> Result<(), BusError> {
         caller::require(conn, &header, Caller::Operator, "Restart").await?;
-        if self.deployer.settings().mode != crate::config::Mode::Server {
-            return Err(BusError::WrongMode(format!(
-                "there is no app to restart in {} mode",
-                self.deployer.settings().mode
-            )));
-        }
-        self.deployer
-            .restart_app()
-            .await
-            .map_err(|e| BusError::Failed(format!("{e:#}")))
+        Ok(self.deployer.restart_app().await?)
     }
 
     /// Clear a version from the bad-version ledger; true when it was there.
@@ -102,17 +93,7 @@ impl DeployerIface {
 
     /// Container mode: the running containers as (name, upstream, deploy time, version).
     async fn containers(&self) -> Result<Vec<(String, String, String, String)>, BusError> {
-        if self.deployer.settings().mode != crate::config::Mode::Container {
-            return Err(BusError::WrongMode(format!(
-                "{} runs in {} mode, not container mode",
-                self.deployer.settings().app,
-                self.deployer.settings().mode
-            )));
-        }
-        self.deployer
-            .containers()
-            .await
-            .map_err(|e| BusError::Failed(format!("{e:#}")))
+        Ok(self.deployer.containers().await?)
     }
 
     /// The version live now ("" when none).

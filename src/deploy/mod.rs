@@ -1,24 +1,23 @@
-//! The deployer: skip rules, download into the cache, extract, hooks, the `current` switch,
-//! rollback, the bad-version ledger and crash recovery. One deploy runs at a time.
+//! The deployer: skip rules, the one deploy pipeline over the mode's runtime, hooks, rollback,
+//! the bad-version ledger and crash recovery. One deploy runs at a time.
 
-mod container_step;
 mod crash_loop;
 mod hook_step;
 mod pipeline;
 mod recovery;
+pub mod runtime;
 pub mod state;
+#[cfg(test)]
+mod tests;
 
 use std::sync::{Arc, Mutex, OnceLock};
 
-use anyhow::Context;
 use serde::Serialize;
 
-use crate::cache::Cache;
 use crate::config::Settings;
 use crate::notify::{Event, EventSink};
 use crate::registry::{Registry, Release};
-use crate::release::Releases;
-use crate::supervise::{Restart, Supervisor};
+use runtime::{Runtime, RuntimeError};
 use state::{HistoryEntry, Live, State, StateFile};
 
 /// What happened to a release offered to the deployer.
@@ -117,8 +116,6 @@ pub struct Status {
 pub struct Deployer {
     settings: Settings,
     registry: Arc<dyn Registry>,
-    cache: Cache,
-    releases: Releases,
     state_file: StateFile,
     state: Mutex<State>,
     activity: Mutex<String>,
@@ -128,35 +125,29 @@ pub struct Deployer {
     events: OnceLock<Arc<dyn EventSink>>,
     /// What the repair at start found, told to the operators once the events have a sink.
     recovered: Mutex<Vec<Event>>,
-    /// Server mode: the app and its sockets.
-    app: Option<Arc<Supervisor>>,
-    /// Container mode: the containers and the proxy in front of them.
-    containers: Option<Arc<crate::container::ContainerMode>>,
+    /// What the mode does at each step: files, the app, or containers.
+    runtime: Arc<dyn Runtime>,
 }
 
 impl Deployer {
-    /// Open the cache and state, and repair whatever a crash left behind.
+    /// Open the state and the runtime of the configured mode, and repair whatever a crash left
+    /// behind.
     pub fn open(settings: Settings, registry: Arc<dyn Registry>) -> anyhow::Result<Arc<Self>> {
-        let cache = Cache::open(&settings.cache_dir)
-            .with_context(|| format!("opening cache {}", settings.cache_dir.display()))?;
-        let releases = Releases::new(&settings.root);
+        let runtime = runtime::open(&settings, registry.clone())?;
+        Self::with_runtime(settings, registry, runtime)
+    }
+
+    /// A deployer over a given runtime.
+    pub fn with_runtime(
+        settings: Settings,
+        registry: Arc<dyn Registry>,
+        runtime: Arc<dyn Runtime>,
+    ) -> anyhow::Result<Arc<Self>> {
         let state_file = StateFile::new(&settings.state_dir);
         let state = state_file.load()?;
-        let app = match settings.mode {
-            crate::config::Mode::Server => Some(Supervisor::open(&settings).context("server mode")?),
-            _ => None,
-        };
-        let containers = match settings.mode {
-            crate::config::Mode::Container => {
-                Some(crate::container::ContainerMode::new(&settings).context("container mode")?)
-            }
-            _ => None,
-        };
         let d = Arc::new(Self {
             settings,
             registry,
-            cache,
-            releases,
             state_file,
             state: Mutex::new(state),
             activity: Mutex::new("idle".into()),
@@ -164,8 +155,7 @@ impl Deployer {
             busy: tokio::sync::Mutex::new(()),
             events: OnceLock::new(),
             recovered: Mutex::new(Vec::new()),
-            app,
-            containers,
+            runtime,
         });
         d.recover()?;
         Ok(d)
@@ -173,9 +163,7 @@ impl Deployer {
 
     /// Report deploy events to `sink` (notifiers, metrics); only the first call counts.
     pub fn set_events(&self, sink: Arc<dyn EventSink>) {
-        if let Some(app) = &self.app {
-            app.set_events(sink.clone());
-        }
+        self.runtime.set_events(sink.clone());
         let _ = self.events.set(sink);
     }
 
@@ -189,47 +177,23 @@ impl Deployer {
 
     /// Container mode: where the backends go (dewy-proxy over D-Bus, or the in-process proxy).
     pub fn set_proxy(&self, proxy: Arc<dyn crate::container::ProxyControl>) {
-        if let Some(c) = &self.containers {
-            c.set_proxy(proxy);
-        }
+        self.runtime.set_proxy(proxy);
     }
 
     /// Container mode: (desired, running) replicas; `None` in the other modes.
     pub fn replica_counts(&self) -> Option<(usize, usize)> {
-        let c = self.containers.as_ref()?;
-        Some((c.desired_replicas(), c.replica_count()))
+        self.runtime.replica_counts()
     }
 
     /// Container mode: the running containers as (name, upstream, deploy time, version).
-    pub async fn containers(&self) -> anyhow::Result<Vec<(String, String, String, String)>> {
-        match &self.containers {
-            Some(c) => c.list().await,
-            None => anyhow::bail!(
-                "{} runs in {} mode, not container mode",
-                self.settings.app,
-                self.settings.mode
-            ),
-        }
+    pub async fn containers(&self) -> Result<Vec<(String, String, String, String)>, RuntimeError> {
+        self.runtime.containers().await
     }
 
-    /// Server mode: start the app of the live release (first generation), if there is one.
-    /// Container mode: adopt the running containers of the live release.
+    /// At start: take up the live release. Server mode starts its app (first generation) and
+    /// watches for crash loops; container mode adopts the running containers.
     pub async fn start_app(self: &Arc<Self>) {
-        if let Some(c) = &self.containers {
-            let _guard = self.busy.lock().await;
-            let live = self.live_version();
-            match c.adopt(live.as_deref()).await {
-                Ok(n) => {
-                    tracing::info!(count = n, dewy_version = %live.unwrap_or_default(), "Found existing containers")
-                }
-                Err(e) => {
-                    tracing::error!(error = %format!("{e:#}"), "Adopting the running containers failed; the next check tries the proxy again")
-                }
-            }
-            return;
-        }
-        let Some(app) = &self.app else { return };
-        if let Some(mut loops) = app.crash_loops() {
+        if let Some(mut loops) = self.runtime.crash_loops() {
             let me = Arc::downgrade(self);
             tokio::spawn(async move {
                 while let Some(version) = loops.recv().await {
@@ -239,11 +203,9 @@ impl Deployer {
             });
         }
         let _guard = self.busy.lock().await;
-        let Some(version) = self.live_version() else {
-            tracing::info!("No release is live yet; the server starts with the first deploy");
-            return;
-        };
-        if let Err(e) = app.start(&version, Restart::Deploy).await {
+        let live = self.live_version();
+        if let Err(e) = self.runtime.adopt(live.as_deref()).await {
+            let version = live.unwrap_or_default();
             let error = format!("{e:#}");
             tracing::error!(dewy_version = %version, error = %error, "Server failure");
             self.emit(Event::Failed {
@@ -260,7 +222,6 @@ impl Deployer {
     /// good previous release exists; otherwise keep it (the supervisor restarts it with capped
     /// backoff), say why, and mark nothing bad.
     async fn on_crash_loop(&self, version: &str) {
-        let Some(app) = &self.app else { return };
         let _guard = self.busy.lock().await;
         let verdict = {
             let st = self.lock_state();
@@ -305,11 +266,7 @@ impl Deployer {
             }
             crash_loop::Verdict::RollBack => {
                 let reason = format!("{version} crashed {crashes} times in a row after it started");
-                if let DeployResult::Deployed { version: back, .. } = self.do_rollback(&reason) {
-                    if let Err(e) = app.start(&back, Restart::Rollback).await {
-                        tracing::error!(dewy_version = %back, error = %format!("{e:#}"), "Server failure after rollback");
-                    }
-                }
+                self.roll_back_to_previous(&reason).await;
             }
         }
     }
@@ -317,44 +274,33 @@ impl Deployer {
     /// Server mode: what `dewy status` says about a crash loop dewy chose not to roll back, while
     /// it lasts (the app has not run for [`crate::supervise::STABLE_AFTER`] since).
     pub fn crash_loop(&self) -> Option<String> {
-        let app = self.app.as_ref()?;
         let mut kept = self.crash_loop.lock().unwrap_or_else(|p| p.into_inner());
-        if !app.crash_looping() {
+        if !self.runtime.crash_looping() {
             *kept = None;
         }
         kept.clone()
     }
 
     /// Server mode: restart the app the zero-downtime way without a deploy (SIGUSR1).
-    pub async fn restart_app(&self) -> anyhow::Result<()> {
-        let Some(app) = &self.app else {
-            anyhow::bail!("there is no app to restart in {} mode", self.settings.mode);
-        };
+    pub async fn restart_app(&self) -> Result<(), RuntimeError> {
         let _guard = self.busy.lock().await;
         let version = self
             .live_version()
             .ok_or_else(|| anyhow::anyhow!("no release is live yet"))?;
-        app.start(&version, Restart::Operator).await
+        self.runtime.restart(&version).await
     }
 
-    /// Server mode: stop the app gracefully (SIGTERM, drain, SIGKILL).
+    /// When the deployer stops: stop the app gracefully (SIGTERM, drain, SIGKILL), or the
+    /// containers as configured.
     pub async fn stop_app(&self) {
-        if let Some(c) = &self.containers {
-            c.shutdown().await;
-        }
-        if let Some(app) = &self.app {
-            app.stop().await;
-        }
+        self.runtime.stop().await;
     }
 
-    /// Server mode: false when no generation of the app was ever started or the last start failed
-    /// (then the live version is deployed again); a crashed app is restarted by the supervisor.
-    /// Always true in the other modes.
+    /// False when the live release is not running (server mode: no generation of the app was
+    /// ever started or the last start failed; container mode: no replica): then the live version
+    /// is deployed again. A crashed app is restarted by the supervisor.
     pub fn app_running(&self) -> bool {
-        if let Some(c) = &self.containers {
-            return c.replica_count() > 0;
-        }
-        self.app.as_ref().is_none_or(|a| a.supervising())
+        self.runtime.running()
     }
 
     pub(crate) fn emit(&self, event: Event) {
@@ -496,10 +442,7 @@ impl Deployer {
     /// Make the previous release live again and mark the current version bad.
     pub async fn rollback(&self) -> DeployResult {
         let _guard = self.busy.lock().await;
-        if let Some(c) = self.containers.clone() {
-            return self.container_rollback(&c, "rolled back by operator").await;
-        }
-        self.do_rollback("rolled back by operator")
+        self.roll_back_to_previous("rolled back by operator").await
     }
 
     /// Remove a version from the bad-version ledger; true when it was there.
@@ -533,7 +476,7 @@ impl Deployer {
             crash_loop: self.crash_loop(),
             last: st.history.back().cloned(),
             bad: st.bad.values().cloned().collect(),
-            replicas: self.containers.as_ref().map(|c| c.replicas()).unwrap_or_default(),
+            replicas: self.runtime.describe().replicas,
         }
     }
 
@@ -569,8 +512,9 @@ impl Deployer {
         if self.crash_loop().is_some() {
             line.push_str("; crash loop, restarting with backoff");
         }
-        if let Some((pid, _, number)) = self.app.as_ref().and_then(|a| a.live()) {
-            line.push_str(&format!("; pid {pid} (generation {number}) serving"));
+        if let Some(serving) = self.runtime.describe().serving {
+            line.push_str("; ");
+            line.push_str(&serving);
         }
         line
     }

@@ -1,31 +1,29 @@
-//! The steps of one deploy, as methods of [`Deployer`]: skip rules, download and verify into the
-//! cache, extract, hooks, the `current` switch, the app's start, the state that records it, and
-//! what a failure marks (rollback and crash recovery are in `recovery.rs`).
+//! The one deploy pipeline, as methods of [`Deployer`]: skip rules, then fetch, pending record,
+//! unpack, hooks, activation and the state that records it, each step done by the mode's
+//! [`Runtime`](super::runtime::Runtime), and what a failure marks (rollback and crash recovery
+//! are in `recovery.rs`).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
-use anyhow::{anyhow, Context};
 use chrono::Utc;
 
+use super::runtime::{Fetched, Place};
 use super::state::{BadVersion, HistoryEntry, Live, Outcome, Pending};
 use super::{DeployResult, Deployer, Trigger};
-use crate::cache::{StoreError, StoreOptions};
 use crate::config::HookFailure;
 use crate::failure::DeployFailure;
 use crate::fault_inject;
 use crate::logging::{MSG_DEPLOY, MSG_DOWNLOAD, MSG_FAILURE, MSG_SKIP};
 use crate::notify::{Event, Stage};
 use crate::registry::Release;
-use crate::release::{self, HookKind, Limits};
+use crate::release::HookKind;
 
 impl Deployer {
     pub(super) async fn run(&self, release: Release, trigger: Trigger) -> DeployResult {
         let version = release.version.clone();
         let key = release.cache_key();
-        if let Some(c) = &self.containers {
-            c.catch_up(self.live_version().as_deref()).await;
-        }
+        self.runtime.catch_up(self.live_version().as_deref()).await;
         if let Some(reason) = self.skip_reason(&release, &key, trigger) {
             tracing::debug!(
                 message_id = MSG_SKIP,
@@ -106,15 +104,8 @@ impl Deployer {
     fn skip_reason(&self, release: &Release, key: &str, trigger: Trigger) -> Option<String> {
         let st = self.lock_state();
         if let Some(live) = &st.live {
-            let intact = self.containers.is_some()
-                || self
-                    .releases
-                    .current()
-                    .ok()
-                    .flatten()
-                    .is_some_and(|p| p.file_name().is_some_and(|n| n.to_string_lossy() == live.release));
-            if live.cache_key == key && intact {
-                if self.app_running() {
+            if live.cache_key == key && self.runtime.holds(live) {
+                if self.runtime.running() {
                     return Some(format!("{} is live", release.version));
                 }
                 tracing::warn!(dewy_version = %release.version, "The server is not running; deploying the live version again");
@@ -133,6 +124,9 @@ impl Deployer {
         None
     }
 
+    /// The one deploy pipeline: fetch, record as pending, unpack, before-deploy hook, activate,
+    /// record as live with the after-deploy hook, clean up. The runtime does each step its
+    /// mode's way; a failure says whose fault it is.
     async fn deploy(
         &self,
         release: &Release,
@@ -140,83 +134,67 @@ impl Deployer {
         trigger: Trigger,
         started: Instant,
     ) -> Result<String, DeployFailure> {
-        if let Some(c) = self.containers.clone() {
-            return self.deploy_container(&c, release, key, trigger, started).await;
-        }
         let version = &release.version;
-        let sha256 = self.fetch_artifact(release, key).await?;
+        let fetched = self.runtime.fetch(release, key).await?;
         fault_inject::point("downloaded", version);
-        tracing::info!(
-            message_id = MSG_DOWNLOAD,
-            dewy_version = %version,
-            notification = %format!("Downloaded artifact for {version}"),
-            "Download notification"
-        );
-        self.emit(Event::Downloaded {
-            version: version.clone(),
-        });
+        self.announce_fetched(release, &fetched);
         let reason = trigger.reason();
         let previous = self.lock_state().live.clone();
         let prev_version = previous.as_ref().map(|l| l.version.clone());
-        self.begin(release, key, sha256.clone(), reason, prev_version.as_deref())
+        self.begin(release, key, fetched.digest(), reason, prev_version.as_deref())
             .map_err(DeployFailure::transient)?;
         fault_inject::point("pending", version);
-        let dir = self.extract(release, key, sha256.clone()).await?;
+        let prepared = self.runtime.unpack(release, key, fetched).await?;
         fault_inject::point("extracted", version);
-        let name = dir_name(&dir);
-        self.update_state(|st| {
-            if let Some(p) = st.pending.as_mut() {
-                p.release = Some(name.clone());
-            }
-        })
-        .map_err(DeployFailure::transient)?;
+        if let Place::Dir(_) = prepared.place {
+            let name = prepared.name.clone();
+            self.update_state(|st| {
+                if let Some(p) = st.pending.as_mut() {
+                    p.release = Some(name);
+                }
+            })
+            .map_err(DeployFailure::transient)?;
+        }
 
-        let hook_env = self.hook_env(version, prev_version.as_deref(), &dir);
+        let hook_env = self.hook_env(version, prev_version.as_deref(), &prepared.hook_dir);
         fault_inject::during("before-hook", version);
-        if let Err(e) = self.before_hook(&dir, &hook_env, version).await {
-            let _ = self.releases.remove_release(&dir);
+        if let Err(e) = self.before_hook(&prepared.hook_dir, &hook_env, version).await {
+            self.runtime.discard(&prepared);
             return Err(DeployFailure::transient(e));
         }
 
-        fault_inject::point("switch", version);
-        self.releases
-            .switch_current(&dir)
-            .with_context(|| format!("switching current to {}", dir.display()))
-            .map_err(|e| {
-                let _ = self.releases.remove_release(&dir);
-                DeployFailure::transient(e)
-            })?;
-        tracing::info!(
-            message_id = MSG_DEPLOY,
-            dewy_version = %version,
-            dewy_release_dir = %dir.display(),
-            from = %dir.display(),
-            to = %self.releases.current_link().display(),
-            "Create symlink"
-        );
-        fault_inject::point("switched", version);
-        if let Some(app) = &self.app {
-            if let Err(e) = app.start(version, crate::supervise::Restart::Deploy).await {
-                self.undo_switch(previous.as_ref(), &dir);
-                return Err(DeployFailure::release(e, sha256));
-            }
-        }
+        self.runtime
+            .activate(release, &prepared, previous.as_ref())
+            .await?;
         let live = Live {
             version: version.clone(),
             cache_key: key.to_string(),
             artifact_url: release.artifact_url.clone(),
-            release: name.clone(),
-            sha256,
+            release: prepared.name.clone(),
+            sha256: prepared.digest.clone(),
             deployed_at: Utc::now(),
         };
-        self.complete(live, prev_version.clone(), reason, started, &dir, hook_env)
-            .await
-            .map_err(DeployFailure::transient)?;
-        self.prune();
+        self.complete(
+            live,
+            prev_version.clone(),
+            reason,
+            started,
+            &prepared.hook_dir,
+            hook_env,
+        )
+        .await
+        .map_err(DeployFailure::transient)?;
+        let (live, previous) = {
+            let st = self.lock_state();
+            (st.live.clone(), st.previous.clone())
+        };
+        let keep: Vec<&Live> = [&live, &previous].into_iter().flatten().collect();
+        self.runtime.clean_up(&prepared, &keep).await;
         tracing::info!(
             message_id = MSG_DEPLOY,
             dewy_version = %version,
-            dewy_release_dir = %dir.display(),
+            dewy_release_dir = %prepared.hook_dir.display(),
+            dewy_release = %prepared.name,
             duration_ms = started.elapsed().as_millis() as u64,
             "Deploy completed"
         );
@@ -226,152 +204,36 @@ impl Deployer {
             duration: started.elapsed(),
             command: self.settings.mode.to_string(),
         });
-        Ok(name)
+        Ok(prepared.name)
     }
 
-    /// Make sure the artifact is in the cache (verified), returning its SHA-256 when known.
-    async fn fetch_artifact(&self, release: &Release, key: &str) -> Result<Option<String>, DeployFailure> {
-        let expected = self.expected_checksum(release).await?;
-        if self.cache.contains(key) {
-            let path = self.cache.path(key);
-            let actual = tokio::task::spawn_blocking(move || crate::cache::sha256_file(&path))
-                .await
-                .map_err(|e| DeployFailure::transient(anyhow!(e)))?
-                .map_err(|e| DeployFailure::transient(anyhow!(e).context("hashing the cached artifact")))?;
-            match &expected {
-                Some(exp) if *exp != actual => {
-                    tracing::warn!(
-                        dewy_cache_key = key,
-                        "Cached artifact does not match the published checksum; downloading again"
-                    );
-                }
-                _ => {
-                    tracing::info!(
-                        message_id = MSG_DOWNLOAD,
-                        dewy_cache_key = key,
-                        "Artifact found in cache"
-                    );
-                    return Ok(Some(actual));
-                }
-            }
-        }
-        let stream = self
-            .registry
-            .fetch(&release.artifact_url)
-            .await
-            .with_context(|| format!("downloading {}", release.artifact))
-            .map_err(DeployFailure::transient)?;
-        let stream = fault_inject::in_stream(stream, "download", &release.version);
-        let opts = StoreOptions {
-            expected_sha256: expected,
-            max_bytes: Some(self.settings.max_artifact_size),
-        };
-        match self.cache.store(key, stream, &opts).await {
-            Ok(stored) => {
+    /// Log and notify what a fetch brought in: a downloaded artifact or a pulled image.
+    fn announce_fetched(&self, release: &Release, fetched: &Fetched) {
+        let version = &release.version;
+        match fetched {
+            Fetched::Artifact { .. } => {
                 tracing::info!(
                     message_id = MSG_DOWNLOAD,
-                    dewy_version = %release.version,
-                    dewy_cache_key = key,
-                    size = stored.size,
-                    sha256 = %stored.sha256,
-                    "Cached artifact"
+                    dewy_version = %version,
+                    notification = %format!("Downloaded artifact for {version}"),
+                    "Download notification"
                 );
-                Ok(Some(stored.sha256))
+                self.emit(Event::Downloaded {
+                    version: version.clone(),
+                });
             }
-            Err(e @ StoreError::ChecksumMismatch { .. }) => {
-                let actual = match &e {
-                    StoreError::ChecksumMismatch { actual, .. } => Some(actual.clone()),
-                    _ => None,
-                };
-                Err(DeployFailure::release(
-                    anyhow!(e).context(format!("verifying {}", release.artifact)),
-                    actual,
-                ))
+            Fetched::Image(_) => {
+                tracing::info!(
+                    dewy_version = %version,
+                    notification = %format!("Pulled image for {version}"),
+                    "Image pull notification"
+                );
+                self.emit(Event::ImagePulled {
+                    version: version.clone(),
+                    image: release.artifact.clone(),
+                });
             }
-            Err(e) => Err(DeployFailure::transient(
-                anyhow!(e).context(format!("downloading {}", release.artifact)),
-            )),
         }
-    }
-
-    async fn expected_checksum(&self, release: &Release) -> Result<Option<String>, DeployFailure> {
-        let Some(url) = &release.checksum_url else {
-            return Ok(None);
-        };
-        let bytes = crate::artifact::fetch_small(self.registry.as_ref(), url, 1 << 20)
-            .await
-            .context("downloading the published checksums")
-            .map_err(DeployFailure::transient)?;
-        let text = String::from_utf8_lossy(&bytes);
-        match crate::artifact::checksum::parse_expected(&text, &release.artifact) {
-            Some(sum) => Ok(Some(sum)),
-            None => Err(DeployFailure::release(
-                anyhow!(
-                    "the release publishes checksums but none for {}",
-                    release.artifact
-                ),
-                None,
-            )),
-        }
-    }
-
-    async fn extract(
-        &self,
-        release: &Release,
-        key: &str,
-        sha256: Option<String>,
-    ) -> Result<PathBuf, DeployFailure> {
-        let staging = self
-            .releases
-            .create_staging()
-            .context("creating a staging directory")
-            .map_err(DeployFailure::transient)?;
-        let archive = self.cache.path(key);
-        let artifact = release.artifact.clone();
-        let limits = Limits {
-            max_total_bytes: self.settings.max_extracted_size,
-            ..Limits::default()
-        };
-        let dest = staging.clone();
-        let started = Instant::now();
-        let result = tokio::task::spawn_blocking(move || {
-            let stats = release::extract(&archive, &artifact, &dest, &limits)?;
-            release::sync_tree(&dest)?;
-            Ok::<_, anyhow::Error>(stats)
-        })
-        .await
-        .map_err(|e| anyhow!(e))
-        .and_then(|r| r);
-        fault_inject::point("extract", &release.version);
-        let stats = match result {
-            Ok(stats) => stats,
-            Err(e) => {
-                let _ = std::fs::remove_dir_all(&staging);
-                return Err(DeployFailure::release(
-                    e.context(format!("extracting {}", release.artifact)),
-                    sha256,
-                ));
-            }
-        };
-        let dir = self
-            .releases
-            .commit_staging(&staging, Utc::now())
-            .context("moving the release into place")
-            .map_err(|e| {
-                let _ = std::fs::remove_dir_all(&staging);
-                DeployFailure::transient(e)
-            })?;
-        tracing::info!(
-            message_id = MSG_DEPLOY,
-            dewy_version = %release.version,
-            dewy_release_dir = %dir.display(),
-            path = %dir.display(),
-            files = stats.files,
-            bytes = stats.bytes,
-            duration_ms = started.elapsed().as_millis() as u64,
-            "Extract archive"
-        );
-        Ok(dir)
     }
 
     /// Record the deploy as pending (for recovery after a crash) and announce it.
@@ -480,38 +342,4 @@ impl Deployer {
         f(&mut st);
         self.state_file.save(&st)
     }
-
-    fn prune(&self) {
-        let (live, previous) = {
-            let st = self.lock_state();
-            (st.live.clone(), st.previous.clone())
-        };
-        let protect: Vec<PathBuf> = [&live, &previous]
-            .into_iter()
-            .flatten()
-            .map(|l| self.releases.releases_dir().join(&l.release))
-            .collect();
-        match self.releases.prune(self.settings.keep_releases, &protect) {
-            Ok(removed) => tracing::info!(
-                count = self.settings.keep_releases,
-                removed = removed.len(),
-                "Keep releases"
-            ),
-            Err(e) => tracing::warn!(error = %e, "Keep releases failure"),
-        }
-        let keys: Vec<String> = [&live, &previous]
-            .into_iter()
-            .flatten()
-            .map(|l| l.cache_key.clone())
-            .collect();
-        if let Err(e) = self.cache.prune(&keys, self.settings.keep_artifacts) {
-            tracing::warn!(error = %e, "Pruning the artifact cache failed");
-        }
-    }
-}
-
-pub(super) fn dir_name(p: &Path) -> String {
-    p.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
 }

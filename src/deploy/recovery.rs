@@ -1,10 +1,6 @@
 //! Undoing: operator rollback to the previous release, and repairing what a crash left behind.
 
-use anyhow::Context;
 use chrono::Utc;
-
-use super::pipeline::dir_name;
-use std::path::Path;
 
 use super::state::{BadVersion, HistoryEntry, Live, Outcome};
 use super::{DeployResult, Deployer};
@@ -40,35 +36,37 @@ impl Deployer {
         }
     }
 
-    pub(super) fn do_rollback(&self, reason: &str) -> DeployResult {
+    /// Make the previous release serve again in place of the live one, mark the live one bad
+    /// and record it; when the runtime cannot, the live release keeps serving.
+    pub(super) async fn roll_back_to_previous(&self, reason: &str) -> DeployResult {
+        self.runtime.catch_up(self.live_version().as_deref()).await;
         let (live, previous) = match self.rollback_pair() {
             Ok(pair) => pair,
             Err(failed) => return failed,
         };
-        let dir = self.releases.releases_dir().join(&previous.release);
-        if let Err(e) = self.releases.switch_current(&dir) {
+        self.set_activity(format!("rolling back to {}", previous.version));
+        let rolled = self.runtime.roll_back(&live, &previous).await;
+        self.set_activity("idle".into());
+        if let Err(e) = rolled {
             let next_step = format!(
-                "{} stays live; check {} (disk full? permissions?) and run `dewy rollback {}` again",
-                live.version,
-                self.releases.releases_dir().display(),
-                self.settings.app
+                "{} keeps serving; fix the cause and run `dewy rollback {}` again",
+                live.version, self.settings.app
             );
-            return self.rollback_failed(
-                previous,
-                format!("switching current to {}: {e}", dir.display()),
-                next_step,
-            );
+            return self.rollback_failed(previous, format!("{e:#}"), next_step);
         }
         tracing::warn!(
             message_id = MSG_ROLLBACK,
             dewy_version = %previous.version,
-            dewy_release_dir = %dir.display(),
+            dewy_release = %previous.release,
             from = %live.version,
             reason,
             "Rolled back"
         );
-        self.set_activity("idle".into());
-        self.finish_rollback(&live, previous.clone(), reason)
+        let out = self.finish_rollback(&live, previous.clone(), reason);
+        if matches!(out, DeployResult::Deployed { .. }) {
+            self.runtime.after_roll_back(&previous).await;
+        }
+        out
     }
 
     /// After `previous` serves again in place of `live`: mark `live` bad, record the rollback,
@@ -116,24 +114,6 @@ impl Deployer {
         }
     }
 
-    /// Server mode: the new release did not start; point `current` back at the previous release.
-    pub(super) fn undo_switch(&self, previous: Option<&Live>, dir: &Path) {
-        let back = previous.map(|p| self.releases.releases_dir().join(&p.release));
-        let result = match &back {
-            Some(prev) if prev.is_dir() => self.releases.switch_current(prev),
-            _ => std::fs::remove_file(self.releases.current_link()),
-        };
-        match result {
-            Ok(()) => tracing::warn!(
-                message_id = MSG_ROLLBACK,
-                dewy_release_dir = %back.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
-                "Rolled back: current points to the previous release again"
-            ),
-            Err(e) => tracing::error!(error = %e, "Switching current back failed"),
-        }
-        let _ = self.releases.remove_release(dir);
-    }
-
     /// Keep what recovery found until the operators can be told (after the start message).
     fn note_recovery(&self, event: Event) {
         self.recovered
@@ -142,45 +122,17 @@ impl Deployer {
             .push(event);
     }
 
-    /// A deploy killed between moving its release into place and recording its name left a
-    /// release directory nothing refers to: the one named (by its UTC time) at or after the
-    /// deploy began that is neither live, previous nor current. Remove it.
-    fn remove_unrecorded(&self, p: &super::state::Pending, st: &super::State, current: Option<&str>) {
-        let since = p.started_at.format("%Y%m%dT%H%M%SZ").to_string();
-        let known: Vec<&str> = [&st.live, &st.previous]
-            .into_iter()
-            .flatten()
-            .map(|l| l.release.as_str())
-            .chain(current)
-            .collect();
-        let Ok(dirs) = self.releases.list() else { return };
-        for dir in dirs {
-            let name = dir_name(&dir);
-            if name.as_str() >= since.as_str() && !known.contains(&name.as_str()) {
-                tracing::warn!(dewy_release_dir = %dir.display(), "Removing the release directory of an interrupted deploy");
-                if let Err(e) = self.releases.remove_release(&dir) {
-                    tracing::warn!(error = %e, dewy_release_dir = %dir.display(), "Removing it failed");
-                }
-            }
-        }
-    }
-
     /// Repair what a crash left: staging dirs, a deploy that was cut short.
     pub(super) fn recover(&self) -> anyhow::Result<()> {
-        let cleaned = self
-            .releases
-            .clean_staging()
-            .context("cleaning staging directories")?;
-        if cleaned > 0 {
-            tracing::warn!(
-                count = cleaned,
-                "Removed staging directories left by an interrupted deploy"
-            );
-        }
-        let current = self.releases.current().ok().flatten().map(|p| dir_name(&p));
         let mut st = self.lock_state();
+        let known: Vec<String> = [&st.live, &st.previous]
+            .into_iter()
+            .flatten()
+            .map(|l| l.release.clone())
+            .collect();
+        let known: Vec<&str> = known.iter().map(String::as_str).collect();
+        let switched = self.runtime.recover(st.pending.as_ref(), &known)?;
         if let Some(p) = st.pending.take() {
-            let switched = p.release.is_some() && p.release == current;
             if switched {
                 let live = Live {
                     version: p.version.clone(),
@@ -215,14 +167,6 @@ impl Deployer {
                     command: self.settings.mode.to_string(),
                 });
             } else {
-                if let Some(name) = &p.release {
-                    let dir = self.releases.releases_dir().join(name);
-                    if dir.exists() {
-                        let _ = self.releases.remove_release(&dir);
-                    }
-                } else {
-                    self.remove_unrecorded(&p, &st, current.as_deref());
-                }
                 let from = st.live.as_ref().map(|l| l.version.clone());
                 st.record(HistoryEntry {
                     at: Utc::now(),

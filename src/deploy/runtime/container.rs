@@ -1,0 +1,161 @@
+//! Container mode: images pulled into the engine, replicas replaced by a rolling update behind
+//! dewy's proxy, adopted again after a restart of the deployer.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::anyhow;
+use async_trait::async_trait;
+
+use super::{Description, Fetched, Place, Prepared, Runtime, RuntimeError};
+use crate::config::Mode;
+use crate::container::{ContainerMode, ProxyControl};
+use crate::deploy::state::{Live, Pending};
+use crate::failure::DeployFailure;
+use crate::registry::Release;
+
+/// The app's containers and the proxy in front of them.
+pub struct Containers {
+    c: Arc<ContainerMode>,
+    /// Where hooks run (the app's root: there is no release directory).
+    root: PathBuf,
+}
+
+impl Containers {
+    pub fn new(c: Arc<ContainerMode>, root: PathBuf) -> Self {
+        Self { c, root }
+    }
+}
+
+#[async_trait]
+impl Runtime for Containers {
+    fn mode(&self) -> Mode {
+        Mode::Container
+    }
+
+    /// Containers of an interrupted deploy are not of the live version: adoption removes them.
+    fn recover(&self, _pending: Option<&Pending>, _known: &[&str]) -> anyhow::Result<bool> {
+        Ok(false)
+    }
+
+    async fn adopt(&self, live: Option<&str>) -> anyhow::Result<()> {
+        match self.c.adopt(live).await {
+            Ok(n) => {
+                tracing::info!(count = n, dewy_version = %live.unwrap_or_default(), "Found existing containers")
+            }
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "Adopting the running containers failed; the next check tries the proxy again")
+            }
+        }
+        Ok(())
+    }
+
+    async fn catch_up(&self, live: Option<&str>) {
+        self.c.catch_up(live).await
+    }
+
+    /// The containers carry their version in a label: adoption checks them, not a link.
+    fn holds(&self, _live: &Live) -> bool {
+        true
+    }
+
+    fn running(&self) -> bool {
+        self.c.replica_count() > 0
+    }
+
+    async fn fetch(&self, release: &Release, _key: &str) -> Result<Fetched, DeployFailure> {
+        let pulled = self.c.pull(release).await?;
+        Ok(Fetched::Image(pulled))
+    }
+
+    async fn unpack(
+        &self,
+        _release: &Release,
+        _key: &str,
+        fetched: Fetched,
+    ) -> Result<Prepared, DeployFailure> {
+        let digest = fetched.digest();
+        let Fetched::Image(pulled) = fetched else {
+            return Err(DeployFailure::transient(anyhow!(
+                "container mode runs images, not artifacts"
+            )));
+        };
+        Ok(Prepared {
+            name: pulled.reference.clone(),
+            digest,
+            hook_dir: self.root.clone(),
+            place: Place::Image(pulled),
+        })
+    }
+
+    /// The image stays in the engine; `keep-images` prunes it after a later deploy.
+    fn discard(&self, _prepared: &Prepared) {}
+
+    async fn activate(
+        &self,
+        release: &Release,
+        prepared: &Prepared,
+        _previous: Option<&Live>,
+    ) -> Result<(), DeployFailure> {
+        let Place::Image(pulled) = &prepared.place else {
+            return Err(DeployFailure::transient(anyhow!(
+                "{} is not an image",
+                prepared.name
+            )));
+        };
+        let replicas = self.c.roll(release, pulled).await?;
+        tracing::info!(
+            dewy_version = %release.version,
+            replicas = replicas.len(),
+            desired = self.c.desired_replicas(),
+            "Replicas replaced"
+        );
+        Ok(())
+    }
+
+    async fn clean_up(&self, prepared: &Prepared, _keep: &[&Live]) {
+        let (repository, _) = crate::container::docker::split_reference(&prepared.name);
+        self.c.cleanup(&repository).await
+    }
+
+    /// The previous release's image (pulled again if the engine lost it) replaces the live one
+    /// by the same rolling update.
+    async fn roll_back(&self, _live: &Live, previous: &Live) -> anyhow::Result<()> {
+        let release = Release {
+            version: previous.version.clone(),
+            artifact: previous.release.clone(),
+            artifact_url: previous.artifact_url.clone(),
+            checksum_url: None,
+            published_at: None,
+        };
+        let rolled = async {
+            let pulled = self.c.pull_if_missing(&release).await?;
+            self.c.roll(&release, &pulled).await
+        }
+        .await;
+        rolled.map(|_| ()).map_err(|e| e.error)
+    }
+
+    async fn stop(&self) {
+        self.c.shutdown().await
+    }
+
+    fn describe(&self) -> Description {
+        Description {
+            serving: None,
+            replicas: self.c.replicas(),
+        }
+    }
+
+    fn replica_counts(&self) -> Option<(usize, usize)> {
+        Some((self.c.desired_replicas(), self.c.replica_count()))
+    }
+
+    async fn containers(&self) -> Result<Vec<(String, String, String, String)>, RuntimeError> {
+        Ok(self.c.list().await?)
+    }
+
+    fn set_proxy(&self, proxy: Arc<dyn ProxyControl>) {
+        self.c.set_proxy(proxy)
+    }
+}
