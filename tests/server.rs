@@ -585,7 +585,7 @@ fn sigusr1_restarts_the_app_and_no_port_runs_a_job_worker() {
 }
 
 #[test]
-fn dewy_restart_over_the_bus_starts_a_new_generation() {
+fn dewy_restart_and_rollback_over_the_bus_start_a_new_generation() {
     let bus = support::dbus::PrivateBus::start();
     let s = setup();
     publish(&s.registry, "v1.0.0", "notify");
@@ -625,8 +625,21 @@ fn dewy_restart_over_the_bus_starts_a_new_generation() {
     wait_for("the old generation to stop", LONG, || {
         (!alive(first)).then_some(())
     });
+
+    // `dewy rollback` makes the previous release serve again: its app is started.
+    publish(&s.registry, "v2.0.0", "notify");
+    wait_for("v2.0.0 served", LONG, || served(s.port, "v2.0.0"));
+    wait_for("the v1.0.0 generation to stop", LONG, || {
+        (!alive(second)).then_some(())
+    });
+    let (code, out, err) = support::proc::dewy(&["rollback", "web", "--bus", &bus.address], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    wait_for("v1.0.0 served again after the rollback", LONG, || {
+        served(s.port, "v1.0.0")
+    });
+    let back = app_pid(s.port);
     d.terminate(Duration::from_secs(30));
-    assert!(!alive(second));
+    assert!(!alive(back));
 
     // In assets mode there is no app to restart: a clear error.
     let a = setup();
