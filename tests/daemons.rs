@@ -134,6 +134,18 @@ fn daemons_deploy_from_github_and_answer_operator_commands() {
     w.fake.add_release(release("v1.0.0"));
     let mut deployer = w.deployer();
     w.wait_ready(&deployer);
+    // `dewy status --follow --json` shows every deploy as the deployer announces it.
+    let bus_env = [("DEWY_BUS", w.bus.address.as_str())];
+    let follower = Daemon::start(
+        env!("CARGO_BIN_EXE_dewy"),
+        &["status", "app", "--follow", "--json"],
+        &bus_env,
+        w.tmp.path(),
+        &w.tmp.path().join("follow.log"),
+    );
+    wait_for("the follower's status", LONG, || {
+        follower.log().contains("\"deployer\"").then_some(())
+    });
     let mut watcher = w.watcher();
     w.wait_live("v1.0.0");
 
@@ -191,6 +203,33 @@ fn daemons_deploy_from_github_and_answer_operator_commands() {
     let (code, out, _) = w.dewy(&["forget-bad", "v9.9.9", "--app", "app"]);
     assert_eq!(code, 0);
     assert!(out.contains("was not marked bad"), "{out}");
+
+    // A version the source does not have: refused, announced as a failed deploy.
+    let (code, _, err) = w.dewy(&["deploy", "v9.9.9", "--app", "app"]);
+    assert_eq!(code, 1, "{err}");
+    let followed = wait_for("the failure on the follower", LONG, || {
+        let log = follower.log();
+        log.contains("\"event\":\"failed\"").then_some(log)
+    });
+    let events: Vec<serde_json::Value> = followed
+        .lines()
+        .skip(1)
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?} in\n{followed}")))
+        .collect();
+    let has =
+        |event: &str, key: &str, value: &str| events.iter().any(|e| e["event"] == event && e[key] == value);
+    assert!(has("deployed", "version", "v1.0.0"), "{followed}");
+    assert!(
+        events
+            .iter()
+            .any(|e| e["event"] == "deployed" && e["version"] == "v1.1.0" && e["previous"] == "v1.0.0"),
+        "{followed}"
+    );
+    assert!(has("activity", "activity", "deploying v1.1.0"), "{followed}");
+    assert!(has("live", "version", "v1.1.0"), "{followed}");
+    assert!(has("rolled-back", "from", "v1.1.0"), "{followed}");
+    assert!(has("failed", "version", "v9.9.9"), "{followed}");
+    drop(follower);
 
     let (code, out, _) = w.dewy(&["history", "app"]);
     assert_eq!(code, 0);

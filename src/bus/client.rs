@@ -23,6 +23,114 @@ trait Deployer1 {
     fn status(&self) -> zbus::Result<String>;
     fn history(&self, limit: u32) -> zbus::Result<String>;
     fn containers(&self) -> zbus::Result<Vec<(String, String, String, String)>>;
+    #[zbus(signal)]
+    fn deployed(&self, version: String, previous: String, duration_ms: u64) -> zbus::Result<()>;
+    #[zbus(signal)]
+    fn deploy_failed(
+        &self,
+        version: String,
+        stage: String,
+        error: String,
+        next_step: String,
+    ) -> zbus::Result<()>;
+    #[zbus(signal)]
+    fn rolled_back(&self, from: String, to: String, reason: String) -> zbus::Result<()>;
+    #[zbus(property)]
+    fn activity(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn live_version(&self) -> zbus::Result<String>;
+}
+
+/// A change `dewy status --follow` shows, as the deployer announces it on the bus.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// What the deployer is doing now (the current value comes first).
+    Activity(String),
+    /// The version live now ("" when none; the current value comes first).
+    Live(String),
+    Deployed {
+        version: String,
+        previous: String,
+        duration_ms: u64,
+    },
+    Failed {
+        version: String,
+        stage: String,
+        error: String,
+        next_step: String,
+    },
+    RolledBack {
+        from: String,
+        to: String,
+        reason: String,
+    },
+}
+
+/// The deployer's changes, live: its signals and property changes merged in arrival order.
+/// Subscribed before the current values are read, so nothing between the two is missed.
+pub async fn follow(
+    conn: &Connection,
+    app: &str,
+) -> anyhow::Result<futures_util::stream::BoxStream<'static, Change>> {
+    use futures_util::StreamExt;
+    let proxy = Deployer1Proxy::builder(conn)
+        .destination(names::deployer_name(app))?
+        .path(names::DEPLOYER_PATH)?
+        .build()
+        .await
+        .context("creating the deployer proxy")?;
+    let deployed = proxy
+        .receive_deployed()
+        .await
+        .context("subscribing to Deployed")?;
+    let failed = proxy
+        .receive_deploy_failed()
+        .await
+        .context("subscribing to DeployFailed")?;
+    let rolled = proxy
+        .receive_rolled_back()
+        .await
+        .context("subscribing to RolledBack")?;
+    let activity = proxy.receive_activity_changed().await;
+    let live = proxy.receive_live_version_changed().await;
+    let streams: Vec<futures_util::stream::BoxStream<'static, Option<Change>>> = vec![
+        activity
+            .then(|c| async move { c.get().await.ok().map(Change::Activity) })
+            .boxed(),
+        live.then(|c| async move { c.get().await.ok().map(Change::Live) })
+            .boxed(),
+        deployed
+            .map(|s| {
+                s.args().ok().map(|a| Change::Deployed {
+                    version: a.version,
+                    previous: a.previous,
+                    duration_ms: a.duration_ms,
+                })
+            })
+            .boxed(),
+        failed
+            .map(|s| {
+                s.args().ok().map(|a| Change::Failed {
+                    version: a.version,
+                    stage: a.stage,
+                    error: a.error,
+                    next_step: a.next_step,
+                })
+            })
+            .boxed(),
+        rolled
+            .map(|s| {
+                s.args().ok().map(|a| Change::RolledBack {
+                    from: a.from,
+                    to: a.to,
+                    reason: a.reason,
+                })
+            })
+            .boxed(),
+    ];
+    Ok(futures_util::stream::select_all(streams)
+        .filter_map(|c| async move { c })
+        .boxed())
 }
 
 #[proxy(interface = "io.dewy.Watcher1", gen_blocking = false)]

@@ -11,6 +11,7 @@ pub mod error;
 pub mod names;
 pub mod proxy_control;
 mod server;
+pub mod signals;
 pub mod wire;
 
 pub use names::BusChoice;

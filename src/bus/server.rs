@@ -96,6 +96,36 @@ impl DeployerIface {
         Ok(self.deployer.containers().await?)
     }
 
+    /// A release went live: its version, the version it replaced ("" when none) and how long the
+    /// deploy took.
+    #[zbus(signal)]
+    pub async fn deployed(
+        emitter: &zbus::object_server::SignalEmitter<'_>,
+        version: &str,
+        previous: &str,
+        duration_ms: u64,
+    ) -> zbus::Result<()>;
+
+    /// A deploy or rollback failed: the version ("" when unknown), the stage (`deploy` or
+    /// `rollback`), the error and what happens next. The previous release keeps serving.
+    #[zbus(signal)]
+    pub async fn deploy_failed(
+        emitter: &zbus::object_server::SignalEmitter<'_>,
+        version: &str,
+        stage: &str,
+        error: &str,
+        next_step: &str,
+    ) -> zbus::Result<()>;
+
+    /// The previous release serves again: from, to and why.
+    #[zbus(signal)]
+    pub async fn rolled_back(
+        emitter: &zbus::object_server::SignalEmitter<'_>,
+        from: &str,
+        to: &str,
+        reason: &str,
+    ) -> zbus::Result<()>;
+
     /// The version live now ("" when none).
     #[zbus(property)]
     async fn live_version(&self) -> String {

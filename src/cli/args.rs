@@ -27,8 +27,9 @@ pub enum Command {
     Server(RunArgs),
     /// Deploy OCI images as containers behind dewy's proxy (`dewy container list` lists them).
     Container(ContainerArgs),
-    /// Show what is live, the last check and the bad versions of an app.
-    Status(AppArgs),
+    /// Show what is live, the last check and the bad versions of an app (`--follow`: then each
+    /// deploy, failure, rollback and change of activity as it happens).
+    Status(StatusArgs),
     /// Show the deploy history of an app.
     History(HistoryArgs),
     /// Deploy a given version now (even one marked bad).
@@ -95,6 +96,16 @@ pub struct AppArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub app: AppArgs,
+    /// Keep running and print each deploy, failure, rollback and change of activity as the
+    /// deployer announces it on the bus (one line each; JSON lines with --json). Ctrl-C ends it.
+    #[arg(short = 'f', long)]
+    pub follow: bool,
 }
 
 #[derive(Debug, Args)]

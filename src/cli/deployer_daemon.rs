@@ -9,7 +9,7 @@ use super::observe::Observers;
 use super::{fail, shutdown_signal};
 use crate::bus;
 use crate::deploy::Deployer;
-use crate::notify::Event;
+use crate::notify::{Event, Sinks};
 use crate::systemd::sd_notify;
 
 /// `dewy-deployer APP`.
@@ -34,7 +34,8 @@ pub fn deployer_main() -> i32 {
             Ok(d) => d,
             Err(e) => return fail("opening the deployer", format!("{e:#}")),
         };
-        deployer.set_events(observers.sink());
+        let (signals, signal_queue) = bus::signals::queue();
+        deployer.set_events(Arc::new(Sinks(vec![observers.sink(), signals])));
         observers.watch_replicas(&deployer);
         let conn = match bus::serve_deployer(&bus, &app, deployer.clone()).await {
             Ok(c) => c,
@@ -45,6 +46,7 @@ pub fn deployer_main() -> i32 {
                 )
             }
         };
+        bus::signals::start(&conn, &deployer, signal_queue);
         if deployer.settings().mode == crate::config::Mode::Container {
             deployer.set_proxy(Arc::new(bus::proxy_control::BusProxy::new(&conn, &app)));
         }

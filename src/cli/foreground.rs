@@ -75,10 +75,14 @@ pub async fn run(mode: Mode, args: RunArgs) -> i32 {
         Ok(o) => o,
         Err(code) => return code,
     };
-    deployer.set_events(observers.sink());
+    let (signals, signal_queue) = bus::signals::queue();
+    deployer.set_events(Arc::new(crate::notify::Sinks(vec![observers.sink(), signals])));
     observers.watch_replicas(&deployer);
     watcher.set_events(&app, observers.sink());
-    let _bus = publish(&args.bus, &app, deployer.clone(), watcher.clone()).await;
+    let bus_conns = publish(&args.bus, &app, deployer.clone(), watcher.clone()).await;
+    if let Some(conn) = bus_conns.first() {
+        bus::signals::start(conn, &deployer, signal_queue);
+    }
     let proxy = match &settings.container {
         Some(c) => match start_proxy(c).await {
             Ok((handle, server)) => {

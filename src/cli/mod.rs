@@ -5,6 +5,7 @@
 pub mod args;
 mod daemon;
 mod deployer_daemon;
+mod follow;
 mod foreground;
 mod observe;
 mod ops;

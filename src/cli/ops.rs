@@ -5,7 +5,7 @@ use std::path::Path;
 use anyhow::Context;
 use zbus::Connection;
 
-use super::args::{AppArgs, BusArgs, HistoryArgs, VersionArgs};
+use super::args::{AppArgs, BusArgs, HistoryArgs, StatusArgs, VersionArgs};
 use crate::bus::client::{DeployerClient, WatcherClient};
 use crate::bus::BusChoice;
 use crate::config::{self, Sources};
@@ -43,7 +43,7 @@ async fn pick_app(conn: &Connection, app: Option<&str>) -> anyhow::Result<String
 
 /// Text from another process made safe for a terminal: control characters (escape sequences,
 /// carriage returns) are shown escaped instead of acted upon.
-fn plain(text: &str) -> String {
+pub(super) fn plain(text: &str) -> String {
     if !text.chars().any(char::is_control) {
         return text.to_string();
     }
@@ -80,9 +80,15 @@ fn print_result(r: &DeployResult) -> i32 {
     }
 }
 
-pub async fn status(a: AppArgs) -> anyhow::Result<i32> {
+pub async fn status(args: StatusArgs) -> anyhow::Result<i32> {
+    let a = &args.app;
     let conn = connect(&a.bus).await?;
     let app = pick_app(&conn, a.app.as_deref()).await?;
+    // Subscribed before the status is read, so that no change in between is missed.
+    let changes = match args.follow {
+        true => Some(crate::bus::client::follow(&conn, &app).await?),
+        false => None,
+    };
     let d = DeployerClient::new(&conn, &app).await?.status_json().await?;
     let w = match WatcherClient::new(&conn, &app).await {
         Ok(c) => c.status_json().await.ok(),
@@ -90,9 +96,18 @@ pub async fn status(a: AppArgs) -> anyhow::Result<i32> {
     };
     if a.json {
         println!("{}", serde_json::json!({ "deployer": d, "watcher": w }));
-        return Ok(0);
     }
     let d: Status = serde_json::from_value(d).context("reading the deployer's status")?;
+    if !a.json {
+        print_status(&d, w)?;
+    }
+    match changes {
+        Some(changes) => super::follow::print(&conn, &app, &d, changes, a.json).await,
+        None => Ok(0),
+    }
+}
+
+fn print_status(d: &Status, w: Option<serde_json::Value>) -> anyhow::Result<()> {
     let w: Option<WatchStatus> = w
         .map(serde_json::from_value)
         .transpose()
@@ -158,7 +173,7 @@ pub async fn status(a: AppArgs) -> anyhow::Result<i32> {
             println!("  {}  {}  {}", plain(&b.version), time(&b.at), plain(&b.reason));
         }
     }
-    Ok(0)
+    Ok(())
 }
 
 /// A time as the JSON status writes it (RFC 3339, UTC).

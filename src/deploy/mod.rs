@@ -118,7 +118,8 @@ pub struct Deployer {
     registry: Arc<dyn Registry>,
     state_file: StateFile,
     state: Mutex<State>,
-    activity: Mutex<String>,
+    /// What the deployer is doing; watched by the bus layer for `PropertiesChanged`.
+    activity: tokio::sync::watch::Sender<String>,
     /// Server mode: the crash loop dewy keeps restarting instead of rolling back, described.
     crash_loop: Mutex<Option<String>>,
     busy: tokio::sync::Mutex<()>,
@@ -150,7 +151,7 @@ impl Deployer {
             registry,
             state_file,
             state: Mutex::new(state),
-            activity: Mutex::new("idle".into()),
+            activity: tokio::sync::watch::Sender::new("idle".into()),
             crash_loop: Mutex::new(None),
             busy: tokio::sync::Mutex::new(()),
             events: OnceLock::new(),
@@ -494,13 +495,16 @@ impl Deployer {
 
     /// What the deployer is doing (`idle`, `deploying v1.2.3`…).
     pub fn activity(&self) -> String {
-        self.activity.lock().map(|a| a.clone()).unwrap_or_default()
+        self.activity.borrow().clone()
+    }
+
+    /// Changes of [`Self::activity`] (the live version changes only with them).
+    pub fn watch_activity(&self) -> tokio::sync::watch::Receiver<String> {
+        self.activity.subscribe()
     }
 
     fn set_activity(&self, what: String) {
-        if let Ok(mut a) = self.activity.lock() {
-            *a = what;
-        }
+        self.activity.send_replace(what);
         crate::systemd::sd_notify::status(&self.status_line());
     }
 
