@@ -118,10 +118,10 @@ fn open_registry(settings: &Settings) -> anyhow::Result<std::sync::Arc<dyn crate
         ..crate::registry::OpenOptions::default()
     };
     let origin = crate::registry::open(&settings.registry, &opts)?;
-    let Some(cache) = settings.cache.as_deref().filter(|c| !c.trim().is_empty()) else {
+    let Some(cache) = &settings.cache else {
         return Ok(origin);
     };
-    let spec = crate::cache::shared::parse_url(cache)?;
+    let spec = cache.spec.clone();
     let ttl = spec.registry_ttl;
     let store = crate::cache::shared::open_store(spec, &opts.user_agent)?;
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();

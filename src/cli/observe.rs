@@ -36,7 +36,7 @@ impl Observers {
                 d.upgrade().map(|d| d.counts()).unwrap_or_default()
             }));
         }
-        let socket = serve::socket_path(&settings.state_dir, socket_name);
+        let socket = crate::systemd::runtime_file(&settings.state_dir, socket_name);
         let listen = if tcp { settings.metrics_listen } else { None };
         if let Err(e) = serve::start(metrics.clone(), &socket, listen).await {
             tracing::warn!(error = %format!("{e:#}"), "Metrics not served");

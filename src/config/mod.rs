@@ -5,11 +5,13 @@
 pub mod app_ports;
 pub mod container;
 pub mod file;
+pub mod notifier;
 pub mod port_spec;
 pub mod proxy_daemon;
 pub mod ranges;
 pub mod run_options;
 mod server;
+pub mod shared_cache;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -75,11 +77,11 @@ pub struct Settings {
     pub slot: Option<String>,
     /// CalVer format of the version tags (also folded into `registry` as `calver=`).
     pub calver: Option<String>,
-    /// Shared cache URL (`s3://…?registry-ttl=30s`).
-    pub cache: Option<String>,
-    /// Notifier URLs (validated; see docs/operations.md). Shown with query values hidden.
+    /// The fleet's shared cache (`s3://…?registry-ttl=30s`), shown as its URL.
+    pub cache: Option<shared_cache::SharedCache>,
+    /// Notifier targets (see docs/operations.md). Shown as their URLs with secrets hidden.
     #[serde(serialize_with = "ser_redacted")]
-    pub notifiers: Vec<String>,
+    pub notifiers: Vec<notifier::NotifierTarget>,
     /// Also serve the metrics on this local TCP address.
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// Server mode: the app's command and arguments (run with the root as working directory).
@@ -106,8 +108,8 @@ pub struct Settings {
     pub files: Vec<PathBuf>,
 }
 
-fn ser_redacted<S: serde::Serializer>(urls: &[String], s: S) -> Result<S::Ok, S::Error> {
-    s.collect_seq(urls.iter().map(|u| crate::notify::redact(u)))
+fn ser_redacted<S: serde::Serializer>(targets: &[notifier::NotifierTarget], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(targets.iter().map(|t| notifier::redact(&t.url)))
 }
 
 fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -186,21 +188,18 @@ fn resolve(app: &str, l: Layer, files: Vec<PathBuf>, foreground: bool) -> Result
     let mode = l.mode.unwrap_or(Mode::Assets);
     let server = server::resolve(&l, mode)?;
     let container = container::resolve(&l, mode)?;
-    let cache = l.cache.clone().filter(|c| !c.trim().is_empty());
-    if let Some(url) = &cache {
-        let spec = crate::cache::shared::parse_url(url).map_err(|e| invalid(format!("cache: {e:#}")))?;
-        if let Some(ttl) = spec.registry_ttl {
-            ranges::REGISTRY_TTL.check(ttl).map_err(invalid)?;
+    let cache = match l.cache.clone().filter(|c| !c.trim().is_empty()) {
+        None => None,
+        Some(url) => {
+            let spec = shared_cache::parse_url(&url).map_err(|e| invalid(format!("cache: {e:#}")))?;
+            if let Some(ttl) = spec.registry_ttl {
+                ranges::REGISTRY_TTL.check(ttl).map_err(invalid)?;
+            }
+            Some(shared_cache::SharedCache { url, spec })
         }
-    }
-    let notifiers: Vec<String> = l
-        .notifier
-        .clone()
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|n| !n.trim().is_empty())
-        .collect();
-    crate::notify::build(&notifiers).map_err(|e| invalid(format!("{e:#}")))?;
+    };
+    let notifiers = notifier::parse_all(&l.notifier.clone().unwrap_or_default())
+        .map_err(|e| invalid(format!("{e:#}")))?;
     let metrics_listen = metrics_listen(l.metrics_listen.as_deref())?;
     let interval = ranges::INTERVAL.resolve(l.interval, DEFAULT_INTERVAL)?;
     let grace_period = ranges::GRACE_PERIOD.resolve(l.grace_period, DEFAULT_GRACE_PERIOD)?;

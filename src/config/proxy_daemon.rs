@@ -67,7 +67,7 @@ fn from_layer(app: &str, l: &Layer) -> Result<ProxySettings, ConfigError> {
     Ok(ProxySettings {
         specs,
         state_file: dir.join("proxy.json"),
-        metrics_socket: crate::metrics::serve::socket_path(&dir, "metrics.sock"),
+        metrics_socket: crate::systemd::runtime_file(&dir, "metrics.sock"),
         grace: ranges::DRAIN_TIME.resolve(l.drain_time, DEFAULT_DRAIN_TIME)?,
         idle_timeout: ranges::PROXY_IDLE_TIMEOUT.resolve(
             l.proxy_idle_timeout,

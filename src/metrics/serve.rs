@@ -3,7 +3,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -16,13 +16,6 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::Render;
-
-/// Where the metrics socket goes: `$RUNTIME_DIRECTORY/<name>` under systemd, else `<state_dir>/<name>`.
-pub fn socket_path(state_dir: &Path, name: &str) -> PathBuf {
-    crate::systemd::runtime_directory()
-        .unwrap_or_else(|| state_dir.to_path_buf())
-        .join(name)
-}
 
 /// Start serving `metrics` (dewy's [`super::Metrics`], or the proxy's) on the unix socket at `socket` (a stale file is replaced) and on `listen`.
 pub async fn start(

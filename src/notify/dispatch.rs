@@ -16,8 +16,6 @@ use crate::units::format_duration;
 
 /// Messages waiting per notifier; when full the oldest is dropped (and counted).
 pub const QUEUE_CAPACITY: usize = 64;
-/// How long one send may take by default (`timeout=` on the notifier URL overrides it).
-pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// While the same failure goes on, a digest of the repeats is sent at most this often.
 pub const DIGEST_EVERY: Duration = Duration::from_secs(3600);
 

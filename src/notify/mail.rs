@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{anyhow, Context};
 use lettre::message::header::ContentType;
 use lettre::message::Mailbox;
 use lettre::transport::smtp::authentication::Credentials;
@@ -12,18 +12,8 @@ use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use super::event::{Event, Note};
-use super::{common, no_leftovers, query, Common, Notifier};
-
-/// How the connection is secured.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Security {
-    /// STARTTLS, required (the default, port 587).
-    StartTls,
-    /// TLS from the first byte (port 465).
-    Implicit,
-    /// No TLS at all (`tls=false`), for a local relay.
-    Plain,
-}
+use super::Notifier;
+use crate::config::notifier::{Common, MailSecurity as Security, Secret};
 
 /// A mail notifier.
 pub struct Mail {
@@ -41,91 +31,22 @@ pub struct Mail {
 }
 
 impl Mail {
-    pub fn from_url(url: &str) -> anyhow::Result<Self> {
-        let u = url::Url::parse(url).context("malformed URL")?;
-        if !u.username().is_empty() || u.password().is_some() {
-            bail!("put the user in ?username=… and the password in MAIL_PASSWORD or the mail-password credential, not before the host");
-        }
-        let host = u
-            .host_str()
-            .filter(|h| !h.is_empty())
-            .ok_or_else(|| anyhow!("no SMTP host: write mail://<host>[:port]/<to>"))?
-            .to_string();
-        let to_raw = percent_decode(u.path().trim_start_matches('/'));
-        if to_raw.is_empty() {
-            bail!("no recipient: write mail://<host>[:port]/<to>");
-        }
-        let to = to_raw
-            .split(',')
-            .map(|a| {
-                a.trim()
-                    .parse::<Mailbox>()
-                    .with_context(|| format!("recipient {a:?}"))
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        let mut q = query(&u)?;
-        let common = common(&mut q)?;
-        let security = match q.remove("tls").as_deref().map(str::to_ascii_lowercase).as_deref() {
-            None | Some("true" | "starttls") => {
-                if u.port() == Some(465) {
-                    Security::Implicit
-                } else {
-                    Security::StartTls
-                }
-            }
-            Some("implicit" | "wrapper") => Security::Implicit,
-            Some("false") => Security::Plain,
-            Some(other) => bail!("tls={other:?}: expected true, starttls, implicit or false"),
-        };
-        let port = u.port().unwrap_or(match security {
-            Security::StartTls => 587,
-            Security::Implicit => 465,
-            Security::Plain => 25,
-        });
-        let username = q
-            .remove("username")
-            .or_else(|| std::env::var("MAIL_USERNAME").ok())
-            .filter(|s| !s.is_empty());
-        let password = q
-            .remove("password")
-            .or_else(|| super::secret("mail-password", "MAIL_PASSWORD"))
-            .filter(|s| !s.is_empty());
-        let from_raw = q
-            .remove("from")
-            .or_else(|| std::env::var("MAIL_FROM").ok())
-            .filter(|s| !s.is_empty())
-            .or_else(|| username.clone().filter(|u| u.contains('@')))
-            .ok_or_else(|| {
-                anyhow!("no sender: add ?from=… (or MAIL_FROM, or a username that is an address)")
-            })?;
-        let from = from_raw
-            .parse::<Mailbox>()
-            .with_context(|| format!("sender {from_raw:?}"))?;
-        let subject = q.remove("subject").unwrap_or_else(|| "Dewy Notification".into());
-        let ca = match q.remove("ca-file").filter(|f| !f.is_empty()) {
-            None => None,
-            Some(_) if security == Security::Plain => {
-                bail!("ca-file applies to TLS; it conflicts with tls=false")
-            }
-            Some(path) => {
-                let pem = std::fs::read(&path).with_context(|| format!("ca-file {path}"))?;
-                Some(
-                    Certificate::from_pem(&pem)
-                        .map_err(|e| anyhow!("ca-file {path}: not a PEM certificate: {e}"))?,
-                )
-            }
-        };
-        no_leftovers(
-            &q,
-            "username, password, from, subject, tls, ca-file, quiet, timeout",
-        )?;
-        let credentials = match (username, password) {
-            (Some(user), Some(pass)) => Some(Credentials::new(user, pass)),
-            (Some(_), None) => {
-                bail!("username given but no password (MAIL_PASSWORD or the mail-password credential)")
-            }
-            (None, _) => None,
-        };
+    /// A mail notifier for a parsed `mail://` target.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        host: String,
+        port: u16,
+        security: Security,
+        from: Mailbox,
+        to: Vec<Mailbox>,
+        subject: String,
+        credentials: Option<(String, Secret)>,
+        ca_pem: Option<&[u8]>,
+        common: Common,
+    ) -> anyhow::Result<Self> {
+        let ca = ca_pem
+            .map(|pem| Certificate::from_pem(pem).map_err(|e| anyhow!("ca-file: not a PEM certificate: {e}")))
+            .transpose()?;
         Ok(Self {
             host,
             port,
@@ -133,7 +54,7 @@ impl Mail {
             from,
             to,
             subject,
-            credentials,
+            credentials: credentials.map(|(user, pass)| Credentials::new(user, pass.0)),
             ca,
             common,
         })
@@ -174,13 +95,6 @@ impl Mail {
             _ => self.subject.clone(),
         }
     }
-}
-
-fn percent_decode(s: &str) -> String {
-    url::form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_default()
 }
 
 #[async_trait::async_trait]

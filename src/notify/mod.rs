@@ -10,13 +10,14 @@ pub mod retry;
 mod slack;
 mod webhook;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::Context;
 
-pub use dispatch::{hostname, Dispatcher, NotifierCounts, DEFAULT_SEND_TIMEOUT, QUEUE_CAPACITY};
+pub use crate::config::notifier::redact;
+use crate::config::notifier::{NotifierTarget, Target};
+pub use dispatch::{hostname, Dispatcher, NotifierCounts, QUEUE_CAPACITY};
 pub use event::{Event, Note, Stage};
 
 /// Where the pipeline reports events.
@@ -48,104 +49,56 @@ pub trait Notifier: Send + Sync {
     async fn send(&self, note: &Note) -> anyhow::Result<()>;
 }
 
-/// Options every notifier URL accepts.
-#[derive(Debug, Clone)]
-pub struct Common {
-    pub quiet: bool,
-    pub timeout: Duration,
-}
-
-/// Build the notifiers of the given URLs; an unknown scheme or a malformed URL is an error
-/// naming the URL (secrets in it are not repeated).
-pub fn build(urls: &[String]) -> anyhow::Result<Vec<Arc<dyn Notifier>>> {
-    urls.iter()
-        .filter(|u| !u.trim().is_empty())
-        .map(|u| build_one(u.trim()).with_context(|| format!("notifier {}", redact(u))))
+/// Build the notifiers of the configured targets (their HTTP clients and TLS settings).
+pub fn build(targets: &[NotifierTarget]) -> anyhow::Result<Vec<Arc<dyn Notifier>>> {
+    targets
+        .iter()
+        .map(|t| build_one(t).with_context(|| format!("notifier {}", redact(&t.url))))
         .collect()
 }
 
-fn build_one(url: &str) -> anyhow::Result<Arc<dyn Notifier>> {
-    let (scheme, _) = url.split_once("://").ok_or_else(|| {
-        anyhow!("not a URL (expected slack://, slack+https://, mail://, smtp:// or webhook+https://)")
-    })?;
-    Ok(match scheme {
-        "slack" => Arc::new(slack::Slack::from_url(url)?),
-        "slack+https" => Arc::new(slack::SlackWebhook::from_url(url)?),
-        "mail" | "smtp" => Arc::new(mail::Mail::from_url(url)?),
-        "webhook+https" | "webhook+http" => Arc::new(webhook::Webhook::from_url(url)?),
-        other => bail!(
-            "unknown scheme {other:?} (expected slack, slack+https, mail, smtp, webhook+https or webhook+http)"
-        ),
-    })
-}
-
-/// Take the query of `url` apart; repeated keys are an error.
-pub(crate) fn query(url: &url::Url) -> anyhow::Result<HashMap<String, String>> {
-    let mut out = HashMap::new();
-    for (k, v) in url.query_pairs() {
-        if out.insert(k.to_string(), v.to_string()).is_some() {
-            bail!("query key {k:?} given twice");
+fn build_one(t: &NotifierTarget) -> anyhow::Result<Arc<dyn Notifier>> {
+    let common = t.common.clone();
+    Ok(match &t.target {
+        Target::Slack {
+            channel,
+            thread,
+            look,
+            token,
+            api,
+        } => Arc::new(slack::Slack::new(
+            channel.clone(),
+            *thread,
+            look.clone(),
+            token.clone(),
+            api.clone(),
+            common,
+        )?),
+        Target::SlackWebhook { target, look } => {
+            Arc::new(slack::SlackWebhook::new(target.clone(), look.clone(), common)?)
         }
-    }
-    Ok(out)
-}
-
-/// Remove `quiet` and `timeout` from the query map.
-pub(crate) fn common(q: &mut HashMap<String, String>) -> anyhow::Result<Common> {
-    let quiet = match q.remove("quiet") {
-        None => false,
-        Some(v) => parse_bool("quiet", &v)?,
-    };
-    let timeout = match q.remove("timeout") {
-        None => DEFAULT_SEND_TIMEOUT,
-        Some(v) => crate::units::parse_duration(&v).context("timeout")?,
-    };
-    let timeout = crate::config::ranges::NOTIFIER_TIMEOUT
-        .check(timeout)
-        .map_err(|e| anyhow!(e))?;
-    Ok(Common { quiet, timeout })
-}
-
-pub(crate) fn parse_bool(key: &str, v: &str) -> anyhow::Result<bool> {
-    match v.to_ascii_lowercase().as_str() {
-        "true" | "1" | "yes" | "on" => Ok(true),
-        "false" | "0" | "no" | "off" => Ok(false),
-        _ => bail!("{key}={v:?} is not true or false"),
-    }
-}
-
-/// Refuse query keys nobody took.
-pub(crate) fn no_leftovers(q: &HashMap<String, String>, known: &str) -> anyhow::Result<()> {
-    if let Some(k) = q.keys().next() {
-        bail!("unknown query key {k:?} (known: {known})");
-    }
-    Ok(())
-}
-
-/// A URL for logs and errors: the password and the query values are replaced.
-pub fn redact(url: &str) -> String {
-    let Ok(mut u) = url::Url::parse(url) else {
-        return url.split('?').next().unwrap_or(url).to_string();
-    };
-    if u.password().is_some() {
-        let _ = u.set_password(Some("***"));
-    }
-    if u.query().is_some() {
-        let keys: Vec<String> = u.query_pairs().map(|(k, _)| format!("{k}=…")).collect();
-        u.set_query(Some(&keys.join("&")));
-    }
-    if u.scheme().contains('+') {
-        // Webhook paths often hold the secret: keep only where it goes.
-        let host = u.host_str().unwrap_or_default();
-        let port = u.port().map(|p| format!(":{p}")).unwrap_or_default();
-        return format!("{}://{host}{port}/…", u.scheme());
-    }
-    u.to_string()
-}
-
-/// A secret from the systemd credential `cred`, else the environment variable `var`.
-pub(crate) fn secret(cred: &str, var: &str) -> Option<String> {
-    crate::systemd::credential(cred).or_else(|| std::env::var(var).ok().filter(|v| !v.is_empty()))
+        Target::Mail {
+            host,
+            port,
+            security,
+            from,
+            to,
+            subject,
+            credentials,
+            ca_pem,
+        } => Arc::new(mail::Mail::new(
+            host.clone(),
+            *port,
+            *security,
+            from.clone(),
+            to.clone(),
+            subject.clone(),
+            credentials.clone(),
+            ca_pem.as_deref(),
+            common,
+        )?),
+        Target::Webhook { target } => Arc::new(webhook::Webhook::new(target.clone(), common)?),
+    })
 }
 
 #[cfg(test)]
@@ -153,56 +106,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn unknown_and_malformed_urls_are_refused() {
-        let e = format!("{:#}", build(&["discord://x".into()]).err().unwrap());
-        assert!(e.contains("discord://x") && e.contains("unknown scheme"), "{e}");
-        let e = format!(
-            "{:#}",
-            build(&["webhook+https://h/x?quiet=maybe".into()]).err().unwrap()
-        );
-        assert!(e.contains("quiet"), "{e}");
-        let e = format!(
-            "{:#}",
-            build(&["mail://smtp.example.com/?from=a@b".into()])
-                .err()
-                .unwrap()
-        );
-        assert!(e.contains("recipient"), "{e}");
-        let e = format!(
-            "{:#}",
-            build(&["mail://smtp.example.com/ops@example.com?colour=red".into()])
-                .err()
-                .unwrap()
-        );
-        assert!(e.contains("colour"), "{e}");
-        assert!(build(&["webhook+http://127.0.0.1:9/hook?quiet=true&timeout=2s".into()]).is_ok());
-    }
-
-    #[test]
-    fn slack_urls() {
-        // (The bot-token form is exercised end to end in tests/notify.rs.)
-        let e = format!(
-            "{:#}",
-            build(&["slack://deploys?colour=red".into()]).err().unwrap()
-        );
-        assert!(e.contains("colour"), "{e}");
-        let e = format!("{:#}", build(&["slack://?thread=true".into()]).err().unwrap());
-        assert!(e.contains("no channel"), "{e}");
-        let hook = build(&["slack+https://hooks.slack.com/services/T0/B0/secret?quiet=true".into()]).unwrap();
+    fn parsed_targets_build_notifiers_that_hide_their_secrets() {
+        let targets = crate::config::notifier::parse_all(&[
+            "slack+https://hooks.slack.com/services/T0/B0/secret?quiet=true".into(),
+            "webhook+http://127.0.0.1:9/hook/secret".into(),
+            "mail://relay.example.com/ops@example.com?from=dewy@example.com&tls=false".into(),
+        ])
+        .expect("targets");
+        let built = build(&targets).expect("notifiers");
+        assert_eq!(built.len(), 3);
         assert!(
-            hook[0].quiet() && !hook[0].name().contains("secret"),
+            built[0].quiet() && !built[0].name().contains("secret"),
             "{}",
-            hook[0].name()
+            built[0].name()
         );
-    }
-
-    #[test]
-    fn redaction_hides_secrets() {
-        let r = redact("mail://smtp.example.com/ops@example.com?username=u&password=hunter2");
-        assert!(!r.contains("hunter2"), "{r}");
-        let r = redact("slack+https://hooks.slack.com/services/T0/B0/secret");
-        assert_eq!(r, "slack+https://hooks.slack.com/…");
-        let r = redact("webhook+http://127.0.0.1:8080/hooks/secret?x=1");
-        assert_eq!(r, "webhook+http://127.0.0.1:8080/…");
+        assert!(!built[1].name().contains("secret"), "{}", built[1].name());
+        assert_eq!(built[2].name(), "mail://relay.example.com:25");
     }
 }

@@ -4,31 +4,20 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{bail, Context};
 use serde_json::{json, Value};
 
 use super::event::{Event, Note};
-use super::{common, no_leftovers, parse_bool, query, retry, Common, Notifier};
-
-/// The Slack Web API base URL unless `SLACK_API_URL` says otherwise.
-pub const DEFAULT_API_URL: &str = "https://slack.com/api";
+use super::{retry, Notifier};
+use crate::config::notifier::{Common, Secret, SlackLook};
 
 /// Footer and colour options shared by both Slack forms.
-struct Look {
-    title: Option<String>,
-    link: Option<String>,
-}
+struct Look(SlackLook);
 
 impl Look {
-    fn take(q: &mut std::collections::HashMap<String, String>) -> Self {
-        Self {
-            title: q.remove("title").filter(|t| !t.is_empty()),
-            link: q.remove("url").filter(|t| !t.is_empty()),
-        }
-    }
-
     fn payload(&self, note: &Note) -> Value {
-        let footer = match (&self.title, &self.link) {
+        let SlackLook { title, link } = &self.0;
+        let footer = match (title, link) {
             (Some(t), Some(u)) => format!("<{u}|{t}>/{}", note.host),
             (Some(t), None) => format!("{t}/{}", note.host),
             _ => note.host.clone(),
@@ -69,44 +58,20 @@ pub struct Slack {
 }
 
 impl Slack {
-    pub fn from_url(url: &str) -> anyhow::Result<Self> {
-        let u = url::Url::parse(url).context("malformed URL")?;
-        let channel = u
-            .host_str()
-            .unwrap_or_default()
-            .trim_start_matches('#')
-            .to_string();
-        if channel.is_empty() {
-            bail!("no channel: write slack://<channel> (a name without '#', or a channel ID)");
-        }
-        if !u.path().is_empty() && u.path() != "/" {
-            bail!(
-                "unexpected path {:?}: the channel is the host part, slack://<channel>",
-                u.path()
-            );
-        }
-        let mut q = query(&u)?;
-        let common = common(&mut q)?;
-        let thread = q
-            .remove("thread")
-            .map(|v| parse_bool("thread", &v))
-            .transpose()?
-            .unwrap_or(false);
-        let look = Look::take(&mut q);
-        no_leftovers(&q, "title, url, thread, quiet, timeout")?;
-        let token = super::secret("slack-token", "SLACK_TOKEN").ok_or_else(|| {
-            anyhow!("no bot token: set SLACK_TOKEN or pass the systemd credential slack-token")
-        })?;
-        let api = std::env::var("SLACK_API_URL")
-            .ok()
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| DEFAULT_API_URL.into());
+    pub fn new(
+        channel: String,
+        thread: bool,
+        look: SlackLook,
+        token: Secret,
+        api: String,
+        common: Common,
+    ) -> anyhow::Result<Self> {
         Ok(Self {
             channel,
-            token,
-            api: api.trim_end_matches('/').to_string(),
+            token: token.0,
+            api,
             thread,
-            look,
+            look: Look(look),
             client: super::webhook::client(common.timeout)?,
             common,
             open: Mutex::new(None),
@@ -195,20 +160,10 @@ pub struct SlackWebhook {
 }
 
 impl SlackWebhook {
-    pub fn from_url(url: &str) -> anyhow::Result<Self> {
-        let rest = url.strip_prefix("slack+").unwrap_or(url);
-        let mut u = url::Url::parse(rest).context("malformed URL")?;
-        if u.host_str().is_none_or(str::is_empty) {
-            bail!("no host: write slack+https://hooks.slack.com/services/…");
-        }
-        let mut q = query(&u)?;
-        let common = common(&mut q)?;
-        let look = Look::take(&mut q);
-        no_leftovers(&q, "title, url, quiet, timeout")?;
-        u.set_query(None);
+    pub fn new(target: url::Url, look: SlackLook, common: Common) -> anyhow::Result<Self> {
         Ok(Self {
-            target: u,
-            look,
+            target,
+            look: Look(look),
             client: super::webhook::client(common.timeout)?,
             common,
         })

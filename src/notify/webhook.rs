@@ -2,10 +2,11 @@
 
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 
 use super::event::Note;
-use super::{common, query, retry, Common, Notifier};
+use super::{retry, Notifier};
+use crate::config::notifier::Common;
 
 /// A generic JSON webhook.
 pub struct Webhook {
@@ -15,36 +16,13 @@ pub struct Webhook {
 }
 
 impl Webhook {
-    pub fn from_url(url: &str) -> anyhow::Result<Self> {
-        let rest = url.strip_prefix("webhook+").unwrap_or(url);
-        let (target, common) = split_target(rest)?;
+    pub fn new(target: url::Url, common: Common) -> anyhow::Result<Self> {
         Ok(Self {
             target,
             client: client(common.timeout)?,
             common,
         })
     }
-}
-
-/// Parse an http(s) target, taking `quiet` and `timeout` out of its query (other keys stay).
-pub(crate) fn split_target(rest: &str) -> anyhow::Result<(url::Url, Common)> {
-    let mut target = url::Url::parse(rest).context("malformed URL")?;
-    if !matches!(target.scheme(), "http" | "https") || target.host_str().is_none_or(str::is_empty) {
-        bail!("expected an http or https URL with a host");
-    }
-    let mut q = query(&target)?;
-    let common = common(&mut q)?;
-    let kept: Vec<(String, String)> = target
-        .query_pairs()
-        .filter(|(k, _)| q.contains_key(k.as_ref()))
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
-    if kept.is_empty() {
-        target.set_query(None);
-    } else {
-        target.query_pairs_mut().clear().extend_pairs(kept);
-    }
-    Ok((target, common))
 }
 
 /// An HTTP client; the whole send is bounded by the dispatcher's timeout, so only connecting

@@ -19,6 +19,14 @@ pub fn runtime_directory() -> Option<PathBuf> {
     first_path("RUNTIME_DIRECTORY")
 }
 
+/// A runtime file: `$RUNTIME_DIRECTORY/<name>` under systemd, else `<fallback>/<name>` (the
+/// metrics sockets).
+pub fn runtime_file(fallback: &std::path::Path, name: &str) -> PathBuf {
+    runtime_directory()
+        .unwrap_or_else(|| fallback.to_path_buf())
+        .join(name)
+}
+
 fn first_path(var: &str) -> Option<PathBuf> {
     let v = std::env::var_os(var)?;
     let s = v.to_str()?;
