@@ -89,6 +89,7 @@ impl Deployer {
             artifact_url: previous.artifact_url.clone(),
             checksum_url: None,
             published_at: None,
+            signatures: Vec::new(),
         };
         self.set_activity(format!("rolling back to {}", previous.version));
         let rolled = async {
