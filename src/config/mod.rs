@@ -496,7 +496,7 @@ mod tests {
         // The watcher leaves the keys unread.
         std::fs::write(
             &path,
-            format!("registry = \"file:///srv/rel\"\nverify = [\"credential:absent\"]\n"),
+            "registry = \"file:///srv/rel\"\nverify = [\"credential:absent\"]\n",
         )
         .unwrap();
         let sources = Sources {
