@@ -710,3 +710,87 @@ fn keys_parse_with_clear_errors() {
         "\"cosign:credential:cosign\""
     );
 }
+
+/// A source serving fixed bodies by URL.
+struct Files(std::collections::HashMap<String, Vec<u8>>);
+
+#[async_trait::async_trait]
+impl crate::registry::Registry for Files {
+    async fn latest(&self) -> Result<crate::registry::Release, crate::registry::CheckError> {
+        Err(crate::registry::CheckError::NoRelease("none".into()))
+    }
+    async fn find(&self, _: &str) -> Result<crate::registry::Release, crate::registry::CheckError> {
+        Err(crate::registry::CheckError::NoRelease("none".into()))
+    }
+    async fn fetch(&self, url: &str) -> anyhow::Result<crate::registry::ByteStream> {
+        let body = self
+            .0
+            .get(url)
+            .cloned()
+            .ok_or_else(|| anyhow::anyhow!("{url}: HTTP 404"))?;
+        let chunks = vec![Ok(bytes::Bytes::from(body))];
+        Ok(Box::pin(futures_util::stream::iter(chunks)))
+    }
+}
+
+#[tokio::test]
+async fn candidates_are_fetched_with_their_checksum_files() {
+    let f = Fixture::new();
+    let a = Minisign::generate(f.dir.path(), "a");
+    let sums = f.sums("v2");
+    let sig = a.sign(&sums, &f.path("SHA256SUMS.minisig"), &[]);
+    let read = |p: &Path| std::fs::read(p).expect("read");
+    let files = Files(
+        [
+            ("u/SHA256SUMS".to_string(), read(&sums)),
+            ("u/SHA256SUMS.minisig".to_string(), read(&sig)),
+            ("u/big.asc".to_string(), vec![b'x'; MAX_SIGNATURE_SIZE + 1]),
+        ]
+        .into_iter()
+        .collect(),
+    );
+    let asset = |name: &str, signs: &str| crate::registry::SignatureAsset {
+        name: name.into(),
+        url: format!("u/{name}"),
+        signs: signs.into(),
+        signs_url: format!("u/{signs}"),
+    };
+    let release = crate::registry::Release {
+        version: "v2".into(),
+        artifact: ARTIFACT.into(),
+        artifact_url: "u/app.tar.gz".into(),
+        checksum_url: Some("u/SHA256SUMS".into()),
+        published_at: None,
+        signatures: vec![
+            asset("app.tar.gz.minisig", ARTIFACT),
+            asset("big.asc", ARTIFACT),
+            asset("SHA256SUMS.minisig", "SHA256SUMS"),
+        ],
+    };
+    let got = fetch_candidates(&files, &release).await;
+    assert_eq!(got.len(), 3);
+    assert!(
+        got[0].signature.as_ref().is_err_and(|e| e.contains("HTTP 404")),
+        "{:?}",
+        got[0]
+    );
+    assert_eq!(got[0].checksum, None);
+    assert!(
+        got[1]
+            .signature
+            .as_ref()
+            .is_err_and(|e| e.contains("larger than")),
+        "{:?}",
+        got[1]
+    );
+    assert_eq!(got[2].signature.as_deref().ok(), Some(&read(&sig)[..]));
+    assert_eq!(got[2].checksum, Some(Ok(read(&sums))));
+    let v = check(&[a.key()], "v2", &f.artifact("v2"), &got).expect("verified through the checksum file");
+    assert_eq!(v.via_checksum.as_deref(), Some("SHA256SUMS"));
+    let r = refused(
+        check(&[a.key()], "v2", &f.artifact("v2"), &got[..2]),
+        RefusalKind::Unavailable,
+        &["app.tar.gz.minisig: not fetched", "big.asc: not fetched"],
+    );
+    assert!(r.is_transient());
+}
