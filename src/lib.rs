@@ -23,6 +23,7 @@ pub mod notify;
 pub mod proxy;
 pub mod registry;
 pub mod release;
+pub mod signature;
 pub mod supervise;
 pub mod systemd;
 pub mod units;

@@ -117,6 +117,8 @@ pub struct Layer {
     pub on_stop: Option<super::container::OnStop>,
     pub proxy_idle_timeout: Option<DurationValue>,
     pub proxy_max_connections: Option<usize>,
+    pub verify: Option<Vec<String>>,
+    pub min_age: Option<DurationValue>,
 }
 
 macro_rules! overlay {
@@ -133,7 +135,7 @@ impl Layer {
             hook_timeout, before_hook_failure, max_artifact_size, max_extracted_size, slot, calver,
             cache, notifier, metrics_listen, port, command, drain_time, readiness, health_path, health_timeout,
             alive_delay, blame_window, replicas, cmd, run_options, keep_images, on_stop, proxy_idle_timeout,
-            proxy_max_connections);
+            proxy_max_connections, verify, min_age);
     }
 }
 

@@ -45,6 +45,10 @@ pub struct Sources {
     pub flags: Layer,
     /// The foreground `dewy assets|server|container` run: releases default to the working directory.
     pub foreground: bool,
+    /// Leave the `verify` keys unread and [`Settings::verify`] empty: for the watcher, which
+    /// never verifies, so that a key passed as a systemd credential to the deployer's unit only
+    /// does not stop it.
+    pub skip_keys: bool,
 }
 
 /// Fully resolved settings of one app.
@@ -101,6 +105,12 @@ pub struct Settings {
     /// fault (rolled back, marked bad); later, the environment's (restarted, nothing marked).
     #[serde(serialize_with = "ser_duration")]
     pub blame_window: Duration,
+    /// Keys trusted to sign releases (`verify`): with any set, a release (or image) without a
+    /// valid signature by one of them is refused. Shown as written.
+    pub verify: Vec<crate::signature::TrustedKey>,
+    /// A release younger than this waits (`min-age`); `None` when not set or zero.
+    #[serde(serialize_with = "ser_opt_duration", skip_serializing_if = "Option::is_none")]
+    pub min_age: Option<Duration>,
     /// Container mode: ports, replicas, run options… (`None` in the other modes).
     #[serde(flatten)]
     pub container: Option<container::ContainerSettings>,
@@ -110,6 +120,13 @@ pub struct Settings {
 
 fn ser_redacted<S: serde::Serializer>(targets: &[notifier::NotifierTarget], s: S) -> Result<S::Ok, S::Error> {
     s.collect_seq(targets.iter().map(|t| notifier::redact(&t.url)))
+}
+
+fn ser_opt_duration<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => ser_duration(d, s),
+        None => s.serialize_none(),
+    }
 }
 
 fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -131,6 +148,9 @@ pub fn load(app: &str, sources: &Sources) -> Result<Settings, ConfigError> {
     };
     let mut layer = file::load_files(&files)?;
     layer.merge(sources.flags.clone());
+    if sources.skip_keys {
+        layer.verify = None;
+    }
     resolve(app, layer, files, sources.foreground)
 }
 
@@ -222,6 +242,11 @@ fn resolve(app: &str, l: Layer, files: Vec<PathBuf>, foreground: bool) -> Result
     if keep_releases < 2 {
         return Err(invalid("keep-releases must be at least 2 (current and previous)"));
     }
+    let verify = trusted_keys(l.verify.as_deref().unwrap_or_default())?;
+    let min_age = match l.min_age {
+        Some(d) => Some(ranges::MIN_AGE.check(d.0).map_err(invalid)?).filter(|d| !d.is_zero()),
+        None => None,
+    };
     let nonempty = |s: Option<String>| s.filter(|s| !s.trim().is_empty());
     Ok(Settings {
         app: app.to_string(),
@@ -255,9 +280,25 @@ fn resolve(app: &str, l: Layer, files: Vec<PathBuf>, foreground: bool) -> Result
         health_timeout: server.health_timeout,
         alive_delay: server.alive_delay,
         blame_window: server.blame_window,
+        verify,
+        min_age,
         container,
         files,
     })
+}
+
+/// The `verify` keys, read now (files and credentials); a key that cannot be used is an error
+/// naming it. Empty entries are ignored; the same key twice is refused.
+fn trusted_keys(specs: &[String]) -> Result<Vec<crate::signature::TrustedKey>, ConfigError> {
+    let mut keys: Vec<crate::signature::TrustedKey> = Vec::new();
+    for spec in specs.iter().filter(|s| !s.trim().is_empty()) {
+        let key = crate::signature::TrustedKey::parse(spec).map_err(|e| invalid(e.to_string()))?;
+        if keys.iter().any(|k| k.spec() == key.spec()) {
+            return Err(invalid(format!("verify lists {:?} twice", key.spec())));
+        }
+        keys.push(key);
+    }
+    Ok(keys)
 }
 
 /// Carry `calver` into the registry URL's `calver=` parameter, where every source reads it.
@@ -403,5 +444,70 @@ mod tests {
         let s = load("app", &sources).unwrap();
         assert_eq!(s.notifiers.len(), 1);
         assert_eq!(s.metrics_listen, Some("127.0.0.1:9101".parse().unwrap()));
+    }
+
+    #[test]
+    fn verify_keys_and_min_age() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("app.toml");
+        let key = "RWQf6LRCGA9i53mlYecO4IzT51TGPpvWucNSCh1CBM0QTaLn73Y7GFO3";
+        let text =
+            format!("registry = \"file:///srv/rel\"\nverify = [\"minisign:{key}\"]\nmin-age = \"1h\"\n");
+        let s = from_text("app", &path, &text).unwrap();
+        assert_eq!(s.verify.len(), 1);
+        assert_eq!(s.verify[0].kind(), crate::signature::KeyKind::Minisign);
+        assert_eq!(s.min_age, Some(Duration::from_secs(3600)));
+        let shown = toml::to_string(&s).unwrap();
+        assert!(
+            shown.contains(&format!("verify = [\"minisign:{key}\"]")),
+            "{shown}"
+        );
+        assert!(shown.contains("min-age = \"1h\""), "{shown}");
+
+        let s = from_text("app", &path, "registry = \"file:///srv/rel\"\nmin-age = 0\n").unwrap();
+        assert_eq!(s.min_age, None);
+        assert!(s.verify.is_empty());
+        assert!(!toml::to_string(&s).unwrap().contains("min-age"));
+        let err = from_text(
+            "app",
+            &path,
+            "registry = \"file:///srv/rel\"\nmin-age = \"31d\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("min-age = 31d is out of range"), "{err}");
+
+        let missing = tmp.path().join("absent.pub");
+        let text = format!(
+            "registry = \"file:///srv/rel\"\nverify = [\"minisign:{key}\", \"cosign:{}\"]\n",
+            missing.display()
+        );
+        let err = from_text("app", &path, &text).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("verify key \"cosign:{}\"", missing.display())),
+            "{err}"
+        );
+        let text =
+            format!("registry = \"file:///srv/rel\"\nverify = [\"minisign:{key}\", \"minisign:{key}\"]\n");
+        let err = from_text("app", &path, &text).unwrap_err().to_string();
+        assert!(err.contains("twice"), "{err}");
+
+        // The watcher leaves the keys unread.
+        std::fs::write(
+            &path,
+            "registry = \"file:///srv/rel\"\nverify = [\"credential:absent\"]\n",
+        )
+        .unwrap();
+        let sources = Sources {
+            config: Some(path.clone()),
+            ..Default::default()
+        };
+        let err = load("app", &sources).unwrap_err().to_string();
+        assert!(err.contains("credential:absent"), "{err}");
+        let sources = Sources {
+            skip_keys: true,
+            ..sources
+        };
+        assert!(load("app", &sources).unwrap().verify.is_empty());
     }
 }

@@ -62,6 +62,12 @@ pub const PROXY_IDLE_TIMEOUT: Range = Range {
     min: Duration::ZERO,
     max: secs(7 * DAY),
 };
+/// Zero: no cooldown.
+pub const MIN_AGE: Range = Range {
+    key: "min-age",
+    min: Duration::ZERO,
+    max: secs(30 * DAY),
+};
 /// `timeout=` of a notifier URL.
 pub const NOTIFIER_TIMEOUT: Range = Range {
     key: "notifier timeout",
@@ -76,7 +82,7 @@ pub const REGISTRY_TTL: Range = Range {
 };
 
 /// Every range, for the documentation test.
-pub const ALL: [Range; 9] = [
+pub const ALL: [Range; 10] = [
     INTERVAL,
     GRACE_PERIOD,
     HOOK_TIMEOUT,
@@ -84,6 +90,7 @@ pub const ALL: [Range; 9] = [
     DRAIN_TIME,
     ALIVE_DELAY,
     PROXY_IDLE_TIMEOUT,
+    MIN_AGE,
     NOTIFIER_TIMEOUT,
     REGISTRY_TTL,
 ];

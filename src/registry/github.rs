@@ -11,7 +11,7 @@ use url::Url;
 use super::platform;
 use super::query::{self, SourceQuery};
 use super::version::Selector;
-use super::{ByteStream, CheckError, OpenOptions, Registry, Release};
+use super::{ByteStream, CheckError, OpenOptions, Registry, Release, SignatureAsset};
 use api::{ApiRelease, Client};
 
 const DEFAULT_API_URL: &str = "https://api.github.com";
@@ -160,12 +160,24 @@ impl GithubRegistry {
             CheckError::Other(anyhow::anyhow!("asset {name} vanished from {}", rel.tag_name))
         })?;
         let checksum_url = platform::checksum_asset(&names, name).and_then(url_of);
+        let signatures = platform::signature_assets(&names, name)
+            .into_iter()
+            .filter_map(|(sig, signed)| {
+                Some(SignatureAsset {
+                    name: sig.to_string(),
+                    url: url_of(sig)?,
+                    signs: signed.to_string(),
+                    signs_url: url_of(signed)?,
+                })
+            })
+            .collect();
         Ok(Release {
             version: rel.tag_name.clone(),
             artifact: name.to_string(),
             artifact_url,
             checksum_url,
             published_at,
+            signatures,
         })
     }
 }

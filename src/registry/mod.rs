@@ -41,6 +41,24 @@ pub struct Release {
     pub checksum_url: Option<String>,
     /// When the release was published (grace period reference).
     pub published_at: Option<DateTime<Utc>>,
+    /// Detached signatures the source publishes for the artifact or for a checksum file
+    /// (`app.tar.gz.minisig`, `SHA256SUMS.asc`, …); empty for images, whose signatures live in
+    /// the registry ([`Registry::image_signatures`]).
+    #[serde(default)]
+    pub signatures: Vec<SignatureAsset>,
+}
+
+/// A detached signature published next to a release's files, and the file it signs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignatureAsset {
+    /// File name of the signature (`app.tar.gz.minisig`, `checksums.txt.sig`).
+    pub name: String,
+    /// Where the signature is fetched from; understood by [`Registry::fetch`].
+    pub url: String,
+    /// File name of the signed file: the release's artifact or a checksum file.
+    pub signs: String,
+    /// Where the signed file is fetched from (the artifact's URL when it signs the artifact).
+    pub signs_url: String,
 }
 
 impl Release {
@@ -81,6 +99,12 @@ pub trait Registry: Send + Sync {
     /// Stream the bytes behind an `artifact_url` or `checksum_url` returned by this registry.
     /// URLs that do not belong to the configured source are refused.
     async fn fetch(&self, url: &str) -> anyhow::Result<ByteStream>;
+    /// The cosign signatures stored for an image manifest `digest` (`sha256:…`) under the
+    /// `sha256-<hex>.sig` tag of the same repository; empty when there is none. Only image
+    /// sources (`img://`) have them.
+    async fn image_signatures(&self, digest: &str) -> anyhow::Result<Vec<oci::cosign::CosignSignature>> {
+        bail!("{digest}: only image sources (img://) store image signatures")
+    }
     /// The version rules of the source (grammar, pre-release opt-in, slot).
     fn selector(&self) -> version::Selector {
         version::Selector::default()
@@ -292,6 +316,7 @@ mod tests {
             artifact_url: "file:///srv/app.tar.gz".into(),
             checksum_url: None,
             published_at: None,
+            signatures: Vec::new(),
         })
     }
 

@@ -6,6 +6,7 @@
 
 mod auth;
 mod client;
+pub mod cosign;
 pub mod credentials;
 pub mod location;
 
@@ -55,6 +56,7 @@ impl OciRegistry {
             artifact_url: format!("{image}@{digest}"),
             checksum_url: None,
             published_at: None,
+            signatures: Vec::new(),
         })
     }
 }
@@ -103,6 +105,10 @@ impl Registry for OciRegistry {
 
     async fn fetch(&self, url: &str) -> anyhow::Result<ByteStream> {
         bail!("{url}: images are pulled by the container engine, not downloaded by dewy")
+    }
+
+    async fn image_signatures(&self, digest: &str) -> anyhow::Result<Vec<cosign::CosignSignature>> {
+        Ok(cosign::fetch(&self.client, digest).await?)
     }
 
     fn selector(&self) -> Selector {

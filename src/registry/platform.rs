@@ -17,6 +17,7 @@ const NEVER_SUFFIXES: &[&str] = &[
     ".md5",
     ".sig",
     ".asc",
+    ".minisig",
     ".txt",
     ".pem",
     ".crt",
@@ -144,16 +145,18 @@ fn platform_neutral<'a>(names: &[&'a str]) -> Option<&'a str> {
     neutral.next().is_none().then_some(first)
 }
 
-/// The file holding the SHA-256 of `artifact`: `<artifact>.sha256` (or `.sha256sum`,
-/// `.sha256.txt`, `.sha256sums`) first, then an aggregate `checksums.txt`, `SHA256SUMS`,
-/// `*_checksums.txt` or `sha256sums.txt`.
-pub fn checksum_asset<'a>(names: &[&'a str], artifact: &str) -> Option<&'a str> {
-    for suffix in [".sha256", ".sha256sum", ".sha256.txt", ".sha256sums"] {
-        let want = format!("{artifact}{suffix}");
-        if let Some(found) = names.iter().copied().find(|n| *n == want) {
-            return Some(found);
-        }
+/// Where a checksum file ranks among the files that may hold the SHA-256 of `artifact` (lower is
+/// preferred): `<artifact>.sha256` (or `.sha256sum`, `.sha256.txt`, `.sha256sums`) first, then an
+/// aggregate `checksums.txt`, `SHA256SUMS`, `*_checksums.txt` or `sha256sums.txt`.
+fn checksum_rank(name: &str, artifact: &str) -> Option<usize> {
+    const OWN: [&str; 4] = [".sha256", ".sha256sum", ".sha256.txt", ".sha256sums"];
+    if let Some(i) = OWN
+        .iter()
+        .position(|suffix| name.strip_suffix(suffix) == Some(artifact))
+    {
+        return Some(i);
     }
+    let lower = name.to_ascii_lowercase();
     let aggregate: [&dyn Fn(&str) -> bool; 4] = [
         &|n| n == "checksums.txt",
         &|n| n == "sha256sums",
@@ -162,7 +165,52 @@ pub fn checksum_asset<'a>(names: &[&'a str], artifact: &str) -> Option<&'a str> 
     ];
     aggregate
         .iter()
-        .find_map(|rule| names.iter().copied().find(|n| rule(&n.to_ascii_lowercase())))
+        .position(|rule| rule(&lower))
+        .map(|i| OWN.len() + i)
+}
+
+/// The file holding the SHA-256 of `artifact`: `<artifact>.sha256` (or `.sha256sum`,
+/// `.sha256.txt`, `.sha256sums`) first, then an aggregate `checksums.txt`, `SHA256SUMS`,
+/// `*_checksums.txt` or `sha256sums.txt`.
+pub fn checksum_asset<'a>(names: &[&'a str], artifact: &str) -> Option<&'a str> {
+    names
+        .iter()
+        .copied()
+        .filter_map(|n| checksum_rank(n, artifact).map(|rank| (rank, n)))
+        .min_by_key(|(rank, _)| *rank)
+        .map(|(_, n)| n)
+}
+
+/// The suffixes of detached signature files: minisign, and `.sig` (signify, cosign or binary
+/// OpenPGP), `.asc` (armored OpenPGP).
+pub const SIGNATURE_SUFFIXES: [&str; 3] = [".minisig", ".sig", ".asc"];
+
+/// The signatures among `names` that dewy can check for `artifact`, as (signature, signed file):
+/// those of the artifact itself first, then those of the checksum files in [`checksum_asset`]'s
+/// order of preference.
+pub fn signature_assets<'a>(names: &[&'a str], artifact: &str) -> Vec<(&'a str, &'a str)> {
+    let mut signed: Vec<(usize, &'a str)> = names
+        .iter()
+        .copied()
+        .filter_map(|n| {
+            if n == artifact {
+                Some((0, n))
+            } else {
+                checksum_rank(n, artifact).map(|rank| (rank + 1, n))
+            }
+        })
+        .collect();
+    signed.sort_by_key(|(rank, _)| *rank);
+    let mut out = Vec::new();
+    for (_, file) in signed {
+        for suffix in SIGNATURE_SUFFIXES {
+            let want = format!("{file}{suffix}");
+            if let Some(sig) = names.iter().copied().find(|n| *n == want) {
+                out.push((sig, file));
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -262,6 +310,11 @@ mod tests {
             choose_for(&names, None, "linux", "x86_64"),
             Some("app_linux_amd64")
         );
+        let names = ["app_linux_amd64.minisig", "app_linux_amd64"];
+        assert_eq!(
+            choose_for(&names, None, "linux", "x86_64"),
+            Some("app_linux_amd64")
+        );
         let names = ["app_linux_amd64.sha256", "SHA256SUMS", "app_linux_amd64.pem"];
         assert_eq!(choose_for(&names, None, "linux", "x86_64"), None);
     }
@@ -291,5 +344,40 @@ mod tests {
         let names = ["x.sha256.txt", "sha256sums.txt"];
         assert_eq!(checksum_asset(&names, "x"), Some("x.sha256.txt"));
         assert_eq!(checksum_asset(&["app.tar.gz"], "app.tar.gz"), None);
+        let names = ["sha256sums.txt", "app_1.0_checksums.txt"];
+        assert_eq!(checksum_asset(&names, "x"), Some("app_1.0_checksums.txt"));
+    }
+
+    #[test]
+    fn signatures_of_the_artifact_first_then_of_checksum_files() {
+        let names = [
+            "SHA256SUMS",
+            "SHA256SUMS.asc",
+            "app.tar.gz",
+            "app.tar.gz.sha256",
+            "app.tar.gz.sha256.minisig",
+            "app.tar.gz.sig",
+            "app.tar.gz.minisig",
+            "other.tar.gz",
+            "other.tar.gz.minisig",
+            "unrelated.txt.sig",
+        ];
+        assert_eq!(
+            signature_assets(&names, "app.tar.gz"),
+            [
+                ("app.tar.gz.minisig", "app.tar.gz"),
+                ("app.tar.gz.sig", "app.tar.gz"),
+                ("app.tar.gz.sha256.minisig", "app.tar.gz.sha256"),
+                ("SHA256SUMS.asc", "SHA256SUMS"),
+            ]
+        );
+        assert_eq!(
+            signature_assets(&names, "other.tar.gz"),
+            [
+                ("other.tar.gz.minisig", "other.tar.gz"),
+                ("SHA256SUMS.asc", "SHA256SUMS"),
+            ]
+        );
+        assert!(signature_assets(&["app.tar.gz", "checksums.txt"], "app.tar.gz").is_empty());
     }
 }

@@ -1,13 +1,13 @@
 //! The `<root>/<version>/<artifact>` layout shared by the `file://`, `s3://` and `gs://` sources:
 //! choosing the version directory, finding a named one, and turning a version's files into a
-//! [`Release`] (platform artifact, checksum file, publication time).
+//! [`Release`] (platform artifact, checksum file, signatures, publication time).
 
 use chrono::{DateTime, Utc};
 
 use super::platform;
 use super::query::SourceQuery;
 use super::version::{Selector, Version};
-use super::{CheckError, OpenOptions, Release};
+use super::{CheckError, OpenOptions, Release, SignatureAsset};
 
 /// One file inside a version directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,12 +88,22 @@ pub fn release_from(
         Some(name) => Some(url_of(name)?),
         None => None,
     };
+    let mut signatures = Vec::new();
+    for (sig, signed) in platform::signature_assets(&names, artifact) {
+        signatures.push(SignatureAsset {
+            name: sig.to_string(),
+            url: url_of(sig)?,
+            signs: signed.to_string(),
+            signs_url: url_of(signed)?,
+        });
+    }
     Ok(Release {
         version: version.to_string(),
         artifact: artifact.to_string(),
         artifact_url: url_of(artifact)?,
         checksum_url,
         published_at,
+        signatures,
     })
 }
 
@@ -146,11 +156,42 @@ mod tests {
         let entries = [
             entry("app.tar.gz.sha256", 30),
             entry("app.tar.gz", 20),
+            entry("app.tar.gz.minisig", 20),
+            entry("app.tar.gz.sha256.asc", 30),
             entry("x", 10),
         ];
         let rel = release_from("v1", &entries, &query, None, |n| Ok(format!("u/{n}"))).expect("release");
         assert_eq!(rel.artifact_url, "u/app.tar.gz");
         assert_eq!(rel.checksum_url.as_deref(), Some("u/app.tar.gz.sha256"));
+        let sigs: Vec<(&str, &str, &str, &str)> = rel
+            .signatures
+            .iter()
+            .map(|s| {
+                (
+                    s.name.as_str(),
+                    s.url.as_str(),
+                    s.signs.as_str(),
+                    s.signs_url.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            sigs,
+            [
+                (
+                    "app.tar.gz.minisig",
+                    "u/app.tar.gz.minisig",
+                    "app.tar.gz",
+                    "u/app.tar.gz"
+                ),
+                (
+                    "app.tar.gz.sha256.asc",
+                    "u/app.tar.gz.sha256.asc",
+                    "app.tar.gz.sha256",
+                    "u/app.tar.gz.sha256"
+                ),
+            ]
+        );
         assert_eq!(rel.published_at, DateTime::from_timestamp(10, 0));
         let missing = SourceQuery {
             artifact: Some("other".into()),

@@ -92,6 +92,7 @@ pub fn release(version: &str, refs: &(String, String)) -> Release {
         artifact_url: refs.1.clone(),
         checksum_url: None,
         published_at: None,
+        signatures: Vec::new(),
     }
 }
 

@@ -4,6 +4,7 @@
 pub mod activate;
 pub mod backend;
 pub mod container;
+pub mod cosign;
 pub mod dbus;
 pub mod docker;
 pub mod gcs;

@@ -104,7 +104,7 @@ impl OciServer {
             .expect("client")
     }
 
-    fn with_auth(&self, req: reqwest::RequestBuilder, repo: &str) -> reqwest::RequestBuilder {
+    pub fn with_auth(&self, req: reqwest::RequestBuilder, repo: &str) -> reqwest::RequestBuilder {
         match (&self.auth, &self.issuer) {
             (Auth::Basic, _) => req.basic_auth(USER, Some(PASSWORD)),
             (Auth::Token, Some(issuer)) => req.bearer_auth(issuer.mint(USER, repo, &["pull", "push"])),
@@ -120,7 +120,7 @@ impl OciServer {
     }
 
     /// Upload a blob and return its digest.
-    async fn blob(&self, repo: &str, data: &[u8]) -> String {
+    pub async fn blob(&self, repo: &str, data: &[u8]) -> String {
         let digest = format!("sha256:{}", hex::encode(Sha256::digest(data)));
         let c = Self::client();
         let start = self

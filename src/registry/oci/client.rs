@@ -110,6 +110,27 @@ impl Client {
         Ok(format!("sha256:{}", hex::encode(Sha256::digest(&body))))
     }
 
+    /// `GET` a path of the repository (`manifests/<tag>`, `blobs/<digest>`) into memory, failing
+    /// beyond `limit` bytes; `None` when the registry answers 404.
+    pub async fn get_optional(
+        &self,
+        path: &str,
+        accept: Option<&str>,
+        what: &str,
+        limit: usize,
+    ) -> Result<Option<(HeaderMap, Vec<u8>)>, CheckError> {
+        let url = format!("{}/v2/{}/{path}", self.location.base(), self.location.repository);
+        let resp = match self.send(Method::GET, &url, accept, what).await {
+            Ok(resp) => resp,
+            // `check` turns exactly a 404 into `NoRelease`.
+            Err(CheckError::NoRelease(_)) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let headers = resp.headers().clone();
+        let body = read_bounded(resp, what, limit).await?;
+        Ok(Some((headers, body)))
+    }
+
     /// Send a request; a 401 is answered once from its challenge, other statuses checked.
     async fn send(
         &self,
@@ -214,11 +235,20 @@ async fn check(resp: Response, image: &str, what: &str) -> Result<Response, Chec
     Err(anyhow!("{what}: registry answered HTTP {status}: {detail}").into())
 }
 
-async fn read_limited(mut resp: Response, what: &str) -> anyhow::Result<Vec<u8>> {
+async fn read_limited(resp: Response, what: &str) -> anyhow::Result<Vec<u8>> {
+    read_bounded(resp, what, MAX_BODY).await
+}
+
+async fn read_bounded(mut resp: Response, what: &str, limit: usize) -> anyhow::Result<Vec<u8>> {
+    if let Some(len) = resp.content_length() {
+        if len > limit as u64 {
+            anyhow::bail!("{what} is larger than {limit} bytes ({len} announced)");
+        }
+    }
     let mut body = Vec::new();
     while let Some(chunk) = resp.chunk().await.with_context(|| format!("reading {what}"))? {
-        if body.len() + chunk.len() > MAX_BODY {
-            anyhow::bail!("{what} is larger than {} MiB", MAX_BODY >> 20);
+        if body.len() + chunk.len() > limit {
+            anyhow::bail!("{what} is larger than {limit} bytes");
         }
         body.extend_from_slice(&chunk);
     }
