@@ -1047,3 +1047,56 @@ fn podman_socket_runs_the_same_deploys() {
     assert!(d.terminate(LONG).success());
     assert!(podman.app_containers(&app).is_empty(), "replicas left after stop");
 }
+
+/// With `verify` set, an image goes live only with a cosign signature by a trusted key over its
+/// own digest, checked before the pull; an unsigned image and a replayed signature are refused,
+/// marked bad with the reason, and the running replicas stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_images_signed_by_a_trusted_key_are_run() {
+    use support::cosign::{payload, push_signature, SigningKey};
+    let reg = Registry::start();
+    let app = unique("signed");
+    let _c = Cleanup::new(&app);
+    let v1 = reg.push(&app, &TestImage::new("v1.0.0"));
+    let v2 = reg.push(&app, &TestImage::new("v2.0.0"));
+    let v3 = reg.push(&app, &TestImage::new("v3.0.0"));
+    let key = SigningKey::generate();
+    let image = format!("{}/{app}", reg.host);
+    let digest = |refs: &(String, String)| refs.1.rsplit_once('@').expect("digest").1.to_string();
+    let p1 = payload(&image, &digest(&v1));
+    let signed = (p1.clone(), key.sign(p1.as_bytes()));
+    push_signature(&reg.server, &app, &digest(&v1), std::slice::from_ref(&signed)).await;
+    // v3 carries v1's genuine signature: a replay onto another digest.
+    push_signature(&reg.server, &app, &digest(&v3), &[signed]).await;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let s = settings(&app, tmp.path(), &[format!("127.0.0.1:{port}:8080")], |f| {
+        f.registry = Some(format!("img://{image}"));
+        f.verify = Some(vec![key.spec()]);
+    });
+    let (proxy, _server) = start_proxy(&s).await;
+    let d = open(s, &proxy);
+    let r = d.offer(release("v1.0.0", &v1)).await;
+    assert!(deployed(&r), "{r:?}");
+    assert_eq!(get(port, "/").unwrap(), "v1.0.0");
+    let running = app_containers(&app);
+
+    for (version, refs, why) in [("v2.0.0", &v2, "no signature"), ("v3.0.0", &v3, "replay")] {
+        let r = d.offer(release(version, refs)).await;
+        let DeployResult::Failed { error, .. } = &r else {
+            panic!("{version}: {r:?}")
+        };
+        assert!(error.contains(why), "{version}: {error}");
+        let status = d.status();
+        assert_eq!(status.live.map(|l| l.version), Some("v1.0.0".into()));
+        let bad = status.bad.iter().find(|b| b.version == version);
+        assert!(
+            bad.is_some_and(|b| b.reason.contains(why)),
+            "{version}: {:?}",
+            status.bad
+        );
+        assert_eq!(app_containers(&app), running, "{version} touched the replicas");
+        assert_eq!(get(port, "/").unwrap(), "v1.0.0");
+    }
+}

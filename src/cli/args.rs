@@ -238,6 +238,15 @@ pub struct RunArgs {
     /// it bad; later it is blamed on the environment and the app is restarted (0: never roll back).
     #[arg(long = "blame-window")]
     pub blame_window: Option<DurationValue>,
+    /// A key trusted to sign releases and images (minisign:BASE64, minisign-file:PATH,
+    /// signify-file:PATH, cosign:PEM, openpgp:PATH, or credential:NAME); repeatable. With any,
+    /// a release no listed key signed is refused (see the signing guide).
+    #[arg(long)]
+    pub verify: Vec<String>,
+    /// Deploy a release only once it is this old (by its publication time, else by when dewy
+    /// first saw it), e.g. 1h.
+    #[arg(long = "min-age")]
+    pub min_age: Option<DurationValue>,
     /// Go Dewy flags that this build does not implement yet (refused with a message).
     #[command(flatten)]
     pub later: LaterFlags,
@@ -315,6 +324,8 @@ impl RunArgs {
             drain_time: self.drain_time,
             alive_delay: self.alive_delay,
             blame_window: self.blame_window,
+            verify: (!self.verify.is_empty()).then(|| self.verify.clone()),
+            min_age: self.min_age,
             ..Layer::default()
         }
     }

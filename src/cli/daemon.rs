@@ -15,6 +15,9 @@ use crate::registry;
 fn load(args: &DaemonArgs, identifier: &str) -> Result<Settings, i32> {
     let mut sources = Sources {
         config: args.config.clone(),
+        // The watcher decides nothing on signatures (the deployer checks them with its own
+        // keys), and a `credential:` key is loaded only into the deployer's unit.
+        skip_keys: identifier == "dewy-watcher",
         ..Default::default()
     };
     sources.flags.log_level = args.log_level.clone();

@@ -136,6 +136,9 @@ fn print_status(d: &Status, w: Option<serde_json::Value>) -> anyhow::Result<()> 
     if let Some(c) = &d.crash_loop {
         println!("crash loop: {}", plain(c));
     }
+    if let Some(w) = &d.waiting {
+        println!("waiting:   {}", plain(w));
+    }
     if let Some(w) = &w {
         println!("latest:    {}", plain(w.latest.as_deref().unwrap_or("-")));
         println!(

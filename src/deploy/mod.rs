@@ -6,6 +6,8 @@ mod hook_step;
 mod pipeline;
 mod recovery;
 pub mod runtime;
+#[cfg(test)]
+mod signed_tests;
 pub mod state;
 #[cfg(test)]
 mod tests;
@@ -105,6 +107,9 @@ pub struct Status {
     /// Server mode: a crash loop dewy restarts the app through instead of rolling back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crash_loop: Option<String>,
+    /// `min-age`: the newest release waits (`waiting for cooldown until …`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<String>,
     pub last: Option<HistoryEntry>,
     pub bad: Vec<state::BadVersion>,
     /// Container mode: the replicas in the proxy.
@@ -122,6 +127,8 @@ pub struct Deployer {
     activity: tokio::sync::watch::Sender<String>,
     /// Server mode: the crash loop dewy keeps restarting instead of rolling back, described.
     crash_loop: Mutex<Option<String>>,
+    /// `min-age`: why the newest release waits.
+    waiting: Mutex<Option<String>>,
     busy: tokio::sync::Mutex<()>,
     events: OnceLock<Arc<dyn EventSink>>,
     /// What the repair at start found, told to the operators once the events have a sink.
@@ -153,6 +160,7 @@ impl Deployer {
             state: Mutex::new(state),
             activity: tokio::sync::watch::Sender::new("idle".into()),
             crash_loop: Mutex::new(None),
+            waiting: Mutex::new(None),
             busy: tokio::sync::Mutex::new(()),
             events: OnceLock::new(),
             recovered: Mutex::new(Vec::new()),
@@ -308,6 +316,14 @@ impl Deployer {
         if let Some(sink) = self.events.get() {
             sink.emit(event);
         }
+    }
+
+    /// Record why the newest release waits (`None`: it does not); true when that changed.
+    fn set_waiting(&self, why: Option<String>) -> bool {
+        let mut w = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+        let changed = *w != why;
+        *w = why;
+        changed
     }
 
     /// Wait until no deploy is running.
@@ -475,6 +491,7 @@ impl Deployer {
             previous: st.previous.clone(),
             activity: self.activity(),
             crash_loop: self.crash_loop(),
+            waiting: self.waiting.lock().unwrap_or_else(|p| p.into_inner()).clone(),
             last: st.history.back().cloned(),
             bad: st.bad.values().cloned().collect(),
             replicas: self.runtime.describe().replicas,

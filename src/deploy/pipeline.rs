@@ -32,8 +32,18 @@ impl Deployer {
                 reason = %reason,
                 "Deploy skipped"
             );
+            self.set_waiting(None);
             return DeployResult::Skipped { version, reason };
         }
+        if trigger == Trigger::Watcher {
+            if let Some(wait) = self.cooldown(&release) {
+                return DeployResult::Skipped {
+                    version,
+                    reason: wait,
+                };
+            }
+        }
+        self.set_waiting(None);
         let started = Instant::now();
         if trigger == Trigger::Watcher {
             self.emit(Event::ReleaseFound {
@@ -99,6 +109,32 @@ impl Deployer {
         };
         self.set_activity("idle".into());
         out
+    }
+
+    /// With `min-age`: why `release` waits (too young by its publication time, or by when it
+    /// was first offered when the source gives none), or `None` when it may go ahead.
+    fn cooldown(&self, release: &Release) -> Option<String> {
+        let min_age = self.settings.min_age?;
+        let now = Utc::now();
+        let first_seen = match release.published_at {
+            Some(_) => None,
+            None => {
+                let mut st = self.lock_state();
+                let (seen, new) = st.first_seen(&release.version, now);
+                if new {
+                    if let Err(e) = self.state_file.save(&st) {
+                        tracing::warn!(error = %format!("{e:#}"), "Saving the first-seen time failed");
+                    }
+                }
+                Some(seen)
+            }
+        };
+        let wait = crate::signature::cooldown_until(release.published_at, first_seen, min_age, now).err()?;
+        let text = wait.to_string();
+        if self.set_waiting(Some(text.clone())) {
+            tracing::info!(message_id = MSG_SKIP, dewy_version = %release.version, reason = %text, "Deploy waits for cooldown");
+        }
+        Some(text)
     }
 
     fn skip_reason(&self, release: &Release, key: &str, trigger: Trigger) -> Option<String> {

@@ -83,9 +83,37 @@ pub struct State {
     #[serde(default)]
     pub bad: BTreeMap<String, BadVersion>,
     pub pending: Option<Pending>,
+    /// When recent versions were first offered: the age `min-age` counts for a source that
+    /// gives no publication time (images). At most [`FIRST_SEEN_LIMIT`] entries.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub first_seen: BTreeMap<String, DateTime<Utc>>,
 }
 
+/// How many first-seen times are kept.
+pub const FIRST_SEEN_LIMIT: usize = 64;
+
 impl State {
+    /// When `version` was first offered; recorded as `now` when it was not (true then: the state
+    /// changed). The oldest entries go past [`FIRST_SEEN_LIMIT`].
+    pub fn first_seen(&mut self, version: &str, now: DateTime<Utc>) -> (DateTime<Utc>, bool) {
+        if let Some(t) = self.first_seen.get(version) {
+            return (*t, false);
+        }
+        self.first_seen.insert(version.to_string(), now);
+        while self.first_seen.len() > FIRST_SEEN_LIMIT {
+            let oldest = self
+                .first_seen
+                .iter()
+                .min_by_key(|(_, t)| **t)
+                .map(|(v, _)| v.clone());
+            match oldest {
+                Some(v) => self.first_seen.remove(&v),
+                None => break,
+            };
+        }
+        (now, true)
+    }
+
     /// Append to the history, dropping the oldest entries past [`HISTORY_LIMIT`].
     pub fn record(&mut self, entry: HistoryEntry) {
         self.history.push_back(entry);

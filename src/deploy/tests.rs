@@ -49,6 +49,7 @@ fn release(version: &str) -> Release {
         artifact_url: format!("file:///src/{version}/app.tar.gz"),
         checksum_url: None,
         published_at: None,
+        signatures: Vec::new(),
     }
 }
 

@@ -122,6 +122,6 @@ impl std::fmt::Display for Verified {
 }
 
 #[cfg(test)]
-mod test_tools;
+pub(crate) mod test_tools;
 #[cfg(test)]
 mod tests;

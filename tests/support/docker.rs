@@ -77,7 +77,7 @@ pub fn ensure_engine() {
 
 /// A private OCI registry ([`OciServer`]) the engine pushes to; stopped on drop.
 pub struct Registry {
-    _server: OciServer,
+    pub server: OciServer,
     pub host: String,
     /// Client config dir holding the login, when the registry has auth.
     pub client_config: Option<PathBuf>,
@@ -128,7 +128,7 @@ impl Registry {
             c
         });
         Registry {
-            _server: server,
+            server,
             host,
             client_config,
             _dir: dir,

@@ -14,7 +14,6 @@ pub use s3::S3Store;
 use std::path::Path;
 use std::sync::Arc;
 
-
 use async_trait::async_trait;
 
 use crate::registry::ByteStream;

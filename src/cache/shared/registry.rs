@@ -217,6 +217,13 @@ impl Registry for SharedRegistry {
         self.origin.find(version).await
     }
 
+    async fn image_signatures(
+        &self,
+        digest: &str,
+    ) -> anyhow::Result<Vec<crate::registry::oci::cosign::CosignSignature>> {
+        self.origin.image_signatures(digest).await
+    }
+
     async fn fetch(&self, url: &str) -> anyhow::Result<ByteStream> {
         let base = url.split('?').next().unwrap_or(url);
         let name = base

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::anyhow;
+use anyhow::{anyhow, Context};
 use async_trait::async_trait;
 
 use super::{Description, Fetched, Place, Prepared, Runtime, RuntimeError};
@@ -12,18 +12,71 @@ use crate::config::Mode;
 use crate::container::{ContainerMode, ProxyControl};
 use crate::deploy::state::{Live, Pending};
 use crate::failure::DeployFailure;
-use crate::registry::Release;
+use crate::registry::{Registry, Release};
+use crate::signature::{self, TrustedKey};
 
 /// The app's containers and the proxy in front of them.
 pub struct Containers {
     c: Arc<ContainerMode>,
     /// Where hooks run (the app's root: there is no release directory).
     root: PathBuf,
+    /// The image source: its cosign signatures are read from it.
+    registry: Arc<dyn Registry>,
+    /// Keys trusted to sign images (`verify`); empty: images are not checked.
+    keys: Vec<TrustedKey>,
 }
 
 impl Containers {
-    pub fn new(c: Arc<ContainerMode>, root: PathBuf) -> Self {
-        Self { c, root }
+    pub fn new(
+        c: Arc<ContainerMode>,
+        root: PathBuf,
+        registry: Arc<dyn Registry>,
+        keys: Vec<TrustedKey>,
+    ) -> Self {
+        Self {
+            c,
+            root,
+            registry,
+            keys,
+        }
+    }
+
+    /// Before the pull: the image manifest about to run must carry a cosign signature by a
+    /// trusted key whose payload names that very digest.
+    async fn verify_image(&self, release: &Release) -> Result<(), DeployFailure> {
+        let Some((image, digest)) = release.artifact_url.rsplit_once('@') else {
+            return Err(DeployFailure::release(
+                anyhow!(
+                    "{} is not pinned by digest, so its signature cannot be checked",
+                    release.artifact_url
+                ),
+                None,
+            ));
+        };
+        let signatures = self
+            .registry
+            .image_signatures(digest)
+            .await
+            .with_context(|| format!("reading the cosign signatures of {image}@{digest}"))
+            .map_err(DeployFailure::transient)?;
+        match signature::verify_image(&self.keys, image, digest, &signatures) {
+            Ok(verified) => {
+                tracing::info!(dewy_version = %release.version, image = %release.artifact_url, signature = %verified, "Signature verified");
+                Ok(())
+            }
+            Err(refusal) => {
+                let error = anyhow!(refusal.clone()).context(format!(
+                    "signature check of {} ({})",
+                    release.artifact,
+                    refusal.kind.as_str()
+                ));
+                if refusal.is_transient() {
+                    Err(DeployFailure::transient(error))
+                } else {
+                    Err(DeployFailure::release(error, Some(digest.to_string())))
+                }
+            }
+        }
     }
 }
 
@@ -64,6 +117,9 @@ impl Runtime for Containers {
     }
 
     async fn fetch(&self, release: &Release, _key: &str) -> Result<Fetched, DeployFailure> {
+        if !self.keys.is_empty() {
+            self.verify_image(release).await?;
+        }
         let pulled = self.c.pull(release).await?;
         Ok(Fetched::Image(pulled))
     }
@@ -127,6 +183,7 @@ impl Runtime for Containers {
             artifact_url: previous.artifact_url.clone(),
             checksum_url: None,
             published_at: None,
+            signatures: Vec::new(),
         };
         let rolled = async {
             let pulled = self.c.pull_if_missing(&release).await?;

@@ -200,6 +200,8 @@ pub fn open(settings: &Settings, registry: Arc<dyn Registry>) -> anyhow::Result<
         Mode::Container => Arc::new(Containers::new(
             crate::container::ContainerMode::new(settings).context("container mode")?,
             settings.root.clone(),
+            registry,
+            settings.verify.clone(),
         )),
     })
 }

@@ -17,6 +17,7 @@ use crate::fault_inject;
 use crate::logging::{MSG_DEPLOY, MSG_DOWNLOAD, MSG_ROLLBACK};
 use crate::registry::{Registry, Release};
 use crate::release::{self, Limits, Releases};
+use crate::signature;
 
 /// The artifact cache and release directories of one app.
 pub struct ReleaseTree {
@@ -103,8 +104,66 @@ impl ReleaseTree {
             .is_some_and(|p| p.file_name().is_some_and(|n| n.to_string_lossy() == live.release))
     }
 
-    /// Make sure the artifact is in the cache (verified), returning its SHA-256 when known.
+    /// Make sure the artifact is in the cache, matching the published checksum and, with trusted
+    /// keys configured, signed by one of them; returns its SHA-256.
     pub async fn fetch(&self, release: &Release, key: &str) -> Result<Fetched, DeployFailure> {
+        let fetched = self.fetch_checked(release, key).await?;
+        if !self.settings.verify.is_empty() {
+            self.verify_signature(release, key, fetched.digest()).await?;
+        }
+        Ok(fetched)
+    }
+
+    /// Check the cached artifact's signature with the keys of this deployer's own
+    /// configuration: refused when no trusted key signed it (the release's fault, unless the
+    /// signature could not be fetched: then retried).
+    async fn verify_signature(
+        &self,
+        release: &Release,
+        key: &str,
+        sha256: Option<String>,
+    ) -> Result<(), DeployFailure> {
+        let candidates = signature::fetch_candidates(self.registry.as_ref(), release).await;
+        let keys = self.settings.verify.clone();
+        let version = release.version.clone();
+        let artifact = release.artifact.clone();
+        let path = self.cache.path(key);
+        let verdict = tokio::task::spawn_blocking(move || {
+            let subject = signature::Subject {
+                version: &version,
+                artifact: &artifact,
+                path: &path,
+            };
+            signature::verify_release(&keys, &subject, &candidates)
+        })
+        .await
+        .map_err(|e| DeployFailure::transient(anyhow!(e)))?;
+        match verdict {
+            Ok(verified) => {
+                tracing::info!(
+                    message_id = MSG_DOWNLOAD,
+                    dewy_version = %release.version,
+                    signature = %verified,
+                    "Signature verified"
+                );
+                Ok(())
+            }
+            Err(refusal) => {
+                let error = anyhow!(refusal.clone()).context(format!(
+                    "signature check of {} ({})",
+                    release.artifact,
+                    refusal.kind.as_str()
+                ));
+                if refusal.is_transient() {
+                    Err(DeployFailure::transient(error))
+                } else {
+                    Err(DeployFailure::release(error, sha256))
+                }
+            }
+        }
+    }
+
+    async fn fetch_checked(&self, release: &Release, key: &str) -> Result<Fetched, DeployFailure> {
         let expected = self.expected_checksum(release).await?;
         if self.cache.contains(key) {
             let path = self.cache.path(key);
