@@ -133,6 +133,9 @@ fn print_status(d: &Status, w: Option<serde_json::Value>) -> anyhow::Result<()> 
         );
     }
     println!("activity:  {}", plain(&d.activity));
+    if let Some(s) = &d.serving {
+        println!("serving:   {}", plain(s));
+    }
     if let Some(c) = &d.crash_loop {
         println!("crash loop: {}", plain(c));
     }

@@ -119,6 +119,8 @@ pub struct Layer {
     pub proxy_max_connections: Option<usize>,
     pub verify: Option<Vec<String>>,
     pub min_age: Option<DurationValue>,
+    /// Server mode under systemd: resource limits of the app's units (`MemoryMax = "512M"`…).
+    pub app_properties: Option<BTreeMap<String, toml::Value>>,
 }
 
 macro_rules! overlay {
@@ -135,7 +137,7 @@ impl Layer {
             hook_timeout, before_hook_failure, max_artifact_size, max_extracted_size, slot, calver,
             cache, notifier, metrics_listen, port, command, drain_time, readiness, health_path, health_timeout,
             alive_delay, blame_window, replicas, cmd, run_options, keep_images, on_stop, proxy_idle_timeout,
-            proxy_max_connections, verify, min_age);
+            proxy_max_connections, verify, min_age, app_properties);
     }
 }
 

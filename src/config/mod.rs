@@ -3,6 +3,7 @@
 //! Precedence: built-in defaults < config files (see [`file`]) < command-line flags.
 
 pub mod app_ports;
+pub mod app_unit;
 pub mod container;
 pub mod file;
 pub mod notifier;
@@ -111,6 +112,8 @@ pub struct Settings {
     /// A release younger than this waits (`min-age`); `None` when not set or zero.
     #[serde(serialize_with = "ser_opt_duration", skip_serializing_if = "Option::is_none")]
     pub min_age: Option<Duration>,
+    /// Server mode under systemd: resource limits of the app's transient units.
+    pub app_properties: Vec<app_unit::UnitProperty>,
     /// Container mode: ports, replicas, run options… (`None` in the other modes).
     #[serde(flatten)]
     pub container: Option<container::ContainerSettings>,
@@ -242,6 +245,13 @@ fn resolve(app: &str, l: Layer, files: Vec<PathBuf>, foreground: bool) -> Result
     if keep_releases < 2 {
         return Err(invalid("keep-releases must be at least 2 (current and previous)"));
     }
+    let app_properties = match &l.app_properties {
+        Some(t) if mode != Mode::Server && !t.is_empty() => {
+            return Err(invalid("app-properties applies to server mode only"))
+        }
+        Some(t) => app_unit::parse(t)?,
+        None => Vec::new(),
+    };
     let verify = trusted_keys(l.verify.as_deref().unwrap_or_default())?;
     let min_age = match l.min_age {
         Some(d) => Some(ranges::MIN_AGE.check(d.0).map_err(invalid)?).filter(|d| !d.is_zero()),
@@ -282,6 +292,7 @@ fn resolve(app: &str, l: Layer, files: Vec<PathBuf>, foreground: bool) -> Result
         blame_window: server.blame_window,
         verify,
         min_age,
+        app_properties,
         container,
         files,
     })

@@ -107,6 +107,9 @@ pub struct Status {
     /// Server mode: a crash loop dewy restarts the app through instead of rolling back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crash_loop: Option<String>,
+    /// Server mode: the process serving now (`pid 4242 (generation 3) serving`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serving: Option<String>,
     /// `min-age`: the newest release waits (`waiting for cooldown until …`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting: Option<String>,
@@ -491,6 +494,7 @@ impl Deployer {
             previous: st.previous.clone(),
             activity: self.activity(),
             crash_loop: self.crash_loop(),
+            serving: self.runtime.describe().serving,
             waiting: self.waiting.lock().unwrap_or_else(|p| p.into_inner()).clone(),
             last: st.history.back().cloned(),
             bad: st.bad.values().cloned().collect(),

@@ -23,6 +23,16 @@ use super::sockets::{self, Socket};
 /// own binary, which a package upgrade may replace while the deployer runs.
 const SHIM: &str = "LISTEN_PID=$$; export LISTEN_PID; exec \"$@\"";
 
+/// [`SHIM`] held at a gate: it waits for a line on stdin (sent once the deployer moved it into
+/// its own unit, so that no process of the app starts in the deployer's cgroup), then execs the
+/// app with stdin from /dev/null.
+const GATED_SHIM: &str = "read -r _ || exit 125; LISTEN_PID=$$; export LISTEN_PID; exec \"$@\" </dev/null";
+
+/// How a generation ended: its exit status, or unknown for a generation adopted from an earlier
+/// deployer (it is not this process's child).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ended(pub Option<ExitStatus>);
+
 /// How a generation proves it is ready.
 #[derive(Debug, Clone)]
 pub enum Check {
@@ -46,6 +56,8 @@ pub struct Launch<'a> {
     pub probe: bool,
     /// Send the app's stdout and stderr to the journal under this `SYSLOG_IDENTIFIER`.
     pub journal_ident: Option<&'a str>,
+    /// Hold the app at a gate until [`Generation::release`] (it is moved into its unit first).
+    pub gated: bool,
 }
 
 /// A running (or exited) generation.
@@ -54,8 +66,12 @@ pub struct Generation {
     pub version: String,
     pub pid: i32,
     pub started: Instant,
-    exit: watch::Receiver<Option<ExitStatus>>,
+    exit: watch::Receiver<Option<Ended>>,
     notify: UnixDatagram,
+    /// The gate of a gated start, until released.
+    gate: std::sync::Mutex<Option<tokio::process::ChildStdin>>,
+    /// The transient unit the generation runs in, under systemd.
+    pub unit: std::sync::Mutex<Option<String>>,
     notify_path: PathBuf,
     probe_port: Option<u16>,
     _probe: Option<OwnedFd>,
@@ -85,11 +101,11 @@ impl Generation {
         }
         let mut cmd = tokio::process::Command::new("/bin/sh");
         cmd.arg("-c")
-            .arg(SHIM)
+            .arg(if l.gated { GATED_SHIM } else { SHIM })
             .arg(program)
             .args(l.command)
             .current_dir(l.cwd)
-            .stdin(Stdio::null())
+            .stdin(if l.gated { Stdio::piped() } else { Stdio::null() })
             .env_remove("LISTEN_PID")
             .env_remove("LISTEN_FDS")
             .env_remove("LISTEN_FDNAMES")
@@ -124,13 +140,14 @@ impl Generation {
             .spawn()
             .with_context(|| format!("starting {}", l.command.join(" ")))?;
         let pid = child.id().context("the app exited before its pid was known")? as i32;
+        let gate = child.stdin.take();
         let (tx, exit) = watch::channel(None);
         tokio::spawn(async move {
             let status = child
                 .wait()
                 .await
                 .unwrap_or_else(|_| ExitStatus::from_raw(255 << 8));
-            let _ = tx.send(Some(status));
+            let _ = tx.send(Some(Ended(Some(status))));
         });
         Ok(Generation {
             number: l.number,
@@ -139,26 +156,69 @@ impl Generation {
             started: Instant::now(),
             exit,
             notify,
+            gate: std::sync::Mutex::new(gate),
+            unit: std::sync::Mutex::new(None),
             notify_path,
             probe_port,
             _probe: probe,
         })
     }
 
-    /// The exit status once the process is gone.
-    pub fn exited(&self) -> Option<ExitStatus> {
+    /// Let a gated generation exec the app.
+    pub async fn release(&self) {
+        use tokio::io::AsyncWriteExt;
+        let gate = self.gate.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(mut gate) = gate {
+            if let Err(e) = gate.write_all(b"go\n").await {
+                tracing::warn!(pid = self.pid, error = %e, "Releasing the app's start gate failed");
+            }
+        }
+    }
+
+    /// A generation an earlier deployer started and left running in its unit: watched through a
+    /// pidfd (it is not this process's child, so its exit status is unknown).
+    pub fn adopt(number: u64, version: &str, pid: i32, unit: String) -> anyhow::Result<Generation> {
+        let pidfd = pidfd_open(pid).with_context(|| format!("watching pid {pid}"))?;
+        let (tx, exit) = watch::channel(None);
+        // SAFETY: the OwnedFd moves into the AsyncFd and stays open, the same fd, until it drops.
+        let watched =
+            unsafe { tokio::io::unix::AsyncFd::register_with_interest(pidfd, tokio::io::Interest::READABLE) }
+                .map_err(|e| anyhow!("watching the pidfd: {}", e.into_parts().1))?;
+        tokio::spawn(async move {
+            // Readable once the process has exited.
+            let _ = watched.readable().await;
+            let _ = tx.send(Some(Ended(None)));
+        });
+        let (notify, _) = UnixDatagram::pair().context("a notify socket pair")?;
+        Ok(Generation {
+            number,
+            version: version.to_string(),
+            pid,
+            started: Instant::now(),
+            exit,
+            notify,
+            gate: std::sync::Mutex::new(None),
+            unit: std::sync::Mutex::new(Some(unit)),
+            notify_path: PathBuf::new(),
+            probe_port: None,
+            _probe: None,
+        })
+    }
+
+    /// How the process ended, once it is gone.
+    pub fn exited(&self) -> Option<Ended> {
         *self.exit.borrow()
     }
 
     /// Wait until the process exits.
-    pub async fn wait_exit(&self) -> ExitStatus {
+    pub async fn wait_exit(&self) -> Ended {
         let mut rx = self.exit.clone();
         loop {
             if let Some(s) = *rx.borrow_and_update() {
                 return s;
             }
             if rx.changed().await.is_err() {
-                return ExitStatus::from_raw(255 << 8);
+                return Ended(Some(ExitStatus::from_raw(255 << 8)));
             }
         }
     }
@@ -217,7 +277,7 @@ impl Generation {
     }
 
     /// SIGTERM the process group, wait up to `drain`, then SIGKILL whatever is left.
-    pub async fn stop(&self, drain: Duration) -> ExitStatus {
+    pub async fn stop(&self, drain: Duration) -> Ended {
         let group = Pid::from_raw(self.pid);
         if self.exited().is_none() {
             let _ = killpg(group, Signal::SIGTERM);
@@ -239,7 +299,7 @@ impl Generation {
     }
 
     /// SIGKILL the process group at once (a generation that failed to get ready).
-    pub async fn kill(&self) -> ExitStatus {
+    pub async fn kill(&self) -> Ended {
         let _ = killpg(Pid::from_raw(self.pid), Signal::SIGKILL);
         self.wait_exit().await
     }
@@ -247,8 +307,23 @@ impl Generation {
 
 impl Drop for Generation {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.notify_path);
+        if !self.notify_path.as_os_str().is_empty() {
+            let _ = std::fs::remove_file(&self.notify_path);
+        }
     }
+}
+
+/// A pidfd for `pid` (Linux 5.3+): readable once the process has exited.
+fn pidfd_open(pid: i32) -> std::io::Result<OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1; the fd is owned here.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let fd = RawFd::try_from(fd).map_err(|_| std::io::Error::other("pidfd out of range"))?;
+    // SAFETY: `fd` was just returned by the kernel and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// A stream to journald's stdout socket, the way systemd connects a service's output: the header
@@ -261,8 +336,11 @@ fn journal_stream(ident: &str) -> std::io::Result<OwnedFd> {
     Ok(OwnedFd::from(s))
 }
 
-/// `exit code 3` / `signal 9`.
-pub fn describe(status: ExitStatus) -> String {
+/// `exit code 3` / `signal 9` / `exited (status unknown)`.
+pub fn describe(ended: Ended) -> String {
+    let Some(status) = ended.0 else {
+        return "exited (status unknown: started by an earlier deployer)".into();
+    };
     match (status.code(), status.signal()) {
         (Some(c), _) => format!("exit code {c}"),
         (None, Some(s)) => format!("signal {s}"),

@@ -2,6 +2,7 @@
 //! activation protocol, restarts it with overlapping generations on deploy, restarts it with
 //! backoff when it crashes, and stops it gracefully with the deployer.
 
+pub mod app_units;
 mod fdstore;
 pub mod generation;
 mod orphan;
@@ -47,13 +48,22 @@ pub struct Supervisor {
     crash_loops: tokio::sync::mpsc::UnboundedSender<String>,
     crash_loop_rx: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<String>>>,
     events: OnceLock<Arc<dyn EventSink>>,
+    /// Under systemd: each generation in its own transient unit (connected on first use;
+    /// `None` inside when systemd's manager could not be reached).
+    scoped: bool,
+    units: tokio::sync::OnceCell<Option<app_units::AppUnits>>,
 }
 
 impl Supervisor {
     /// Take the sockets from dewy's own socket activation, or bind the configured ports.
     pub fn open(settings: &Settings) -> anyhow::Result<Arc<Self>> {
         let run_dir = settings.state_dir.join("run");
-        orphan::stop_leftover(&run_dir, &settings.root, settings.drain_time);
+        let scoped = app_units::under_systemd();
+        // Under systemd the app outlives the deployer in its own unit and is adopted; elsewhere
+        // whatever a killed deployer left holds the ports and goes.
+        if !scoped {
+            orphan::stop_leftover(&run_dir, &settings.root, settings.drain_time);
+        }
         let sockets = Self::listen(settings)?;
         if sockets.len() >= sockets::MAX_SOCKETS {
             anyhow::bail!("too many listening sockets ({})", sockets.len());
@@ -73,7 +83,93 @@ impl Supervisor {
             crash_loops,
             crash_loop_rx: Mutex::new(Some(rx)),
             events: OnceLock::new(),
+            scoped,
+            units: tokio::sync::OnceCell::new(),
         }))
+    }
+
+    /// The app's units under systemd, connected on first use; `None` outside systemd or when
+    /// the manager cannot be reached (then generations run in the deployer's own unit).
+    async fn units(&self) -> Option<&app_units::AppUnits> {
+        if !self.scoped {
+            return None;
+        }
+        self.units
+            .get_or_init(|| async {
+                match app_units::AppUnits::connect(&self.settings.app).await {
+                    Ok(u) => Some(u),
+                    Err(e) => {
+                        tracing::warn!(error = %format!("{e:#}"), "systemd's manager is not reachable; the app runs in the deployer's unit and stops with it");
+                        None
+                    }
+                }
+            })
+            .await
+            .as_ref()
+    }
+
+    /// At start under systemd: take over the generation an earlier deployer left running in its
+    /// unit (preferring one of `live`, then the newest), stop the others. True when the adopted
+    /// generation runs `live`: then nothing needs starting.
+    pub async fn adopt(self: &Arc<Self>, live: &str) -> anyhow::Result<bool> {
+        let Some(units) = self.units().await else {
+            return Ok(false);
+        };
+        let _op = self.ops.lock().await;
+        let mut running = units.running().await?;
+        if let Some(newest) = running.first() {
+            self.next.fetch_max(newest.number + 1, Ordering::SeqCst);
+        }
+        // Of `live` first, newest first (the sort keeps the number order within each).
+        running.sort_by_key(|f| f.version != live);
+        let mut found = running.into_iter();
+        let Some(keep) = found.next() else {
+            return Ok(false);
+        };
+        for other in found {
+            tracing::warn!(unit = %other.unit, pid = other.pid, dewy_version = %other.version, "Stopping an older app generation left by an earlier deployer");
+            if let Err(e) = units.stop(&other.unit).await {
+                tracing::warn!(unit = %other.unit, error = %format!("{e:#}"), "Stopping it failed");
+            }
+        }
+        let gen = Arc::new(Generation::adopt(
+            keep.number,
+            &keep.version,
+            keep.pid,
+            keep.unit.clone(),
+        )?);
+        tracing::info!(pid = keep.pid, generation = keep.number, unit = %keep.unit, dewy_version = %keep.version, "Adopted the running app");
+        *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Some(gen.clone());
+        *self.wanted.lock().unwrap_or_else(|p| p.into_inner()) = keep.version.clone();
+        orphan::record(&self.run_dir, &[keep.pid]);
+        self.watch(gen);
+        Ok(keep.version == live)
+    }
+
+    /// Move a just-spawned, gated generation into its own unit, then let it exec the app. When
+    /// the unit cannot be made, the app still starts (in the deployer's unit), with a warning.
+    async fn enclose(&self, gen: &Generation, version: &str) {
+        if let Some(units) = self.units().await {
+            match units
+                .enclose(
+                    gen.number,
+                    version,
+                    gen.pid,
+                    self.settings.drain_time,
+                    &self.settings.app_properties,
+                )
+                .await
+            {
+                Ok(unit) => {
+                    tracing::info!(pid = gen.pid, generation = gen.number, unit = %unit, "App generation in its own unit");
+                    *gen.unit.lock().unwrap_or_else(|p| p.into_inner()) = Some(unit);
+                }
+                Err(e) => {
+                    tracing::warn!(pid = gen.pid, error = %format!("{e:#}"), "Could not give the app its own unit; it runs in the deployer's and stops with it")
+                }
+            }
+        }
+        gen.release().await;
     }
 
     /// The app's sockets: those systemd passed (a socket unit's, or dewy's own from the fd store)
@@ -204,7 +300,11 @@ impl Supervisor {
             journal_ident: std::env::var_os("JOURNAL_STREAM")
                 .is_some()
                 .then_some(self.settings.app.as_str()),
+            gated: self.scoped,
         })?;
+        if self.scoped {
+            self.enclose(&gen, version).await;
+        }
         let gen = Arc::new(gen);
         let old_pid = old.as_ref().map(|o| o.pid);
         orphan::record(
@@ -367,10 +467,29 @@ impl Supervisor {
         self.current_gen().is_some_and(|c| Arc::ptr_eq(&c, gen))
     }
 
-    /// Stop the app for good: SIGTERM, drain, SIGKILL. No process is left behind.
+    /// When the deployer stops: stop the app for good (SIGTERM, drain, SIGKILL; no process is
+    /// left behind), unless it runs in its own unit and systemd is restarting the deployer
+    /// (`systemctl restart`, a package upgrade): then it keeps serving for the next deployer.
     pub async fn stop(&self) {
         self.stopping.store(true, Ordering::SeqCst);
         let _op = self.ops.lock().await;
+        let in_unit = self
+            .current_gen()
+            .is_some_and(|g| g.unit.lock().unwrap_or_else(|p| p.into_inner()).is_some());
+        if in_unit {
+            if let Some(units) = self.units().await {
+                if units.deployer_restarting().await {
+                    if let Some(gen) = self.current_gen() {
+                        tracing::info!(
+                            pid = gen.pid,
+                            generation = gen.number,
+                            "The deployer restarts; the app keeps serving in its unit"
+                        );
+                    }
+                    return;
+                }
+            }
+        }
         let gen = self.current.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(gen) = gen {
             tracing::info!(pid = gen.pid, "Stopping the server");

@@ -1,5 +1,6 @@
 //! systemd integration: sd_notify, service directories and credentials.
 
+pub mod manager;
 pub mod sd_notify;
 
 use std::path::PathBuf;

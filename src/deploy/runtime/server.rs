@@ -41,6 +41,14 @@ impl Runtime for Server {
             tracing::info!("No release is live yet; the server starts with the first deploy");
             return Ok(());
         };
+        // Under systemd a generation an earlier deployer started may still serve in its unit.
+        match self.app.adopt(version).await {
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "Looking for a running app generation failed; starting one")
+            }
+        }
         self.app.start(version, Restart::Deploy).await
     }
 
