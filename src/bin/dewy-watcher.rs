@@ -1,4 +1,6 @@
-//! `dewy-watcher`: see the library's `cli` module.
+//! `dewy-watcher` as an executable of its own, for `cargo run` and the tests. The packages
+//! install /usr/bin/dewy-watcher as a symlink to `dewy` instead, which runs the same entry
+//! point when started under this name (src/bin/dewy.rs).
 
 fn main() {
     dewy::cli::exit_on_panic();

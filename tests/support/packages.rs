@@ -58,15 +58,8 @@ pub fn deb() -> PathBuf {
             })
     };
     let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    let mut inputs: Vec<PathBuf> = [
-        env!("CARGO_BIN_EXE_dewy"),
-        env!("CARGO_BIN_EXE_dewy-deployer"),
-        env!("CARGO_BIN_EXE_dewy-watcher"),
-        env!("CARGO_BIN_EXE_dewy-proxy"),
-    ]
-    .iter()
-    .map(PathBuf::from)
-    .collect();
+    // The one binary the .deb ships (the daemons' names are symlinks to it).
+    let mut inputs: Vec<PathBuf> = vec![PathBuf::from(env!("CARGO_BIN_EXE_dewy"))];
     inputs.push(root.join("Cargo.toml"));
     for dir in [
         "units",
