@@ -35,15 +35,15 @@ pub fn parse(table: &BTreeMap<String, toml::Value>) -> Result<Vec<UnitProperty>,
             let bad = |why: &str| invalid(format!("app-properties.{key} = {text:?}: {why}"));
             let (name, value) = match key.as_str() {
                 "MemoryMax" | "MemoryHigh" => {
-                    let bytes = text
-                        .parse::<crate::units::ByteSize>()
-                        .map_err(|e| bad(&e.to_string()))?;
+                    let bytes = systemd_bytes(&text).ok_or_else(|| {
+                        bad("expected bytes with an optional K, M, G or T suffix (1024-based, as in unit files)")
+                    })?;
                     let name = if key == "MemoryMax" {
                         "MemoryMax"
                     } else {
                         "MemoryHigh"
                     };
-                    (name, bytes.0)
+                    (name, bytes)
                 }
                 "TasksMax" => (
                     "TasksMax",
@@ -86,6 +86,25 @@ pub fn parse(table: &BTreeMap<String, toml::Value>) -> Result<Vec<UnitProperty>,
         .collect()
 }
 
+/// A size as unit files write it: bytes, or K, M, G, T (powers of 1024); above 0.
+fn systemd_bytes(text: &str) -> Option<u64> {
+    let (digits, shift) = match text.char_indices().last()? {
+        (i, c) if c.is_ascii_alphabetic() => {
+            let shift = match c.to_ascii_uppercase() {
+                'K' => 10,
+                'M' => 20,
+                'G' => 30,
+                'T' => 40,
+                _ => return None,
+            };
+            (&text[..i], shift)
+        }
+        _ => (text, 0),
+    };
+    let n: u64 = digits.trim().parse().ok().filter(|n| *n > 0)?;
+    n.checked_mul(1u64 << shift)
+}
+
 fn positive(text: &str) -> Option<u64> {
     text.parse::<u64>().ok().filter(|n| *n > 0)
 }
@@ -121,6 +140,7 @@ mod tests {
             ("TasksMax", 0.into(), "above 0"),
             ("CPUWeight", 20000.into(), "1 to 10000"),
             ("MemoryMax", true.into(), "expected a string"),
+            ("MemoryHigh", "12X".into(), "K, M, G or T"),
         ] {
             let e = parse(&table(&[(key, value)])).expect_err(key).to_string();
             assert!(e.contains(why) && e.contains(key), "{key}: {e}");
