@@ -134,20 +134,48 @@ fn main_pid(m: &Machine, unit: &str) -> String {
         .to_string()
 }
 
+/// What `dewy status app` says serves: (live version, "pid N (generation G)").
+fn serving(m: &Machine) -> (String, String) {
+    let out = m.ok("dewy status app");
+    let field = |name: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_else(|| panic!("no {name:?} in:\n{out}"))
+    };
+    let live = field("live:");
+    let version = live.split_whitespace().next().unwrap_or_default().to_string();
+    (version, field("serving:"))
+}
+
 /// Run `script` (which restarts the deployer) under load: no request fails, the deployer is a
-/// new process, and the app serves `version` after.
+/// new process, and the app is the same process (in its own unit), still serving `version` as
+/// the same generation.
 fn restart_under_load(m: &Machine, port: u16, version: &str, script: &str) {
     let before = main_pid(m, "dewy@app.service");
     let load = Load::start(port);
     load.wait_served(version, 20);
+    let app_before = serving(m);
+    assert_eq!(app_before.0, version);
     let start = Instant::now();
     m.ok(script);
     let took = start.elapsed();
+    // The new deployer answers once it has adopted the app.
+    let app_after = wait_for("the new deployer's status", LONG, || {
+        let now = main_pid(m, "dewy@app.service");
+        if now == before || now == "0" {
+            return None;
+        }
+        let o = m.sh("dewy status app");
+        o.status.success().then(|| serving(m))
+    });
     load.wait_served(version, 50);
     let (n, failed) = load.finish();
     eprintln!(
-        "`{script}` took {took:?}; {n} requests during it, {} failed",
-        failed.len()
+        "`{script}` took {took:?}; {n} requests during it, {} failed; app {} before, {} after",
+        failed.len(),
+        app_before.1,
+        app_after.1
     );
     assert!(
         failed.is_empty(),
@@ -155,11 +183,7 @@ fn restart_under_load(m: &Machine, port: u16, version: &str, script: &str) {
         failed.len(),
         &failed[..failed.len().min(5)]
     );
-    assert_ne!(
-        before,
-        main_pid(m, "dewy@app.service"),
-        "the deployer was not restarted"
-    );
+    assert_eq!(app_after, app_before, "the app was restarted by `{script}`");
 }
 
 /// Publish the next version under load: no request fails, and it gets served.
@@ -234,18 +258,46 @@ fn deb_in_booted_systemd_file_registry_fd_store() {
     // (2) v2 published while clients keep asking.
     deploy_under_load(port, "v1.0.0", "v2.0.0", || publish("v2.0.0"));
 
-    // (3) the deployer restarts; the port stays open (fd store). A package upgrade (here the
-    // same .deb again) restarts the running daemons the same way, and so does a crash.
+    // The app runs in its own unit, which systemctl shows.
+    let (_, serving_now) = serving(&m);
+    let generation = serving_now
+        .split("generation ")
+        .nth(1)
+        .and_then(|g| g.split(')').next())
+        .unwrap_or_else(|| panic!("no generation in {serving_now:?}"))
+        .to_string();
+    let unit = format!("dewy-app-app-{generation}.scope");
+    let st = m.sh(&format!("systemctl status --no-pager {unit}"));
+    let st = String::from_utf8_lossy(&st.stdout);
+    assert!(st.contains("hello_server") && st.contains("active (running)"), "{st}");
+
+    // (3) the deployer restarts, is killed outright, is upgraded: the app is neither stopped nor
+    // restarted (it runs in its own unit, outside the deployer's cgroup) and the next deployer
+    // adopts it; the ports stay open (fd store).
     restart_under_load(&m, port, "v2.0.0", "systemctl restart dewy@app.service");
-    restart_under_load(&m, port, "v2.0.0", "dpkg -i /mnt/deb/dewy.deb");
-    // A deployer killed outright: systemd stops the app and starts the deployer again
-    // (Restart=on-failure); the fd store outlives the crash, so clients wait, never refused.
+    // Killed outright: systemd starts the deployer again (Restart=on-failure).
     restart_under_load(
         &m,
         port,
         "v2.0.0",
         "systemctl kill --kill-whom=main --signal=SIGKILL dewy@app.service",
     );
+    // A second build of the package with a higher version: its postinst try-restarts the
+    // running daemons.
+    m.ok(
+        "rm -rf /tmp/upgrade && dpkg-deb -R /mnt/deb/dewy.deb /tmp/upgrade && \
+         sed -i 's/^Version: .*/Version: 99.0.0-1/' /tmp/upgrade/DEBIAN/control && \
+         dpkg-deb -b /tmp/upgrade /tmp/dewy-upgrade.deb >/dev/null",
+    );
+    restart_under_load(
+        &m,
+        port,
+        "v2.0.0",
+        "apt-get install -y -q /tmp/dewy-upgrade.deb >/dev/null 2>&1",
+    );
+    assert!(m.ok("dpkg-query -W -f '${Version}' dewy").contains("99.0.0-1"));
+    // After all that, a deploy still overlaps generations with no failed request.
+    deploy_under_load(port, "v2.0.0", "v3.0.0", || publish("v3.0.0"));
 
     // A port moved in the config: after a restart the new one serves, and the old one's stored
     // socket is dropped from the fd store (it stays closed across a further restart).
@@ -259,11 +311,11 @@ fn deb_in_booted_systemd_file_registry_fd_store() {
         ),
     );
     m.ok("systemctl restart dewy@app.service");
-    wait_for("v2.0.0 served on the new port", LONG, || {
-        (get(port, "/").ok()?.trim() == "v2.0.0").then_some(())
+    wait_for("v3.0.0 served on the new port", LONG, || {
+        (get(port, "/").ok()?.trim() == "v3.0.0").then_some(())
     });
     m.ok("systemctl restart dewy@app.service");
-    assert_eq!(get(port, "/").expect("the new port").trim(), "v2.0.0");
+    assert_eq!(get(port, "/").expect("the new port").trim(), "v3.0.0");
     let refused = std::net::TcpStream::connect(("127.0.0.1", old_port)).map_err(|e| e.kind());
     assert_eq!(
         refused.err(),
@@ -298,7 +350,7 @@ fn deb_in_booted_systemd_file_registry_fd_store() {
     );
     let status = m.sh("systemctl status --no-pager dewy@app");
     let status = String::from_utf8_lossy(&status.stdout);
-    assert!(status.contains("Status: \"v2.0.0 live; idle; pid "), "{status}");
+    assert!(status.contains("Status: \"v3.0.0 live; idle; pid "), "{status}");
 
     // (5) the D-Bus policy: an unprivileged user may read status but not deploy.
     m.ok("useradd --no-create-home tester");
@@ -312,8 +364,8 @@ fn deb_in_booted_systemd_file_registry_fd_store() {
         "{text}"
     );
     let st = m.ok("runuser -u tester -- dewy status app");
-    assert!(st.contains("v2.0.0"), "{st}");
-    assert_eq!(get(port, "/").unwrap().trim(), "v2.0.0");
+    assert!(st.contains("v3.0.0"), "{st}");
+    assert_eq!(get(port, "/").unwrap().trim(), "v3.0.0");
 
     // (6) stop leaves nothing running; purge removes all but the administrator's config.
     m.ok("systemctl stop dewy@app");

@@ -52,6 +52,9 @@ pub struct Supervisor {
     /// `None` inside when systemd's manager could not be reached).
     scoped: bool,
     units: tokio::sync::OnceCell<Option<app_units::AppUnits>>,
+    /// The listening sockets differ from the last deployer's (a port was added or dropped): a
+    /// generation it left running lacks them and is replaced rather than kept.
+    sockets_changed: bool,
 }
 
 impl Supervisor {
@@ -64,7 +67,7 @@ impl Supervisor {
         if !scoped {
             orphan::stop_leftover(&run_dir, &settings.root, settings.drain_time);
         }
-        let sockets = Self::listen(settings)?;
+        let (sockets, sockets_changed) = Self::listen(settings)?;
         if sockets.len() >= sockets::MAX_SOCKETS {
             anyhow::bail!("too many listening sockets ({})", sockets.len());
         }
@@ -85,6 +88,7 @@ impl Supervisor {
             events: OnceLock::new(),
             scoped,
             units: tokio::sync::OnceCell::new(),
+            sockets_changed,
         }))
     }
 
@@ -143,6 +147,10 @@ impl Supervisor {
         *self.wanted.lock().unwrap_or_else(|p| p.into_inner()) = keep.version.clone();
         orphan::record(&self.run_dir, &[keep.pid]);
         self.watch(gen);
+        if self.sockets_changed {
+            tracing::info!(pid = keep.pid, "The listening sockets changed since it started; a new generation replaces it");
+            return Ok(false);
+        }
         Ok(keep.version == live)
     }
 
@@ -175,7 +183,8 @@ impl Supervisor {
     /// The app's sockets: those systemd passed (a socket unit's, or dewy's own from the fd store)
     /// matched to the configured ports by address, and the configured ports none of them serves
     /// bound here and pushed to the fd store.
-    fn listen(settings: &Settings) -> anyhow::Result<Vec<Socket>> {
+    /// Also says whether sockets were bound or dropped here (the set differs from the last run's).
+    fn listen(settings: &Settings) -> anyhow::Result<(Vec<Socket>, bool)> {
         let wanted = &settings.ports;
         let inherited = sockets::inherited().context("taking the sockets passed by systemd")?;
         let plan = sockets::plan(inherited, wanted);
@@ -205,6 +214,7 @@ impl Supervisor {
                 tracing::warn!(error = %e, "Removing a socket from the systemd fd store failed");
             }
         }
+        let changed = !plan.bind.is_empty() || !plan.stale.is_empty();
         let bound = sockets::bind(&plan.bind)?;
         match fdstore::push(&bound) {
             Ok(true) => tracing::info!(
@@ -217,7 +227,7 @@ impl Supervisor {
         let mut sockets = plan.keep;
         sockets.extend(bound);
         sockets::sort(&mut sockets);
-        Ok(sockets)
+        Ok((sockets, changed))
     }
 
     /// Report server events to `sink`; only the first call counts.
