@@ -80,13 +80,17 @@ fn users() -> Option<(User, User)> {
         eprintln!("skipped: changing uid needs root");
         return None;
     }
+    // One test at a time: useradd writes /etc/passwd before /etc/group, and a bus that sees the
+    // user half-made refuses its connections.
+    static CREATING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = CREATING.lock().unwrap_or_else(|p| p.into_inner());
     if id_of("dewy").is_none() {
         let out = Command::new("useradd")
             .args(["--system", "--no-create-home", "--home-dir", "/var/lib/dewy"])
             .args(["--shell", "/usr/sbin/nologin", "dewy"])
             .output()
             .expect("useradd");
-        // Another test may have created it at the same time.
+        // Another test binary may have created it at the same time.
         assert!(
             out.status.success() || id_of("dewy").is_some(),
             "useradd dewy: {}",

@@ -238,12 +238,13 @@ fn deb_in_booted_systemd_file_registry_fd_store() {
     let m = boot_and_install(tmp.path(), &releases);
     verify_units(&m);
     let port = free_port();
+    let limits = "\n[app-properties]\nMemoryMax = \"256M\"\nTasksMax = 200\n";
     m.write(
         "/etc/dewy/app.toml",
-        &server_config(
+        &(server_config(
             "file:///srv/releases?artifact=app.tar.gz",
             &format!("port = [\"127.0.0.1:{port}\"]"),
-        ),
+        ) + limits),
     );
 
     // (1) enable --now: v1 deployed and serving.
@@ -269,7 +270,17 @@ fn deb_in_booted_systemd_file_registry_fd_store() {
     let unit = format!("dewy-app-app-{generation}.scope");
     let st = m.sh(&format!("systemctl status --no-pager {unit}"));
     let st = String::from_utf8_lossy(&st.stdout);
-    assert!(st.contains("hello_server") && st.contains("active (running)"), "{st}");
+    assert!(
+        st.contains("hello_server") && st.contains("active (running)"),
+        "{st}"
+    );
+    // [app-properties] reached the unit.
+    let limits = m.ok(&format!(
+        "systemctl show -p MemoryMax -p TasksMax -p KillSignal {unit}"
+    ));
+    for want in ["MemoryMax=268435456", "TasksMax=200", "KillSignal=15"] {
+        assert!(limits.lines().any(|l| l == want), "{want} not in:\n{limits}");
+    }
 
     // (3) the deployer restarts, is killed outright, is upgraded: the app is neither stopped nor
     // restarted (it runs in its own unit, outside the deployer's cgroup) and the next deployer
@@ -335,12 +346,15 @@ fn deb_in_booted_systemd_file_registry_fd_store() {
     assert!(entries
         .iter()
         .any(|e| e["MESSAGE"] == "Cached artifact" && e["MESSAGE_ID"] == "5d3c2a1f0b8e4c7d9a6b1e2f3c4d5e61"));
+    // The app's output is filed under its own unit (systemd-cat connects from inside it).
+    let app_entries = m.journal(&unit);
     assert!(
-        entries.iter().any(|e| e["SYSLOG_IDENTIFIER"] == "app"
+        app_entries.iter().any(|e| e["SYSLOG_IDENTIFIER"] == "app"
             && e["MESSAGE"]
                 .as_str()
                 .is_some_and(|s| s.contains("hello_server v2.0.0 serving"))),
-        "no output of the app (SYSLOG_IDENTIFIER=app)"
+        "no output of the app (SYSLOG_IDENTIFIER=app) under {unit}: {} entries",
+        app_entries.len()
     );
     assert!(
         entries

@@ -28,6 +28,17 @@ const SHIM: &str = "LISTEN_PID=$$; export LISTEN_PID; exec \"$@\"";
 /// app with stdin from /dev/null.
 const GATED_SHIM: &str = "read -r _ || exit 125; LISTEN_PID=$$; export LISTEN_PID; exec \"$@\" </dev/null";
 
+/// [`GATED_SHIM`] whose output goes to the journal through `systemd-cat`, which connects the
+/// stream from inside the app's unit (journald files a stream under the unit its writer was in
+/// when it connected: `journalctl -u dewy-app-<app>-<n>.scope` and `systemctl status` show it) and
+/// execs the app, keeping its pid. The identifier comes in `DEWY_JOURNAL_IDENTIFIER`.
+const GATED_JOURNAL_SHIM: &str = "read -r _ || exit 125; LISTEN_PID=$$; export LISTEN_PID; \
+     ident=$DEWY_JOURNAL_IDENTIFIER; unset DEWY_JOURNAL_IDENTIFIER; \
+     exec /usr/bin/systemd-cat --identifier=\"$ident\" -- \"$@\" </dev/null";
+
+/// Where [`GATED_JOURNAL_SHIM`] finds `systemd-cat`.
+const SYSTEMD_CAT: &str = "/usr/bin/systemd-cat";
+
 /// How a generation ended: its exit status, or unknown for a generation adopted from an earlier
 /// deployer (it is not this process's child).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,9 +110,16 @@ impl Generation {
             fds.push(p.as_raw_fd());
             names.push("dewy-health".into());
         }
+        // A gated generation connects its own journal stream once it is in its unit.
+        let journal_in_unit = l.gated && l.journal_ident.is_some() && Path::new(SYSTEMD_CAT).exists();
+        let shim = match (l.gated, journal_in_unit) {
+            (true, true) => GATED_JOURNAL_SHIM,
+            (true, false) => GATED_SHIM,
+            (false, _) => SHIM,
+        };
         let mut cmd = tokio::process::Command::new("/bin/sh");
         cmd.arg("-c")
-            .arg(if l.gated { GATED_SHIM } else { SHIM })
+            .arg(shim)
             .arg(program)
             .args(l.command)
             .current_dir(l.cwd)
@@ -118,7 +136,9 @@ impl Generation {
                 .env("LISTEN_FDNAMES", names.join(":"))
                 .env("SERVER_STARTER_PORT", sockets::server_starter_port(l.sockets));
         }
-        if let Some(ident) = l.journal_ident {
+        if let (true, Some(ident)) = (journal_in_unit, l.journal_ident) {
+            cmd.env("DEWY_JOURNAL_IDENTIFIER", ident);
+        } else if let Some(ident) = l.journal_ident {
             match journal_stream(ident) {
                 Ok(fd) => {
                     let err = fd.try_clone().context("duplicating the journal stream")?;

@@ -148,7 +148,10 @@ impl Supervisor {
         orphan::record(&self.run_dir, &[keep.pid]);
         self.watch(gen);
         if self.sockets_changed {
-            tracing::info!(pid = keep.pid, "The listening sockets changed since it started; a new generation replaces it");
+            tracing::info!(
+                pid = keep.pid,
+                "The listening sockets changed since it started; a new generation replaces it"
+            );
             return Ok(false);
         }
         Ok(keep.version == live)
