@@ -9,6 +9,7 @@ pub mod dbus;
 pub mod docker;
 pub mod gcs;
 pub mod github;
+pub mod grpc;
 pub mod load;
 pub mod nspawn;
 pub mod oci;
@@ -18,6 +19,7 @@ pub mod proc;
 pub mod receiver;
 pub mod s3;
 pub mod server;
+pub mod tls;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
