@@ -119,6 +119,9 @@ pub struct Layer {
     pub proxy_max_connections: Option<usize>,
     pub verify: Option<Vec<String>>,
     pub min_age: Option<DurationValue>,
+    pub telemetry: Option<bool>,
+    pub otlp_endpoint: Option<String>,
+    pub otlp_insecure: Option<bool>,
 }
 
 macro_rules! overlay {
@@ -135,7 +138,7 @@ impl Layer {
             hook_timeout, before_hook_failure, max_artifact_size, max_extracted_size, slot, calver,
             cache, notifier, metrics_listen, port, command, drain_time, readiness, health_path, health_timeout,
             alive_delay, blame_window, replicas, cmd, run_options, keep_images, on_stop, proxy_idle_timeout,
-            proxy_max_connections, verify, min_age);
+            proxy_max_connections, verify, min_age, telemetry, otlp_endpoint, otlp_insecure);
     }
 }
 

@@ -14,6 +14,7 @@ pub mod load;
 pub mod nspawn;
 pub mod oci;
 pub mod oci_token;
+pub mod otlp;
 pub mod packages;
 pub mod proc;
 pub mod receiver;
