@@ -90,6 +90,7 @@ pub struct Settings {
     /// Also serve the metrics on this local TCP address.
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// OpenTelemetry (`telemetry`, `otlp-endpoint`, `otlp-insecure`).
+    #[serde(flatten)]
     pub telemetry: telemetry::Telemetry,
     /// Server mode: the app's command and arguments (run with the root as working directory).
     pub command: Vec<String>,

@@ -9,8 +9,10 @@ use super::ConfigError;
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Telemetry {
     /// `telemetry = true`, or an `otlp-endpoint` (which turns it on, as in Go Dewy).
+    #[serde(rename = "telemetry")]
     pub enabled: bool,
     /// Where metrics, deploy traces and event logs are exported; `None`: no export.
+    #[serde(flatten)]
     pub otlp: Option<Otlp>,
 }
 
@@ -18,8 +20,10 @@ pub struct Telemetry {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Otlp {
     /// `host:port` as written.
+    #[serde(rename = "otlp-endpoint")]
     pub endpoint: String,
     /// `otlp-insecure = true`: plaintext; otherwise TLS with the system roots.
+    #[serde(rename = "otlp-insecure")]
     pub insecure: bool,
 }
 
@@ -117,6 +121,15 @@ mod tests {
         let text =
             "registry = \"file:///srv/web\"\notlp-endpoint = \"collector:4317\"\notlp-insecure = true\n";
         let s = crate::config::from_text("web", path, text).expect("settings");
+        // `dewy config check` shows them under their own names.
+        let shown = toml::to_string(&s).expect("toml");
+        for line in [
+            "telemetry = true\n",
+            "otlp-endpoint = \"collector:4317\"\n",
+            "otlp-insecure = true\n",
+        ] {
+            assert!(shown.contains(line), "{line}: {shown}");
+        }
         assert_eq!(
             s.telemetry,
             Telemetry {
