@@ -1,7 +1,8 @@
 //! OpenTelemetry export against an OTLP/gRPC receiver built on the official protobuf
 //! definitions (Python `opentelemetry-proto` + `grpcio`): the Prometheus metrics with the same
-//! values, one span tree per deploy, the events as log records linked to the deploy's trace,
-//! plaintext (`--otlp-insecure`) and TLS (a test CA through `SSL_CERT_FILE`), and a dead
+//! values, one span tree per deploy with a span per step (a signed release in assets mode, two
+//! deploys in server mode), the events as log records linked to the deploy's trace, plaintext
+//! (`--otlp-insecure`) and TLS (a test CA through `SSL_CERT_FILE`), and an untrusted or dead
 //! collector that neither blocks the deploy nor the shutdown.
 
 mod support;
@@ -93,7 +94,7 @@ fn start(ws: &Workspace, endpoint: &str, extra: &[&str], env: &[(&str, &str)]) -
 
 /// The data points of metric `name` in the receiver's exports so far (the newest last).
 fn points(rx: &OtlpReceiver, name: &str) -> Vec<Value> {
-    rx.last_metrics()
+    rx.metrics()
         .into_iter()
         .filter(|m| m["name"] == name)
         .flat_map(|m| {
@@ -155,7 +156,7 @@ fn insecure_export_of_metrics_deploy_traces_and_event_logs() {
         h["explicit_bounds"],
         serde_json::json!([1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0])
     );
-    let metrics = rx.last_metrics();
+    let metrics = rx.metrics();
     let duration = metrics
         .iter()
         .find(|m| m["name"] == "dewy.deployment.duration")

@@ -63,8 +63,8 @@ impl OtlpReceiver {
             .collect()
     }
 
-    /// The metrics of the last metric export that has `name`, by name.
-    pub fn last_metrics(&self) -> Vec<Value> {
+    /// The metrics of every metric export so far, oldest first.
+    pub fn metrics(&self) -> Vec<Value> {
         self.requests("metrics")
             .iter()
             .flat_map(|r| items(r, "resource_metrics", "scope_metrics", "metrics"))
