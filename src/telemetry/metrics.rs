@@ -23,7 +23,7 @@ pub struct Instruments {
     _observed: Vec<Box<dyn std::any::Any + Send + Sync>>,
 }
 
-/// The deploy duration histogram, recorded by the trace builder at each `Deployed`.
+/// The deploy duration histogram, recorded by [`super::Telemetry`] at each `Deployed`.
 pub fn duration_histogram(meter: &Meter) -> Histogram<f64> {
     meter
         .f64_histogram("dewy.deployment.duration")

@@ -45,7 +45,7 @@ pub struct Telemetry {
 
 impl Telemetry {
     /// Start exporting to `otlp`: the metrics of `source` (read at each collection), and what
-    /// [`EventSink::emit`] receives. `role` names the process (`dewy`, `dewy-deployer`,
+    /// [`EventSink::emit`] and [`EventSink::step`] receive. `role` names the process (`dewy`, `dewy-deployer`,
     /// `dewy-watcher`) in the resource; `app` is the app's name. Needs a Tokio runtime.
     pub fn start(
         otlp: &Otlp,
