@@ -26,6 +26,7 @@ pub mod release;
 pub mod signature;
 pub mod supervise;
 pub mod systemd;
+pub mod telemetry;
 pub mod units;
 pub mod watch;
 

@@ -293,6 +293,73 @@ async fn twenty_rolling_updates_under_keep_alive_load_drop_no_request() {
     assert_eq!(errors, 0, "the proxy saw failed requests");
 }
 
+/// The deploy steps a deployer reports (what the OpenTelemetry export makes spans of).
+#[derive(Default)]
+struct Steps(Mutex<Vec<dewy::notify::Step>>);
+
+impl dewy::notify::EventSink for Steps {
+    fn emit(&self, _event: dewy::notify::Event) {}
+
+    fn step(&self, step: &dewy::notify::Step) {
+        self.0.lock().unwrap().push(step.clone());
+    }
+}
+
+impl Steps {
+    /// (version, step, failed) in order, taken out.
+    fn take(&self) -> Vec<(String, &'static str, bool)> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+            .into_iter()
+            .map(|s| {
+                assert!(s.end >= s.start, "{s:?}");
+                (s.version, s.name, s.error.is_some())
+            })
+            .collect()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn container_deploys_report_pull_hooks_rollout_and_clean_up_steps() {
+    let reg = Registry::start();
+    let app = unique("steps");
+    let _c = Cleanup::new(&app);
+    let v1 = reg.push(&app, &TestImage::new("v1.0.0"));
+    let mut broken = TestImage::new("v1.1.0");
+    broken.healthy = false;
+    let v11 = reg.push(&app, &broken);
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let s = settings(&app, tmp.path(), &[format!("127.0.0.1:{port}:8080")], |f| {
+        f.before_deploy_hook = Some("true".into());
+        f.after_deploy_hook = Some("true".into());
+        f.health_timeout = Some("3s".parse().unwrap());
+    });
+    let (proxy, _server) = start_proxy(&s).await;
+    let d = open(s, &proxy);
+    let steps = Arc::new(Steps::default());
+    d.set_events(steps.clone());
+    assert!(deployed(&d.offer(release("v1.0.0", &v1)).await));
+    let v = |name: &'static str, failed: bool| ("v1.0.0".to_string(), name, failed);
+    assert_eq!(
+        steps.take(),
+        [
+            v("pull", false),
+            v("hook.before", false),
+            v("rollout", false),
+            v("hook.after", false),
+            v("clean-up", false)
+        ]
+    );
+    // A rollout that fails is the last step, and failed.
+    let r = d.offer(release("v1.1.0", &v11)).await;
+    assert!(matches!(r, DeployResult::Failed { .. }), "{r:?}");
+    let v = |name: &'static str, failed: bool| ("v1.1.0".to_string(), name, failed);
+    assert_eq!(
+        steps.take(),
+        [v("pull", false), v("hook.before", false), v("rollout", true)]
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_health_check_rolls_back_and_marks_the_version_bad() {
     let reg = Registry::start();

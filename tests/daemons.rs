@@ -258,6 +258,110 @@ fn daemons_deploy_from_github_and_answer_operator_commands() {
     }
 }
 
+/// The `dewy.process` resource attribute of each export of `signal`.
+fn exporters(rx: &support::otlp::OtlpReceiver, signal: &str, outer: &str) -> Vec<String> {
+    rx.requests(signal)
+        .iter()
+        .filter_map(|r| support::otlp::attr(&r[outer][0]["resource"]["attributes"], "dewy.process"))
+        .collect()
+}
+
+#[test]
+fn each_daemon_exports_its_telemetry_under_its_own_name() {
+    let w = World::new();
+    let rx = support::otlp::OtlpReceiver::start(&w.tmp.path().join("otlp"), None);
+    let mut config = std::fs::read_to_string(&w.config).unwrap();
+    config.push_str(&format!(
+        "otlp-endpoint = \"{}\"\notlp-insecure = true\n",
+        rx.endpoint()
+    ));
+    std::fs::write(&w.config, config).unwrap();
+    w.fake.add_release(release("v1.0.0"));
+    let mut env = w.env();
+    env.push(("OTEL_METRIC_EXPORT_INTERVAL", "300".to_string()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let start = |bin: &str, name: &str| {
+        Daemon::start(
+            bin,
+            &["app", "--config", w.config.to_str().unwrap()],
+            &env,
+            w.tmp.path(),
+            &w.tmp.path().join(format!("{name}.log")),
+        )
+    };
+    let mut deployer = start(env!("CARGO_BIN_EXE_dewy-deployer"), "deployer");
+    w.wait_ready(&deployer);
+    let mut watcher = start(env!("CARGO_BIN_EXE_dewy-watcher"), "watcher");
+    w.wait_live("v1.0.0");
+    wait_for("metrics from both daemons", LONG, || {
+        let names = exporters(&rx, "metrics", "resource_metrics");
+        (names.iter().any(|n| n == "dewy-deployer") && names.iter().any(|n| n == "dewy-watcher"))
+            .then_some(())
+    });
+    assert!(
+        watcher.terminate(Duration::from_secs(20)).success(),
+        "{}",
+        watcher.log()
+    );
+    assert!(
+        deployer.terminate(Duration::from_secs(20)).success(),
+        "{}",
+        deployer.log()
+    );
+
+    // The deploy is the deployer's: one trace with its steps, exported by the deployer only.
+    assert_eq!(
+        exporters(&rx, "traces", "resource_spans"),
+        vec!["dewy-deployer".to_string(); rx.requests("traces").len()]
+    );
+    let spans = rx.spans();
+    let root = spans
+        .iter()
+        .find(|s| s["name"] == "dewy.deploy")
+        .expect("a deploy span");
+    assert_eq!(
+        support::otlp::attr(&root["attributes"], "dewy.version").as_deref(),
+        Some("v1.0.0")
+    );
+    let mut steps: Vec<&str> = spans
+        .iter()
+        .filter(|s| s["parent_span_id"] == root["span_id"])
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    steps.sort();
+    assert_eq!(
+        steps,
+        ["clean-up", "download", "extract", "hook.after", "switch"],
+        "{spans:#?}"
+    );
+    // The checks are the watcher's.
+    let checks = rx
+        .requests("metrics")
+        .into_iter()
+        .filter(|r| {
+            support::otlp::attr(
+                &r["resource_metrics"][0]["resource"]["attributes"],
+                "dewy.process",
+            )
+            .as_deref()
+                == Some("dewy-watcher")
+        })
+        .flat_map(|r| {
+            r["resource_metrics"][0]["scope_metrics"][0]["metrics"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter(|m| m["name"] == "dewy.registry.checks.total")
+        .filter_map(|m| {
+            m["sum"]["data_points"][0]["as_int"]
+                .as_str()
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+        .max();
+    assert!(checks.is_some_and(|n| n >= 1), "{checks:?}");
+}
+
 #[test]
 fn sigkill_during_download_leaves_no_cache_entry_and_recovers() {
     let w = World::new();

@@ -338,6 +338,17 @@ fn config_check_probes_the_source() {
 }
 
 #[test]
+fn the_help_lists_go_dewys_telemetry_flags() {
+    for mode in ["assets", "server", "container"] {
+        let (code, out, err) = dewy(&[mode, "--help"], &[]);
+        assert_eq!(code, 0, "{err}");
+        for flag in ["--telemetry", "--otlp-endpoint <HOST:PORT>", "--otlp-insecure"] {
+            assert!(out.contains(flag), "{mode} --help lacks {flag}:\n{out}");
+        }
+    }
+}
+
+#[test]
 fn config_errors_exit_78_with_file_and_line() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = tmp.path().join("web.toml");
@@ -366,9 +377,21 @@ fn config_errors_exit_78_with_file_and_line() {
     assert_eq!(code, 78, "{err}");
     assert!(err.contains("pre-relase"), "{err}");
 
-    let (code, _, err) = dewy(&["assets", "--registry", "file:///x", "--telemetry"], &[]);
+    let (code, _, err) = dewy(
+        &[
+            "assets",
+            "--registry",
+            "file:///x",
+            "--otlp-endpoint",
+            "http://c:4317",
+        ],
+        &[],
+    );
     assert_eq!(code, 78);
-    assert!(err.contains("--telemetry is not supported"), "{err}");
+    assert!(
+        err.contains("otlp-endpoint \"http://c:4317\": give host:port without a scheme"),
+        "{err}"
+    );
     let (code, _, err) = dewy(&["assets"], &[]);
     assert_eq!(code, 78);
     assert!(err.contains("--registry is not set"), "{err}");

@@ -131,7 +131,7 @@ pub struct VersionArgs {
 /// The Go Dewy's flags for `assets`, `server` and `container`, plus dewy's own.
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
-    /// Registry URL: ghr://owner/repo, file:///dir (s3://, gs://, img:// in later builds).
+    /// Registry URL: ghr://owner/repo, file:///dir, s3://, gs://, img://, grpc://host:port.
     #[arg(long)]
     pub registry: Option<String>,
     /// Poll interval: seconds, or a duration such as 30s or 5m.
@@ -164,6 +164,15 @@ pub struct RunArgs {
     /// Also serve the Prometheus metrics on this loopback address (e.g. 127.0.0.1:9101).
     #[arg(long)]
     pub metrics_listen: Option<String>,
+    /// Turn OpenTelemetry on (with --otlp-endpoint: metrics, deploy traces and event logs).
+    #[arg(long)]
+    pub telemetry: bool,
+    /// OTLP/gRPC collector as host:port (TLS with the system roots; turns telemetry on).
+    #[arg(long = "otlp-endpoint", value_name = "HOST:PORT")]
+    pub otlp_endpoint: Option<String>,
+    /// Plaintext gRPC to the OTLP collector.
+    #[arg(long = "otlp-insecure")]
+    pub otlp_insecure: bool,
     /// Shared cache URL (s3://, gs://).
     #[arg(short = 'c', long)]
     pub cache: Option<String>,
@@ -259,12 +268,6 @@ pub struct RunArgs {
 /// Go Dewy flags accepted by the parser so that they can be refused with a clear message.
 #[derive(Debug, Clone, Args)]
 pub struct LaterFlags {
-    #[arg(long, hide = true)]
-    pub telemetry: bool,
-    #[arg(long = "otlp-endpoint", hide = true)]
-    pub otlp_endpoint: Option<String>,
-    #[arg(long = "otlp-insecure", hide = true)]
-    pub otlp_insecure: bool,
     #[arg(long = "admin-port", hide = true)]
     pub admin_port: Option<u16>,
     #[arg(long, hide = true)]
@@ -275,9 +278,6 @@ impl LaterFlags {
     /// The first flag given that this build does not implement.
     pub fn first_given(&self) -> Option<&'static str> {
         [
-            (self.telemetry, "--telemetry"),
-            (self.otlp_endpoint.is_some(), "--otlp-endpoint"),
-            (self.otlp_insecure, "--otlp-insecure"),
             (self.admin_port.is_some(), "--admin-port"),
             (self.runtime.is_some(), "--runtime"),
         ]
@@ -309,6 +309,9 @@ impl RunArgs {
             cache: self.cache.clone(),
             notifier: (!self.notifier.is_empty()).then(|| self.notifier.clone()),
             metrics_listen: self.metrics_listen.clone(),
+            telemetry: self.telemetry.then_some(true),
+            otlp_endpoint: self.otlp_endpoint.clone(),
+            otlp_insecure: self.otlp_insecure.then_some(true),
             port: (!self.port.is_empty()).then(|| self.port.clone()),
             command: (!self.command.is_empty() && mode != Mode::Container).then(|| self.command.clone()),
             run_options: (!self.command.is_empty() && mode == Mode::Container).then(|| self.command.clone()),

@@ -13,6 +13,7 @@ const FLUSH_LIMIT: Duration = Duration::from_secs(5);
 /// The event sinks of one process.
 pub(super) struct Observers {
     dispatcher: Arc<Dispatcher>,
+    telemetry: Option<Arc<crate::telemetry::Telemetry>>,
     sinks: Arc<Sinks>,
     metrics: Arc<Metrics>,
 }
@@ -41,9 +42,15 @@ impl Observers {
         if let Err(e) = serve::start(metrics.clone(), &socket, listen).await {
             tracing::warn!(error = %format!("{e:#}"), "Metrics not served");
         }
-        let sinks = Arc::new(Sinks(vec![dispatcher.clone(), metrics.clone()]));
+        let mut sinks: Vec<Arc<dyn EventSink>> = vec![dispatcher.clone(), metrics.clone()];
+        let telemetry = start_telemetry(settings, socket_name, &metrics)?;
+        if let Some(t) = &telemetry {
+            sinks.push(t.clone());
+        }
+        let sinks = Arc::new(Sinks(sinks));
         Ok(Self {
             dispatcher,
+            telemetry,
             sinks,
             metrics,
         })
@@ -77,5 +84,53 @@ impl Observers {
             });
         }
         self.dispatcher.flush(FLUSH_LIMIT).await;
+        if let Some(t) = &self.telemetry {
+            t.shutdown(FLUSH_LIMIT).await;
+        }
+    }
+}
+
+/// With `otlp-endpoint`: the OpenTelemetry export, named after the process.
+fn start_telemetry(
+    settings: &Settings,
+    socket_name: &str,
+    metrics: &Arc<Metrics>,
+) -> Result<Option<Arc<crate::telemetry::Telemetry>>, i32> {
+    let Some(otlp) = &settings.telemetry.otlp else {
+        if settings.telemetry.enabled {
+            tracing::info!(
+                "Telemetry enabled without otlp-endpoint: the metrics are on the Prometheus endpoint only"
+            );
+        }
+        return Ok(None);
+    };
+    let role = process_role(socket_name);
+    match crate::telemetry::Telemetry::start(otlp, role, &settings.app, metrics.clone()) {
+        Ok(t) => {
+            tracing::info!(endpoint = %otlp.endpoint, insecure = otlp.insecure, "Telemetry enabled: OTLP export of metrics, deploy traces and event logs");
+            Ok(Some(Arc::new(t)))
+        }
+        Err(e) => {
+            eprintln!("Error: failed to initialize telemetry: {e:#}");
+            Err(crate::EXIT_CONFIG)
+        }
+    }
+}
+
+/// `dewy-watcher`, `dewy-deployer` or `dewy`: the program's name when it is one of the
+/// daemons, else told by the metrics socket (the watcher's has its own name).
+fn process_role(socket_name: &str) -> &'static str {
+    let program = std::env::args_os()
+        .next()
+        .and_then(|a| {
+            std::path::Path::new(&a)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+        })
+        .unwrap_or_default();
+    match (program.as_str(), socket_name) {
+        (_, "watcher-metrics.sock") | ("dewy-watcher", _) => "dewy-watcher",
+        ("dewy-deployer", _) => "dewy-deployer",
+        _ => "dewy",
     }
 }

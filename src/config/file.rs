@@ -121,6 +121,9 @@ pub struct Layer {
     pub min_age: Option<DurationValue>,
     /// Server mode under systemd: resource limits of the app's units (`MemoryMax = "512M"`…).
     pub app_properties: Option<BTreeMap<String, toml::Value>>,
+    pub telemetry: Option<bool>,
+    pub otlp_endpoint: Option<String>,
+    pub otlp_insecure: Option<bool>,
 }
 
 macro_rules! overlay {
@@ -137,7 +140,8 @@ impl Layer {
             hook_timeout, before_hook_failure, max_artifact_size, max_extracted_size, slot, calver,
             cache, notifier, metrics_listen, port, command, drain_time, readiness, health_path, health_timeout,
             alive_delay, blame_window, replicas, cmd, run_options, keep_images, on_stop, proxy_idle_timeout,
-            proxy_max_connections, verify, min_age, app_properties);
+            proxy_max_connections, verify, min_age, app_properties, telemetry, otlp_endpoint,
+            otlp_insecure);
     }
 }
 

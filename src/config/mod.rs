@@ -13,6 +13,7 @@ pub mod ranges;
 pub mod run_options;
 mod server;
 pub mod shared_cache;
+pub mod telemetry;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -89,6 +90,9 @@ pub struct Settings {
     pub notifiers: Vec<notifier::NotifierTarget>,
     /// Also serve the metrics on this local TCP address.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// OpenTelemetry (`telemetry`, `otlp-endpoint`, `otlp-insecure`).
+    #[serde(flatten)]
+    pub telemetry: telemetry::Telemetry,
     /// Server mode: the app's command and arguments (run with the root as working directory).
     pub command: Vec<String>,
     /// Server mode: the addresses the app listens on, sorted and deduplicated (the fd order; see
@@ -224,6 +228,7 @@ fn resolve(app: &str, l: Layer, files: Vec<PathBuf>, foreground: bool) -> Result
     let notifiers = notifier::parse_all(&l.notifier.clone().unwrap_or_default())
         .map_err(|e| invalid(format!("{e:#}")))?;
     let metrics_listen = metrics_listen(l.metrics_listen.as_deref())?;
+    let telemetry = telemetry::resolve(l.telemetry, l.otlp_endpoint.as_deref(), l.otlp_insecure)?;
     let interval = ranges::INTERVAL.resolve(l.interval, DEFAULT_INTERVAL)?;
     let grace_period = ranges::GRACE_PERIOD.resolve(l.grace_period, DEFAULT_GRACE_PERIOD)?;
     let hook_timeout = ranges::HOOK_TIMEOUT.resolve(l.hook_timeout, DEFAULT_HOOK_TIMEOUT)?;
@@ -282,6 +287,7 @@ fn resolve(app: &str, l: Layer, files: Vec<PathBuf>, foreground: bool) -> Result
         cache,
         notifiers,
         metrics_listen,
+        telemetry,
         command: server.command,
         ports: server.ports,
         drain_time: server.drain_time,

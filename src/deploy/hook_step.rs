@@ -17,6 +17,7 @@ impl Deployer {
         env: Vec<(String, String)>,
         version: &str,
     ) -> bool {
+        let start = std::time::SystemTime::now();
         let outcome = release::run_hook(&HookSpec {
             kind,
             command,
@@ -26,17 +27,28 @@ impl Deployer {
         })
         .await;
         self.emit(hook_event(version, &outcome));
-        if !outcome.success {
-            let error = outcome
+        let error = (!outcome.success).then(|| {
+            outcome
                 .error
                 .clone()
-                .unwrap_or_else(|| format!("exit code {:?}", outcome.exit_code));
+                .unwrap_or_else(|| format!("exit code {:?}", outcome.exit_code))
+        });
+        if let Some(error) = &error {
             let what = match kind {
                 HookKind::Before => "Before deploy hook failure",
                 HookKind::After => "After deploy hook failure",
             };
             tracing::error!(message_id = MSG_FAILURE, dewy_version = %version, error = %error, "{what}");
         }
+        let mut attributes = vec![("dewy.hook.command", command.to_string())];
+        if let Some(code) = outcome.exit_code {
+            attributes.push(("dewy.hook.exit_code", code.to_string()));
+        }
+        let step = match kind {
+            HookKind::Before => "hook.before",
+            HookKind::After => "hook.after",
+        };
+        super::steps::record(step, start, error, attributes);
         outcome.success
     }
 

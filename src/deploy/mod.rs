@@ -9,6 +9,7 @@ pub mod runtime;
 #[cfg(test)]
 mod signed_tests;
 pub mod state;
+pub mod steps;
 #[cfg(test)]
 mod tests;
 

@@ -52,7 +52,8 @@ impl Deployer {
             });
         }
         self.set_activity(format!("deploying {version}"));
-        let result = self.deploy(&release, &key, trigger, started).await;
+        let sink = self.events.get().cloned();
+        let result = super::steps::scope(&version, sink, self.deploy(&release, &key, trigger, started)).await;
         let out = match result {
             Ok(dir) => DeployResult::Deployed {
                 version: version.clone(),
@@ -225,7 +226,9 @@ impl Deployer {
             (st.live.clone(), st.previous.clone())
         };
         let keep: Vec<&Live> = [&live, &previous].into_iter().flatten().collect();
+        let cleaning = std::time::SystemTime::now();
         self.runtime.clean_up(&prepared, &keep).await;
+        super::steps::record("clean-up", cleaning, None, Vec::new());
         tracing::info!(
             message_id = MSG_DEPLOY,
             dewy_version = %version,

@@ -29,6 +29,25 @@ pub type ReplicaCounts = Box<dyn Fn() -> (usize, usize) + Send + Sync>;
 /// The message counts of every notifier, read at every scrape.
 pub type NotificationCounts = Box<dyn Fn() -> Vec<crate::notify::NotifierCounts> + Send + Sync>;
 
+/// The counters and gauges of a [`Metrics`] at one moment (the duration histogram aside).
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub command: String,
+    pub checks: u64,
+    pub check_errors: u64,
+    /// Unix seconds of the last successful check (0: none yet).
+    pub last_check_ok: u64,
+    pub deployments: u64,
+    pub deployment_errors: u64,
+    pub rollbacks: u64,
+    pub hook_failures: u64,
+    /// New generations by reason (`deploy`, `crash`, `operator`, `rollback`).
+    pub app_restarts: Vec<(&'static str, u64)>,
+    /// Container mode: (desired, running) replicas.
+    pub replicas: Option<(usize, usize)>,
+    pub notifications: Vec<crate::notify::NotifierCounts>,
+}
+
 /// The counters and gauges of one dewy process.
 pub struct Metrics {
     command: String,
@@ -88,6 +107,32 @@ impl Metrics {
         self.duration_count.fetch_add(1, Ordering::Relaxed);
         self.duration_sum_us
             .fetch_add((secs * 1e6) as u64, Ordering::Relaxed);
+    }
+
+    /// The current values (what [`Metrics::render`] shows), for the OpenTelemetry export.
+    pub fn snapshot(&self) -> Snapshot {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        Snapshot {
+            command: self.command.clone(),
+            checks: get(&self.checks),
+            check_errors: get(&self.check_errors),
+            last_check_ok: get(&self.last_check_ok),
+            deployments: get(&self.deployments),
+            deployment_errors: get(&self.deployment_errors),
+            rollbacks: get(&self.rollbacks),
+            hook_failures: get(&self.hook_failures),
+            app_restarts: Restart::ALL
+                .iter()
+                .zip(&self.app_restarts)
+                .map(|(r, n)| (r.as_str(), get(n)))
+                .collect(),
+            replicas: self.replicas.get().map(|counts| counts()),
+            notifications: self
+                .notifications
+                .get()
+                .map(|counts| counts())
+                .unwrap_or_default(),
+        }
     }
 
     /// The Prometheus text exposition of every metric.

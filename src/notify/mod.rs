@@ -8,6 +8,7 @@ pub mod event;
 mod mail;
 pub mod retry;
 mod slack;
+mod step;
 mod webhook;
 
 use std::sync::Arc;
@@ -19,10 +20,14 @@ pub use crate::config::notifier::redact;
 use crate::config::notifier::{NotifierTarget, Target};
 pub use dispatch::{hostname, Dispatcher, NotifierCounts, QUEUE_CAPACITY};
 pub use event::{Event, Note, Stage};
+pub use step::Step;
 
 /// Where the pipeline reports events.
 pub trait EventSink: Send + Sync {
     fn emit(&self, event: Event);
+
+    /// A deploy step finished (for the sinks that trace deploys; the others ignore it).
+    fn step(&self, _step: &Step) {}
 }
 
 /// Several sinks at once (the notifiers and the metrics).
@@ -33,6 +38,12 @@ impl EventSink for Sinks {
     fn emit(&self, event: Event) {
         for s in &self.0 {
             s.emit(event.clone());
+        }
+    }
+
+    fn step(&self, step: &Step) {
+        for s in &self.0 {
+            s.step(step);
         }
     }
 }

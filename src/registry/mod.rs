@@ -4,6 +4,7 @@ pub mod calver;
 pub mod file;
 pub mod gcs;
 pub mod github;
+pub mod grpc;
 mod link;
 pub mod oci;
 pub mod platform;
@@ -89,7 +90,7 @@ pub enum CheckError {
 }
 
 /// A release source. Implementations: `ghr://` ([`github`]), `file://` ([`file`]), `s3://`
-/// ([`s3`]), `gs://` ([`gcs`]), `img://` ([`oci`]).
+/// ([`s3`]), `gs://` ([`gcs`]), `img://` ([`oci`]), `grpc://` ([`grpc`]).
 #[async_trait::async_trait]
 pub trait Registry: Send + Sync {
     /// The newest release that passes the version rules (pre-release opt-in, slot).
@@ -151,7 +152,7 @@ pub async fn resolve(registry: &dyn Registry, version: &str) -> Result<Release, 
 }
 
 /// Registry schemes this build implements.
-pub const SUPPORTED_SCHEMES: &[&str] = &["ghr", "file", "s3", "gs", "img"];
+pub const SUPPORTED_SCHEMES: &[&str] = &["ghr", "file", "s3", "gs", "img", "grpc"];
 
 /// Settings that do not come from the registry URL.
 #[derive(Clone)]
@@ -214,7 +215,7 @@ pub fn default_user_agent() -> String {
 pub fn parse_url(s: &str) -> anyhow::Result<url::Url> {
     let url = url::Url::parse(s.trim()).with_context(|| {
         format!(
-            "invalid registry URL \"{s}\": expected scheme://… (supported: ghr://owner/repo, file:///dir, s3://region/bucket/prefix, gs://bucket/prefix, img://host/repository)"
+            "invalid registry URL \"{s}\": expected scheme://… (supported: ghr://owner/repo, file:///dir, s3://region/bucket/prefix, gs://bucket/prefix, img://host/repository, grpc://host:port)"
         )
     })?;
     match url.scheme() {
@@ -233,10 +234,9 @@ pub fn parse_url(s: &str) -> anyhow::Result<url::Url> {
         "img" => {
             oci::parse_location(&url)?;
         }
-        scheme @ "grpc" => bail!(
-            "registry scheme {scheme}:// is not supported yet in this build (registry URL {s}); supported: {}",
-            supported_list()
-        ),
+        "grpc" => {
+            grpc::parse_location(&url)?;
+        }
         scheme => bail!(
             "unknown registry scheme \"{scheme}\" in registry URL {s}; supported: {}",
             supported_list()
@@ -253,6 +253,7 @@ pub fn open(s: &str, opts: &OpenOptions) -> anyhow::Result<Arc<dyn Registry>> {
         "s3" => Arc::new(s3::open(&url, opts)?),
         "gs" => Arc::new(gcs::open(&url, opts)?),
         "img" => Arc::new(oci::open(&url, opts)?),
+        "grpc" => Arc::new(grpc::open(&url, opts)?),
         _ => Arc::new(file::open(&url, opts)?),
     })
 }
@@ -282,11 +283,15 @@ mod tests {
         let err = parse_url("s3://r/b?regoin=x").expect_err("s3").to_string();
         assert!(err.contains("unknown parameter \"regoin\""), "{err}");
         assert!(parse_url("img://ghcr.io/o/r?pre-release=true").is_ok());
-        let err = parse_url("grpc://x/y").expect_err("grpc").to_string();
-        assert!(err.contains("not supported yet in this build"), "{err}");
+        assert!(parse_url("grpc://127.0.0.1:9000?no-tls=true&artifact=app.tgz").is_ok());
+        let err = parse_url("grpc://x/y").expect_err("grpc path").to_string();
+        assert!(err.contains("expected grpc://host:port"), "{err}");
         let err = parse_url("ftp://x/y").expect_err("ftp").to_string();
         assert!(err.contains("unknown registry scheme \"ftp\""), "{err}");
-        assert!(err.contains("ghr://, file://, s3://, gs://, img://"), "{err}");
+        assert!(
+            err.contains("ghr://, file://, s3://, gs://, img://, grpc://"),
+            "{err}"
+        );
         let err = parse_url("linyows/dewy").expect_err("bare").to_string();
         assert!(err.contains("expected scheme://"), "{err}");
         let err = parse_url("ghr://o/r?bogus=1").expect_err("key").to_string();

@@ -9,15 +9,18 @@ pub mod dbus;
 pub mod docker;
 pub mod gcs;
 pub mod github;
+pub mod grpc;
 pub mod load;
 pub mod nspawn;
 pub mod oci;
 pub mod oci_token;
+pub mod otlp;
 pub mod packages;
 pub mod proc;
 pub mod receiver;
 pub mod s3;
 pub mod server;
+pub mod tls;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

@@ -6,6 +6,7 @@ use super::release_tree::ReleaseTree;
 use super::{Fetched, Prepared, Runtime};
 use crate::config::Mode;
 use crate::deploy::state::{Live, Pending};
+use crate::deploy::steps;
 use crate::failure::DeployFailure;
 use crate::registry::Release;
 
@@ -65,7 +66,7 @@ impl Runtime for Assets {
         prepared: &Prepared,
         _previous: Option<&Live>,
     ) -> Result<(), DeployFailure> {
-        self.tree.switch(release, prepared).map(|_| ())
+        steps::timed_sync("switch", || self.tree.switch(release, prepared)).map(|_| ())
     }
 
     async fn clean_up(&self, _prepared: &Prepared, keep: &[&Live]) {

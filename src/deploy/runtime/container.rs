@@ -11,6 +11,7 @@ use super::{Description, Fetched, Place, Prepared, Runtime, RuntimeError};
 use crate::config::Mode;
 use crate::container::{ContainerMode, ProxyControl};
 use crate::deploy::state::{Live, Pending};
+use crate::deploy::steps;
 use crate::failure::DeployFailure;
 use crate::registry::{Registry, Release};
 use crate::signature::{self, TrustedKey};
@@ -118,9 +119,9 @@ impl Runtime for Containers {
 
     async fn fetch(&self, release: &Release, _key: &str) -> Result<Fetched, DeployFailure> {
         if !self.keys.is_empty() {
-            self.verify_image(release).await?;
+            steps::timed("verify", self.verify_image(release)).await?;
         }
-        let pulled = self.c.pull(release).await?;
+        let pulled = steps::timed("pull", self.c.pull(release)).await?;
         Ok(Fetched::Image(pulled))
     }
 
@@ -159,7 +160,7 @@ impl Runtime for Containers {
                 prepared.name
             )));
         };
-        let replicas = self.c.roll(release, pulled).await?;
+        let replicas = steps::timed("rollout", self.c.roll(release, pulled)).await?;
         tracing::info!(
             dewy_version = %release.version,
             replicas = replicas.len(),

@@ -12,6 +12,7 @@ use super::{Fetched, Place, Prepared};
 use crate::cache::{Cache, StoreError, StoreOptions};
 use crate::config::Settings;
 use crate::deploy::state::{Live, Pending};
+use crate::deploy::steps;
 use crate::failure::DeployFailure;
 use crate::fault_inject;
 use crate::logging::{MSG_DEPLOY, MSG_DOWNLOAD, MSG_ROLLBACK};
@@ -107,9 +108,9 @@ impl ReleaseTree {
     /// Make sure the artifact is in the cache, matching the published checksum and, with trusted
     /// keys configured, signed by one of them; returns its SHA-256.
     pub async fn fetch(&self, release: &Release, key: &str) -> Result<Fetched, DeployFailure> {
-        let fetched = self.fetch_checked(release, key).await?;
+        let fetched = steps::timed("download", self.fetch_checked(release, key)).await?;
         if !self.settings.verify.is_empty() {
-            self.verify_signature(release, key, fetched.digest()).await?;
+            steps::timed("verify", self.verify_signature(release, key, fetched.digest())).await?;
         }
         Ok(fetched)
     }
@@ -252,6 +253,15 @@ impl ReleaseTree {
 
     /// Extract the cached artifact into a new release directory.
     pub async fn unpack(
+        &self,
+        release: &Release,
+        key: &str,
+        fetched: Fetched,
+    ) -> Result<Prepared, DeployFailure> {
+        steps::timed("extract", self.extract(release, key, fetched)).await
+    }
+
+    async fn extract(
         &self,
         release: &Release,
         key: &str,

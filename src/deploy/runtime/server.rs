@@ -9,6 +9,7 @@ use super::release_tree::ReleaseTree;
 use super::{Description, Fetched, Prepared, Runtime, RuntimeError};
 use crate::config::Mode;
 use crate::deploy::state::{Live, Pending};
+use crate::deploy::steps;
 use crate::failure::DeployFailure;
 use crate::notify::EventSink;
 use crate::registry::Release;
@@ -85,8 +86,9 @@ impl Runtime for Server {
         prepared: &Prepared,
         previous: Option<&Live>,
     ) -> Result<(), DeployFailure> {
-        let dir = self.tree.switch(release, prepared)?;
-        if let Err(e) = self.app.start(&release.version, Restart::Deploy).await {
+        let dir = steps::timed_sync("switch", || self.tree.switch(release, prepared))?;
+        let started = steps::timed("restart", self.app.start(&release.version, Restart::Deploy)).await;
+        if let Err(e) = started {
             self.tree.undo_switch(previous, &dir);
             return Err(DeployFailure::release(e, prepared.digest.clone()));
         }
