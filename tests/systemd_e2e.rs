@@ -272,7 +272,11 @@ fn deb_in_booted_systemd_file_registry_fd_store() {
     let st = String::from_utf8_lossy(&st.stdout);
     assert!(
         st.contains("hello_server") && st.contains("active (running)"),
-        "{st}"
+        "{unit}: {st}\n{}",
+        String::from_utf8_lossy(
+            &m.sh("journalctl -u dewy@app.service -p warning -o cat --output-fields=MESSAGE,ERROR --no-pager; systemctl list-units --all 'dewy-app-*'")
+                .stdout
+        )
     );
     // [app-properties] reached the unit.
     let limits = m.ok(&format!(
