@@ -4,7 +4,7 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
-use std::os::unix::net::{SocketAddr as UnixAddr, UnixDatagram};
+use std::os::unix::net::{SocketAddr as UnixSocketAddr, UnixDatagram};
 
 use super::sockets::Socket;
 
@@ -53,37 +53,27 @@ fn connect(notify_socket: &str) -> io::Result<UnixDatagram> {
     match notify_socket.strip_prefix('@') {
         Some(name) => {
             use std::os::linux::net::SocketAddrExt;
-            sock.connect_addr(&UnixAddr::from_abstract_name(name.as_bytes())?)?
+            sock.connect_addr(&UnixSocketAddr::from_abstract_name(name.as_bytes())?)?
         }
         None => sock.connect(notify_socket)?,
     }
     Ok(sock)
 }
 
+/// Send `data` with `fd` attached (`SCM_RIGHTS`), as `sd_pid_notify_with_fds` does.
 fn send_fd(sock: RawFd, data: &[u8], fd: RawFd) -> io::Result<()> {
-    let mut iov = libc::iovec {
-        iov_base: data.as_ptr() as *mut libc::c_void,
-        iov_len: data.len(),
-    };
-    // SAFETY: CMSG_SPACE is a pure size computation.
-    let space = unsafe { libc::CMSG_SPACE(size_of::<RawFd>() as u32) } as usize;
-    let mut cbuf = vec![0u64; space.div_ceil(8)];
-    // SAFETY: msghdr is plain data; every pointer set below outlives the sendmsg call.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = cbuf.as_mut_ptr() as *mut libc::c_void;
-    msg.msg_controllen = space as _;
-    // SAFETY: the control buffer holds one cmsg with room for one fd (CMSG_SPACE above).
-    unsafe {
-        let cmsg = libc::CMSG_FIRSTHDR(&msg);
-        (*cmsg).cmsg_level = libc::SOL_SOCKET;
-        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
-        (*cmsg).cmsg_len = libc::CMSG_LEN(size_of::<RawFd>() as u32) as _;
-        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg) as *mut RawFd, fd);
-        if libc::sendmsg(sock, &msg, libc::MSG_NOSIGNAL) < 0 {
-            return Err(io::Error::last_os_error());
-        }
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags, UnixAddr};
+    let fds = [fd];
+    let sent = sendmsg::<UnixAddr>(
+        sock,
+        &[io::IoSlice::new(data)],
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::MSG_NOSIGNAL,
+        None,
+    )
+    .map_err(io::Error::from)?;
+    if sent != data.len() {
+        return Err(io::Error::new(io::ErrorKind::WriteZero, "short write to NOTIFY_SOCKET"));
     }
     Ok(())
 }
@@ -108,26 +98,22 @@ mod tests {
         }];
         push_to(path.to_str().unwrap(), &sockets).unwrap();
         let mut data = [0u8; 256];
-        let mut iov = libc::iovec {
-            iov_base: data.as_mut_ptr() as *mut libc::c_void,
-            iov_len: data.len(),
+        let mut iov = [io::IoSliceMut::new(&mut data)];
+        let mut cbuf = nix::cmsg_space!([RawFd; 1]);
+        let msg = nix::sys::socket::recvmsg::<()>(
+            rx.as_raw_fd(),
+            &mut iov,
+            Some(&mut cbuf),
+            nix::sys::socket::MsgFlags::empty(),
+        )
+        .unwrap();
+        let fd = match msg.cmsgs().unwrap().next() {
+            Some(nix::sys::socket::ControlMessageOwned::ScmRights(fds)) => fds[0],
+            other => panic!("no SCM_RIGHTS: {other:?}"),
         };
-        let mut cbuf = [0u64; 8];
-        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = cbuf.as_mut_ptr() as *mut libc::c_void;
-        msg.msg_controllen = size_of_val(&cbuf) as _;
-        let n = unsafe { libc::recvmsg(rx.as_raw_fd(), &mut msg, 0) };
-        assert!(n > 0);
-        let text = String::from_utf8_lossy(&data[..n as usize]).into_owned();
+        let n = msg.bytes;
+        let text = String::from_utf8_lossy(&data[..n]).into_owned();
         assert_eq!(text, format!("FDSTORE=1\nFDNAME=127.0.0.1_{port}\n"));
-        let fd = unsafe {
-            let cmsg = libc::CMSG_FIRSTHDR(&msg);
-            assert!(!cmsg.is_null());
-            assert_eq!((*cmsg).cmsg_type, libc::SCM_RIGHTS);
-            std::ptr::read_unaligned(libc::CMSG_DATA(cmsg) as *const RawFd)
-        };
         let got = unsafe { <std::net::TcpListener as std::os::fd::FromRawFd>::from_raw_fd(fd) };
         assert_eq!(got.local_addr().unwrap().port(), port);
     }

@@ -5,6 +5,8 @@ use std::net::{SocketAddr, TcpListener};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use anyhow::Context;
+use nix::errno::Errno;
+use nix::fcntl::{fcntl, FcntlArg, FdFlag};
 
 /// One listening socket and how the app sees it.
 #[derive(Debug)]
@@ -110,10 +112,7 @@ pub fn inherited() -> anyhow::Result<Vec<Socket>> {
             .unwrap_or_else(|| addr.clone());
         let fd = OwnedFd::from(listener);
         // Hooks and other children must not inherit it; each app generation gets its own copy.
-        // SAFETY: fcntl on an fd we own.
-        if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) } < 0 {
-            return Err(std::io::Error::last_os_error()).context("setting close-on-exec");
-        }
+        fcntl(fd.as_raw_fd(), FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).context("setting close-on-exec")?;
         out.push(Socket {
             fd,
             name,
@@ -178,23 +177,16 @@ pub const MAX_SOCKETS: usize = 128;
 /// source and target so that no move overwrites a socket still to be moved.
 pub fn install(fds: &[RawFd]) -> std::io::Result<()> {
     if fds.len() > MAX_SOCKETS {
-        return Err(std::io::Error::from_raw_os_error(libc::EMFILE));
+        return Err(Errno::EMFILE.into());
     }
     let top = fds.iter().copied().max().unwrap_or(0).max(3 + fds.len() as RawFd);
     let mut temps: [RawFd; MAX_SOCKETS] = [-1; MAX_SOCKETS];
     for (i, fd) in fds.iter().enumerate() {
-        // SAFETY: fcntl on an fd the deployer owns and keeps open across the fork.
-        let t = unsafe { libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, top + 1) };
-        if t < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        temps[i] = t;
+        temps[i] = fcntl(*fd, FcntlArg::F_DUPFD_CLOEXEC(top + 1))?;
     }
     for (i, t) in temps.iter().take(fds.len()).enumerate() {
-        // SAFETY: dup2 onto the target number; the new fd has close-on-exec cleared.
-        if unsafe { libc::dup2(*t, 3 + i as RawFd) } < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
+        // dup2 leaves close-on-exec cleared on the new fd.
+        nix::unistd::dup2(*t, 3 + i as RawFd)?;
     }
     Ok(())
 }
