@@ -76,7 +76,18 @@ pub struct ContainerArgs {
 #[derive(Debug, Subcommand)]
 pub enum ContainerCommand {
     /// List the running containers of an app (UPSTREAM, DEPLOY TIME, NAME).
-    List(AppArgs),
+    List(ListArgs),
+}
+
+/// `dewy container list [APP] [--admin-port N]`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub app: AppArgs,
+    /// Ask the admin API on 127.0.0.1 (ports N to N+9, as Go Dewy does) instead of the bus;
+    /// without a value: 17539.
+    #[arg(long = "admin-port", num_args = 0..=1, default_missing_value = "17539")]
+    pub admin_port: Option<u16>,
 }
 
 /// Which bus the clients and daemons use.
@@ -247,6 +258,18 @@ pub struct RunArgs {
     /// first saw it), e.g. 1h.
     #[arg(long = "min-age")]
     pub min_age: Option<DurationValue>,
+    /// Serve the read-only admin API (/api/status, /api/containers, /metrics) on 127.0.0.1 at
+    /// the first free port of ten from this one (default 17539; always on in container mode).
+    #[arg(long = "admin-port")]
+    pub admin_port: Option<u16>,
+    /// Write the shipping report (shipped_to_HOST_COMMAND_at_TIME.txt) to the release source
+    /// after each deploy: true (default) or false.
+    #[arg(long, value_name = "BOOL")]
+    pub report: Option<bool>,
+    /// Container mode: the engine whose socket is used when DOCKER_HOST is not set: docker
+    /// (default) or podman.
+    #[arg(long)]
+    pub runtime: Option<String>,
     /// Go Dewy flags that this build does not implement yet (refused with a message).
     #[command(flatten)]
     pub later: LaterFlags,
@@ -265,10 +288,6 @@ pub struct LaterFlags {
     pub otlp_endpoint: Option<String>,
     #[arg(long = "otlp-insecure", hide = true)]
     pub otlp_insecure: bool,
-    #[arg(long = "admin-port", hide = true)]
-    pub admin_port: Option<u16>,
-    #[arg(long, hide = true)]
-    pub runtime: Option<String>,
 }
 
 impl LaterFlags {
@@ -278,8 +297,6 @@ impl LaterFlags {
             (self.telemetry, "--telemetry"),
             (self.otlp_endpoint.is_some(), "--otlp-endpoint"),
             (self.otlp_insecure, "--otlp-insecure"),
-            (self.admin_port.is_some(), "--admin-port"),
-            (self.runtime.is_some(), "--runtime"),
         ]
         .into_iter()
         .find_map(|(given, name)| given.then_some(name))
@@ -326,6 +343,9 @@ impl RunArgs {
             blame_window: self.blame_window,
             verify: (!self.verify.is_empty()).then(|| self.verify.clone()),
             min_age: self.min_age,
+            admin_port: self.admin_port,
+            report: self.report,
+            runtime: self.runtime.clone(),
             ..Layer::default()
         }
     }

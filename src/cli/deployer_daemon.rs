@@ -50,6 +50,8 @@ pub fn deployer_main() -> i32 {
         if deployer.settings().mode == crate::config::Mode::Container {
             deployer.set_proxy(Arc::new(bus::proxy_control::BusProxy::new(&conn, &app)));
         }
+        let _admin =
+            crate::admin::start(deployer.settings(), false, deployer.clone(), observers.metrics()).await;
         let stop = shutdown_signal();
         deployer.start_app().await;
         super::restart_on_sigusr1(deployer.clone());

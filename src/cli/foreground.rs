@@ -104,6 +104,7 @@ pub async fn run(mode: Mode, args: RunArgs) -> i32 {
         interval = %crate::units::format_duration(settings.interval),
         "Dewy started"
     );
+    let _admin = crate::admin::start(&settings, true, deployer.clone(), observers.metrics()).await;
     observers.emit(Event::Started {
         command: mode.to_string(),
     });

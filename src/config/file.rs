@@ -119,6 +119,12 @@ pub struct Layer {
     pub proxy_max_connections: Option<usize>,
     pub verify: Option<Vec<String>>,
     pub min_age: Option<DurationValue>,
+    /// Admin API port (the first free of ten from it); see docs/operations.md.
+    pub admin_port: Option<u16>,
+    /// Write the shipping report to the release source after each deploy.
+    pub report: Option<bool>,
+    /// Container mode: `docker` or `podman` (which engine socket).
+    pub runtime: Option<String>,
 }
 
 macro_rules! overlay {
@@ -136,6 +142,7 @@ impl Layer {
             cache, notifier, metrics_listen, port, command, drain_time, readiness, health_path, health_timeout,
             alive_delay, blame_window, replicas, cmd, run_options, keep_images, on_stop, proxy_idle_timeout,
             proxy_max_connections, verify, min_age);
+        overlay!(self, over; admin_port, report, runtime);
     }
 }
 

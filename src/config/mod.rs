@@ -111,6 +111,11 @@ pub struct Settings {
     /// A release younger than this waits (`min-age`); `None` when not set or zero.
     #[serde(serialize_with = "ser_opt_duration", skip_serializing_if = "Option::is_none")]
     pub min_age: Option<Duration>,
+    /// Admin API port as configured (`admin-port`; 0 means the default); see [`crate::admin`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_port: Option<u16>,
+    /// Write the shipping report (`shipped_to_…txt`) to the release source after each deploy.
+    pub report: bool,
     /// Container mode: ports, replicas, run options… (`None` in the other modes).
     #[serde(flatten)]
     pub container: Option<container::ContainerSettings>,
@@ -282,6 +287,8 @@ fn resolve(app: &str, l: Layer, files: Vec<PathBuf>, foreground: bool) -> Result
         blame_window: server.blame_window,
         verify,
         min_age,
+        admin_port: l.admin_port,
+        report: l.report.unwrap_or(true),
         container,
         files,
     })
