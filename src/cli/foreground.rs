@@ -64,6 +64,7 @@ pub async fn run(mode: Mode, args: RunArgs) -> i32 {
             return 1;
         }
     };
+    let shipping = crate::registry::shipping::ShippingReport::sink(&registry, settings.report);
     let watcher = Watcher::new(
         &settings.registry,
         registry,
@@ -76,7 +77,8 @@ pub async fn run(mode: Mode, args: RunArgs) -> i32 {
         Err(code) => return code,
     };
     let (signals, signal_queue) = bus::signals::queue();
-    deployer.set_events(Arc::new(crate::notify::Sinks(vec![observers.sink(), signals])));
+    let sinks = [observers.sink(), signals].into_iter().chain(shipping).collect();
+    deployer.set_events(Arc::new(crate::notify::Sinks(sinks)));
     observers.watch_replicas(&deployer);
     watcher.set_events(&app, observers.sink());
     let bus_conns = publish(&args.bus, &app, deployer.clone(), watcher.clone()).await;
