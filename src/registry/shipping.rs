@@ -170,6 +170,25 @@ mod tests {
     }
 
     #[test]
+    fn a_report_is_never_taken_for_the_artifact() {
+        let s = Shipment {
+            version: "v1.0.0".into(),
+            command: "server".into(),
+            host: "linux-x86_64-amd64".into(),
+            at: at(),
+        };
+        let name = s.file_name();
+        let choose = |names: &[&str]| {
+            crate::registry::platform::choose_for(names, None, "linux", "x86_64").map(str::to_string)
+        };
+        assert_eq!(choose(&[&name]), None, "{name}");
+        assert_eq!(
+            choose(&[&name, "app_linux_amd64.tar.gz"]).as_deref(),
+            Some("app_linux_amd64.tar.gz")
+        );
+    }
+
+    #[test]
     fn hostile_hostnames_cannot_shape_the_name() {
         let s = Shipment {
             version: "v1".into(),
