@@ -6,6 +6,7 @@
 #![warn(clippy::unwrap_used)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod admin;
 pub mod artifact;
 pub mod bus;
 pub mod cache;

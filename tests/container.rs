@@ -1115,6 +1115,81 @@ fn podman_socket_runs_the_same_deploys() {
     assert!(podman.app_containers(&app).is_empty(), "replicas left after stop");
 }
 
+/// `--runtime podman` without `DOCKER_HOST`: dewy finds Podman's rootful socket
+/// (`/run/podman/podman.sock`, as root) by itself, and the replicas run there, not in dockerd;
+/// `--runtime` with another value is a config error.
+#[test]
+fn runtime_podman_uses_the_rootful_podman_socket() {
+    const LONG: Duration = Duration::from_secs(120);
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test runs as root, as the deployer does"
+    );
+    let sock = std::path::Path::new("/run/podman/podman.sock");
+    if sock.exists() {
+        assert!(
+            std::os::unix::net::UnixStream::connect(sock).is_err(),
+            "a Podman service already serves {}; stop it (systemctl stop podman.socket podman.service) for this test",
+            sock.display()
+        );
+        std::fs::remove_file(sock).expect("removing a stale Podman socket");
+    }
+    let podman = docker::Podman::start_at(sock);
+    let reg = Registry::start();
+    let app = unique("runtime");
+    let _c = Cleanup::new(&app);
+    reg.push(&app, &TestImage::new("v1.0.0"));
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let (registry, root, listen) = (
+        format!("img://{}/{app}", reg.host),
+        tmp.path().display().to_string(),
+        format!("127.0.0.1:{port}:8080"),
+    );
+    let run = |runtime: &str| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_dewy"));
+        cmd.args([
+            "container",
+            "--name",
+            &app,
+            "--registry",
+            &registry,
+            "--root",
+            &root,
+        ])
+        .args(["--port", &listen, "--health-path", "/health", "--interval", "1s"])
+        .args(["--bus", "none", "--runtime", runtime])
+        .env_remove("DOCKER_HOST")
+        .current_dir(tmp.path());
+        cmd
+    };
+    let out = run("lxc").output().expect("dewy");
+    assert_eq!(out.status.code(), Some(78), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("use docker or podman"),
+        "{out:?}"
+    );
+
+    let mut d = Daemon::spawn(run("podman"), &[], &tmp.path().join("dewy.log"));
+    let start = Instant::now();
+    while get(port, "/").ok().as_deref() != Some("v1.0.0") {
+        assert!(
+            start.elapsed() < LONG,
+            "v1.0.0 not served\n{}\n{}",
+            d.log(),
+            podman.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(podman.app_containers(&app).len(), 1, "{}", d.log());
+    assert!(
+        app_containers(&app).is_empty(),
+        "the replica must run in Podman, not dockerd"
+    );
+    assert!(d.terminate(LONG).success());
+    assert!(podman.app_containers(&app).is_empty(), "replicas left after stop");
+}
+
 /// With `verify` set, an image goes live only with a cosign signature by a trusted key over its
 /// own digest, checked before the pull; an unsigned image and a replayed signature are refused,
 /// marked bad with the reason, and the running replicas stay.

@@ -108,6 +108,18 @@ impl World {
         });
     }
 
+    /// The `n`th shipping report uploaded to the fake.
+    fn wait_report(&self, n: usize) -> support::github::app::Upload {
+        wait_for(&format!("shipping report {n}"), LONG, || {
+            self.fake.uploads().get(n - 1).cloned()
+        })
+    }
+
+    /// A daemon's log so far.
+    fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.tmp.path().join(format!("{name}.log"))).unwrap_or_default()
+    }
+
     fn wait_ready(&self, d: &Daemon) {
         wait_for("deployer on the bus", LONG, || {
             let (code, _, _) = self.dewy(&["status", "app"]);
@@ -149,19 +161,32 @@ fn daemons_deploy_from_github_and_answer_operator_commands() {
     let mut watcher = w.watcher();
     w.wait_live("v1.0.0");
 
+    // The deployer (not the watcher) leaves the shipping report on the release, with its token.
+    let report = w.wait_report(1);
+    assert!(report.name.contains("_assets_at_"), "{}", report.name);
+    assert_eq!(report.authorization, format!("Bearer {TOKEN}"));
+    assert!(w.log("deployer").contains("Report shipping"));
+    assert!(!w.log("watcher").contains("Report shipping"));
+
     // Unchanged polls are answered 304: only the first listing of the watcher and the first of
-    // the deployer (which resolves each nominated version in its own client) counted against
-    // the rate limit.
+    // the deployer (which resolves each nominated version in its own client), and the first of
+    // each after the report changed the release, counted against the rate limit.
     let polls_before = w.fake.list_requests_304();
     wait_for("three conditional polls", LONG, || {
         (w.fake.list_requests_304() >= polls_before + 3).then_some(())
     });
-    assert_eq!(w.fake.list_requests_200(), 2);
+    assert_eq!(w.fake.list_requests_200(), 4);
 
-    // A new release is deployed within an interval or two.
+    // A new release is deployed within an interval or two (a new list for each client, then the
+    // report's change once more).
     w.fake.add_release(release("v1.1.0"));
     w.wait_live("v1.1.0");
-    assert_eq!(w.fake.list_requests_200(), 4);
+    w.wait_report(2);
+    let polls_before = w.fake.list_requests_304();
+    wait_for("three conditional polls", LONG, || {
+        (w.fake.list_requests_304() >= polls_before + 3).then_some(())
+    });
+    assert_eq!(w.fake.list_requests_200(), 8);
     // The after-deploy hook runs once `current` has switched: wait for its line.
     let hooks = wait_for("the after-deploy hook of v1.1.0", LONG, || {
         std::fs::read_to_string(w.tmp.path().join("hooks.log"))

@@ -160,3 +160,53 @@ async fn deploys_through_dewy_assets_with_checksum() {
     assert!(log.contains("v1.1.0"), "{log}");
     assert_eq!(current_file(&root, "VERSION").as_deref(), Some("v1.0.0"));
 }
+
+/// The shipping report: an empty object `<prefix><tag>/shipped_to_…txt` in the bucket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shipping_report_is_an_empty_object_next_to_the_version() {
+    use dewy::notify::Event;
+    use dewy::registry::shipping::{Shipment, ShippingReport};
+    let emu = GcsEmulator::start("bkt");
+    emu.put(&format!("app/v1.0.0/{}", host_artifact()), b"x").await;
+    let reg = open(&emu, "app", "", None);
+    assert!(reg.reports_shipping());
+    let direct = Shipment {
+        version: "v1.0.0".into(),
+        command: "assets".into(),
+        host: "web-3".into(),
+        at: chrono::Utc::now(),
+    };
+    reg.report_shipped(&direct).await.expect("a direct report");
+    let names = emu.list("app/v1.0.0/").await;
+    let want = format!("app/v1.0.0/{}", direct.file_name());
+    assert!(names.contains(&want), "{want} in {names:?}");
+    let sink = ShippingReport::sink(&reg, true).expect("GCS takes reports");
+    sink.emit(Event::Deployed {
+        version: "v1.0.0".into(),
+        previous: None,
+        duration: Duration::from_secs(1),
+        command: "server".into(),
+    });
+    let mut found = None;
+    for _ in 0..100 {
+        let names = emu.list("app/v1.0.0/").await;
+        if let Some(n) = names.into_iter().find(|n| n.contains("_server_at_")) {
+            found = Some(n);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let name = found.expect("the shipping report object");
+    assert!(
+        name.starts_with("app/v1.0.0/shipped_to_") && name.contains("_server_at_"),
+        "{name}"
+    );
+    let media = format!(
+        "{}/storage/v1/b/bkt/o/{}?alt=media",
+        emu.endpoint(),
+        name.replace('/', "%2F")
+    );
+    let body = reqwest::get(&media).await.unwrap();
+    assert!(body.status().is_success(), "{}", body.status());
+    assert!(body.bytes().await.unwrap().is_empty(), "empty object");
+}

@@ -215,5 +215,19 @@ async fn dewy_assets_deploys_from_a_grpc_registry_over_tls() {
     })
     .await
     .expect("join");
+    // The shipping report: `Report` for the deployed tag, with the answer's id and the mode.
+    tokio::task::spawn_blocking(move || {
+        wait_for("Report after the deploy", Duration::from_secs(60), || {
+            server.recorded().into_iter().find(|r| r["method"] == "Report")
+        })
+    })
+    .await
+    .map(|r| {
+        assert_eq!(r["id"], "d1", "{r}");
+        assert_eq!(r["tag"], "v3.1.0", "{r}");
+        assert_eq!(r["command"], "assets", "{r}");
+        assert_eq!(r["has_err"], false, "{r}");
+    })
+    .expect("join");
     d.kill9();
 }

@@ -288,3 +288,65 @@ fn bad_credentials_are_a_clear_error() {
     assert!(line.contains("s3://rel/"), "{line}");
     d.kill9();
 }
+
+/// The shipping report: an empty text/plain object next to the version's files, written through
+/// the same SigV4-signed client; the deploy-event sink writes it in the background.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shipping_report_is_an_empty_object_next_to_the_version() {
+    use dewy::notify::Event;
+    use dewy::registry::shipping::{Shipment, ShippingReport};
+    let s3 = S3Server::start(&["rel"]);
+    s3.put("rel", &format!("app/v1.0.0/{}", host_artifact()), b"x", None);
+    let reg = open(&s3.registry_url("rel", "app", ""), None, None);
+    assert!(reg.reports_shipping());
+    let sink = ShippingReport::sink(&reg, true).expect("S3 takes reports");
+    assert!(ShippingReport::sink(&reg, false).is_none(), "report = false");
+    sink.emit(Event::Deployed {
+        version: "v1.0.0".into(),
+        previous: None,
+        duration: Duration::from_secs(1),
+        command: "assets".into(),
+    });
+    let dir = s3.data_dir().join("rel/app/v1.0.0");
+    let report = wait_for("the shipping report", Duration::from_secs(20), || {
+        std::fs::read_dir(&dir)
+            .ok()?
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .find(|n| n.starts_with("shipped_to_"))
+    });
+    assert!(
+        report.contains("_assets_at_") && report.ends_with("Z.txt"),
+        "{report}"
+    );
+    assert_eq!(
+        std::fs::metadata(dir.join(&report)).unwrap().len(),
+        0,
+        "empty object"
+    );
+    let shipment = Shipment {
+        version: "v1.0.0".into(),
+        command: "server".into(),
+        host: "web-2".into(),
+        at: chrono::Utc::now(),
+    };
+    reg.report_shipped(&shipment).await.expect("a direct report");
+    assert!(
+        dir.join(shipment.file_name()).is_file(),
+        "{}",
+        shipment.file_name()
+    );
+    // A store that does not answer: the error names the object, for the log.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_url = format!(
+        "s3://us-east-1/rel/app?endpoint=http://{}",
+        dead.local_addr().unwrap()
+    );
+    drop(dead);
+    let refused = open(&dead_url, None, None)
+        .report_shipped(&shipment)
+        .await
+        .expect_err("no store there");
+    let want = format!("s3://rel/app/v1.0.0/{}", shipment.file_name());
+    assert!(format!("{refused:#}").contains(&want), "{refused:#}");
+}

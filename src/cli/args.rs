@@ -76,7 +76,18 @@ pub struct ContainerArgs {
 #[derive(Debug, Subcommand)]
 pub enum ContainerCommand {
     /// List the running containers of an app (UPSTREAM, DEPLOY TIME, NAME).
-    List(AppArgs),
+    List(ListArgs),
+}
+
+/// `dewy container list [APP] [--admin-port N]`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub app: AppArgs,
+    /// Ask the admin API on 127.0.0.1 (ports N to N+9, as Go Dewy does) instead of the bus;
+    /// without a value: 17539.
+    #[arg(long = "admin-port", num_args = 0..=1, default_missing_value = "17539")]
+    pub admin_port: Option<u16>,
 }
 
 /// Which bus the clients and daemons use.
@@ -256,34 +267,22 @@ pub struct RunArgs {
     /// first saw it), e.g. 1h.
     #[arg(long = "min-age")]
     pub min_age: Option<DurationValue>,
-    /// Go Dewy flags that this build does not implement yet (refused with a message).
-    #[command(flatten)]
-    pub later: LaterFlags,
+    /// Serve the read-only admin API (/api/status, /api/containers, /metrics) on 127.0.0.1 at
+    /// the first free port of ten from this one (default 17539; always on in container mode).
+    #[arg(long = "admin-port")]
+    pub admin_port: Option<u16>,
+    /// Write the shipping report (shipped_to_HOST_COMMAND_at_TIME.txt) to the release source
+    /// after each deploy: true (default) or false.
+    #[arg(long, value_name = "BOOL")]
+    pub report: Option<bool>,
+    /// Container mode: the engine whose socket is used when DOCKER_HOST is not set: docker
+    /// (default) or podman.
+    #[arg(long)]
+    pub runtime: Option<String>,
     /// Command and arguments of the app (server mode), or extra `docker run` options
     /// (container mode), after `--`.
     #[arg(last = true)]
     pub command: Vec<String>,
-}
-
-/// Go Dewy flags accepted by the parser so that they can be refused with a clear message.
-#[derive(Debug, Clone, Args)]
-pub struct LaterFlags {
-    #[arg(long = "admin-port", hide = true)]
-    pub admin_port: Option<u16>,
-    #[arg(long, hide = true)]
-    pub runtime: Option<String>,
-}
-
-impl LaterFlags {
-    /// The first flag given that this build does not implement.
-    pub fn first_given(&self) -> Option<&'static str> {
-        [
-            (self.admin_port.is_some(), "--admin-port"),
-            (self.runtime.is_some(), "--runtime"),
-        ]
-        .into_iter()
-        .find_map(|(given, name)| given.then_some(name))
-    }
 }
 
 impl RunArgs {
@@ -329,6 +328,9 @@ impl RunArgs {
             blame_window: self.blame_window,
             verify: (!self.verify.is_empty()).then(|| self.verify.clone()),
             min_age: self.min_age,
+            admin_port: self.admin_port,
+            report: self.report,
+            runtime: self.runtime.clone(),
             ..Layer::default()
         }
     }

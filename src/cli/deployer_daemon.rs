@@ -30,12 +30,14 @@ pub fn deployer_main() -> i32 {
             Err(code) => return code,
         };
         let mode = settings.mode.to_string();
+        let shipping = crate::registry::shipping::ShippingReport::sink(&registry, settings.report);
         let deployer = match Deployer::open(settings, registry) {
             Ok(d) => d,
             Err(e) => return fail("opening the deployer", format!("{e:#}")),
         };
         let (signals, signal_queue) = bus::signals::queue();
-        deployer.set_events(Arc::new(Sinks(vec![observers.sink(), signals])));
+        let sinks = [observers.sink(), signals].into_iter().chain(shipping).collect();
+        deployer.set_events(Arc::new(Sinks(sinks)));
         observers.watch_replicas(&deployer);
         let conn = match bus::serve_deployer(&bus, &app, deployer.clone()).await {
             Ok(c) => c,
@@ -50,6 +52,8 @@ pub fn deployer_main() -> i32 {
         if deployer.settings().mode == crate::config::Mode::Container {
             deployer.set_proxy(Arc::new(bus::proxy_control::BusProxy::new(&conn, &app)));
         }
+        let _admin =
+            crate::admin::start(deployer.settings(), false, deployer.clone(), observers.metrics()).await;
         let stop = shutdown_signal();
         deployer.start_app().await;
         super::restart_on_sigusr1(deployer.clone());

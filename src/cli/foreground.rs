@@ -19,10 +19,6 @@ use crate::EXIT_CONFIG;
 
 /// Run the whole pipeline in the foreground until a signal.
 pub async fn run(mode: Mode, args: RunArgs) -> i32 {
-    if let Some(flag) = args.later.first_given() {
-        eprintln!("Error: {flag} is not supported by this build of dewy yet");
-        return EXIT_CONFIG;
-    }
     if args.registry.is_none() && args.config.is_none() {
         eprintln!("Error: --registry is not set (e.g. --registry ghr://owner/repo or file:///srv/releases)");
         return EXIT_CONFIG;
@@ -64,6 +60,7 @@ pub async fn run(mode: Mode, args: RunArgs) -> i32 {
             return 1;
         }
     };
+    let shipping = crate::registry::shipping::ShippingReport::sink(&registry, settings.report);
     let watcher = Watcher::new(
         &settings.registry,
         registry,
@@ -76,7 +73,8 @@ pub async fn run(mode: Mode, args: RunArgs) -> i32 {
         Err(code) => return code,
     };
     let (signals, signal_queue) = bus::signals::queue();
-    deployer.set_events(Arc::new(crate::notify::Sinks(vec![observers.sink(), signals])));
+    let sinks = [observers.sink(), signals].into_iter().chain(shipping).collect();
+    deployer.set_events(Arc::new(crate::notify::Sinks(sinks)));
     observers.watch_replicas(&deployer);
     watcher.set_events(&app, observers.sink());
     let bus_conns = publish(&args.bus, &app, deployer.clone(), watcher.clone()).await;
@@ -104,6 +102,7 @@ pub async fn run(mode: Mode, args: RunArgs) -> i32 {
         interval = %crate::units::format_duration(settings.interval),
         "Dewy started"
     );
+    let _admin = crate::admin::start(&settings, true, deployer.clone(), observers.metrics()).await;
     observers.emit(Event::Started {
         command: mode.to_string(),
     });

@@ -67,6 +67,11 @@ impl Observers {
         }));
     }
 
+    /// The metrics of this process (also served by the admin API).
+    pub(super) fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
+    }
+
     /// The sink to hand to the deployer and the watcher.
     pub(super) fn sink(&self) -> Arc<dyn EventSink> {
         self.sinks.clone()

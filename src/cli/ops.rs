@@ -5,7 +5,7 @@ use std::path::Path;
 use anyhow::Context;
 use zbus::Connection;
 
-use super::args::{AppArgs, BusArgs, HistoryArgs, StatusArgs, VersionArgs};
+use super::args::{AppArgs, BusArgs, HistoryArgs, ListArgs, StatusArgs, VersionArgs};
 use crate::bus::client::{DeployerClient, WatcherClient};
 use crate::bus::BusChoice;
 use crate::config::{self, Sources};
@@ -341,8 +341,13 @@ async fn probe_source(settings: &config::Settings) -> (i32, String) {
     }
 }
 
-/// `dewy container list`: the running containers of an app, from its deployer.
-pub async fn container_list(a: AppArgs) -> anyhow::Result<i32> {
+/// `dewy container list`: the running containers of an app, from its deployer over the bus, or
+/// from the admin API with `--admin-port`.
+pub async fn container_list(l: ListArgs) -> anyhow::Result<i32> {
+    if let Some(port) = l.admin_port {
+        return container_list_admin(port, l.app.json).await;
+    }
+    let a = l.app;
     let conn = connect(&a.bus).await?;
     let app = pick_app(&conn, a.app.as_deref()).await?;
     let mut rows = DeployerClient::new(&conn, &app).await?.containers().await?;
@@ -357,9 +362,45 @@ pub async fn container_list(a: AppArgs) -> anyhow::Result<i32> {
         println!("{}", serde_json::Value::Array(list));
         return Ok(0);
     }
+    print_containers(&rows);
+    Ok(0)
+}
+
+/// Go Dewy's `container list`: the admin API of the first instance answering from `port`.
+async fn container_list_admin(port: u16, json: bool) -> anyhow::Result<i32> {
+    let port = if port == 0 {
+        crate::admin::DEFAULT_PORT
+    } else {
+        port
+    };
+    let listing = match crate::admin::client::list_containers(port).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            return Ok(1);
+        }
+    };
+    if json {
+        println!("{}", serde_json::to_string(&listing.containers)?);
+        return Ok(0);
+    }
+    if listing.port != port {
+        println!("(Connected to admin API on port {})", listing.port);
+    }
+    let rows: Vec<(String, String, String, String)> = listing
+        .containers
+        .into_iter()
+        .map(|c| (c.name, c.ip_port, c.deployed_at, c.version))
+        .collect();
+    print_containers(&rows);
+    Ok(0)
+}
+
+/// The UPSTREAM, DEPLOY TIME (local time) and NAME table of (name, upstream, deploy time, _).
+fn print_containers(rows: &[(String, String, String, String)]) {
     if rows.is_empty() {
         println!("No containers found.");
-        return Ok(0);
+        return;
     }
     let local = |at: &str| {
         chrono::DateTime::parse_from_rfc3339(at)
@@ -377,10 +418,9 @@ pub async fn container_list(a: AppArgs) -> anyhow::Result<i32> {
         .unwrap_or(0)
         .max("UPSTREAM".len());
     println!("{:<w$}  {:<19}  NAME", "UPSTREAM", "DEPLOY TIME");
-    for (name, upstream, at, _) in &rows {
+    for (name, upstream, at, _) in rows {
         println!("{upstream:<w$}  {:<19}  {name}", local(at));
     }
-    Ok(0)
 }
 
 #[cfg(test)]

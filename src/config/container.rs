@@ -58,6 +58,31 @@ pub struct ContainerSettings {
     pub proxy_idle_timeout: Duration,
     /// Most open client connections of the proxy (`None`: derived from its descriptor limit).
     pub proxy_max_connections: Option<usize>,
+    /// Which engine's socket is used when `DOCKER_HOST` is not set.
+    pub runtime: EngineRuntime,
+}
+
+/// The container engine (`runtime`): its socket is used unless `DOCKER_HOST` is set.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineRuntime {
+    /// `/var/run/docker.sock`.
+    #[default]
+    Docker,
+    /// Podman's Docker-compatible API: `/run/podman/podman.sock` as root,
+    /// `$XDG_RUNTIME_DIR/podman/podman.sock` otherwise.
+    Podman,
+}
+
+impl std::str::FromStr for EngineRuntime {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "docker" => Ok(EngineRuntime::Docker),
+            "podman" => Ok(EngineRuntime::Podman),
+            _ => Err(format!("unsupported runtime {s:?}: use docker or podman")),
+        }
+    }
 }
 
 /// The Go Dewy's default `proxy-idle-timeout`.
@@ -76,6 +101,7 @@ pub(super) fn resolve(l: &Layer, mode: Mode) -> Result<Option<ContainerSettings>
         (l.on_stop.is_some(), "on-stop"),
         (l.proxy_idle_timeout.is_some(), "proxy-idle-timeout"),
         (l.proxy_max_connections.is_some(), "proxy-max-connections"),
+        (l.runtime.is_some(), "runtime"),
     ]
     .into_iter()
     .filter_map(|(set, name)| set.then_some(name))
@@ -95,6 +121,10 @@ pub(super) fn resolve(l: &Layer, mode: Mode) -> Result<Option<ContainerSettings>
         return Err(invalid(format!("replicas = {replicas}: use 1 to 64")));
     }
     let proxy_max_connections = check_max_connections(l.proxy_max_connections)?;
+    let runtime = match l.runtime.as_deref() {
+        Some(r) => r.parse::<EngineRuntime>().map_err(invalid)?,
+        None => EngineRuntime::default(),
+    };
     let keep_images = l.keep_images.unwrap_or(DEFAULT_KEEP_IMAGES);
     if keep_images < 1 {
         return Err(invalid("keep-images must be at least 1 (the live image)"));
@@ -116,6 +146,7 @@ pub(super) fn resolve(l: &Layer, mode: Mode) -> Result<Option<ContainerSettings>
         on_stop,
         proxy_idle_timeout,
         proxy_max_connections,
+        runtime,
     }))
 }
 

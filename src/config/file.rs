@@ -124,6 +124,12 @@ pub struct Layer {
     pub telemetry: Option<bool>,
     pub otlp_endpoint: Option<String>,
     pub otlp_insecure: Option<bool>,
+    /// Admin API port (the first free of ten from it); see docs/operations.md.
+    pub admin_port: Option<u16>,
+    /// Write the shipping report to the release source after each deploy.
+    pub report: Option<bool>,
+    /// Container mode: `docker` or `podman` (which engine socket).
+    pub runtime: Option<String>,
 }
 
 macro_rules! overlay {
@@ -142,6 +148,7 @@ impl Layer {
             alive_delay, blame_window, replicas, cmd, run_options, keep_images, on_stop, proxy_idle_timeout,
             proxy_max_connections, verify, min_age, app_properties, telemetry, otlp_endpoint,
             otlp_insecure);
+        overlay!(self, over; admin_port, report, runtime);
     }
 }
 

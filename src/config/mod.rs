@@ -118,6 +118,11 @@ pub struct Settings {
     pub min_age: Option<Duration>,
     /// Server mode under systemd: resource limits of the app's transient units.
     pub app_properties: Vec<app_unit::UnitProperty>,
+    /// Admin API port as configured (`admin-port`; 0 means the default); see [`crate::admin`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_port: Option<u16>,
+    /// Write the shipping report (`shipped_to_…txt`) to the release source after each deploy.
+    pub report: bool,
     /// Container mode: ports, replicas, run options… (`None` in the other modes).
     #[serde(flatten)]
     pub container: Option<container::ContainerSettings>,
@@ -299,6 +304,8 @@ fn resolve(app: &str, l: Layer, files: Vec<PathBuf>, foreground: bool) -> Result
         verify,
         min_age,
         app_properties,
+        admin_port: l.admin_port,
+        report: l.report.unwrap_or(true),
         container,
         files,
     })

@@ -19,6 +19,7 @@ use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 
 use super::labels;
+use crate::config::container::EngineRuntime;
 use crate::config::run_options::RunOptions;
 use crate::registry::oci::credentials;
 use crate::registry::oci::location::normalise_host;
@@ -64,22 +65,46 @@ pub struct Managed {
     pub version: String,
     pub deployed_at: String,
     pub running: bool,
+    /// The image as the engine names it (the reference the container was created from).
+    pub image: String,
+    /// The engine's state word (`running`, `exited`…).
+    pub state: String,
+    /// Creation time (Unix seconds).
+    pub created: i64,
+    /// Every label of the container.
+    pub labels: BTreeMap<String, String>,
     /// Container port → the 127.0.0.1 address it is published on.
     pub ports: BTreeMap<u16, SocketAddr>,
 }
 
 impl Engine {
-    /// Connect through `DOCKER_HOST` (default `unix:///var/run/docker.sock`) and agree on an API
-    /// version.
-    pub async fn connect() -> anyhow::Result<Engine> {
-        let host = std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
-        let docker = Docker::connect_with_defaults()
-            .with_context(|| format!("connecting to the container engine at {host}"))?
+    /// Connect through `DOCKER_HOST` when it is set, else to the socket of `runtime`
+    /// ([`engine_socket`]), and agree on an API version.
+    pub async fn connect(runtime: EngineRuntime) -> anyhow::Result<Engine> {
+        let docker_host = std::env::var("DOCKER_HOST").ok().filter(|h| !h.trim().is_empty());
+        let xdg = std::env::var_os("XDG_RUNTIME_DIR").map(std::path::PathBuf::from);
+        let socket = engine_socket(
+            runtime,
+            docker_host.as_deref(),
+            nix::unistd::geteuid().as_raw(),
+            xdg.as_deref(),
+        );
+        let docker = match &socket {
+            None => Docker::connect_with_defaults(),
+            Some(path) => Docker::connect_with_unix(path, 120, bollard::API_DEFAULT_VERSION),
+        };
+        let host = docker_host
+            .or_else(|| socket.map(|s| format!("unix://{s}")))
+            .unwrap_or_else(|| "unix:///var/run/docker.sock".into());
+        let hint = match runtime {
+            EngineRuntime::Docker => "is dockerd running?",
+            EngineRuntime::Podman => "is podman.socket running? (systemctl enable --now podman.socket, or systemctl --user for rootless)",
+        };
+        let docker = docker
+            .with_context(|| format!("connecting to the {runtime:?} engine at {host} ({hint})"))?
             .negotiate_version()
             .await
-            .with_context(|| {
-                format!("talking to the container engine at {host} (is dockerd or podman.socket running?)")
-            })?;
+            .with_context(|| format!("talking to the container engine at {host} ({hint})"))?;
         tracing::debug!(api = %docker.client_version(), host = %host, "Container engine connected");
         Ok(Engine { docker })
     }
@@ -253,6 +278,17 @@ impl Engine {
         Ok(out)
     }
 
+    /// When the container's process last started (RFC 3339), from an inspect.
+    pub async fn started_at(&self, id: &str) -> Option<String> {
+        self.docker
+            .inspect_container(id, None)
+            .await
+            .ok()?
+            .state?
+            .started_at
+            .filter(|s| !s.starts_with("0001-"))
+    }
+
     /// True while the container runs.
     pub async fn is_running(&self, id: &str) -> bool {
         self.docker
@@ -303,6 +339,10 @@ impl Engine {
                     running: c
                         .state
                         .is_some_and(|s| s == bollard::models::ContainerSummaryStateEnum::RUNNING),
+                    image: c.image.unwrap_or_default(),
+                    state: c.state.map(|s| s.to_string()).unwrap_or_default(),
+                    created: c.created.unwrap_or_default(),
+                    labels: l.into_iter().collect(),
                     ports,
                 }
             })
@@ -386,6 +426,31 @@ pub fn registry_host(image: &str) -> String {
     }
 }
 
+/// The unix socket of `runtime`, or `None` to follow `DOCKER_HOST` (when set, it always wins) or
+/// use Docker's default socket. Podman: `/run/podman/podman.sock` for root (uid 0), else
+/// `$XDG_RUNTIME_DIR/podman/podman.sock` (`/run/user/<uid>` when the variable is unset).
+pub fn engine_socket(
+    runtime: EngineRuntime,
+    docker_host: Option<&str>,
+    euid: u32,
+    xdg_runtime_dir: Option<&std::path::Path>,
+) -> Option<String> {
+    if docker_host.is_some_and(|h| !h.trim().is_empty()) {
+        return None;
+    }
+    match runtime {
+        EngineRuntime::Docker => None,
+        EngineRuntime::Podman if euid == 0 => Some("/run/podman/podman.sock".into()),
+        EngineRuntime::Podman => {
+            let dir = xdg_runtime_dir
+                .filter(|d| d.is_absolute())
+                .map(|d| d.to_path_buf())
+                .unwrap_or_else(|| std::path::PathBuf::from(format!("/run/user/{euid}")));
+            Some(dir.join("podman/podman.sock").display().to_string())
+        }
+    }
+}
+
 /// dewy's own uid:gid, the default `--user` of the containers.
 pub fn own_user() -> String {
     format!("{}:{}", nix::unistd::getuid(), nix::unistd::getgid())
@@ -421,6 +486,40 @@ fn explain(e: bollard::errors::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn runtime_picks_the_engine_socket_unless_docker_host_is_set() {
+        use std::path::Path;
+        let xdg = Some(Path::new("/run/user/1000"));
+        assert_eq!(engine_socket(EngineRuntime::Docker, None, 0, xdg), None);
+        assert_eq!(
+            engine_socket(EngineRuntime::Podman, None, 0, xdg).as_deref(),
+            Some("/run/podman/podman.sock")
+        );
+        assert_eq!(
+            engine_socket(EngineRuntime::Podman, None, 1000, xdg).as_deref(),
+            Some("/run/user/1000/podman/podman.sock")
+        );
+        assert_eq!(
+            engine_socket(EngineRuntime::Podman, None, 1001, None).as_deref(),
+            Some("/run/user/1001/podman/podman.sock")
+        );
+        assert_eq!(
+            engine_socket(EngineRuntime::Podman, None, 1001, Some(Path::new("relative"))).as_deref(),
+            Some("/run/user/1001/podman/podman.sock")
+        );
+        for rt in [EngineRuntime::Docker, EngineRuntime::Podman] {
+            assert_eq!(engine_socket(rt, Some("unix:///tmp/x.sock"), 1000, xdg), None);
+        }
+        assert_eq!(
+            engine_socket(EngineRuntime::Podman, Some(" "), 0, xdg).as_deref(),
+            Some("/run/podman/podman.sock"),
+            "an empty DOCKER_HOST is unset"
+        );
+        assert!("docker".parse::<EngineRuntime>().is_ok());
+        let err = "containerd".parse::<EngineRuntime>().expect_err("refused");
+        assert!(err.contains("use docker or podman"), "{err}");
+    }
 
     #[test]
     fn references() {

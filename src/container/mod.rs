@@ -35,6 +35,24 @@ pub struct Replica {
     pub backends: BTreeMap<u16, SocketAddr>,
 }
 
+/// A running container of the app as the admin API shows it (Go Dewy's `/api/containers`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ContainerDetail {
+    pub id: String,
+    pub name: String,
+    pub image: String,
+    pub status: String,
+    /// The 127.0.0.1 address behind the first proxy port (or the only published port).
+    pub ip_port: String,
+    /// When the container's process started (RFC 3339).
+    pub started_at: String,
+    /// The `dewy.deployed_at` label, else `started_at`.
+    pub deployed_at: String,
+    pub labels: BTreeMap<String, String>,
+    /// The release (image tag) the container runs.
+    pub version: String,
+}
+
 /// One app's containers and the proxy in front of them.
 pub struct ContainerMode {
     app: String,
@@ -78,7 +96,9 @@ impl ContainerMode {
 
     /// The engine, connected on first use.
     pub async fn engine(&self) -> anyhow::Result<&Engine> {
-        self.engine.get_or_try_init(Engine::connect).await
+        self.engine
+            .get_or_try_init(|| Engine::connect(self.cfg.runtime))
+            .await
     }
 
     fn proxy(&self) -> anyhow::Result<&Arc<dyn ProxyControl>> {
@@ -270,6 +290,44 @@ impl ContainerMode {
                 (m.name, upstream, m.deployed_at, m.version)
             })
             .collect())
+    }
+
+    /// The admin API's view of the running containers (one inspect each, for the start time).
+    pub async fn details(&self) -> anyhow::Result<Vec<ContainerDetail>> {
+        let engine = self.engine().await?;
+        let first = self.cfg.ports.first().map(|p| p.listen.port());
+        let mut out = Vec::new();
+        for m in engine.managed(&self.app, false).await? {
+            let backends = self.backends_of(&m.ports);
+            let ip_port = first
+                .and_then(|p| backends.get(&p))
+                .or_else(|| m.ports.values().next())
+                .map(|a| a.to_string())
+                .unwrap_or_default();
+            let started_at = match engine.started_at(&m.id).await {
+                Some(t) => t,
+                None => chrono::DateTime::from_timestamp(m.created, 0)
+                    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                    .unwrap_or_default(),
+            };
+            let deployed_at = if m.deployed_at.is_empty() {
+                started_at.clone()
+            } else {
+                m.deployed_at
+            };
+            out.push(ContainerDetail {
+                id: m.id,
+                name: m.name,
+                image: m.image,
+                status: m.state,
+                ip_port,
+                started_at,
+                deployed_at,
+                labels: m.labels,
+                version: m.version,
+            });
+        }
+        Ok(out)
     }
 
     /// After a deploy: remove exited managed containers and keep the newest `keep-images`

@@ -203,6 +203,13 @@ impl Deployer {
         self.runtime.containers().await
     }
 
+    /// Container mode: the running containers in detail; `None` in the other modes.
+    pub async fn container_details(
+        &self,
+    ) -> Result<Option<Vec<crate::container::ContainerDetail>>, RuntimeError> {
+        self.runtime.container_details().await
+    }
+
     /// At start: take up the live release. Server mode starts its app (first generation) and
     /// watches for crash loops; container mode adopts the running containers.
     pub async fn start_app(self: &Arc<Self>) {

@@ -220,6 +220,32 @@ impl Registry for GcsRegistry {
         Ok(Box::pin(resp.bytes_stream().map_err(std::io::Error::other)))
     }
 
+    fn reports_shipping(&self) -> bool {
+        true
+    }
+
+    /// An empty `text/plain` object `<prefix><tag>/<name>`, as Go Dewy writes (a multipart
+    /// upload, as Google's client library makes it).
+    async fn report_shipped(&self, shipment: &super::shipping::Shipment) -> anyhow::Result<()> {
+        let object = format!(
+            "{}{}/{}",
+            self.location.prefix,
+            shipment.version,
+            shipment.file_name()
+        );
+        let what = format!("writing gs://{}/{object}", self.location.bucket);
+        let req = self
+            .api
+            .multipart_upload(&self.location.bucket, &object, "text/plain", b"")
+            .timeout(super::shipping::REPORT_TIMEOUT);
+        let resp = self.api.send(req).await.with_context(|| what.clone())?;
+        if !resp.status().is_success() {
+            anyhow::bail!("{what}: {}", api::failure(resp).await);
+        }
+        tracing::info!(bucket = %self.location.bucket, object = %object, "Write GCS object");
+        Ok(())
+    }
+
     fn selector(&self) -> Selector {
         self.selector.clone()
     }

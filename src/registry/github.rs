@@ -2,6 +2,7 @@
 //! polling, pre-release opt-in, slots, platform artifact choice and asset downloads.
 
 mod api;
+pub mod app;
 pub(crate) mod status;
 
 use anyhow::{bail, Context};
@@ -67,16 +68,30 @@ pub struct GithubRegistry {
 }
 
 /// Open a `ghr://` registry. The API base comes from `opts`, `GITHUB_API_URL`,
-/// `GITHUB_ENDPOINT` or api.github.com; the token from `opts`, `GH_TOKEN`, `GITHUB_TOKEN` or
-/// the systemd credential `github-token`. Without a token access is anonymous.
+/// `GITHUB_ENDPOINT` or api.github.com. A GitHub App (`opts`, or `GITHUB_APP_ID` and its
+/// companions, see [`app::AppCredentials::from_env`]) wins over a token; the token comes from
+/// `opts`, `GH_TOKEN`, `GITHUB_TOKEN` or the systemd credential `github-token`. Without either,
+/// access is anonymous.
 pub fn open(url: &Url, opts: &OpenOptions) -> anyhow::Result<GithubRegistry> {
     let location = parse_location(url)?;
     let base = api_base(opts)?;
-    let token = token(opts)?;
-    if token.is_none() {
-        api::warn_anonymous_once(&location.owner, &location.repo);
-    }
-    let client = Client::new(base, token, &opts.user_agent)?;
+    let app = match &opts.github_app {
+        Some(creds) => Some(creds.clone()),
+        None => app::AppCredentials::from_env()?,
+    };
+    let client = match app {
+        Some(creds) => {
+            let auth = app::AppAuth::new(&creds).context("GitHub App authentication")?;
+            Client::new(base, None, &opts.user_agent)?.with_app(auth)
+        }
+        None => {
+            let token = token(opts)?;
+            if token.is_none() {
+                api::warn_anonymous_once(&location.owner, &location.repo);
+            }
+            Client::new(base, token, &opts.user_agent)?
+        }
+    };
     let selector = super::version_dirs::selector(&location.query, opts)?;
     Ok(GithubRegistry {
         location,
@@ -256,6 +271,24 @@ impl Registry for GithubRegistry {
 
     async fn fetch(&self, url: &str) -> anyhow::Result<ByteStream> {
         self.client.fetch(url).await
+    }
+
+    fn reports_shipping(&self) -> bool {
+        true
+    }
+
+    /// A release asset named after the shipment whose text is the same sentence with spaces,
+    /// as Go Dewy uploads (the token, or the App, needs Contents: write).
+    async fn report_shipped(&self, shipment: &super::shipping::Shipment) -> anyhow::Result<()> {
+        let (owner, repo) = (self.owner(), self.repo());
+        let asset = api::NewAsset {
+            name: shipment.file_name(),
+            content_type: "text/plain",
+            body: shipment.sentence().into_bytes(),
+        };
+        self.client
+            .upload_asset(owner, repo, &shipment.version, asset)
+            .await
     }
 
     fn selector(&self) -> Selector {

@@ -10,6 +10,7 @@ pub mod oci;
 pub mod platform;
 pub mod query;
 pub mod s3;
+pub mod shipping;
 pub mod version;
 pub mod version_dirs;
 
@@ -106,6 +107,19 @@ pub trait Registry: Send + Sync {
     async fn image_signatures(&self, digest: &str) -> anyhow::Result<Vec<oci::cosign::CosignSignature>> {
         bail!("{digest}: only image sources (img://) store image signatures")
     }
+    /// Whether the source takes shipping reports ([`Registry::report_shipped`]).
+    fn reports_shipping(&self) -> bool {
+        false
+    }
+    /// Record at the source that a version was deployed: the file
+    /// [`shipping::Shipment::file_name`] as a release asset (GitHub) or an empty object next to
+    /// the version's files (S3, GCS).
+    async fn report_shipped(&self, shipment: &shipping::Shipment) -> anyhow::Result<()> {
+        bail!(
+            "this release source takes no shipping report ({})",
+            shipment.version
+        )
+    }
     /// The version rules of the source (grammar, pre-release opt-in, slot).
     fn selector(&self) -> version::Selector {
         version::Selector::default()
@@ -166,6 +180,8 @@ pub struct OpenOptions {
     /// GitHub token; overrides `GH_TOKEN` / `GITHUB_TOKEN` / the systemd credential.
     /// `Some("")` forces anonymous access.
     pub github_token: Option<String>,
+    /// GitHub App credentials; overrides `GITHUB_APP_ID` and its companions.
+    pub github_app: Option<github::app::AppCredentials>,
     /// CalVer format of the version tags (`--calver`); a `calver=` URL parameter wins.
     pub calver: Option<String>,
     /// GCS JSON API base of an emulator (no authentication); overrides `STORAGE_EMULATOR_HOST`.
@@ -183,6 +199,7 @@ impl Default for OpenOptions {
             user_agent: default_user_agent(),
             github_api_url: None,
             github_token: None,
+            github_app: None,
             calver: None,
             gcs_endpoint: None,
             s3_max_keys: None,
@@ -198,6 +215,7 @@ impl fmt::Debug for OpenOptions {
             .field("user_agent", &self.user_agent)
             .field("github_api_url", &self.github_api_url)
             .field("github_token", &self.github_token.as_ref().map(|_| "<redacted>"))
+            .field("github_app", &self.github_app)
             .field("calver", &self.calver)
             .field("gcs_endpoint", &self.gcs_endpoint)
             .field("s3_max_keys", &self.s3_max_keys)

@@ -279,6 +279,33 @@ impl Registry for S3Registry {
         Ok(body_stream(out.body))
     }
 
+    fn reports_shipping(&self) -> bool {
+        true
+    }
+
+    /// An empty `text/plain` object `<prefix><tag>/<name>`, as Go Dewy writes.
+    async fn report_shipped(&self, shipment: &super::shipping::Shipment) -> anyhow::Result<()> {
+        let key = format!(
+            "{}{}/{}",
+            self.location.prefix,
+            shipment.version,
+            shipment.file_name()
+        );
+        self.client()
+            .await
+            .put_object()
+            .bucket(&self.location.bucket)
+            .key(&key)
+            .content_type("text/plain")
+            .body(aws_sdk_s3::primitives::ByteStream::from_static(b""))
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!(describe(&e)))
+            .with_context(|| format!("writing s3://{}/{key}", self.location.bucket))?;
+        tracing::info!(bucket = %self.location.bucket, key = %key, "Write S3 object");
+        Ok(())
+    }
+
     fn selector(&self) -> Selector {
         self.selector.clone()
     }

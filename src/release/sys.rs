@@ -9,9 +9,9 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::Path;
 
 use nix::errno::Errno;
+use nix::fcntl::AtFlags;
 use nix::fcntl::{OFlag, RenameFlags};
 use nix::sys::stat::{FileStat, Mode, SFlag};
-use nix::fcntl::AtFlags;
 use nix::unistd::UnlinkatFlags;
 
 /// What a directory entry is, as seen by `fstatat(AT_SYMLINK_NOFOLLOW)`.
@@ -44,7 +44,12 @@ pub(crate) fn open_dir(path: &Path) -> io::Result<OwnedFd> {
 /// or `ENOTDIR` when `name` is a symlink or not a directory).
 pub(crate) fn open_dir_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<OwnedFd> {
     let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-    Ok(owned(nix::fcntl::openat(Some(dir.as_raw_fd()), name, flags, Mode::empty())?))
+    Ok(owned(nix::fcntl::openat(
+        Some(dir.as_raw_fd()),
+        name,
+        flags,
+        Mode::empty(),
+    )?))
 }
 
 /// Creates a new regular file `name` in `dir` (mode 0600 until the caller sets the real mode).
@@ -93,15 +98,12 @@ pub(crate) fn unlink_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<()> {
 
 /// The kind of `name` in `dir` without following symlinks; `None` when it does not exist.
 pub(crate) fn kind_at(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<Option<Kind>> {
-    let st: FileStat = match nix::sys::stat::fstatat(
-        Some(dir.as_raw_fd()),
-        name,
-        AtFlags::AT_SYMLINK_NOFOLLOW,
-    ) {
-        Ok(st) => st,
-        Err(Errno::ENOENT) => return Ok(None),
-        Err(e) => return Err(e.into()),
-    };
+    let st: FileStat =
+        match nix::sys::stat::fstatat(Some(dir.as_raw_fd()), name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(st) => st,
+            Err(Errno::ENOENT) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
     let format = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT;
     Ok(Some(if format == SFlag::S_IFDIR {
         Kind::Dir

@@ -85,7 +85,10 @@ impl AppUnits {
                 "Description",
                 Value::from(description(&self.app, version, number)),
             ),
-            ("KillSignal", Value::from(nix::sys::signal::Signal::SIGTERM as i32)),
+            (
+                "KillSignal",
+                Value::from(nix::sys::signal::Signal::SIGTERM as i32),
+            ),
             ("TimeoutStopUSec", Value::from(timeout)),
             ("SendSIGKILL", Value::from(true)),
             ("CollectMode", Value::from("inactive-or-failed")),

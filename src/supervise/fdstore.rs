@@ -73,7 +73,10 @@ fn send_fd(sock: RawFd, data: &[u8], fd: RawFd) -> io::Result<()> {
     )
     .map_err(io::Error::from)?;
     if sent != data.len() {
-        return Err(io::Error::new(io::ErrorKind::WriteZero, "short write to NOTIFY_SOCKET"));
+        return Err(io::Error::new(
+            io::ErrorKind::WriteZero,
+            "short write to NOTIFY_SOCKET",
+        ));
     }
     Ok(())
 }

@@ -298,11 +298,23 @@ pub struct Podman {
     /// `unix://…` for `DOCKER_HOST`.
     pub host: String,
     dir: tempfile::TempDir,
+    /// A socket placed outside `dir` (removed on drop).
+    outside: Option<PathBuf>,
 }
 
 impl Podman {
     /// Start `podman system service` on a socket in a temporary directory.
     pub fn start() -> Podman {
+        Podman::start_on(None)
+    }
+
+    /// Start it on `sock` (a free path, e.g. Podman's rootful `/run/podman/podman.sock`), its
+    /// storage still private; the socket file goes on drop.
+    pub fn start_at(sock: &Path) -> Podman {
+        Podman::start_on(Some(sock.to_path_buf()))
+    }
+
+    fn start_on(outside: Option<PathBuf>) -> Podman {
         let dir = tempfile::tempdir().expect("tempdir");
         let p = |n: &str| dir.path().join(n);
         std::fs::write(
@@ -315,7 +327,10 @@ impl Podman {
             "unqualified-search-registries = []\n[[registry]]\nlocation = \"127.0.0.1\"\ninsecure = true\n",
         )
         .expect("registries.conf");
-        let sock = p("podman.sock");
+        let sock = outside.clone().unwrap_or_else(|| p("podman.sock"));
+        if let Some(parent) = sock.parent() {
+            std::fs::create_dir_all(parent).expect("the socket's directory");
+        }
         let log = std::fs::File::create(p("podman.log")).expect("log");
         let child = Command::new("podman")
             .env("CONTAINERS_CONF", p("containers.conf"))
@@ -338,6 +353,7 @@ impl Podman {
             child,
             host: format!("unix://{}", sock.display()),
             dir,
+            outside,
         }
     }
 
@@ -369,5 +385,8 @@ impl Drop for Podman {
             .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(sock) = &self.outside {
+            let _ = std::fs::remove_file(sock);
+        }
     }
 }

@@ -217,6 +217,14 @@ impl Registry for SharedRegistry {
         self.origin.find(version).await
     }
 
+    fn reports_shipping(&self) -> bool {
+        self.origin.reports_shipping()
+    }
+
+    async fn report_shipped(&self, shipment: &crate::registry::shipping::Shipment) -> anyhow::Result<()> {
+        self.origin.report_shipped(shipment).await
+    }
+
     async fn image_signatures(
         &self,
         digest: &str,

@@ -213,6 +213,12 @@ impl Runtime for Containers {
         Ok(self.c.list().await?)
     }
 
+    async fn container_details(
+        &self,
+    ) -> Result<Option<Vec<crate::container::ContainerDetail>>, RuntimeError> {
+        Ok(Some(self.c.details().await?))
+    }
+
     fn set_proxy(&self, proxy: Arc<dyn ProxyControl>) {
         self.c.set_proxy(proxy)
     }

@@ -182,6 +182,14 @@ pub trait Runtime: Send + Sync {
         )))
     }
 
+    /// Container mode: the running containers in detail (the admin API's `/api/containers`);
+    /// `None` in the other modes.
+    async fn container_details(
+        &self,
+    ) -> Result<Option<Vec<crate::container::ContainerDetail>>, RuntimeError> {
+        Ok(None)
+    }
+
     /// Container mode: where the backends go.
     fn set_proxy(&self, _proxy: Arc<dyn ProxyControl>) {}
 

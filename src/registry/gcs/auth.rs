@@ -10,8 +10,8 @@ use base64::Engine;
 use serde::Deserialize;
 use tokio::sync::Mutex;
 
-/// Read-only access to objects.
-const SCOPE: &str = "https://www.googleapis.com/auth/devstorage.read_only";
+/// Access to objects: reading releases, and writing the shipping report next to them.
+const SCOPE: &str = "https://www.googleapis.com/auth/devstorage.read_write";
 /// Renew a token this long before it expires.
 const MARGIN: Duration = Duration::from_secs(300);
 const DEFAULT_METADATA_HOST: &str = "metadata.google.internal";

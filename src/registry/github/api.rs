@@ -21,6 +21,10 @@ use crate::registry::{ByteStream, CheckError};
 
 /// Most list pages read per poll (100 releases each).
 const MAX_PAGES: usize = 10;
+/// Largest page of the release list read (100 releases with their assets and notes).
+const MAX_LIST_PAGE: usize = 32 << 20;
+/// Largest single release read.
+const MAX_RELEASE: usize = 4 << 20;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const READ_TIMEOUT: Duration = Duration::from_secs(60);
 /// Whole-request limit of API calls (not of downloads, which may be large).
@@ -38,9 +42,20 @@ pub fn warn_anonymous_once(owner: &str, repo: &str) {
     }
 }
 
+/// A release asset to upload.
+#[derive(Debug, Clone)]
+pub struct NewAsset {
+    pub name: String,
+    pub content_type: &'static str,
+    pub body: Vec<u8>,
+}
+
 /// A release as the API returns it (fields dewy reads).
 #[derive(Debug, Clone, Deserialize)]
 pub struct ApiRelease {
+    /// Where assets are uploaded (`https://uploads.github.com/…/assets{?name,label}`).
+    #[serde(default)]
+    pub upload_url: Option<String>,
     pub tag_name: String,
     #[serde(default)]
     pub draft: bool,
@@ -93,6 +108,8 @@ pub struct Client {
     http: reqwest::Client,
     base: Url,
     token: Option<String>,
+    /// GitHub App authentication; when set, its installation token replaces `token`.
+    app: Option<super::app::AppAuth>,
     lists: Mutex<HashMap<String, ListCache>>,
 }
 
@@ -114,8 +131,32 @@ impl Client {
             http,
             base,
             token,
+            app: None,
             lists: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Authenticate as a GitHub App installation instead of with a token.
+    pub fn with_app(mut self, app: super::app::AppAuth) -> Client {
+        self.app = Some(app);
+        self
+    }
+
+    /// The bearer token of the requests: the App's installation token, or the configured one.
+    async fn bearer(&self) -> anyhow::Result<Option<String>> {
+        match &self.app {
+            Some(app) => Ok(Some(app.token(&self.http, &self.base).await?)),
+            None => Ok(self.token.clone()),
+        }
+    }
+
+    /// After a 401: an App's installation token is fetched again on the next request.
+    async fn refused(&self, status: StatusCode) {
+        if status == StatusCode::UNAUTHORIZED {
+            if let Some(app) = &self.app {
+                app.invalidate().await;
+            }
+        }
     }
 
     fn endpoint(&self, segments: &[&str]) -> anyhow::Result<Url> {
@@ -128,18 +169,30 @@ impl Client {
     }
 
     /// A GET with the API headers; the token only goes to the API's own origin.
-    fn get(&self, url: &Url, accept: &str) -> RequestBuilder {
+    async fn get(&self, url: &Url, accept: &str) -> anyhow::Result<RequestBuilder> {
+        self.request(reqwest::Method::GET, url, accept, same_origin(url, &self.base))
+            .await
+    }
+
+    /// A request with the API headers, and the bearer token when `authorized`.
+    async fn request(
+        &self,
+        method: reqwest::Method,
+        url: &Url,
+        accept: &str,
+        authorized: bool,
+    ) -> anyhow::Result<RequestBuilder> {
         let mut req = self
             .http
-            .get(url.clone())
+            .request(method, url.clone())
             .header(ACCEPT, accept)
             .header("X-GitHub-Api-Version", "2022-11-28");
-        if let Some(token) = &self.token {
-            if same_origin(url, &self.base) {
+        if authorized {
+            if let Some(token) = self.bearer().await? {
                 req = req.header(AUTHORIZATION, format!("Bearer {token}"));
             }
         }
-        req
+        Ok(req)
     }
 
     /// All releases of a repository, newest first, revalidated with `If-None-Match`.
@@ -152,7 +205,10 @@ impl Client {
         for page_no in 0..MAX_PAGES {
             let key = url.to_string();
             let cached = self.cached_page(&cache_key, &key);
-            let mut req = self.get(&url, "application/vnd.github+json").timeout(API_TIMEOUT);
+            let mut req = self
+                .get(&url, "application/vnd.github+json")
+                .await?
+                .timeout(API_TIMEOUT);
             if let Some(c) = &cached {
                 req = req.header(IF_NONE_MATCH, c.etag.as_str());
             }
@@ -169,6 +225,7 @@ impl Client {
                 }
                 page
             } else {
+                self.refused(resp.status()).await;
                 let resp = status::check(resp, &what).await?;
                 log_rate_limit(resp.headers());
                 let etag = resp
@@ -177,8 +234,7 @@ impl Client {
                     .and_then(|v| v.to_str().ok())
                     .map(str::to_string);
                 let next = next_link(resp.headers(), &url).map(|u| u.to_string());
-                let body = resp
-                    .bytes()
+                let body = status::read_limited(resp, MAX_LIST_PAGE)
                     .await
                     .with_context(|| format!("GitHub API {what}: reading the body"))?;
                 let releases: Vec<ApiRelease> = serde_json::from_slice(&body)
@@ -237,6 +293,7 @@ impl Client {
         let what = format!("GET {url}");
         let resp = self
             .get(&url, "application/vnd.github+json")
+            .await?
             .timeout(API_TIMEOUT)
             .send()
             .await
@@ -244,14 +301,58 @@ impl Client {
         if resp.status() == StatusCode::NOT_FOUND {
             return Ok(None);
         }
+        self.refused(resp.status()).await;
         let resp = status::check(resp, &what).await?;
-        let body = resp
-            .bytes()
+        let body = status::read_limited(resp, MAX_RELEASE)
             .await
             .with_context(|| format!("GitHub API {what}: reading the body"))?;
         let release = serde_json::from_slice(&body)
             .with_context(|| format!("GitHub API {what}: malformed JSON release"))?;
         Ok(Some(release))
+    }
+
+    /// Upload a release asset to the release tagged `tag`, at the `upload_url` the API gives
+    /// (uploads.github.com, or the Enterprise server's own), which must belong to the API's host.
+    pub async fn upload_asset(
+        &self,
+        owner: &str,
+        repo: &str,
+        tag: &str,
+        asset: NewAsset,
+    ) -> anyhow::Result<()> {
+        let release = self
+            .release_by_tag(owner, repo, tag)
+            .await
+            .map_err(anyhow::Error::from)?
+            .with_context(|| format!("release not found: {tag}"))?;
+        let template = release
+            .upload_url
+            .filter(|u| !u.is_empty())
+            .with_context(|| format!("release {tag} of {owner}/{repo} has no upload_url"))?;
+        let raw = template.split('{').next().unwrap_or(&template);
+        let mut url =
+            Url::parse(raw).with_context(|| format!("release {tag}: invalid upload_url {template:?}"))?;
+        if !may_upload(&self.base, &url) {
+            anyhow::bail!(
+                "release {tag}: upload_url {} is not on the GitHub API's host {}; refusing to send the token there",
+                url.origin().ascii_serialization(),
+                self.base.origin().ascii_serialization()
+            );
+        }
+        url.query_pairs_mut().append_pair("name", &asset.name);
+        let what = format!("POST {url}");
+        let resp = self
+            .request(reqwest::Method::POST, &url, "application/vnd.github+json", true)
+            .await?
+            .header(reqwest::header::CONTENT_TYPE, asset.content_type)
+            .body(asset.body)
+            .timeout(API_TIMEOUT)
+            .send()
+            .await
+            .with_context(|| format!("GitHub uploads API {what}"))?;
+        self.refused(resp.status()).await;
+        status::check(resp, &what).await.map_err(anyhow::Error::from)?;
+        Ok(())
     }
 
     /// Stream an asset. GitHub answers the asset API URL with a redirect to its CDN; the
@@ -269,9 +370,11 @@ impl Client {
         let what = format!("download {url}");
         let resp = self
             .get(&url, "application/octet-stream")
+            .await?
             .send()
             .await
             .with_context(|| format!("GitHub {what}"))?;
+        self.refused(resp.status()).await;
         let resp = status::check(resp, &what).await.map_err(anyhow::Error::from)?;
         let stream = resp.bytes_stream().map_err(std::io::Error::other);
         Ok(Box::pin(stream))
@@ -310,6 +413,23 @@ pub fn may_follow(base: &Url, target: &Url) -> bool {
         || host
             .strip_suffix(&base_host)
             .is_some_and(|rest| rest.ends_with('.'))
+}
+
+/// Whether the token may be sent to `upload` for the API at `base`: uploads.github.com over
+/// HTTPS for api.github.com; otherwise what [`may_follow`] allows (the Enterprise server's own
+/// host, its subdomains, another port of it).
+pub fn may_upload(base: &Url, upload: &Url) -> bool {
+    let dotcom = base
+        .host_str()
+        .is_some_and(|h| h.eq_ignore_ascii_case("api.github.com"));
+    if dotcom {
+        return upload.scheme() == "https"
+            && upload.port().is_none()
+            && upload
+                .host_str()
+                .is_some_and(|h| h.eq_ignore_ascii_case("uploads.github.com"));
+    }
+    may_follow(base, upload)
 }
 
 /// Follow at most [`MAX_REDIRECTS`] redirects, each to where [`may_follow`] allows.
@@ -432,6 +552,32 @@ mod tests {
         assert!(may_follow(&local, &u("http://127.0.0.1:4001/download/1/a")));
         assert!(!may_follow(&local, &u("http://127.0.0.2:4001/x")));
         assert!(!may_follow(&local, &u("ftp://127.0.0.1/x")));
+    }
+
+    #[test]
+    fn uploads_go_only_to_the_api_hosts_uploads_server() {
+        let u = |s: &str| Url::parse(s).expect("url");
+        let dotcom = u("https://api.github.com/");
+        assert!(may_upload(
+            &dotcom,
+            &u("https://uploads.github.com/repos/o/r/releases/1/assets")
+        ));
+        for bad in [
+            "http://uploads.github.com/x",
+            "https://uploads.github.com:8443/x",
+            "https://uploads.github.com.evil.example/x",
+            "https://api.github.com.evil.example/x",
+            "https://objects.githubusercontent.com/x",
+        ] {
+            assert!(!may_upload(&dotcom, &u(bad)), "{bad}");
+        }
+        let ghe = u("https://ghe.example/api/v3/");
+        assert!(may_upload(
+            &ghe,
+            &u("https://ghe.example/api/uploads/repos/o/r/releases/1/assets")
+        ));
+        assert!(!may_upload(&ghe, &u("https://evil.example/x")));
+        assert!(!may_upload(&ghe, &u("http://ghe.example/x")));
     }
 
     #[tokio::test]

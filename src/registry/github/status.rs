@@ -15,6 +15,22 @@ const MAX_ERROR_BODY: usize = 64 * 1024;
 /// The wait GitHub documents for a secondary rate limit without `Retry-After`.
 const SECONDARY_LIMIT_WAIT: Duration = Duration::from_secs(60);
 
+/// The body of `resp`, refused once it passes `max` bytes (an answer is never trusted to be
+/// small).
+pub async fn read_limited(resp: Response, max: usize) -> anyhow::Result<Vec<u8>> {
+    use futures_util::StreamExt;
+    let mut body = Vec::new();
+    let mut stream = resp.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk?;
+        if body.len() + chunk.len() > max {
+            anyhow::bail!("the answer is larger than {max} bytes");
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 /// Return the response when it succeeded, otherwise the matching [`CheckError`].
 pub async fn check(resp: Response, what: &str) -> Result<Response, CheckError> {
     let status = resp.status();
@@ -28,14 +44,14 @@ pub async fn check(resp: Response, what: &str) -> Result<Response, CheckError> {
 
 /// The API's `message` field, or the start of the body when it is not JSON.
 async fn error_message(resp: Response) -> String {
-    let body = match resp.bytes().await {
+    let body = match read_limited(resp, MAX_ERROR_BODY).await {
         Ok(b) => b,
-        Err(e) => return format!("(error body unreadable: {e})"),
+        Err(e) => return format!("(error body unreadable: {e:#})"),
     };
-    let body = &body[..body.len().min(MAX_ERROR_BODY)];
+    let body = body.as_slice();
     if let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) {
         if let Some(msg) = value.get("message").and_then(|m| m.as_str()) {
-            return msg.to_string();
+            return msg.chars().filter(|c| !c.is_control()).take(300).collect();
         }
     }
     let text = String::from_utf8_lossy(body);

@@ -319,6 +319,15 @@ impl Registry for GrpcRegistry {
         self.current().await
     }
 
+    /// Go Dewy calls `Report` after each successful deploy; so does dewy (the shipping report).
+    fn reports_shipping(&self) -> bool {
+        true
+    }
+
+    async fn report_shipped(&self, shipment: &super::shipping::Shipment) -> anyhow::Result<()> {
+        self.report(&shipment.version, &shipment.command, None).await
+    }
+
     /// The server offers one release: the current one. Any other version is not available.
     async fn find(&self, version: &str) -> Result<Release, CheckError> {
         let release = self.current().await?;

@@ -196,6 +196,11 @@ struct Repo {
 struct State {
     api: String,
     cdn: String,
+    uploads: String,
+    /// GitHub App mode: JWT checks and expiring installation tokens.
+    app: Option<app::App>,
+    /// Assets uploaded through the uploads API, as received.
+    uploaded: Vec<app::Upload>,
     repos: Vec<Repo>,
     next_id: u64,
     token: Option<String>,
@@ -275,7 +280,7 @@ impl State {
         json!({
             "url": url,
             "assets_url": format!("{url}/assets"),
-            "upload_url": format!("{}/repos/{o}/{r}/releases/{}/assets{{?name,label}}", self.api, rel.id),
+            "upload_url": format!("{}/repos/{o}/{r}/releases/{}/assets{{?name,label}}", self.uploads, rel.id),
             "html_url": format!("{}/{o}/{r}/releases/tag/{}", self.cdn, rel.tag),
             "id": rel.id,
             "node_id": format!("RE_{}", rel.id),
@@ -300,6 +305,7 @@ pub struct GithubFake {
     state: Arc<Mutex<State>>,
     api: SocketAddr,
     cdn: SocketAddr,
+    uploads: SocketAddr,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -314,14 +320,19 @@ impl GithubFake {
     pub fn start_blocking() -> GithubFake {
         let api_l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind API listener");
         let cdn_l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind CDN listener");
+        let up_l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind uploads listener");
         let api = api_l.local_addr().expect("API address");
         let cdn = cdn_l.local_addr().expect("CDN address");
-        for l in [&api_l, &cdn_l] {
+        let uploads = up_l.local_addr().expect("uploads address");
+        for l in [&api_l, &cdn_l, &up_l] {
             l.set_nonblocking(true).expect("non-blocking listener");
         }
         let state = Arc::new(Mutex::new(State {
             api: format!("http://{api}"),
             cdn: format!("http://{cdn}"),
+            uploads: format!("http://{uploads}"),
+            app: None,
+            uploaded: Vec::new(),
             repos: Vec::new(),
             next_id: 1000,
             token: None,
@@ -351,8 +362,10 @@ impl GithubFake {
                 rt.block_on(async move {
                     let api_l = tokio::net::TcpListener::from_std(api_l).expect("API listener");
                     let cdn_l = tokio::net::TcpListener::from_std(cdn_l).expect("CDN listener");
-                    tokio::spawn(routes::serve(api_l, shared.clone(), false));
-                    tokio::spawn(routes::serve(cdn_l, shared, true));
+                    let up_l = tokio::net::TcpListener::from_std(up_l).expect("uploads listener");
+                    tokio::spawn(routes::serve(api_l, shared.clone(), routes::Host::Api));
+                    tokio::spawn(routes::serve(cdn_l, shared.clone(), routes::Host::Cdn));
+                    tokio::spawn(routes::serve(up_l, shared, routes::Host::Uploads));
                     let _ = rx.await;
                 });
                 rt.shutdown_background();
@@ -362,6 +375,7 @@ impl GithubFake {
             state,
             api,
             cdn,
+            uploads,
             shutdown: Some(tx),
             thread: Some(thread),
         }
@@ -374,6 +388,54 @@ impl GithubFake {
     /// Base URL of the API (for `GITHUB_API_URL` / `OpenOptions::github_api_url`).
     pub fn api_url(&self) -> String {
         format!("http://{}", self.api)
+    }
+
+    /// Base URL of the uploads API (uploads.github.com's stand-in).
+    pub fn uploads_url(&self) -> String {
+        format!("http://{}", self.uploads)
+    }
+
+    /// Become a GitHub App's installation `installation_id`: API requests need one of the
+    /// installation tokens issued at `POST /app/installations/{id}/access_tokens` against a JWT
+    /// signed by `public_key_der`'s key (RSAPublicKey DER), each valid for `token_life`.
+    pub fn set_app(&self, app_id: u64, installation_id: u64, public_key_der: Vec<u8>, token_life: Duration) {
+        self.state().app = Some(app::App::new(app_id, installation_id, public_key_der, token_life));
+    }
+
+    /// Installation tokens issued so far.
+    pub fn tokens_issued(&self) -> usize {
+        self.state().app.as_ref().map_or(0, |a| a.issued.len())
+    }
+
+    /// Access-token requests refused, with the reason given.
+    pub fn token_refusals(&self) -> Vec<String> {
+        self.state()
+            .app
+            .as_ref()
+            .map(|a| a.refusals.clone())
+            .unwrap_or_default()
+    }
+
+    /// Requests refused for an expired installation token.
+    pub fn expired_token_uses(&self) -> u64 {
+        self.state().app.as_ref().map_or(0, |a| a.expired_uses)
+    }
+
+    /// Assets uploaded through the uploads API.
+    pub fn uploads(&self) -> Vec<app::Upload> {
+        self.state().uploaded.clone()
+    }
+
+    /// Asset names of a release of the default repository.
+    pub fn asset_names(&self, tag: &str) -> Vec<String> {
+        let mut st = self.state();
+        let idx = st.repo_index(DEFAULT_REPO);
+        st.repos[idx]
+            .releases
+            .iter()
+            .find(|r| r.tag == tag)
+            .map(|r| r.assets.iter().map(|a| a.name.clone()).collect())
+            .unwrap_or_default()
     }
 
     /// Base URL of the asset CDN.
@@ -511,4 +573,5 @@ fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
     state.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+pub mod app;
 mod routes;

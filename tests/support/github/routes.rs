@@ -8,7 +8,18 @@ use hyper_util::rt::TokioIo;
 
 const DOCS: &str = "https://docs.github.com/rest";
 
-pub async fn serve(listener: tokio::net::TcpListener, state: Arc<Mutex<State>>, cdn: bool) {
+/// Which listener a connection came to.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Host {
+    Api,
+    Cdn,
+    Uploads,
+}
+
+/// Largest request body read (uploads included).
+const MAX_BODY: usize = 1 << 20;
+
+pub async fn serve(listener: tokio::net::TcpListener, state: Arc<Mutex<State>>, host: Host) {
     loop {
         let Ok((conn, _)) = listener.accept().await else {
             continue;
@@ -18,10 +29,21 @@ pub async fn serve(listener: tokio::net::TcpListener, state: Arc<Mutex<State>>, 
             let svc = service_fn(move |req: Request<Incoming>| {
                 let state = state.clone();
                 async move {
-                    let resp = if cdn {
-                        cdn_route(&state, &req)
-                    } else {
-                        api_route(&state, &req)
+                    let (parts, body) = req.into_parts();
+                    let body = match http_body_util::Limited::new(body, MAX_BODY).collect().await {
+                        Ok(b) => b.to_bytes(),
+                        Err(_) => {
+                            return Ok::<_, Infallible>(error(
+                                StatusCode::PAYLOAD_TOO_LARGE,
+                                "Request body too large",
+                            ))
+                        }
+                    };
+                    let req = Request::from_parts(parts, body);
+                    let resp = match host {
+                        Host::Cdn => cdn_route(&state, &req),
+                        Host::Api => api_route(&state, &req),
+                        Host::Uploads => app::uploads_route(&state, &req),
                     };
                     Ok::<_, Infallible>(resp)
                 }
@@ -33,7 +55,7 @@ pub async fn serve(listener: tokio::net::TcpListener, state: Arc<Mutex<State>>, 
     }
 }
 
-fn full(body: impl Into<Bytes>) -> Body {
+pub(super) fn full(body: impl Into<Bytes>) -> Body {
     Full::new(body.into())
         .map_err(|never: Infallible| match never {})
         .boxed()
@@ -45,7 +67,7 @@ fn empty() -> Body {
         .boxed()
 }
 
-fn json_response(status: StatusCode, value: &Value) -> Response<Body> {
+pub(super) fn json_response(status: StatusCode, value: &Value) -> Response<Body> {
     let body = serde_json::to_vec(value).expect("JSON");
     let mut resp = Response::new(full(body));
     *resp.status_mut() = status;
@@ -56,18 +78,18 @@ fn json_response(status: StatusCode, value: &Value) -> Response<Body> {
     resp
 }
 
-fn error(status: StatusCode, message: &str) -> Response<Body> {
+pub(super) fn error(status: StatusCode, message: &str) -> Response<Body> {
     json_response(
         status,
         &json!({"message": message, "documentation_url": DOCS, "status": status.as_u16().to_string()}),
     )
 }
 
-fn header(req: &Request<Incoming>, name: hyper::header::HeaderName) -> Option<&str> {
+pub(super) fn header(req: &Request<Bytes>, name: hyper::header::HeaderName) -> Option<&str> {
     req.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
-fn query(req: &Request<Incoming>, key: &str) -> Option<String> {
+pub(super) fn query(req: &Request<Bytes>, key: &str) -> Option<String> {
     let q = req.uri().query()?;
     q.split('&').find_map(|kv| {
         let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
@@ -75,7 +97,7 @@ fn query(req: &Request<Incoming>, key: &str) -> Option<String> {
     })
 }
 
-fn decode(seg: &str) -> String {
+pub(super) fn decode(seg: &str) -> String {
     let bytes = seg.as_bytes();
     let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
     let mut out = Vec::with_capacity(bytes.len());
@@ -118,7 +140,7 @@ fn add_rate_headers(st: &State, resp: &mut Response<Body>) {
     put("x-github-request-id", format!("FAKE:{:X}", st.api_requests));
 }
 
-fn api_route(state: &Mutex<State>, req: &Request<Incoming>) -> Response<Body> {
+fn api_route(state: &Mutex<State>, req: &Request<Bytes>) -> Response<Body> {
     let mut st = lock(state);
     st.api_requests += 1;
     if let Some(until) = st.exhausted_until {
@@ -134,13 +156,21 @@ fn api_route(state: &Mutex<State>, req: &Request<Incoming>) -> Response<Body> {
     resp
 }
 
-fn api_answer(st: &mut State, req: &Request<Incoming>) -> Response<Body> {
-    if let Some(token) = &st.token {
-        let ok = header(req, AUTHORIZATION)
-            .is_some_and(|v| v == format!("Bearer {token}") || v == format!("token {token}"));
-        if !ok {
-            return error(StatusCode::UNAUTHORIZED, "Bad credentials");
-        }
+fn api_answer(st: &mut State, req: &Request<Bytes>) -> Response<Body> {
+    let segs: Vec<String> = req
+        .uri()
+        .path()
+        .trim_matches('/')
+        .split('/')
+        .map(decode)
+        .collect();
+    if let ["app", "installations", id, "access_tokens"] =
+        segs.iter().map(String::as_str).collect::<Vec<_>>().as_slice()
+    {
+        return app::access_tokens(st, req, id);
+    }
+    if let Some(resp) = refusal(st, req) {
+        return resp;
     }
     if st.exhausted_until.is_some() {
         return error(
@@ -193,12 +223,29 @@ fn api_answer(st: &mut State, req: &Request<Incoming>) -> Response<Body> {
     }
 }
 
+/// Check `Authorization` against the configured token, or the App's live installation tokens:
+/// the 401 answer when it does not pass.
+pub(super) fn refusal(st: &mut State, req: &Request<Bytes>) -> Option<Response<Body>> {
+    let given = header(req, AUTHORIZATION).map(str::to_string);
+    let given = given.as_deref();
+    if st.app.is_some() {
+        return app::installation_token_refusal(st, given);
+    }
+    if let Some(token) = &st.token {
+        let ok = given.is_some_and(|v| v == format!("Bearer {token}") || v == format!("token {token}"));
+        if !ok {
+            return Some(error(StatusCode::UNAUTHORIZED, "Bad credentials"));
+        }
+    }
+    None
+}
+
 fn etag_matches(if_none_match: Option<&str>, etag: &str) -> bool {
     let strip = |t: &str| t.trim().trim_start_matches("W/").to_string();
     if_none_match.is_some_and(|v| v.split(',').any(|t| t.trim() == "*" || strip(t) == strip(etag)))
 }
 
-fn list(st: &mut State, i: usize, req: &Request<Incoming>) -> Response<Body> {
+fn list(st: &mut State, i: usize, req: &Request<Bytes>) -> Response<Body> {
     let per_page = query(req, "per_page")
         .and_then(|v| v.parse::<usize>().ok())
         .unwrap_or(30)
@@ -259,7 +306,7 @@ fn list(st: &mut State, i: usize, req: &Request<Incoming>) -> Response<Body> {
     resp
 }
 
-fn asset(st: &State, i: usize, id: &str, req: &Request<Incoming>) -> Response<Body> {
+fn asset(st: &State, i: usize, id: &str, req: &Request<Bytes>) -> Response<Body> {
     let repo = &st.repos[i];
     let found = repo
         .releases
@@ -292,7 +339,7 @@ fn asset(st: &State, i: usize, id: &str, req: &Request<Incoming>) -> Response<Bo
     resp
 }
 
-fn cdn_route(state: &Mutex<State>, req: &Request<Incoming>) -> Response<Body> {
+fn cdn_route(state: &Mutex<State>, req: &Request<Bytes>) -> Response<Body> {
     let mut st = lock(state);
     st.cdn_requests += 1;
     if req.headers().contains_key(AUTHORIZATION) {
