@@ -3,6 +3,7 @@
 
 mod crash_loop;
 mod hook_step;
+pub mod pause;
 mod pipeline;
 mod recovery;
 pub mod runtime;
@@ -20,6 +21,7 @@ use serde::Serialize;
 use crate::config::Settings;
 use crate::notify::{Event, EventSink};
 use crate::registry::{Registry, Release};
+pub use pause::Overrides;
 use runtime::{Runtime, RuntimeError};
 use state::{HistoryEntry, Live, State, StateFile};
 
@@ -114,6 +116,9 @@ pub struct Status {
     /// `min-age`: the newest release waits (`waiting for cooldown until …`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting: Option<String>,
+    /// `dewy pause`: releases the watcher finds are held back until `dewy resume`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused: Option<state::Pause>,
     pub last: Option<HistoryEntry>,
     pub bad: Vec<state::BadVersion>,
     /// Container mode: the replicas in the proxy.
@@ -441,9 +446,13 @@ impl Deployer {
         Ok(release)
     }
 
-    /// Deploy a given version now (operator request).
-    pub async fn deploy_version(&self, version: &str) -> DeployResult {
+    /// Deploy a given version now (operator request). While paused it is refused unless
+    /// `overrides` sets the pause aside.
+    pub async fn deploy_version(&self, version: &str, overrides: Overrides) -> DeployResult {
         let _guard = self.busy.lock().await;
+        if let Some(refused) = self.refused_by_pause(version, overrides) {
+            return refused;
+        }
         match crate::registry::resolve(self.registry.as_ref(), version).await {
             Ok(release) => self.run(release, Trigger::Operator).await,
             Err(crate::registry::ResolveError::Invalid(e)) => refused(version, e.to_string()),
@@ -504,6 +513,7 @@ impl Deployer {
             crash_loop: self.crash_loop(),
             serving: self.runtime.describe().serving,
             waiting: self.waiting.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            paused: st.paused.clone(),
             last: st.history.back().cloned(),
             bad: st.bad.values().cloned().collect(),
             replicas: self.runtime.describe().replicas,

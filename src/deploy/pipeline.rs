@@ -36,6 +36,12 @@ impl Deployer {
             return DeployResult::Skipped { version, reason };
         }
         if trigger == Trigger::Watcher {
+            if let Some(held) = self.held_by_pause(&version, &key) {
+                return DeployResult::Skipped {
+                    version,
+                    reason: held,
+                };
+            }
             if let Some(wait) = self.cooldown(&release) {
                 return DeployResult::Skipped {
                     version,

@@ -248,3 +248,101 @@ fn an_interrupted_deploy_is_kept_when_it_went_live_and_undone_when_not() {
         assert!(file.load().expect("state").pending.is_none(), "pending cleared");
     }
 }
+
+/// Every event the deployer reports, in order.
+#[derive(Default)]
+struct Recorder(std::sync::Mutex<Vec<crate::notify::Event>>);
+
+impl crate::notify::EventSink for Recorder {
+    fn emit(&self, event: crate::notify::Event) {
+        self.0.lock().expect("events").push(event);
+    }
+}
+
+impl Recorder {
+    fn kinds(&self) -> Vec<&'static str> {
+        self.0.lock().expect("events").iter().map(|e| e.kind()).collect()
+    }
+}
+
+#[tokio::test]
+async fn a_pause_holds_new_releases_across_a_restart_until_resume() {
+    let r = rig();
+    let events = Arc::new(Recorder::default());
+    r.deployer.set_events(events.clone());
+    r.deployer.offer(release("v1.0.0")).await;
+    let (pause, new) = r.deployer.pause(" incident 42 ").expect("pause");
+    assert!(new);
+    assert_eq!(pause.reason, "incident 42");
+    let (again, new) = r.deployer.pause("something else").expect("pause again");
+    assert!(!new, "already paused");
+    assert_eq!(again, pause, "the first pause is kept");
+    let bad = r.deployer.pause("two\nlines").expect_err("a control character");
+    assert!(bad.to_string().contains("control character"), "{bad}");
+
+    let out = r.deployer.offer(release("v2.0.0")).await;
+    match &out {
+        DeployResult::Skipped { reason, .. } => {
+            assert!(reason.starts_with("v2.0.0 held back: paused since "), "{reason}");
+            assert!(reason.contains(": incident 42; `dewy resume app`"), "{reason}");
+        }
+        other => panic!("not held back: {other:?}"),
+    }
+    let status = r.deployer.status();
+    assert_eq!(status.live.expect("live").version, "v1.0.0");
+    assert_eq!(status.paused.as_ref(), Some(&pause));
+    assert!(status.waiting.expect("waiting").starts_with("v2.0.0 held back"));
+
+    // The live release that stopped running is still repaired while paused.
+    r.runtime.set_running(false);
+    assert_eq!(r.deployer.offer(release("v1.0.0")).await.kind(), "deployed");
+
+    // An operator's deploy is refused without the override, before anything is looked up.
+    let refused = r.deployer.deploy_version("v2.0.0", Default::default()).await;
+    match &refused {
+        DeployResult::Failed { error, .. } => {
+            assert!(error.starts_with("app is paused since "), "{error}");
+            assert!(error.contains("`dewy deploy v2.0.0 --ignore-pause`"), "{error}");
+        }
+        other => panic!("not refused: {other:?}"),
+    }
+    let src = r.root.parent().expect("tmp").join("src/v2.0.0");
+    std::fs::create_dir_all(&src).expect("mkdir");
+    std::fs::write(src.join("app.tar.gz"), b"x").expect("artifact");
+    let forced = r
+        .deployer
+        .deploy_version("v2.0.0", super::Overrides { pause: true })
+        .await;
+    assert_eq!(forced.kind(), "deployed", "{forced:?}");
+    assert!(
+        r.deployer.paused().is_some(),
+        "the override leaves the pause in force"
+    );
+
+    // The pause is in the state file: a new deployer on the same state is paused.
+    let reopened = {
+        let settings = r.deployer.settings().clone();
+        let registry = crate::registry::open(&settings.registry, &Default::default()).expect("registry");
+        let runtime = Arc::new(Scripted::new(r.root.join("releases")));
+        Deployer::with_runtime(settings, registry, runtime).expect("deployer")
+    };
+    assert_eq!(reopened.paused(), Some(pause.clone()));
+    drop(reopened);
+
+    let ended = r.deployer.resume().expect("resume");
+    assert_eq!(ended, Some(pause));
+    assert_eq!(r.deployer.resume().expect("resume again"), None);
+    assert!(r.deployer.status().paused.is_none());
+    assert!(r.deployer.status().waiting.is_none());
+    assert_eq!(r.deployer.offer(release("v3.0.0")).await.kind(), "deployed");
+    let kinds = events.kinds();
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "paused").count(),
+        1,
+        "one pause announced: {kinds:?}"
+    );
+    let paused_at = kinds.iter().position(|k| *k == "paused").expect("paused");
+    let resumed_at = kinds.iter().position(|k| *k == "resumed").expect("resumed");
+    assert!(paused_at < resumed_at, "{kinds:?}");
+    assert_eq!(kinds.iter().filter(|k| **k == "resumed").count(), 1, "{kinds:?}");
+}
