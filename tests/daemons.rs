@@ -394,6 +394,62 @@ fn a_paused_deployer_holds_releases_across_a_restart_until_resumed() {
     assert!(deployer.terminate(Duration::from_secs(20)).success());
 }
 
+#[test]
+fn outside_its_deploy_window_a_release_waits_until_the_window_opens() {
+    let w = World::new();
+    // A window (UTC) on today's day from the next whole minute at least 45 s away: time enough
+    // for the checks before it opens on a busy machine.
+    let now = chrono::Utc::now();
+    let start = chrono::DateTime::from_timestamp(((now.timestamp() + 45) / 60 + 1) * 60, 0).unwrap();
+    let opens = start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let mut config = std::fs::read_to_string(&w.config).unwrap();
+    config.push_str(&format!(
+        "\n[[window]]\ndays = [\"{}\"]\nstart = \"{}\"\nlength = \"30m\"\n",
+        start.format("%A"),
+        start.format("%H:%M")
+    ));
+    std::fs::write(&w.config, config).unwrap();
+    w.fake.add_release(release("v1.0.0"));
+    let mut deployer = w.deployer();
+    w.wait_ready(&deployer);
+    let mut watcher = w.watcher();
+    let (code, out, err) = w.dewy(&["status", "app"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(&format!("\nwindow:    closed until {opens}\n")),
+        "{out}"
+    );
+    let waiting = format!("waiting for a deploy window until {opens}");
+    let out = wait_for("the release waiting for its window", LONG, || {
+        let (_, out, _) = w.dewy(&["status", "app"]);
+        let v: serde_json::Value = serde_json::from_str(&w.dewy(&["status", "app", "--json"]).1).ok()?;
+        let told = v["watcher"]["last"]["detail"] == waiting.as_str();
+        (told && out.contains(&format!("\nwaiting:   {waiting}\n"))).then_some(out)
+    });
+    assert!(out.contains("live:      nothing deployed yet"), "{out}");
+    // Refused outside the window without --ignore-window (checked before anything is fetched).
+    let (code, _, err) = w.dewy(&["deploy", "v1.0.0", "--app", "app"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("--ignore-window"), "{err}");
+    assert!(
+        chrono::Utc::now() < start,
+        "the test machine is too slow for this window"
+    );
+    assert_eq!(current_file(&w.root, "VERSION"), None);
+
+    wait_for(
+        "v1.0.0 live once the window opened",
+        Duration::from_secs(300),
+        || (current_file(&w.root, "VERSION").as_deref() == Some("v1.0.0")).then_some(()),
+    );
+    assert!(chrono::Utc::now() >= start, "deployed before the window opened");
+    let (_, out, _) = w.dewy(&["status", "app"]);
+    assert!(out.contains("\nwindow:    open until "), "{out}");
+    assert!(!out.contains("\nwaiting:"), "{out}");
+    assert!(watcher.terminate(Duration::from_secs(20)).success());
+    assert!(deployer.terminate(Duration::from_secs(20)).success());
+}
+
 /// The `dewy.process` resource attribute of each export of `signal`.
 fn exporters(rx: &support::otlp::OtlpReceiver, signal: &str, outer: &str) -> Vec<String> {
     rx.requests(signal)

@@ -50,7 +50,8 @@ impl DeployerIface {
     }
 
     /// `Deploy` that sets aside the rules named in `overrides` (`pause`: deploy although the
-    /// app is paused); an unknown name is refused.
+    /// app is paused; `window`: although every deploy window is closed); an unknown name is
+    /// refused.
     async fn deploy_with(
         &self,
         #[zbus(connection)] conn: &Connection,

@@ -33,7 +33,7 @@ pub enum Command {
     /// Show the deploy history of an app.
     History(HistoryArgs),
     /// Deploy a given version now (even one marked bad; refused while paused unless
-    /// --ignore-pause).
+    /// --ignore-pause, and outside every deploy window unless --ignore-window).
     Deploy(DeployArgs),
     /// Make the previous release live again; the current version is marked bad.
     Rollback(AppArgs),
@@ -145,7 +145,7 @@ pub struct VersionArgs {
     pub bus: BusArgs,
 }
 
-/// `dewy deploy VERSION [--app APP] [--ignore-pause]`.
+/// `dewy deploy VERSION [--app APP] [--ignore-pause] [--ignore-window]`.
 #[derive(Debug, Args)]
 pub struct DeployArgs {
     #[command(flatten)]
@@ -153,6 +153,9 @@ pub struct DeployArgs {
     /// Deploy even though the app is paused (`dewy pause`); the pause stays in force.
     #[arg(long = "ignore-pause")]
     pub ignore_pause: bool,
+    /// Deploy even though every deploy window (`[[window]]`) is closed.
+    #[arg(long = "ignore-window")]
+    pub ignore_window: bool,
 }
 
 /// `dewy pause [APP] [--reason TEXT]`.

@@ -142,6 +142,9 @@ fn print_status(d: &Status, w: Option<serde_json::Value>) -> anyhow::Result<()> 
     if let Some(p) = &d.paused {
         println!("paused:    {}", plain(&p.detail()));
     }
+    if let Some(w) = &d.window {
+        println!("window:    {}", plain(w));
+    }
     if let Some(w) = &d.waiting {
         println!("waiting:   {}", plain(w));
     }
@@ -234,6 +237,7 @@ pub async fn deploy(d: DeployArgs) -> anyhow::Result<i32> {
     let app = pick_app(&conn, a.app.as_deref()).await?;
     let overrides = crate::deploy::Overrides {
         pause: d.ignore_pause,
+        window: d.ignore_window,
     };
     let r = DeployerClient::new(&conn, &app)
         .await?

@@ -14,6 +14,7 @@ pub mod run_options;
 mod server;
 pub mod shared_cache;
 pub mod telemetry;
+pub mod window;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -123,6 +124,9 @@ pub struct Settings {
     pub admin_port: Option<u16>,
     /// Write the shipping report (`shipped_to_…txt`) to the release source after each deploy.
     pub report: bool,
+    /// Deploy windows (`[[window]]`): a release the watcher finds is deployed only while one is
+    /// open; none means at any time.
+    pub window: Vec<window::DeployWindow>,
     /// Container mode: ports, replicas, run options… (`None` in the other modes).
     #[serde(flatten)]
     pub container: Option<container::ContainerSettings>,
@@ -306,6 +310,7 @@ fn resolve(app: &str, l: Layer, files: Vec<PathBuf>, foreground: bool) -> Result
         app_properties,
         admin_port: l.admin_port,
         report: l.report.unwrap_or(true),
+        window: l.window.unwrap_or_default(),
         container,
         files,
     })

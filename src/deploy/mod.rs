@@ -3,6 +3,7 @@
 
 mod crash_loop;
 mod hook_step;
+mod overrides;
 pub mod pause;
 mod pipeline;
 mod recovery;
@@ -13,6 +14,7 @@ pub mod state;
 pub mod steps;
 #[cfg(test)]
 mod tests;
+mod window;
 
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -21,7 +23,7 @@ use serde::Serialize;
 use crate::config::Settings;
 use crate::notify::{Event, EventSink};
 use crate::registry::{Registry, Release};
-pub use pause::Overrides;
+pub use overrides::Overrides;
 use runtime::{Runtime, RuntimeError};
 use state::{HistoryEntry, Live, State, StateFile};
 
@@ -119,6 +121,9 @@ pub struct Status {
     /// `dewy pause`: releases the watcher finds are held back until `dewy resume`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paused: Option<state::Pause>,
+    /// With `[[window]]`s: `open until …` or `closed until …`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<String>,
     pub last: Option<HistoryEntry>,
     pub bad: Vec<state::BadVersion>,
     /// Container mode: the replicas in the proxy.
@@ -446,11 +451,14 @@ impl Deployer {
         Ok(release)
     }
 
-    /// Deploy a given version now (operator request). While paused it is refused unless
-    /// `overrides` sets the pause aside.
+    /// Deploy a given version now (operator request). While paused, or outside every deploy
+    /// window, it is refused unless `overrides` sets that rule aside.
     pub async fn deploy_version(&self, version: &str, overrides: Overrides) -> DeployResult {
         let _guard = self.busy.lock().await;
         if let Some(refused) = self.refused_by_pause(version, overrides) {
+            return refused;
+        }
+        if let Some(refused) = self.refused_by_window(version, overrides) {
             return refused;
         }
         match crate::registry::resolve(self.registry.as_ref(), version).await {
@@ -514,6 +522,7 @@ impl Deployer {
             serving: self.runtime.describe().serving,
             waiting: self.waiting.lock().unwrap_or_else(|p| p.into_inner()).clone(),
             paused: st.paused.clone(),
+            window: self.window_state(),
             last: st.history.back().cloned(),
             bad: st.bad.values().cloned().collect(),
             replicas: self.runtime.describe().replicas,

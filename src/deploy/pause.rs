@@ -5,51 +5,12 @@
 use chrono::Utc;
 
 use super::state::Pause;
-use super::{DeployResult, Deployer};
+use super::{DeployResult, Deployer, Overrides};
 use crate::logging::MSG_SKIP;
 use crate::notify::Event;
 
 /// Most characters of a pause's reason.
 pub const REASON_LIMIT: usize = 500;
-
-/// Rules an operator's `dewy deploy VERSION` sets aside, each only when asked for by name.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Overrides {
-    /// Deploy although the app is paused (`pause`).
-    pub pause: bool,
-}
-
-impl Overrides {
-    /// Every name [`Overrides::parse`] knows.
-    pub const NAMES: [&'static str; 1] = ["pause"];
-
-    /// Overrides from their names (`pause`); an unknown name is an error naming it.
-    pub fn parse<S: AsRef<str>>(names: &[S]) -> Result<Self, String> {
-        let mut o = Overrides::default();
-        for name in names {
-            match name.as_ref() {
-                "pause" => o.pause = true,
-                other => {
-                    return Err(format!(
-                        "unknown override {} (known: {})",
-                        crate::registry::version::shown(other),
-                        Self::NAMES.join(", ")
-                    ))
-                }
-            }
-        }
-        Ok(o)
-    }
-
-    /// The names of the overrides set, as [`Overrides::parse`] reads them.
-    pub fn names(&self) -> Vec<String> {
-        let mut v = Vec::new();
-        if self.pause {
-            v.push("pause".to_string());
-        }
-        v
-    }
-}
 
 /// A reason given to `dewy pause`, checked: at most [`REASON_LIMIT`] characters, no control
 /// characters (it is shown in terminals and notifications), surrounding blanks trimmed.
@@ -117,11 +78,7 @@ impl Deployer {
     /// While paused: why the release `version` (cache key `key`) found by the watcher waits.
     /// The live release deployed again (a repair, when it is not running) is not held back.
     pub(super) fn held_by_pause(&self, version: &str, key: &str) -> Option<String> {
-        let pause = {
-            let st = self.lock_state();
-            let repair = st.live.as_ref().is_some_and(|l| l.cache_key == key);
-            st.paused.clone().filter(|_| !repair)?
-        };
+        let pause = self.paused().filter(|_| !self.repairs_live(key))?;
         let text = format!(
             "{version} held back: {}; `dewy resume {}` lets it deploy",
             pause.describe(),
@@ -156,19 +113,6 @@ impl Deployer {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn overrides_by_name() {
-        assert_eq!(Overrides::parse::<&str>(&[]).unwrap(), Overrides::default());
-        let o = Overrides::parse(&["pause"]).unwrap();
-        assert!(o.pause);
-        assert_eq!(o.names(), ["pause"]);
-        let err = Overrides::parse(&["pause", "everything"]).unwrap_err();
-        assert!(
-            err.contains("\"everything\"") && err.contains("known: pause"),
-            "{err}"
-        );
-    }
 
     #[test]
     fn reasons_are_checked() {

@@ -48,6 +48,12 @@ impl Deployer {
                     reason: wait,
                 };
             }
+            if let Some(wait) = self.outside_window(&version, &key) {
+                return DeployResult::Skipped {
+                    version,
+                    reason: wait,
+                };
+            }
         }
         self.set_waiting(None);
         let started = Instant::now();
@@ -142,6 +148,15 @@ impl Deployer {
             tracing::info!(message_id = MSG_SKIP, dewy_version = %release.version, reason = %text, "Deploy waits for cooldown");
         }
         Some(text)
+    }
+
+    /// True when the release of cache key `key` is the live one: deploying it again repairs
+    /// what is live (it is not running), which neither a pause nor a closed window holds back.
+    pub(super) fn repairs_live(&self, key: &str) -> bool {
+        self.lock_state()
+            .live
+            .as_ref()
+            .is_some_and(|l| l.cache_key == key)
     }
 
     fn skip_reason(&self, release: &Release, key: &str, trigger: Trigger) -> Option<String> {

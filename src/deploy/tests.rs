@@ -311,7 +311,13 @@ async fn a_pause_holds_new_releases_across_a_restart_until_resume() {
     std::fs::write(src.join("app.tar.gz"), b"x").expect("artifact");
     let forced = r
         .deployer
-        .deploy_version("v2.0.0", super::Overrides { pause: true })
+        .deploy_version(
+            "v2.0.0",
+            super::Overrides {
+                pause: true,
+                ..Default::default()
+            },
+        )
         .await;
     assert_eq!(forced.kind(), "deployed", "{forced:?}");
     assert!(
@@ -345,4 +351,96 @@ async fn a_pause_holds_new_releases_across_a_restart_until_resume() {
     let resumed_at = kinds.iter().position(|k| *k == "resumed").expect("resumed");
     assert!(paused_at < resumed_at, "{kinds:?}");
     assert_eq!(kinds.iter().filter(|k| **k == "resumed").count(), 1, "{kinds:?}");
+}
+
+#[tokio::test]
+async fn outside_its_window_a_release_waits_then_deploys_when_the_window_opens() {
+    use chrono::{DateTime, Utc};
+    // A window of ten minutes (UTC) on today's day from the next whole minute at least 5 s away.
+    let now = Utc::now();
+    let start = DateTime::from_timestamp(((now.timestamp() + 5) / 60 + 1) * 60, 0).expect("start");
+    let day = start.format("%a").to_string().to_lowercase();
+    let r = rig_with(
+        &format!(
+            "[[window]]\ndays = [\"{day}\"]\nstart = \"{}\"\nlength = \"10m\"\n",
+            start.format("%H:%M")
+        ),
+        |_| {},
+    );
+    let opens = start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+
+    let out = r.deployer.offer(release("v1.0.0")).await;
+    assert_eq!(
+        out,
+        DeployResult::Skipped {
+            version: "v1.0.0".into(),
+            reason: format!("waiting for a deploy window until {opens}")
+        }
+    );
+    let status = r.deployer.status();
+    assert_eq!(
+        status.waiting,
+        Some(format!("waiting for a deploy window until {opens}"))
+    );
+    assert_eq!(status.window, Some(format!("closed until {opens}")));
+    assert!(
+        r.runtime.calls().is_empty(),
+        "nothing fetched: {:?}",
+        r.runtime.calls()
+    );
+
+    // An operator's deploy is refused outside the windows unless it names the override.
+    match r.deployer.deploy_version("v0.9.0", Default::default()).await {
+        DeployResult::Failed { error, .. } => {
+            assert!(error.contains(&format!("closed until {opens}")), "{error}");
+            assert!(error.contains("`dewy deploy v0.9.0 --ignore-window`"), "{error}");
+        }
+        other => panic!("not refused: {other:?}"),
+    }
+    let src = r.root.parent().expect("tmp").join("src/v0.9.0");
+    std::fs::create_dir_all(&src).expect("mkdir");
+    std::fs::write(src.join("app.tar.gz"), b"x").expect("artifact");
+    let overrides = super::Overrides {
+        window: true,
+        ..Default::default()
+    };
+    let forced = r.deployer.deploy_version("v0.9.0", overrides).await;
+    assert_eq!(forced.kind(), "deployed", "{forced:?}");
+
+    // The watcher's offers wait until the window opens, then the release deploys. Whatever the
+    // machine's speed: an offer answered "waiting" was made before the start, one deployed
+    // returned after it.
+    let deadline = start + chrono::Duration::minutes(5);
+    loop {
+        let before = Utc::now();
+        let out = r.deployer.offer(release("v1.0.0")).await;
+        let after = Utc::now();
+        match out {
+            DeployResult::Skipped { reason, .. } => {
+                assert!(before < start, "still waiting at {before}: {reason}");
+                assert!(reason.starts_with("waiting for a deploy window"), "{reason}");
+            }
+            DeployResult::Deployed { .. } => {
+                assert!(
+                    after >= start,
+                    "deployed at {after}, before the window at {start}"
+                );
+                break;
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(after < deadline, "not deployed by {deadline}");
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    let status = r.deployer.status();
+    assert_eq!(status.live.expect("live").version, "v1.0.0");
+    assert_eq!(status.waiting, None);
+    assert!(
+        status
+            .window
+            .as_deref()
+            .is_some_and(|w| w.starts_with("open until ")),
+        "{:?}",
+        status.window
+    );
 }
