@@ -2,6 +2,7 @@
 //! the bad-version ledger and crash recovery. One deploy runs at a time.
 
 mod crash_loop;
+pub mod fleet_lock;
 mod hook_step;
 mod overrides;
 pub mod pause;
@@ -149,6 +150,12 @@ pub struct Deployer {
     recovered: Mutex<Vec<Event>>,
     /// What the mode does at each step: files, the app, or containers.
     runtime: Arc<dyn Runtime>,
+    /// `fleet-lock`: the FleetLock server a deploy takes a slot of.
+    fleet_lock: Option<fleet_lock::FleetLockClient>,
+    /// A slot may be held (taken and not yet given back, or held before a restart).
+    lock_dirty: std::sync::atomic::AtomicBool,
+    /// The last steady-state call failed (warned once, then logged at debug).
+    lock_failing: std::sync::atomic::AtomicBool,
 }
 
 impl Deployer {
@@ -167,6 +174,11 @@ impl Deployer {
     ) -> anyhow::Result<Arc<Self>> {
         let state_file = StateFile::new(&settings.state_dir);
         let state = state_file.load()?;
+        let fleet_lock = settings
+            .fleet_lock
+            .as_ref()
+            .map(fleet_lock::FleetLockClient::new)
+            .transpose()?;
         let d = Arc::new(Self {
             settings,
             registry,
@@ -179,6 +191,9 @@ impl Deployer {
             events: OnceLock::new(),
             recovered: Mutex::new(Vec::new()),
             runtime,
+            lock_dirty: std::sync::atomic::AtomicBool::new(fleet_lock.is_some()),
+            lock_failing: std::sync::atomic::AtomicBool::new(false),
+            fleet_lock,
         });
         d.recover()?;
         Ok(d)
@@ -234,6 +249,8 @@ impl Deployer {
         }
         let _guard = self.busy.lock().await;
         let live = self.live_version();
+        // A slot of the fleet lock held when the deployer stopped is given back.
+        self.settle_lock().await;
         if let Err(e) = self.runtime.adopt(live.as_deref()).await {
             let version = live.unwrap_or_default();
             let error = format!("{e:#}");

@@ -24,6 +24,9 @@ impl Deployer {
         let version = release.version.clone();
         let key = release.cache_key();
         self.runtime.catch_up(self.live_version().as_deref()).await;
+        // A slot of the fleet lock still held (its steady-state call failed) is given back at
+        // the next check.
+        self.settle_lock().await;
         if let Some(reason) = self.skip_reason(&release, &key, trigger) {
             tracing::debug!(
                 message_id = MSG_SKIP,
@@ -55,6 +58,11 @@ impl Deployer {
                 };
             }
         }
+        let locked = match self.take_lock(&version, &key).await {
+            Ok(locked) => locked,
+            Err(why) if trigger == Trigger::Watcher => return DeployResult::Skipped { version, reason: why },
+            Err(error) => return DeployResult::Failed { version, error },
+        };
         self.set_waiting(None);
         let started = Instant::now();
         if trigger == Trigger::Watcher {
@@ -120,6 +128,9 @@ impl Deployer {
                 DeployResult::Failed { version, error }
             }
         };
+        if locked {
+            self.release_lock().await;
+        }
         self.set_activity("idle".into());
         out
     }
