@@ -48,6 +48,8 @@ pub struct Snapshot {
     pub app_restarts: Vec<(&'static str, u64)>,
     /// Container mode: (desired, running) replicas.
     pub replicas: Option<(usize, usize)>,
+    /// A deployer's process: whether its deploys are paused.
+    pub paused: Option<bool>,
     pub notifications: Vec<crate::notify::NotifierCounts>,
 }
 
@@ -137,6 +139,7 @@ impl Metrics {
                 .map(|(r, n)| (r.as_str(), get(n)))
                 .collect(),
             replicas: self.replicas.get().map(|counts| counts()),
+            paused: self.paused.get().map(|paused| paused()),
             notifications: self
                 .notifications
                 .get()
