@@ -339,8 +339,10 @@ fn hosts_deploy_at_most_slots_at_a_time_and_wait_for_the_lock() {
         server.holders()
     );
 
-    let log = lost.daemon.log();
-    assert!(log.contains("cannot reach the fleet lock"), "{log}");
+    let log = wait_for("the lost host saying why it waits", LONG, || {
+        let log = lost.daemon.log();
+        log.contains("cannot reach the fleet lock").then_some(log)
+    });
     assert!(log.contains("the live release keeps serving"), "{log}");
     assert_eq!(current_file(&lost.root, "VERSION"), None);
 
