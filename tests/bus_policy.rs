@@ -332,6 +332,9 @@ fn shipped_policy_lets_the_dewy_user_only_nominate_versions() {
             ("Rollback", &[][..]),
             ("Restart", &[][..]),
             ("ForgetBad", &["string:v1.0.0"][..]),
+            ("DeployWith", &["string:v1.0.0", "array:string:pause"][..]),
+            ("Pause", &["string:sabotage"][..]),
+            ("Resume", &[][..]),
         ] {
             assert_denied(
                 deployer_call(&bus, Some(user), method, args),
@@ -382,6 +385,16 @@ fn shipped_policy_lets_the_dewy_user_only_nominate_versions() {
         "owning a watcher name as nobody",
     );
     assert_eq!(w.live(), None, "nothing was deployed by the refused calls");
+    assert!(!w.state().contains("paused"), "nothing was paused: {}", w.state());
+    // Root pauses and resumes.
+    let out = assert_allowed(
+        deployer_call(&bus, None, "Pause", &["string:maintenance"]),
+        "Pause",
+    );
+    assert!(out.contains("boolean true"), "{out}");
+    assert!(w.state().contains("\"reason\": \"maintenance\""), "{}", w.state());
+    assert_allowed(deployer_call(&bus, None, "Resume", &[]), "Resume");
+    assert!(!w.state().contains("paused"), "{}", w.state());
 
     // The dewy user nominates; what is not a version of the source is refused before any
     // download, and nothing of it is recorded.
@@ -599,6 +612,9 @@ fn daemons_check_the_caller_even_when_the_bus_lets_everyone_through() {
         ("Deploy", &["string:v1.0.0"][..]),
         ("Rollback", &[][..]),
         ("ForgetBad", &["string:v1.0.0"][..]),
+        ("DeployWith", &["string:v1.0.0", "array:string:pause"][..]),
+        ("Pause", &["string:sabotage"][..]),
+        ("Resume", &[][..]),
     ] {
         let (ok, out) = deployer_call(&bus, Some(nobody), method, args);
         assert!(!ok, "{method} as nobody: {out}");
@@ -610,7 +626,12 @@ fn daemons_check_the_caller_even_when_the_bus_lets_everyone_through() {
             "{method}: {out}"
         );
     }
-    for (method, args) in [("Deploy", &["string:v1.0.0"][..]), ("Rollback", &[][..])] {
+    for (method, args) in [
+        ("Deploy", &["string:v1.0.0"][..]),
+        ("Rollback", &[][..]),
+        ("Pause", &["string:sabotage"][..]),
+        ("Resume", &[][..]),
+    ] {
         let (ok, out) = deployer_call(&bus, Some(dewy_user), method, args);
         assert!(
             !ok && out.contains("not allowed for uid"),
@@ -618,6 +639,7 @@ fn daemons_check_the_caller_even_when_the_bus_lets_everyone_through() {
         );
     }
     assert_eq!(w.live(), None);
+    assert!(!w.state().contains("paused"), "{}", w.state());
     assert_allowed(deployer_call(&bus, Some(nobody), "Status", &[]), "Status");
     let out = assert_allowed(
         deployer_call(&bus, Some(dewy_user), "Offer", &["string:v1.0.0"]),

@@ -283,6 +283,173 @@ fn daemons_deploy_from_github_and_answer_operator_commands() {
     }
 }
 
+/// The deployer's metrics (on its socket in the state directory, outside systemd).
+fn deployer_metrics(w: &World) -> Option<String> {
+    support::scrape_metrics(&w.root.join(".dewy/metrics.sock"))
+}
+
+#[test]
+fn a_paused_deployer_holds_releases_across_a_restart_until_resumed() {
+    let w = World::new();
+    let rx = support::receiver::Receiver::start();
+    let mut config = std::fs::read_to_string(&w.config).unwrap();
+    config.push_str(&format!("notifier = [\"webhook+{}/hook\"]\n", rx.base()));
+    std::fs::write(&w.config, config).unwrap();
+    w.fake.add_release(release("v1.0.0"));
+    let mut deployer = w.deployer();
+    w.wait_ready(&deployer);
+    let mut watcher = w.watcher();
+    w.wait_live("v1.0.0");
+    let metrics = wait_for("the deployer's metrics", LONG, || deployer_metrics(&w));
+    assert!(metrics.contains("\ndewy_paused 0\n"), "{metrics}");
+
+    let (code, out, err) = w.dewy(&["pause", "app", "--reason", "incident 42"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("app paused since "), "{out}");
+    let (code, out, _) = w.dewy(&["pause", "app"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("was already paused since") && out.contains("incident 42"),
+        "{out}"
+    );
+    let (code, _, err) = w.dewy(&["pause", "app", "--reason", "a\u{1b}[2Jb"]);
+    assert_eq!(code, 1, "a control character is refused: {err}");
+    assert!(err.contains("control character"), "{err}");
+    let paused = wait_for("the paused webhook", LONG, || {
+        rx.to("/hook")
+            .into_iter()
+            .map(|r| r.json())
+            .find(|b| b["event"] == "paused")
+    });
+    assert!(
+        paused["message"].as_str().unwrap().contains("incident 42"),
+        "{paused}"
+    );
+    assert!(deployer_metrics(&w).unwrap().contains("\ndewy_paused 1\n"));
+
+    // A new release is held back, check after check, and status says why.
+    w.fake.add_release(release("v1.1.0"));
+    let status = wait_for("v1.1.0 held back", LONG, || {
+        let (_, out, _) = w.dewy(&["status", "app", "--json"]);
+        let v: serde_json::Value = serde_json::from_str(&out).ok()?;
+        let held = v["watcher"]["last"]["detail"]
+            .as_str()?
+            .starts_with("v1.1.0 held back: paused");
+        held.then_some(v)
+    });
+    assert_eq!(status["deployer"]["paused"]["reason"], "incident 42", "{status}");
+    let checks = w.fake.list_requests_304();
+    wait_for("three more polls", LONG, || {
+        (w.fake.list_requests_304() >= checks + 3).then_some(())
+    });
+    assert_eq!(current_file(&w.root, "VERSION").as_deref(), Some("v1.0.0"));
+    let (_, out, _) = w.dewy(&["status", "app"]);
+    assert!(
+        out.contains("\npaused:    since ") && out.contains(": incident 42\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("\nwaiting:   v1.1.0 held back: paused since "),
+        "{out}"
+    );
+
+    // An operator's deploy is refused while paused, unless it says --ignore-pause.
+    let (code, _, err) = w.dewy(&["deploy", "v1.1.0", "--app", "app"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("--ignore-pause"), "{err}");
+    assert_eq!(current_file(&w.root, "VERSION").as_deref(), Some("v1.0.0"));
+
+    // The pause outlives a restart of the deployer.
+    assert!(deployer.terminate(Duration::from_secs(20)).success());
+    let mut deployer = w.deployer();
+    w.wait_ready(&deployer);
+    let checks = w.fake.list_requests_304();
+    wait_for("three more polls", LONG, || {
+        (w.fake.list_requests_304() >= checks + 3).then_some(())
+    });
+    assert_eq!(current_file(&w.root, "VERSION").as_deref(), Some("v1.0.0"));
+    let (_, out, _) = w.dewy(&["status", "app", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["deployer"]["paused"]["reason"], "incident 42", "{out}");
+    let metrics = wait_for("the restarted deployer's metrics", LONG, || deployer_metrics(&w));
+    assert!(metrics.contains("\ndewy_paused 1\n"), "{metrics}");
+
+    let (code, out, err) = w.dewy(&["resume", "app"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("app resumed (paused since "), "{out}");
+    w.wait_live("v1.1.0");
+    let (_, out, _) = w.dewy(&["resume", "app"]);
+    assert!(out.contains("app was not paused"), "{out}");
+    assert!(deployer_metrics(&w).unwrap().contains("\ndewy_paused 0\n"));
+    wait_for("the resumed webhook", LONG, || {
+        rx.to("/hook")
+            .iter()
+            .any(|r| r.json()["event"] == "resumed")
+            .then_some(())
+    });
+    let (_, out, _) = w.dewy(&["status", "app", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(v["deployer"].get("paused").is_none(), "{out}");
+    assert!(watcher.terminate(Duration::from_secs(20)).success());
+    assert!(deployer.terminate(Duration::from_secs(20)).success());
+}
+
+#[test]
+fn outside_its_deploy_window_a_release_waits_until_the_window_opens() {
+    let w = World::new();
+    // A window (UTC) on today's day from the next whole minute at least 45 s away: time enough
+    // for the checks before it opens on a busy machine.
+    let now = chrono::Utc::now();
+    let start = chrono::DateTime::from_timestamp(((now.timestamp() + 45) / 60 + 1) * 60, 0).unwrap();
+    let opens = start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let mut config = std::fs::read_to_string(&w.config).unwrap();
+    config.push_str(&format!(
+        "\n[[window]]\ndays = [\"{}\"]\nstart = \"{}\"\nlength = \"30m\"\n",
+        start.format("%A"),
+        start.format("%H:%M")
+    ));
+    std::fs::write(&w.config, config).unwrap();
+    w.fake.add_release(release("v1.0.0"));
+    let mut deployer = w.deployer();
+    w.wait_ready(&deployer);
+    let mut watcher = w.watcher();
+    let (code, out, err) = w.dewy(&["status", "app"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(&format!("\nwindow:    closed until {opens}\n")),
+        "{out}"
+    );
+    let waiting = format!("waiting for a deploy window until {opens}");
+    let out = wait_for("the release waiting for its window", LONG, || {
+        let (_, out, _) = w.dewy(&["status", "app"]);
+        let v: serde_json::Value = serde_json::from_str(&w.dewy(&["status", "app", "--json"]).1).ok()?;
+        let told = v["watcher"]["last"]["detail"] == waiting.as_str();
+        (told && out.contains(&format!("\nwaiting:   {waiting}\n"))).then_some(out)
+    });
+    assert!(out.contains("live:      nothing deployed yet"), "{out}");
+    // Refused outside the window without --ignore-window (checked before anything is fetched).
+    let (code, _, err) = w.dewy(&["deploy", "v1.0.0", "--app", "app"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("--ignore-window"), "{err}");
+    assert!(
+        chrono::Utc::now() < start,
+        "the test machine is too slow for this window"
+    );
+    assert_eq!(current_file(&w.root, "VERSION"), None);
+
+    wait_for(
+        "v1.0.0 live once the window opened",
+        Duration::from_secs(300),
+        || (current_file(&w.root, "VERSION").as_deref() == Some("v1.0.0")).then_some(()),
+    );
+    assert!(chrono::Utc::now() >= start, "deployed before the window opened");
+    let (_, out, _) = w.dewy(&["status", "app"]);
+    assert!(out.contains("\nwindow:    open until "), "{out}");
+    assert!(!out.contains("\nwaiting:"), "{out}");
+    assert!(watcher.terminate(Duration::from_secs(20)).success());
+    assert!(deployer.terminate(Duration::from_secs(20)).success());
+}
+
 /// The `dewy.process` resource attribute of each export of `signal`.
 fn exporters(rx: &support::otlp::OtlpReceiver, signal: &str, outer: &str) -> Vec<String> {
     rx.requests(signal)

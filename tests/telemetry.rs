@@ -149,6 +149,7 @@ fn insecure_export_of_metrics_deploy_traces_and_event_logs() {
         Some(0)
     );
     assert_eq!(points(&rx, "dewy.info").last().map(int_of), Some(1));
+    assert_eq!(points(&rx, "dewy.paused").last().map(int_of), Some(0));
     let hist = points(&rx, "dewy.deployment.duration");
     let h = hist.last().expect("histogram point");
     assert_eq!(h["count"].as_str(), Some("1"), "{h}");

@@ -17,6 +17,9 @@ use crate::registry::Release;
 trait Deployer1 {
     fn offer(&self, version: &str) -> zbus::Result<WireResult>;
     fn deploy(&self, version: &str) -> zbus::Result<WireResult>;
+    fn deploy_with(&self, version: &str, overrides: &[String]) -> zbus::Result<WireResult>;
+    fn pause(&self, reason: &str) -> zbus::Result<(bool, String, String)>;
+    fn resume(&self) -> zbus::Result<String>;
     fn rollback(&self) -> zbus::Result<WireResult>;
     fn restart(&self) -> zbus::Result<()>;
     fn forget_bad(&self, version: &str) -> zbus::Result<bool>;
@@ -234,6 +237,40 @@ impl DeployerClient {
 
     pub async fn deploy(&self, version: &str) -> anyhow::Result<DeployResult> {
         decode_result(self.proxy.deploy(version).await.map_err(explain)?)
+    }
+
+    /// Deploy `version`, setting aside the rules `overrides` names (plain `Deploy` when none,
+    /// so that a deployer without `DeployWith` still answers).
+    pub async fn deploy_with(
+        &self,
+        version: &str,
+        overrides: crate::deploy::Overrides,
+    ) -> anyhow::Result<DeployResult> {
+        let names = overrides.names();
+        if names.is_empty() {
+            return self.deploy(version).await;
+        }
+        decode_result(self.proxy.deploy_with(version, &names).await.map_err(explain)?)
+    }
+
+    /// Pause the app's deploys: (newly paused, the pause in force).
+    pub async fn pause(&self, reason: &str) -> anyhow::Result<(bool, crate::deploy::state::Pause)> {
+        let (new, reason, since) = self.proxy.pause(reason).await.map_err(explain)?;
+        let since = chrono::DateTime::parse_from_rfc3339(&since)
+            .with_context(|| format!("the deployer sent a bad pause time {since:?}"))?
+            .with_timezone(&chrono::Utc);
+        Ok((new, crate::deploy::state::Pause { reason, since }))
+    }
+
+    /// End the pause: when it had begun, or `None` when the app was not paused.
+    pub async fn resume(&self) -> anyhow::Result<Option<chrono::DateTime<chrono::Utc>>> {
+        let since = self.proxy.resume().await.map_err(explain)?;
+        if since.is_empty() {
+            return Ok(None);
+        }
+        chrono::DateTime::parse_from_rfc3339(&since)
+            .map(|t| Some(t.with_timezone(&chrono::Utc)))
+            .with_context(|| format!("the deployer sent a bad pause time {since:?}"))
     }
 
     pub async fn rollback(&self) -> anyhow::Result<DeployResult> {

@@ -12,7 +12,7 @@ use super::caller::{self, Caller};
 use super::error::BusError;
 use super::names::{self, BusChoice};
 use super::wire::{encode_result, WireResult};
-use crate::deploy::Deployer;
+use crate::deploy::{Deployer, Overrides};
 use crate::proxy::ProxyHandle;
 use crate::watch::Watcher;
 
@@ -44,7 +44,56 @@ impl DeployerIface {
         version: String,
     ) -> Result<WireResult, BusError> {
         caller::require(conn, &header, Caller::Operator, "Deploy").await?;
-        Ok(encode_result(&self.deployer.deploy_version(&version).await))
+        Ok(encode_result(
+            &self.deployer.deploy_version(&version, Overrides::default()).await,
+        ))
+    }
+
+    /// `Deploy` that sets aside the rules named in `overrides` (`pause`: deploy although the
+    /// app is paused; `window`: although every deploy window is closed); an unknown name is
+    /// refused.
+    async fn deploy_with(
+        &self,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] header: Header<'_>,
+        version: String,
+        overrides: Vec<String>,
+    ) -> Result<WireResult, BusError> {
+        caller::require(conn, &header, Caller::Operator, "DeployWith").await?;
+        let overrides = Overrides::parse(&overrides).map_err(BusError::InvalidArgs)?;
+        Ok(encode_result(
+            &self.deployer.deploy_version(&version, overrides).await,
+        ))
+    }
+
+    /// Hold back the releases the watcher finds until `Resume` (kept across restarts). Returns
+    /// (newly paused, reason in force, since as RFC 3339): an existing pause is kept as it is.
+    async fn pause(
+        &self,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] header: Header<'_>,
+        reason: String,
+    ) -> Result<(bool, String, String), BusError> {
+        caller::require(conn, &header, Caller::Operator, "Pause").await?;
+        let (pause, new) = self
+            .deployer
+            .pause(&reason)
+            .map_err(|e| BusError::InvalidArgs(format!("{e:#}")))?;
+        Ok((new, pause.reason, pause.since.to_rfc3339()))
+    }
+
+    /// End a pause; returns when it had begun (RFC 3339), or "" when the app was not paused.
+    async fn resume(
+        &self,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] header: Header<'_>,
+    ) -> Result<String, BusError> {
+        caller::require(conn, &header, Caller::Operator, "Resume").await?;
+        let ended = self
+            .deployer
+            .resume()
+            .map_err(|e| BusError::Failed(format!("{e:#}")))?;
+        Ok(ended.map(|p| p.since.to_rfc3339()).unwrap_or_default())
     }
 
     /// Make the previous release live again; the version rolled back from is marked bad.

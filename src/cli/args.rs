@@ -32,14 +32,20 @@ pub enum Command {
     Status(StatusArgs),
     /// Show the deploy history of an app.
     History(HistoryArgs),
-    /// Deploy a given version now (even one marked bad).
-    Deploy(VersionArgs),
+    /// Deploy a given version now (even one marked bad; refused while paused unless
+    /// --ignore-pause, and outside every deploy window unless --ignore-window).
+    Deploy(DeployArgs),
     /// Make the previous release live again; the current version is marked bad.
     Rollback(AppArgs),
     /// Restart the app (server mode) without a deploy and without dropping connections.
     Restart(AppArgs),
     /// Allow a version marked bad to be deployed again.
     ForgetBad(VersionArgs),
+    /// Hold back the releases the watcher finds until `dewy resume` (kept across restarts; the
+    /// live release keeps serving).
+    Pause(PauseArgs),
+    /// End a pause: the next check deploys a release that was held back.
+    Resume(AppArgs),
     /// Check the registry now instead of waiting for the interval.
     CheckNow(AppArgs),
     /// Config file tools.
@@ -137,6 +143,29 @@ pub struct VersionArgs {
     pub app: Option<String>,
     #[command(flatten)]
     pub bus: BusArgs,
+}
+
+/// `dewy deploy VERSION [--app APP] [--ignore-pause] [--ignore-window]`.
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    #[command(flatten)]
+    pub target: VersionArgs,
+    /// Deploy even though the app is paused (`dewy pause`); the pause stays in force.
+    #[arg(long = "ignore-pause")]
+    pub ignore_pause: bool,
+    /// Deploy even though every deploy window (`[[window]]`) is closed.
+    #[arg(long = "ignore-window")]
+    pub ignore_window: bool,
+}
+
+/// `dewy pause [APP] [--reason TEXT]`.
+#[derive(Debug, Args)]
+pub struct PauseArgs {
+    #[command(flatten)]
+    pub app: AppArgs,
+    /// Why (shown in `dewy status` and the notification; at most 500 characters).
+    #[arg(long, default_value = "")]
+    pub reason: String,
 }
 
 /// The Go Dewy's flags for `assets`, `server` and `container`, plus dewy's own.

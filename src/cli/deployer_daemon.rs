@@ -39,6 +39,7 @@ pub fn deployer_main() -> i32 {
         let sinks = [observers.sink(), signals].into_iter().chain(shipping).collect();
         deployer.set_events(Arc::new(Sinks(sinks)));
         observers.watch_replicas(&deployer);
+        observers.watch_pause(&deployer);
         let conn = match bus::serve_deployer(&bus, &app, deployer.clone()).await {
             Ok(c) => c,
             Err(e) => {

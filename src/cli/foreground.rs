@@ -76,6 +76,7 @@ pub async fn run(mode: Mode, args: RunArgs) -> i32 {
     let sinks = [observers.sink(), signals].into_iter().chain(shipping).collect();
     deployer.set_events(Arc::new(crate::notify::Sinks(sinks)));
     observers.watch_replicas(&deployer);
+    observers.watch_pause(&deployer);
     watcher.set_events(&app, observers.sink());
     let bus_conns = publish(&args.bus, &app, deployer.clone(), watcher.clone()).await;
     if let Some(conn) = bus_conns.first() {

@@ -85,6 +85,8 @@ pub fn dewy_main() -> i32 {
         Command::History(a) => rt.block_on(ops::history(a)),
         Command::Deploy(a) => rt.block_on(ops::deploy(a)),
         Command::Rollback(a) => rt.block_on(ops::rollback(a)),
+        Command::Pause(a) => rt.block_on(ops::pause(a)),
+        Command::Resume(a) => rt.block_on(ops::resume(a)),
         Command::ForgetBad(a) => rt.block_on(ops::forget_bad(a)),
         Command::Restart(a) => rt.block_on(ops::restart(a)),
         Command::CheckNow(a) => rt.block_on(ops::check_now(a)),

@@ -67,6 +67,14 @@ impl Observers {
         }));
     }
 
+    /// A deployer: `dewy_paused` comes from the deployer's pause at every scrape.
+    pub(super) fn watch_pause(&self, deployer: &Arc<crate::deploy::Deployer>) {
+        let d = Arc::downgrade(deployer);
+        self.metrics.set_paused_probe(Box::new(move || {
+            d.upgrade().is_some_and(|d| d.paused().is_some())
+        }));
+    }
+
     /// The metrics of this process (also served by the admin API).
     pub(super) fn metrics(&self) -> Arc<Metrics> {
         self.metrics.clone()

@@ -5,7 +5,7 @@ use std::path::Path;
 use anyhow::Context;
 use zbus::Connection;
 
-use super::args::{AppArgs, BusArgs, HistoryArgs, ListArgs, StatusArgs, VersionArgs};
+use super::args::{AppArgs, BusArgs, DeployArgs, HistoryArgs, ListArgs, PauseArgs, StatusArgs, VersionArgs};
 use crate::bus::client::{DeployerClient, WatcherClient};
 use crate::bus::BusChoice;
 use crate::config::{self, Sources};
@@ -139,6 +139,12 @@ fn print_status(d: &Status, w: Option<serde_json::Value>) -> anyhow::Result<()> 
     if let Some(c) = &d.crash_loop {
         println!("crash loop: {}", plain(c));
     }
+    if let Some(p) = &d.paused {
+        println!("paused:    {}", plain(&p.detail()));
+    }
+    if let Some(w) = &d.window {
+        println!("window:    {}", plain(w));
+    }
     if let Some(w) = &d.waiting {
         println!("waiting:   {}", plain(w));
     }
@@ -224,12 +230,65 @@ fn outcome(o: Outcome) -> String {
         .unwrap_or_default()
 }
 
-pub async fn deploy(a: VersionArgs) -> anyhow::Result<i32> {
+pub async fn deploy(d: DeployArgs) -> anyhow::Result<i32> {
+    let a = &d.target;
     let conn = connect(&a.bus).await?;
     check_version(&a.version)?;
     let app = pick_app(&conn, a.app.as_deref()).await?;
-    let r = DeployerClient::new(&conn, &app).await?.deploy(&a.version).await?;
+    let overrides = crate::deploy::Overrides {
+        pause: d.ignore_pause,
+        window: d.ignore_window,
+    };
+    let r = DeployerClient::new(&conn, &app)
+        .await?
+        .deploy_with(&a.version, overrides)
+        .await?;
     Ok(print_result(&r))
+}
+
+pub async fn pause(p: PauseArgs) -> anyhow::Result<i32> {
+    let reason = crate::deploy::pause::check_reason(&p.reason).context("--reason")?;
+    let a = &p.app;
+    let conn = connect(&a.bus).await?;
+    let app = pick_app(&conn, a.app.as_deref()).await?;
+    let (new, pause) = DeployerClient::new(&conn, &app).await?.pause(&reason).await?;
+    if a.json {
+        println!(
+            "{}",
+            serde_json::json!({ "app": app, "paused": pause, "already": !new })
+        );
+    } else if new {
+        println!("{} {}", plain(&app), plain(&pause.describe()));
+    } else {
+        println!(
+            "{} was already {} (unchanged)",
+            plain(&app),
+            plain(&pause.describe())
+        );
+    }
+    Ok(0)
+}
+
+pub async fn resume(a: AppArgs) -> anyhow::Result<i32> {
+    let conn = connect(&a.bus).await?;
+    let app = pick_app(&conn, a.app.as_deref()).await?;
+    let since = DeployerClient::new(&conn, &app).await?.resume().await?;
+    if a.json {
+        println!(
+            "{}",
+            serde_json::json!({ "app": app, "resumed": since.is_some(), "paused_since": since })
+        );
+    } else {
+        match since {
+            Some(t) => println!(
+                "{} resumed (paused since {}); the next check deploys a held-back release",
+                plain(&app),
+                time(&t)
+            ),
+            None => println!("{} was not paused", plain(&app)),
+        }
+    }
+    Ok(0)
 }
 
 pub async fn rollback(a: AppArgs) -> anyhow::Result<i32> {

@@ -130,6 +130,12 @@ pub struct Layer {
     pub report: Option<bool>,
     /// Container mode: `docker` or `podman` (which engine socket).
     pub runtime: Option<String>,
+    /// FleetLock server URL, group and this deployer's id in it.
+    pub fleet_lock: Option<String>,
+    pub fleet_group: Option<String>,
+    pub fleet_id: Option<String>,
+    /// Deploy windows (`[[window]]`): a file that has any replaces the list of the files before.
+    pub window: Option<Vec<super::window::DeployWindow>>,
 }
 
 macro_rules! overlay {
@@ -148,7 +154,7 @@ impl Layer {
             alive_delay, blame_window, replicas, cmd, run_options, keep_images, on_stop, proxy_idle_timeout,
             proxy_max_connections, verify, min_age, app_properties, telemetry, otlp_endpoint,
             otlp_insecure);
-        overlay!(self, over; admin_port, report, runtime);
+        overlay!(self, over; admin_port, report, runtime, fleet_lock, fleet_group, fleet_id, window);
     }
 }
 

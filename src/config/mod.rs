@@ -6,6 +6,7 @@ pub mod app_ports;
 pub mod app_unit;
 pub mod container;
 pub mod file;
+pub mod fleet_lock;
 pub mod notifier;
 pub mod port_spec;
 pub mod proxy_daemon;
@@ -14,6 +15,7 @@ pub mod run_options;
 mod server;
 pub mod shared_cache;
 pub mod telemetry;
+pub mod window;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -123,6 +125,13 @@ pub struct Settings {
     pub admin_port: Option<u16>,
     /// Write the shipping report (`shipped_to_…txt`) to the release source after each deploy.
     pub report: bool,
+    /// FleetLock (`fleet-lock`, `fleet-group`, `fleet-id`): a deploy holds one of the group's
+    /// slots from before its download until the release is healthy.
+    #[serde(flatten)]
+    pub fleet_lock: Option<fleet_lock::FleetLock>,
+    /// Deploy windows (`[[window]]`): a release the watcher finds is deployed only while one is
+    /// open; none means at any time.
+    pub window: Vec<window::DeployWindow>,
     /// Container mode: ports, replicas, run options… (`None` in the other modes).
     #[serde(flatten)]
     pub container: Option<container::ContainerSettings>,
@@ -306,6 +315,13 @@ fn resolve(app: &str, l: Layer, files: Vec<PathBuf>, foreground: bool) -> Result
         app_properties,
         admin_port: l.admin_port,
         report: l.report.unwrap_or(true),
+        fleet_lock: fleet_lock::parse(
+            l.fleet_lock.as_deref(),
+            l.fleet_group.as_deref(),
+            l.fleet_id.as_deref(),
+            app,
+        )?,
+        window: l.window.unwrap_or_default(),
         container,
         files,
     })

@@ -2,7 +2,10 @@
 //! the bad-version ledger and crash recovery. One deploy runs at a time.
 
 mod crash_loop;
+pub mod fleet_lock;
 mod hook_step;
+mod overrides;
+pub mod pause;
 mod pipeline;
 mod recovery;
 pub mod runtime;
@@ -12,6 +15,7 @@ pub mod state;
 pub mod steps;
 #[cfg(test)]
 mod tests;
+mod window;
 
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -20,6 +24,7 @@ use serde::Serialize;
 use crate::config::Settings;
 use crate::notify::{Event, EventSink};
 use crate::registry::{Registry, Release};
+pub use overrides::Overrides;
 use runtime::{Runtime, RuntimeError};
 use state::{HistoryEntry, Live, State, StateFile};
 
@@ -114,6 +119,12 @@ pub struct Status {
     /// `min-age`: the newest release waits (`waiting for cooldown until …`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting: Option<String>,
+    /// `dewy pause`: releases the watcher finds are held back until `dewy resume`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused: Option<state::Pause>,
+    /// With `[[window]]`s: `open until …` or `closed until …`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<String>,
     pub last: Option<HistoryEntry>,
     pub bad: Vec<state::BadVersion>,
     /// Container mode: the replicas in the proxy.
@@ -139,6 +150,12 @@ pub struct Deployer {
     recovered: Mutex<Vec<Event>>,
     /// What the mode does at each step: files, the app, or containers.
     runtime: Arc<dyn Runtime>,
+    /// `fleet-lock`: the FleetLock server a deploy takes a slot of.
+    fleet_lock: Option<fleet_lock::FleetLockClient>,
+    /// A slot may be held (taken and not yet given back, or held before a restart).
+    lock_dirty: std::sync::atomic::AtomicBool,
+    /// The last steady-state call failed (warned once, then logged at debug).
+    lock_failing: std::sync::atomic::AtomicBool,
 }
 
 impl Deployer {
@@ -157,6 +174,11 @@ impl Deployer {
     ) -> anyhow::Result<Arc<Self>> {
         let state_file = StateFile::new(&settings.state_dir);
         let state = state_file.load()?;
+        let fleet_lock = settings
+            .fleet_lock
+            .as_ref()
+            .map(fleet_lock::FleetLockClient::new)
+            .transpose()?;
         let d = Arc::new(Self {
             settings,
             registry,
@@ -169,6 +191,9 @@ impl Deployer {
             events: OnceLock::new(),
             recovered: Mutex::new(Vec::new()),
             runtime,
+            lock_dirty: std::sync::atomic::AtomicBool::new(fleet_lock.is_some()),
+            lock_failing: std::sync::atomic::AtomicBool::new(false),
+            fleet_lock,
         });
         d.recover()?;
         Ok(d)
@@ -224,6 +249,8 @@ impl Deployer {
         }
         let _guard = self.busy.lock().await;
         let live = self.live_version();
+        // A slot of the fleet lock held when the deployer stopped is given back.
+        self.settle_lock().await;
         if let Err(e) = self.runtime.adopt(live.as_deref()).await {
             let version = live.unwrap_or_default();
             let error = format!("{e:#}");
@@ -441,9 +468,16 @@ impl Deployer {
         Ok(release)
     }
 
-    /// Deploy a given version now (operator request).
-    pub async fn deploy_version(&self, version: &str) -> DeployResult {
+    /// Deploy a given version now (operator request). While paused, or outside every deploy
+    /// window, it is refused unless `overrides` sets that rule aside.
+    pub async fn deploy_version(&self, version: &str, overrides: Overrides) -> DeployResult {
         let _guard = self.busy.lock().await;
+        if let Some(refused) = self.refused_by_pause(version, overrides) {
+            return refused;
+        }
+        if let Some(refused) = self.refused_by_window(version, overrides) {
+            return refused;
+        }
         match crate::registry::resolve(self.registry.as_ref(), version).await {
             Ok(release) => self.run(release, Trigger::Operator).await,
             Err(crate::registry::ResolveError::Invalid(e)) => refused(version, e.to_string()),
@@ -504,6 +538,8 @@ impl Deployer {
             crash_loop: self.crash_loop(),
             serving: self.runtime.describe().serving,
             waiting: self.waiting.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            paused: st.paused.clone(),
+            window: self.window_state(),
             last: st.history.back().cloned(),
             bad: st.bad.values().cloned().collect(),
             replicas: self.runtime.describe().replicas,

@@ -24,6 +24,9 @@ impl Deployer {
         let version = release.version.clone();
         let key = release.cache_key();
         self.runtime.catch_up(self.live_version().as_deref()).await;
+        // A slot of the fleet lock still held (its steady-state call failed) is given back at
+        // the next check.
+        self.settle_lock().await;
         if let Some(reason) = self.skip_reason(&release, &key, trigger) {
             tracing::debug!(
                 message_id = MSG_SKIP,
@@ -36,13 +39,30 @@ impl Deployer {
             return DeployResult::Skipped { version, reason };
         }
         if trigger == Trigger::Watcher {
+            if let Some(held) = self.held_by_pause(&version, &key) {
+                return DeployResult::Skipped {
+                    version,
+                    reason: held,
+                };
+            }
             if let Some(wait) = self.cooldown(&release) {
                 return DeployResult::Skipped {
                     version,
                     reason: wait,
                 };
             }
+            if let Some(wait) = self.outside_window(&version, &key) {
+                return DeployResult::Skipped {
+                    version,
+                    reason: wait,
+                };
+            }
         }
+        let locked = match self.take_lock(&version, &key).await {
+            Ok(locked) => locked,
+            Err(why) if trigger == Trigger::Watcher => return DeployResult::Skipped { version, reason: why },
+            Err(error) => return DeployResult::Failed { version, error },
+        };
         self.set_waiting(None);
         let started = Instant::now();
         if trigger == Trigger::Watcher {
@@ -108,6 +128,9 @@ impl Deployer {
                 DeployResult::Failed { version, error }
             }
         };
+        if locked {
+            self.release_lock().await;
+        }
         self.set_activity("idle".into());
         out
     }
@@ -136,6 +159,15 @@ impl Deployer {
             tracing::info!(message_id = MSG_SKIP, dewy_version = %release.version, reason = %text, "Deploy waits for cooldown");
         }
         Some(text)
+    }
+
+    /// True when the release of cache key `key` is the live one: deploying it again repairs
+    /// what is live (it is not running), which neither a pause nor a closed window holds back.
+    pub(super) fn repairs_live(&self, key: &str) -> bool {
+        self.lock_state()
+            .live
+            .as_ref()
+            .is_some_and(|l| l.cache_key == key)
     }
 
     fn skip_reason(&self, release: &Release, key: &str, trigger: Trigger) -> Option<String> {

@@ -230,6 +230,9 @@ async fn a_young_release_waits_for_its_cooldown_and_an_operator_may_deploy_it() 
     assert!(waiting.contains("waiting for cooldown until"), "{waiting}");
     assert_eq!(s.current(), None);
     // `dewy deploy VERSION` is the operator's decision: no cooldown.
-    assert_eq!(d.deploy_version("v1.0.0").await.kind(), "deployed");
+    assert_eq!(
+        d.deploy_version("v1.0.0", Default::default()).await.kind(),
+        "deployed"
+    );
     assert_eq!(s.current().as_deref(), Some("v1.0.0"));
 }

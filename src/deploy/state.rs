@@ -73,6 +73,32 @@ pub struct Pending {
     pub reason: String,
 }
 
+/// An operator's pause (`dewy pause`): no release found by the watcher is deployed until
+/// `dewy resume`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pause {
+    /// Why, as the operator gave it ("" when no reason was given).
+    #[serde(default)]
+    pub reason: String,
+    pub since: DateTime<Utc>,
+}
+
+impl Pause {
+    /// `paused since 2026-01-15T10:30:00Z: reason`, as status and skip reasons say it.
+    pub fn describe(&self) -> String {
+        format!("paused {}", self.detail())
+    }
+
+    /// `since 2026-01-15T10:30:00Z: reason` (the `paused:` line of `dewy status`).
+    pub fn detail(&self) -> String {
+        let since = self.since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        match self.reason.is_empty() {
+            true => format!("since {since}"),
+            false => format!("since {since}: {}", self.reason),
+        }
+    }
+}
+
 /// Everything the deployer must remember across restarts.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct State {
@@ -87,6 +113,10 @@ pub struct State {
     /// gives no publication time (images). At most [`FIRST_SEEN_LIMIT`] entries.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub first_seen: BTreeMap<String, DateTime<Utc>>,
+    /// Set by `dewy pause`, cleared by `dewy resume` (absent from state files written before
+    /// pausing existed, and while not paused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused: Option<Pause>,
 }
 
 /// How many first-seen times are kept.
@@ -197,5 +227,35 @@ mod tests {
         assert_eq!(back.history.front().unwrap().to, "v5");
         std::fs::write(file.path(), b"{not json").unwrap();
         assert!(file.load().is_err());
+    }
+
+    #[test]
+    fn a_pause_survives_a_save_and_older_files_load_unpaused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = StateFile::new(tmp.path());
+        // A state file as written before pausing existed.
+        std::fs::write(
+            file.path(),
+            br#"{"live":null,"previous":null,"history":[],"bad":{},"pending":null}"#,
+        )
+        .unwrap();
+        let mut s = file.load().unwrap();
+        assert_eq!(s.paused, None);
+        let text = String::from_utf8(serde_json::to_vec(&s).unwrap()).unwrap();
+        assert!(!text.contains("paused"), "not written while not paused: {text}");
+        let since = DateTime::parse_from_rfc3339("2026-01-15T10:30:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        s.paused = Some(Pause {
+            reason: "incident 42".into(),
+            since,
+        });
+        file.save(&s).unwrap();
+        let back = file.load().unwrap();
+        assert_eq!(back.paused, s.paused);
+        assert_eq!(
+            back.paused.unwrap().describe(),
+            "paused since 2026-01-15T10:30:00Z: incident 42"
+        );
     }
 }

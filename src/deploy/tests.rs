@@ -248,3 +248,199 @@ fn an_interrupted_deploy_is_kept_when_it_went_live_and_undone_when_not() {
         assert!(file.load().expect("state").pending.is_none(), "pending cleared");
     }
 }
+
+/// Every event the deployer reports, in order.
+#[derive(Default)]
+struct Recorder(std::sync::Mutex<Vec<crate::notify::Event>>);
+
+impl crate::notify::EventSink for Recorder {
+    fn emit(&self, event: crate::notify::Event) {
+        self.0.lock().expect("events").push(event);
+    }
+}
+
+impl Recorder {
+    fn kinds(&self) -> Vec<&'static str> {
+        self.0.lock().expect("events").iter().map(|e| e.kind()).collect()
+    }
+}
+
+#[tokio::test]
+async fn a_pause_holds_new_releases_across_a_restart_until_resume() {
+    let r = rig();
+    let events = Arc::new(Recorder::default());
+    r.deployer.set_events(events.clone());
+    r.deployer.offer(release("v1.0.0")).await;
+    let (pause, new) = r.deployer.pause(" incident 42 ").expect("pause");
+    assert!(new);
+    assert_eq!(pause.reason, "incident 42");
+    let (again, new) = r.deployer.pause("something else").expect("pause again");
+    assert!(!new, "already paused");
+    assert_eq!(again, pause, "the first pause is kept");
+    let bad = r.deployer.pause("two\nlines").expect_err("a control character");
+    assert!(bad.to_string().contains("control character"), "{bad}");
+
+    let out = r.deployer.offer(release("v2.0.0")).await;
+    match &out {
+        DeployResult::Skipped { reason, .. } => {
+            assert!(reason.starts_with("v2.0.0 held back: paused since "), "{reason}");
+            assert!(reason.contains(": incident 42; `dewy resume app`"), "{reason}");
+        }
+        other => panic!("not held back: {other:?}"),
+    }
+    let status = r.deployer.status();
+    assert_eq!(status.live.expect("live").version, "v1.0.0");
+    assert_eq!(status.paused.as_ref(), Some(&pause));
+    assert!(status.waiting.expect("waiting").starts_with("v2.0.0 held back"));
+
+    // The live release that stopped running is still repaired while paused.
+    r.runtime.set_running(false);
+    assert_eq!(r.deployer.offer(release("v1.0.0")).await.kind(), "deployed");
+
+    // An operator's deploy is refused without the override, before anything is looked up.
+    let refused = r.deployer.deploy_version("v2.0.0", Default::default()).await;
+    match &refused {
+        DeployResult::Failed { error, .. } => {
+            assert!(error.starts_with("app is paused since "), "{error}");
+            assert!(error.contains("`dewy deploy v2.0.0 --ignore-pause`"), "{error}");
+        }
+        other => panic!("not refused: {other:?}"),
+    }
+    let src = r.root.parent().expect("tmp").join("src/v2.0.0");
+    std::fs::create_dir_all(&src).expect("mkdir");
+    std::fs::write(src.join("app.tar.gz"), b"x").expect("artifact");
+    let forced = r
+        .deployer
+        .deploy_version(
+            "v2.0.0",
+            super::Overrides {
+                pause: true,
+                ..Default::default()
+            },
+        )
+        .await;
+    assert_eq!(forced.kind(), "deployed", "{forced:?}");
+    assert!(
+        r.deployer.paused().is_some(),
+        "the override leaves the pause in force"
+    );
+
+    // The pause is in the state file: a new deployer on the same state is paused.
+    let reopened = {
+        let settings = r.deployer.settings().clone();
+        let registry = crate::registry::open(&settings.registry, &Default::default()).expect("registry");
+        let runtime = Arc::new(Scripted::new(r.root.join("releases")));
+        Deployer::with_runtime(settings, registry, runtime).expect("deployer")
+    };
+    assert_eq!(reopened.paused(), Some(pause.clone()));
+    drop(reopened);
+
+    let ended = r.deployer.resume().expect("resume");
+    assert_eq!(ended, Some(pause));
+    assert_eq!(r.deployer.resume().expect("resume again"), None);
+    assert!(r.deployer.status().paused.is_none());
+    assert!(r.deployer.status().waiting.is_none());
+    assert_eq!(r.deployer.offer(release("v3.0.0")).await.kind(), "deployed");
+    let kinds = events.kinds();
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "paused").count(),
+        1,
+        "one pause announced: {kinds:?}"
+    );
+    let paused_at = kinds.iter().position(|k| *k == "paused").expect("paused");
+    let resumed_at = kinds.iter().position(|k| *k == "resumed").expect("resumed");
+    assert!(paused_at < resumed_at, "{kinds:?}");
+    assert_eq!(kinds.iter().filter(|k| **k == "resumed").count(), 1, "{kinds:?}");
+}
+
+#[tokio::test]
+async fn outside_its_window_a_release_waits_then_deploys_when_the_window_opens() {
+    use chrono::{DateTime, Utc};
+    // A window of ten minutes (UTC) on today's day from the next whole minute at least 5 s away.
+    let now = Utc::now();
+    let start = DateTime::from_timestamp(((now.timestamp() + 5) / 60 + 1) * 60, 0).expect("start");
+    let day = start.format("%a").to_string().to_lowercase();
+    let r = rig_with(
+        &format!(
+            "[[window]]\ndays = [\"{day}\"]\nstart = \"{}\"\nlength = \"10m\"\n",
+            start.format("%H:%M")
+        ),
+        |_| {},
+    );
+    let opens = start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+
+    let out = r.deployer.offer(release("v1.0.0")).await;
+    assert_eq!(
+        out,
+        DeployResult::Skipped {
+            version: "v1.0.0".into(),
+            reason: format!("waiting for a deploy window until {opens}")
+        }
+    );
+    let status = r.deployer.status();
+    assert_eq!(
+        status.waiting,
+        Some(format!("waiting for a deploy window until {opens}"))
+    );
+    assert_eq!(status.window, Some(format!("closed until {opens}")));
+    assert!(
+        r.runtime.calls().is_empty(),
+        "nothing fetched: {:?}",
+        r.runtime.calls()
+    );
+
+    // An operator's deploy is refused outside the windows unless it names the override.
+    match r.deployer.deploy_version("v0.9.0", Default::default()).await {
+        DeployResult::Failed { error, .. } => {
+            assert!(error.contains(&format!("closed until {opens}")), "{error}");
+            assert!(error.contains("`dewy deploy v0.9.0 --ignore-window`"), "{error}");
+        }
+        other => panic!("not refused: {other:?}"),
+    }
+    let src = r.root.parent().expect("tmp").join("src/v0.9.0");
+    std::fs::create_dir_all(&src).expect("mkdir");
+    std::fs::write(src.join("app.tar.gz"), b"x").expect("artifact");
+    let overrides = super::Overrides {
+        window: true,
+        ..Default::default()
+    };
+    let forced = r.deployer.deploy_version("v0.9.0", overrides).await;
+    assert_eq!(forced.kind(), "deployed", "{forced:?}");
+
+    // The watcher's offers wait until the window opens, then the release deploys. Whatever the
+    // machine's speed: an offer answered "waiting" was made before the start, one deployed
+    // returned after it.
+    let deadline = start + chrono::Duration::minutes(5);
+    loop {
+        let before = Utc::now();
+        let out = r.deployer.offer(release("v1.0.0")).await;
+        let after = Utc::now();
+        match out {
+            DeployResult::Skipped { reason, .. } => {
+                assert!(before < start, "still waiting at {before}: {reason}");
+                assert!(reason.starts_with("waiting for a deploy window"), "{reason}");
+            }
+            DeployResult::Deployed { .. } => {
+                assert!(
+                    after >= start,
+                    "deployed at {after}, before the window at {start}"
+                );
+                break;
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(after < deadline, "not deployed by {deadline}");
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    let status = r.deployer.status();
+    assert_eq!(status.live.expect("live").version, "v1.0.0");
+    assert_eq!(status.waiting, None);
+    assert!(
+        status
+            .window
+            .as_deref()
+            .is_some_and(|w| w.starts_with("open until ")),
+        "{:?}",
+        status.window
+    );
+}

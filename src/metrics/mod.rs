@@ -26,6 +26,9 @@ impl Render for Metrics {
 /// Container mode: (desired, running) replicas, read at every scrape.
 pub type ReplicaCounts = Box<dyn Fn() -> (usize, usize) + Send + Sync>;
 
+/// Whether the app's deploys are paused (`dewy pause`), read at every scrape.
+pub type PausedProbe = Box<dyn Fn() -> bool + Send + Sync>;
+
 /// The message counts of every notifier, read at every scrape.
 pub type NotificationCounts = Box<dyn Fn() -> Vec<crate::notify::NotifierCounts> + Send + Sync>;
 
@@ -45,6 +48,8 @@ pub struct Snapshot {
     pub app_restarts: Vec<(&'static str, u64)>,
     /// Container mode: (desired, running) replicas.
     pub replicas: Option<(usize, usize)>,
+    /// A deployer's process: whether its deploys are paused.
+    pub paused: Option<bool>,
     pub notifications: Vec<crate::notify::NotifierCounts>,
 }
 
@@ -52,6 +57,7 @@ pub struct Snapshot {
 pub struct Metrics {
     command: String,
     replicas: std::sync::OnceLock<ReplicaCounts>,
+    paused: std::sync::OnceLock<PausedProbe>,
     notifications: std::sync::OnceLock<NotificationCounts>,
     checks: AtomicU64,
     check_errors: AtomicU64,
@@ -73,6 +79,7 @@ impl Metrics {
         Self {
             command: command.to_string(),
             replicas: std::sync::OnceLock::new(),
+            paused: std::sync::OnceLock::new(),
             notifications: std::sync::OnceLock::new(),
             checks: AtomicU64::new(0),
             check_errors: AtomicU64::new(0),
@@ -91,6 +98,11 @@ impl Metrics {
     /// Container mode: report the replica gauges from `counts` (only the first call counts).
     pub fn set_replica_counts(&self, counts: ReplicaCounts) {
         let _ = self.replicas.set(counts);
+    }
+
+    /// A deployer's process: report `dewy_paused` from `paused` (only the first call counts).
+    pub fn set_paused_probe(&self, paused: PausedProbe) {
+        let _ = self.paused.set(paused);
     }
 
     /// Report the notifiers' message counts from `counts` (only the first call counts).
@@ -127,6 +139,7 @@ impl Metrics {
                 .map(|(r, n)| (r.as_str(), get(n)))
                 .collect(),
             replicas: self.replicas.get().map(|counts| counts()),
+            paused: self.paused.get().map(|paused| paused()),
             notifications: self
                 .notifications
                 .get()
@@ -215,6 +228,14 @@ impl Metrics {
             "Server mode: new generations of the app that replaced a running or exited one, by reason.",
             &restarts,
         );
+        if let Some(paused) = self.paused.get() {
+            metric(
+                "dewy_paused",
+                "gauge",
+                "1 while the app's deploys are paused by `dewy pause`, else 0.",
+                &[(String::new(), u8::from(paused()).to_string())],
+            );
+        }
         if let Some(counts) = self.replicas.get() {
             let (desired, running) = counts();
             metric(
@@ -352,6 +373,13 @@ mod tests {
         let t = m.render();
         assert!(t.contains("dewy_app_restarts_total{reason=\"crash\"} 1\n"), "{t}");
         assert!(!t.contains("dewy_container_replicas"), "{t}");
+        assert!(!t.contains("dewy_paused"), "only a deployer reports it: {t}");
+        let paused = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let probe = paused.clone();
+        m.set_paused_probe(Box::new(move || probe.load(Ordering::Relaxed)));
+        assert!(m.render().contains("\n# TYPE dewy_paused gauge\ndewy_paused 0\n"));
+        paused.store(true, Ordering::Relaxed);
+        assert!(m.render().contains("\ndewy_paused 1\n"));
         m.set_replica_counts(Box::new(|| (3, 2)));
         let t = m.render();
         assert!(t.contains("dewy_container_desired_replicas 3\n"), "{t}");

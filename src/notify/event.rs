@@ -128,6 +128,10 @@ pub enum Event {
     ServerRestarted { version: String, reason: Restart },
     /// Container mode: the image of a release is pulled.
     ImagePulled { version: String, image: String },
+    /// An operator paused the app's deploys (`dewy pause`); `reason` is "" when none was given.
+    Paused { reason: String },
+    /// An operator resumed the app's deploys (`dewy resume`); `since` is when the pause began.
+    Resumed { since: DateTime<Utc> },
     /// dewy stops.
     Stopped { signal: String },
 }
@@ -150,6 +154,8 @@ impl Event {
             Event::ServerStarted { .. } => "server-started",
             Event::ServerRestarted { .. } => "server-restarted",
             Event::ImagePulled { .. } => "image-pulled",
+            Event::Paused { .. } => "paused",
+            Event::Resumed { .. } => "resumed",
             Event::Stopped { .. } => "stopped",
         }
     }
@@ -303,6 +309,16 @@ impl Event {
                 other => format!("Server restarted for {version} ({})", other.as_str()),
             },
             Event::ImagePulled { version, .. } => format!("Pulled image for {version}"),
+            Event::Paused { reason } if reason.is_empty() => {
+                "Deploys paused by an operator; new releases wait for `dewy resume`".to_string()
+            }
+            Event::Paused { reason } => {
+                format!("Deploys paused by an operator: {reason}; new releases wait for `dewy resume`")
+            }
+            Event::Resumed { since } => format!(
+                "Deploys resumed (paused since {})",
+                since.format("%Y-%m-%d %H:%M:%S UTC")
+            ),
             Event::Stopped { signal } => format!("Stop receiving by {signal} signal"),
         }
     }
@@ -411,7 +427,9 @@ impl Note {
                 (Some(version), None, None, None, None)
             }
             Event::ImagePulled { version, .. } => (Some(version), None, None, None, None),
-            Event::Started { .. } | Event::Stopped { .. } => (None, None, None, None, None),
+            Event::Started { .. } | Event::Stopped { .. } | Event::Paused { .. } | Event::Resumed { .. } => {
+                (None, None, None, None, None)
+            }
         };
         WebhookBody {
             event: self.event.kind(),
@@ -466,6 +484,33 @@ mod tests {
             command: "container".into(),
         };
         assert_eq!(deployed.message(), "Container deployed successfully for v1.2.3");
+    }
+
+    #[test]
+    fn pause_wording() {
+        let p = Event::Paused {
+            reason: "incident 42".into(),
+        };
+        assert_eq!(p.kind(), "paused");
+        assert_eq!(
+            p.message(),
+            "Deploys paused by an operator: incident 42; new releases wait for `dewy resume`"
+        );
+        let bare = Event::Paused { reason: "".into() };
+        assert_eq!(
+            bare.message(),
+            "Deploys paused by an operator; new releases wait for `dewy resume`"
+        );
+        let since = DateTime::parse_from_rfc3339("2026-01-15T10:30:45Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let r = Event::Resumed { since };
+        assert_eq!(r.kind(), "resumed");
+        assert_eq!(
+            r.message(),
+            "Deploys resumed (paused since 2026-01-15 10:30:45 UTC)"
+        );
+        assert!(!p.is_alert() && !r.is_alert() && p.deploy_version().is_none());
     }
 
     #[test]

@@ -181,6 +181,14 @@ pub fn register(meter: &Meter, source: Arc<Metrics>) -> Instruments {
         gauge(
             m,
             s,
+            "dewy.paused",
+            None,
+            "1 while the app's deploys are paused by `dewy pause`, else 0.",
+            |s| s.paused.map(|p| plain(u64::from(p))).unwrap_or_default(),
+        ),
+        gauge(
+            m,
+            s,
             "dewy.container.desired_replicas",
             None,
             "Container mode: replicas a deploy starts.",
