@@ -335,9 +335,12 @@ fn crash_loop_after_rollback(early: bool) {
     publish(&s.registry, "v1.0.0", "plain");
     let rx = support::receiver::Receiver::start();
     let hook = format!("webhook+{}/hook", rx.base());
+    // `alive-delay` below the `crash` app's one second (so v2.0.0 starts, then crashes) and
+    // well above the time the `exit` app takes to start and exit on a busy machine (so the
+    // rollback's start of v1.0.0 fails rather than counting as ready).
     let mut d = start(
         &s,
-        &["--alive-delay", "300ms", "--drain-time", "2", "--notifier", &hook],
+        &["--alive-delay", "800ms", "--drain-time", "2", "--notifier", &hook],
     );
     wait_for("v1.0.0 started", LONG, || {
         d.log().contains("Server started for v1.0.0").then_some(())
