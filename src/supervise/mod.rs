@@ -5,7 +5,9 @@
 pub mod app_units;
 mod fdstore;
 pub mod generation;
+mod listen;
 mod orphan;
+mod restarts;
 pub mod sockets;
 
 use std::path::PathBuf;
@@ -183,56 +185,6 @@ impl Supervisor {
         gen.release().await;
     }
 
-    /// The app's sockets: those systemd passed (a socket unit's, or dewy's own from the fd store)
-    /// matched to the configured ports by address, and the configured ports none of them serves
-    /// bound here and pushed to the fd store.
-    /// Also says whether sockets were bound or dropped here (the set differs from the last run's).
-    fn listen(settings: &Settings) -> anyhow::Result<(Vec<Socket>, bool)> {
-        let wanted = &settings.ports;
-        let inherited = sockets::inherited().context("taking the sockets passed by systemd")?;
-        let plan = sockets::plan(inherited, wanted);
-        // A passed socket on a configured port but another address would make the bind below
-        // fail with a bare "address in use": say what disagrees.
-        for w in &plan.bind {
-            if let Some(l) = plan
-                .keep
-                .iter()
-                .filter_map(|s| s.local)
-                .find(|l| l.port() == w.port())
-            {
-                anyhow::bail!(
-                    "the socket systemd passed for port {} listens on {l}, but the config asks for {w}: \
-                     make the socket unit's ListenStream= and `port` name the same address",
-                    w.port()
-                );
-            }
-        }
-        if !plan.keep.is_empty() {
-            let names: Vec<&str> = plan.keep.iter().map(|s| s.name.as_str()).collect();
-            tracing::info!(count = plan.keep.len(), names = ?names, "Using the listening sockets passed by systemd");
-        }
-        for s in &plan.stale {
-            tracing::info!(socket = %s.addr, "Port no longer configured; closing its stored socket");
-            if let Err(e) = fdstore::remove(&s.name) {
-                tracing::warn!(error = %e, "Removing a socket from the systemd fd store failed");
-            }
-        }
-        let changed = !plan.bind.is_empty() || !plan.stale.is_empty();
-        let bound = sockets::bind(&plan.bind)?;
-        match fdstore::push(&bound) {
-            Ok(true) => tracing::info!(
-                count = bound.len(),
-                "Listening sockets pushed to the systemd fd store"
-            ),
-            Ok(false) => {}
-            Err(e) => tracing::warn!(error = %e, "Pushing the sockets to the systemd fd store failed"),
-        }
-        let mut sockets = plan.keep;
-        sockets.extend(bound);
-        sockets::sort(&mut sockets);
-        Ok((sockets, changed))
-    }
-
     /// Report server events to `sink`; only the first call counts.
     pub fn set_events(&self, sink: Arc<dyn EventSink>) {
         let _ = self.events.set(sink);
@@ -250,13 +202,6 @@ impl Supervisor {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take()
-    }
-
-    fn crashed_quickly(&self, version: &str) {
-        if self.quick_crashes.fetch_add(1, Ordering::SeqCst) + 1 == CRASH_LOOP {
-            tracing::error!(dewy_version = version, crashes = CRASH_LOOP, "Server crash loop");
-            let _ = self.crash_loops.send(version.to_string());
-        }
     }
 
     /// True while a generation runs.
@@ -408,76 +353,6 @@ impl Supervisor {
                 tracing::warn!(error = %e, "Could not remember that the app sends READY=1");
             }
         }
-    }
-
-    /// Restart the app with backoff when its generation exits on its own.
-    fn watch(self: &Arc<Self>, gen: Arc<Generation>) {
-        let me = self.clone();
-        tokio::spawn(async move {
-            let status = gen.wait_exit().await;
-            if me.stopping.load(Ordering::SeqCst) || !me.is_current(&gen) {
-                return;
-            }
-            let lived = gen.started.elapsed();
-            let delay = {
-                let mut b = me.backoff.lock().unwrap_or_else(|p| p.into_inner());
-                if lived >= STABLE_AFTER {
-                    *b = Duration::from_secs(1);
-                    me.quick_crashes.store(0, Ordering::SeqCst);
-                } else {
-                    me.crashed_quickly(&gen.version);
-                }
-                let d = *b;
-                *b = (*b * 2).min(MAX_BACKOFF);
-                d
-            };
-            tracing::error!(pid = gen.pid, dewy_version = %gen.version, status = %describe(status), retry_in_ms = delay.as_millis() as u64, "Server process exited unexpectedly; restarting");
-            me.emit(Event::Failed {
-                stage: Stage::Run,
-                version: Some(gen.version.clone()),
-                error: format!("the app exited unexpectedly ({})", describe(status)),
-                next_step: format!(
-                    "dewy restarts it in {delay:?} (backoff up to {MAX_BACKOFF:?}); after {CRASH_LOOP} quick crashes a release within its blame-window is rolled back. Its output: journalctl -t {}",
-                    me.settings.app
-                ),
-                command: me.settings.mode.to_string(),
-            });
-            me.restart_after(gen, delay).await;
-        });
-    }
-
-    async fn restart_after(self: Arc<Self>, dead: Arc<Generation>, mut delay: Duration) {
-        loop {
-            tokio::time::sleep(delay).await;
-            let _op = self.ops.lock().await;
-            if self.stopping.load(Ordering::SeqCst) || !self.is_current(&dead) {
-                return;
-            }
-            let version = self.wanted.lock().unwrap_or_else(|p| p.into_inner()).clone();
-            match self.start_locked(&version, Restart::Crash).await {
-                Ok(()) => return,
-                Err(e) => {
-                    self.crashed_quickly(&version);
-                    delay = (delay * 2).min(MAX_BACKOFF);
-                    tracing::error!(error = %format!("{e:#}"), retry_in_ms = delay.as_millis() as u64, "Server restart failed");
-                }
-            }
-        }
-    }
-
-    /// In a crash loop now: [`CRASH_LOOP`] quick crashes in a row, and no generation has run for
-    /// [`STABLE_AFTER`] since.
-    pub fn crash_looping(&self) -> bool {
-        if self.quick_crashes.load(Ordering::SeqCst) < CRASH_LOOP {
-            return false;
-        }
-        !self
-            .current_gen()
-            .is_some_and(|g| g.exited().is_none() && g.started.elapsed() >= STABLE_AFTER)
-    }
-
-    fn is_current(&self, gen: &Arc<Generation>) -> bool {
-        self.current_gen().is_some_and(|c| Arc::ptr_eq(&c, gen))
     }
 
     /// When the deployer stops: stop the app for good (SIGTERM, drain, SIGKILL; no process is
