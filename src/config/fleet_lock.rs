@@ -20,6 +20,10 @@ pub struct FleetLock {
     /// This deployer's id in the group (`fleet-id`; default `<hostname>-<app>`).
     #[serde(rename = "fleet-id")]
     pub id: String,
+    /// The etcd form (`etcd://…`, `etcds://…`): a semaphore kept in etcd itself; `url` is then
+    /// the URL as written, without its password.
+    #[serde(skip)]
+    pub etcd: Option<super::etcd_lock::EtcdLock>,
 }
 
 fn ser_url<S: serde::Serializer>(u: &url::Url, s: S) -> Result<S::Ok, S::Error> {
@@ -67,9 +71,32 @@ pub fn parse(
             crate::registry::version::shown(text)
         ))
     })?;
+    if matches!(url.scheme(), "etcd" | "etcds") {
+        let etcd = super::etcd_lock::parse(text, &url)?;
+        if group.is_some() {
+            return Err(invalid(
+                "fleet-group is for a FleetLock server; with etcd the URL's key prefix names the semaphore"
+                    .into(),
+            ));
+        }
+        if url.password().is_some() {
+            let _ = url.set_password(Some("***"));
+        }
+        let id = match id {
+            Some(id) => id.to_string(),
+            None => format!("{}-{app}", crate::notify::hostname()),
+        };
+        check_name("fleet-id", &id)?;
+        return Ok(Some(FleetLock {
+            url,
+            group: DEFAULT_GROUP.to_string(),
+            id,
+            etcd: Some(etcd),
+        }));
+    }
     if !matches!(url.scheme(), "https" | "http") || url.host_str().is_none() {
         return Err(invalid(format!(
-            "fleet-lock {} must be an http:// or https:// URL with a host, e.g. https://fleetlock.example.com/",
+            "fleet-lock {} must be an http:// or https:// URL with a host (a FleetLock server, e.g. https://fleetlock.example.com/) or an etcd:// or etcds:// one (e.g. etcd://etcd.example.com:2379/dewy/web?slots=2)",
             crate::registry::version::shown(text)
         )));
     }
@@ -94,7 +121,12 @@ pub fn parse(
         None => format!("{}-{app}", crate::notify::hostname()),
     };
     check_name("fleet-id", &id)?;
-    Ok(Some(FleetLock { url, group, id }))
+    Ok(Some(FleetLock {
+        url,
+        group,
+        id,
+        etcd: None,
+    }))
 }
 
 #[cfg(test)]
@@ -123,6 +155,17 @@ mod tests {
             .unwrap();
         assert_eq!(d.group, "default");
         assert!(d.id.ends_with("-web"), "{}", d.id);
+        assert!(d.etcd.is_none());
+        let e = parse(
+            Some("etcd://u:pw@127.0.0.1:2379/dewy?slots=3"),
+            None,
+            Some("h1"),
+            "web",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(e.etcd.as_ref().map(|e| e.slots), Some(3));
+        assert!(!e.url.as_str().contains("pw"), "{}", e.url);
         for (url, group, id, want) in [
             (None, Some("g"), None, "need fleet-lock"),
             (Some("ftp://h/"), None, None, "http:// or https://"),
@@ -131,6 +174,14 @@ mod tests {
             (Some("https://u:p@h/"), None, None, "credentials"),
             (Some("https://h/"), Some("a b"), None, "fleet-group \"a b\""),
             (Some("https://h/"), None, Some(""), "fleet-id \"\""),
+            (Some("etcd://h/x?slots=0"), None, None, "slots=0"),
+            (
+                Some("etcd://h/x"),
+                Some("g"),
+                None,
+                "fleet-group is for a FleetLock",
+            ),
+            (Some("etcd://h/x"), None, Some("a b"), "fleet-id \"a b\""),
         ] {
             let err = parse(url, group, id, "web").unwrap_err().to_string();
             assert!(err.contains(want), "{want:?} not in {err}");

@@ -5,6 +5,7 @@
 pub mod app_ports;
 pub mod app_unit;
 pub mod container;
+pub mod etcd_lock;
 pub mod file;
 pub mod fleet_lock;
 pub mod notifier;

@@ -1,7 +1,8 @@
 //! FleetLock, the HTTP protocol Zincati speaks: `POST /v1/pre-reboot` before a deploy takes a
 //! slot of the group's semaphore, `POST /v1/steady-state` once the release is healthy (after the
 //! after-deploy hook) gives it back. A host that cannot get a slot does not deploy, says why, and
-//! keeps serving; a slot held across a crash is given back when the deployer starts again.
+//! keeps serving; a slot held across a crash is given back when the deployer starts again. The
+//! [`Deployer`] side below serves both engines of [`super::rollout_lock::RolloutLock`].
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -112,18 +113,18 @@ impl Deployer {
         if !self.lock_dirty.load(Ordering::Relaxed) {
             return;
         }
-        match lock.steady_state().await {
+        match lock.release().await {
             Ok(()) => {
                 self.lock_dirty.store(false, Ordering::Relaxed);
                 self.lock_failing.store(false, Ordering::Relaxed);
-                tracing::info!(fleet_lock = %lock.described, "Fleet lock: steady state reported");
+                tracing::info!(fleet_lock = %lock.described(), "Fleet lock: {}", lock.release_name());
             }
             Err(LockError::Refused(e) | LockError::Unreachable(e)) => {
                 // Warned once per run of failures; the retries at each check log at debug.
                 if self.lock_failing.swap(true, Ordering::Relaxed) {
-                    tracing::debug!(fleet_lock = %lock.described, error = %e, "Fleet lock: reporting the steady state failed again");
+                    tracing::debug!(fleet_lock = %lock.described(), error = %e, "Fleet lock: giving the slot back failed again");
                 } else {
-                    tracing::warn!(fleet_lock = %lock.described, error = %e, "Fleet lock: reporting the steady state failed; retried at each check");
+                    tracing::warn!(fleet_lock = %lock.described(), error = %e, "Fleet lock: giving the slot back failed; retried at each check");
                 }
             }
         }
@@ -139,16 +140,18 @@ impl Deployer {
         if self.repairs_live(key) {
             return Ok(false);
         }
-        let why = match lock.pre_reboot().await {
+        let why = match lock.acquire().await {
             Ok(()) => {
                 self.lock_dirty.store(true, Ordering::Relaxed);
-                tracing::info!(fleet_lock = %lock.described, dewy_version = %version, "Fleet lock taken");
+                tracing::info!(fleet_lock = %lock.described(), dewy_version = %version, "Fleet lock taken");
                 return Ok(true);
             }
-            Err(LockError::Refused(e)) => format!("waiting for the fleet lock {}: {e}", lock.described),
+            Err(LockError::Refused(e)) => {
+                format!("waiting for the fleet lock {}: {e}", lock.described())
+            }
             Err(LockError::Unreachable(e)) => format!(
                 "cannot reach the fleet lock {}: {e}; not deploying, the live release keeps serving",
-                lock.described
+                lock.described()
             ),
         };
         if self.set_waiting(Some(why.clone())) {

@@ -2,12 +2,14 @@
 //! the bad-version ledger and crash recovery. One deploy runs at a time.
 
 mod crash_loop;
+pub mod etcd_lock;
 pub mod fleet_lock;
 mod hook_step;
 mod overrides;
 pub mod pause;
 mod pipeline;
 mod recovery;
+pub mod rollout_lock;
 pub mod runtime;
 #[cfg(test)]
 mod signed_tests;
@@ -150,8 +152,8 @@ pub struct Deployer {
     recovered: Mutex<Vec<Event>>,
     /// What the mode does at each step: files, the app, or containers.
     runtime: Arc<dyn Runtime>,
-    /// `fleet-lock`: the FleetLock server a deploy takes a slot of.
-    fleet_lock: Option<fleet_lock::FleetLockClient>,
+    /// `fleet-lock`: the FleetLock server or etcd semaphore a deploy takes a slot of.
+    fleet_lock: Option<rollout_lock::RolloutLock>,
     /// A slot may be held (taken and not yet given back, or held before a restart).
     lock_dirty: std::sync::atomic::AtomicBool,
     /// The last steady-state call failed (warned once, then logged at debug).
@@ -177,7 +179,7 @@ impl Deployer {
         let fleet_lock = settings
             .fleet_lock
             .as_ref()
-            .map(fleet_lock::FleetLockClient::new)
+            .map(rollout_lock::RolloutLock::new)
             .transpose()?;
         let d = Arc::new(Self {
             settings,

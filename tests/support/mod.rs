@@ -7,6 +7,7 @@ pub mod container;
 pub mod cosign;
 pub mod dbus;
 pub mod docker;
+pub mod etcd;
 pub mod gcs;
 pub mod github;
 pub mod grpc;

@@ -1,0 +1,229 @@
+//! The etcd rollout lock (`fleet-lock = "etcd://…"`) against a real etcd started here: several
+//! foreground `dewy assets` hosts with `slots=2` never activate more than 2 at once and all
+//! converge; a slot a host held before a restart is given back when it starts; slots held by
+//! others make every host wait and say why; a host whose etcd does not answer does not deploy
+//! and says why; the slot of a killed host is freed when its lease expires.
+
+mod support;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use support::etcd::Etcd;
+use support::proc::Daemon;
+use support::{current_file, tar_gz, wait_for, Workspace};
+
+const LONG: Duration = Duration::from_secs(180);
+const SLOTS: usize = 2;
+const HOSTS: usize = 5;
+const PREFIX: &str = "/dewy/web/";
+
+fn site(version: &str) -> Vec<u8> {
+    tar_gz(&[("VERSION", 0o644, version.as_bytes())])
+}
+
+struct Host {
+    id: String,
+    root: PathBuf,
+    hooks: PathBuf,
+    daemon: Daemon,
+}
+
+/// A host whose after-deploy hook stamps its start and end in `<id>.hooks`, running `pause`
+/// between them (an activation).
+fn host(dir: &Path, ws: &Workspace, id: &str, lock_url: &str, pause: &str) -> Host {
+    let root = dir.join(id);
+    std::fs::create_dir_all(&root).expect("root");
+    let hooks = dir.join(format!("{id}.hooks"));
+    let hook = format!(
+        "echo \"$(date +%s%N) $DEWY_VERSION\" >> {h}; {pause}; echo \"$(date +%s%N) end\" >> {h}",
+        h = hooks.display()
+    );
+    let config = dir.join(format!("{id}.toml"));
+    std::fs::write(
+        &config,
+        format!(
+            "registry = \"{}\"\ninterval = 1\nroot = \"{}\"\nafter-deploy-hook = '{hook}'\nfleet-lock = \"{lock_url}\"\nfleet-id = \"{id}\"\n",
+            ws.registry_url(),
+            root.display()
+        ),
+    )
+    .expect("config");
+    let daemon = Daemon::start(
+        env!("CARGO_BIN_EXE_dewy"),
+        &[
+            "assets",
+            "--config",
+            config.to_str().expect("utf-8"),
+            "--bus",
+            "none",
+        ],
+        &[],
+        &root,
+        &dir.join(format!("{id}.log")),
+    );
+    Host {
+        id: id.to_string(),
+        root,
+        hooks,
+        daemon,
+    }
+}
+
+/// The (start, end) of each finished after-deploy hook run of a host, in nanoseconds.
+fn hook_spans(h: &Host) -> Vec<(u128, u128)> {
+    let text = std::fs::read_to_string(&h.hooks).unwrap_or_default();
+    let stamps: Vec<u128> = text
+        .lines()
+        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+        .collect();
+    stamps
+        .chunks(2)
+        .filter(|c| c.len() == 2)
+        .map(|c| (c[0], c[1]))
+        .collect()
+}
+
+/// The most hook runs (activations) at one moment.
+fn max_concurrent(spans: &[(u128, u128)]) -> usize {
+    let mut edges: Vec<(u128, i32)> = spans.iter().flat_map(|(a, b)| [(*a, 1), (*b, -1)]).collect();
+    edges.sort();
+    let (mut now, mut max) = (0i32, 0i32);
+    for (_, d) in edges {
+        now += d;
+        max = max.max(now);
+    }
+    max as usize
+}
+
+fn converge(hosts: &[Host], version: &str) -> Duration {
+    let t = Instant::now();
+    for h in hosts {
+        wait_for(&format!("{} on {version}", h.id), LONG, || {
+            let text = std::fs::read_to_string(&h.hooks).unwrap_or_default();
+            let hooked = text.lines().any(|l| l.ends_with(&format!(" {version}")))
+                && text.lines().last().is_some_and(|l| l.ends_with(" end"));
+            (hooked && current_file(&h.root, "VERSION").as_deref() == Some(version)).then_some(())
+        });
+    }
+    t.elapsed()
+}
+
+fn dead_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+#[test]
+fn hosts_deploy_at_most_slots_at_a_time_through_etcd() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let etcd = Etcd::start(tmp.path());
+    let ws = Workspace::new();
+    ws.publish("v1.0.0", &site("v1.0.0"));
+    let url = format!("etcd://{}{PREFIX}?slots={SLOTS}&ttl=30", etcd.addr);
+    // host-0 held a slot when it stopped (its lease still runs): starting again, it gives it
+    // back first, so the others are not held up for the lease's hour.
+    etcd.put_leased(&format!("{PREFIX}host-0"), 3600);
+    let hosts: Vec<Host> = (0..HOSTS)
+        .map(|i| host(tmp.path(), &ws, &format!("host-{i}"), &url, "sleep 1"))
+        .collect();
+    // A host whose etcd does not answer: never deploys, says why.
+    let lost = host(
+        tmp.path(),
+        &ws,
+        "lost",
+        &format!("etcd://127.0.0.1:{}{PREFIX}?slots={SLOTS}", dead_port()),
+        "true",
+    );
+
+    let first = converge(&hosts, "v1.0.0");
+    wait_for("every slot given back", LONG, || {
+        etcd.keys(PREFIX).is_empty().then_some(())
+    });
+
+    // The slots are held elsewhere: v1.1.0 waits on every host, which says why.
+    etcd.put_leased(&format!("{PREFIX}maintenance-a"), 3600);
+    etcd.put_leased(&format!("{PREFIX}maintenance-b"), 3600);
+    ws.publish("v1.1.0", &site("v1.1.0"));
+    for h in &hosts {
+        wait_for(&format!("{} waiting for the lock", h.id), LONG, || {
+            let log = h.daemon.log();
+            (log.contains("Deploy waits for the fleet lock")
+                && log.contains("semaphore is full (2 of 2 slots held, by maintenance-a, maintenance-b)"))
+            .then_some(())
+        });
+    }
+    for h in &hosts {
+        assert_eq!(
+            current_file(&h.root, "VERSION").as_deref(),
+            Some("v1.0.0"),
+            "{}",
+            h.id
+        );
+    }
+    etcd.delete(&format!("{PREFIX}maintenance-a"));
+    etcd.delete(&format!("{PREFIX}maintenance-b"));
+    let second = converge(&hosts, "v1.1.0");
+
+    let all: Vec<(u128, u128)> = hosts.iter().flat_map(hook_spans).collect();
+    assert_eq!(all.len(), 2 * HOSTS, "one activation per host and release");
+    let max = max_concurrent(&all);
+    assert!(max <= SLOTS, "{max} hosts activated at once");
+    wait_for("every slot given back", LONG, || {
+        etcd.keys(PREFIX).is_empty().then_some(())
+    });
+
+    let log = wait_for("the lost host saying why it waits", LONG, || {
+        let log = lost.daemon.log();
+        log.contains("cannot reach the fleet lock").then_some(log)
+    });
+    assert!(log.contains("the live release keeps serving"), "{log}");
+    assert_eq!(current_file(&lost.root, "VERSION"), None);
+
+    eprintln!(
+        "etcd lock timeline: {HOSTS} hosts, {SLOTS} slots; max concurrent activations {max}; \
+         converged on v1.0.0 in {first:?}, on v1.1.0 in {second:?} after the slots were freed"
+    );
+}
+
+#[test]
+fn a_killed_hosts_slot_expires_with_its_lease() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let etcd = Etcd::start(tmp.path());
+    let ws = Workspace::new();
+    ws.publish("v1.0.0", &site("v1.0.0"));
+    let ttl: u64 = 6;
+    let url = format!("etcd://{}{PREFIX}?slots=1&ttl={ttl}", etcd.addr);
+    // host-a's activation lasts until `release` exists: it is killed while holding the slot.
+    let release = tmp.path().join("release");
+    let pause = format!("while [ ! -e {} ]; do sleep 0.2; done", release.display());
+    let mut a = host(tmp.path(), &ws, "host-a", &url, &pause);
+    wait_for("host-a activating", LONG, || {
+        let text = std::fs::read_to_string(&a.hooks).unwrap_or_default();
+        text.contains(" v1.0.0").then_some(())
+    });
+    assert_eq!(etcd.keys(PREFIX), vec![format!("{PREFIX}host-a")]);
+    a.daemon.kill9();
+    let killed = Instant::now();
+    // The orphaned hook may end now; nobody gives the slot back.
+    std::fs::write(&release, "").expect("release");
+
+    let b = host(tmp.path(), &ws, "host-b", &url, "true");
+    wait_for("host-b waiting for host-a's slot", LONG, || {
+        let log = b.daemon.log();
+        log.contains("semaphore is full (1 of 1 slots held, by host-a)")
+            .then_some(())
+    });
+    converge(std::slice::from_ref(&b), "v1.0.0");
+    let freed = killed.elapsed();
+    // Kept alive every third of the TTL, the lease had at least half of it left at the kill.
+    assert!(
+        freed >= Duration::from_secs(ttl / 2),
+        "host-a's slot was freed {freed:?} after the kill, before its lease ({ttl}s) could expire"
+    );
+    wait_for("host-b's slot given back", LONG, || {
+        etcd.keys(PREFIX).is_empty().then_some(())
+    });
+    eprintln!("etcd lock: a killed host's slot was free again {freed:?} after the kill (ttl {ttl}s)");
+}
