@@ -18,6 +18,7 @@ pub mod failure;
 pub mod fault_inject;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod host;
 pub mod logging;
 pub mod metrics;
 pub mod notify;

@@ -164,8 +164,9 @@ async fn deploys_through_dewy_assets_with_checksum() {
 /// The shipping report: an empty object `<prefix><tag>/shipped_to_…txt` in the bucket.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shipping_report_is_an_empty_object_next_to_the_version() {
+    use dewy::notify::shipping::ShippingReport;
     use dewy::notify::Event;
-    use dewy::registry::shipping::{Shipment, ShippingReport};
+    use dewy::registry::shipping::Shipment;
     let emu = GcsEmulator::start("bkt");
     emu.put(&format!("app/v1.0.0/{}", host_artifact()), b"x").await;
     let reg = open(&emu, "app", "", None);

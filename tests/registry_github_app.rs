@@ -10,9 +10,10 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 
+use dewy::notify::shipping::ShippingReport;
 use dewy::notify::Event;
 use dewy::registry::github::app::{load_key, AppAuth, AppCredentials};
-use dewy::registry::shipping::{Shipment, ShippingReport};
+use dewy::registry::shipping::Shipment;
 use dewy::registry::{self, OpenOptions, Registry};
 use ring::signature::KeyPair;
 use support::github::{GithubFake, ReleaseSpec};
@@ -311,7 +312,7 @@ async fn the_shipping_report_is_uploaded_to_the_release() {
         "the installation token: {}",
         up.authorization
     );
-    let host = dewy::notify::hostname().to_ascii_lowercase();
+    let host = dewy::host::name().to_ascii_lowercase();
     assert!(
         up.name.starts_with(&format!("shipped_to_{host}_server_at_")),
         "{}",

@@ -293,8 +293,9 @@ fn bad_credentials_are_a_clear_error() {
 /// the same SigV4-signed client; the deploy-event sink writes it in the background.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shipping_report_is_an_empty_object_next_to_the_version() {
+    use dewy::notify::shipping::ShippingReport;
     use dewy::notify::Event;
-    use dewy::registry::shipping::{Shipment, ShippingReport};
+    use dewy::registry::shipping::Shipment;
     let s3 = S3Server::start(&["rel"]);
     s3.put("rel", &format!("app/v1.0.0/{}", host_artifact()), b"x", None);
     let reg = open(&s3.registry_url("rel", "app", ""), None, None);

@@ -30,7 +30,7 @@ pub fn deployer_main() -> i32 {
             Err(code) => return code,
         };
         let mode = settings.mode.to_string();
-        let shipping = crate::registry::shipping::ShippingReport::sink(&registry, settings.report);
+        let shipping = crate::notify::shipping::ShippingReport::sink(&registry, settings.report);
         let deployer = match Deployer::open(settings, registry) {
             Ok(d) => d,
             Err(e) => return fail("opening the deployer", format!("{e:#}")),

@@ -60,7 +60,7 @@ pub async fn run(mode: Mode, args: RunArgs) -> i32 {
             return 1;
         }
     };
-    let shipping = crate::registry::shipping::ShippingReport::sink(&registry, settings.report);
+    let shipping = crate::notify::shipping::ShippingReport::sink(&registry, settings.report);
     let watcher = Watcher::new(
         &settings.registry,
         registry,

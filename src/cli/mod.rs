@@ -126,7 +126,7 @@ fn open_registry(settings: &Settings) -> anyhow::Result<std::sync::Arc<dyn crate
     let spec = cache.spec.clone();
     let ttl = spec.registry_ttl;
     let store = crate::cache::shared::open_store(spec, &opts.user_agent)?;
-    let node = format!("{}:{}", crate::notify::hostname(), std::process::id());
+    let node = format!("{}:{}", crate::host::name(), std::process::id());
     Ok(std::sync::Arc::new(
         crate::cache::shared::registry::SharedRegistry::new(
             origin,

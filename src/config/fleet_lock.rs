@@ -84,7 +84,7 @@ pub fn parse(
         }
         let id = match id {
             Some(id) => id.to_string(),
-            None => format!("{}-{app}", crate::notify::hostname()),
+            None => format!("{}-{app}", crate::host::name()),
         };
         check_name("fleet-id", &id)?;
         return Ok(Some(FleetLock {
@@ -118,7 +118,7 @@ pub fn parse(
     check_name("fleet-group", &group)?;
     let id = match id {
         Some(id) => id.to_string(),
-        None => format!("{}-{app}", crate::notify::hostname()),
+        None => format!("{}-{app}", crate::host::name()),
     };
     check_name("fleet-id", &id)?;
     Ok(Some(FleetLock {

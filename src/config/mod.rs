@@ -121,7 +121,7 @@ pub struct Settings {
     pub min_age: Option<Duration>,
     /// Server mode under systemd: resource limits of the app's transient units.
     pub app_properties: Vec<app_unit::UnitProperty>,
-    /// Admin API port as configured (`admin-port`; 0 means the default); see [`crate::admin`].
+    /// Admin API port as configured (`admin-port`; 0 means the default); see the admin module.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub admin_port: Option<u16>,
     /// Write the shipping report (`shipped_to_…txt`) to the release source after each deploy.

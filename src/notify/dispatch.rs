@@ -83,7 +83,7 @@ impl Dispatcher {
         }
         Arc::new(Self {
             app: app.to_string(),
-            host: hostname(),
+            host: crate::host::name(),
             queues,
             ongoing: Mutex::new(None),
         })
@@ -325,18 +325,6 @@ async fn deliver(notifier: &dyn Notifier, note: &Note) -> bool {
             }
         }
     }
-}
-
-/// This machine's name, for the messages and the shipping report: `gethostname(2)` (which the
-/// units' `ProcSubset=pid` leaves working, unlike `/proc/sys/kernel/hostname`).
-pub fn hostname() -> String {
-    nix::unistd::gethostname()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "localhost".into())
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ mod dispatch;
 pub mod event;
 mod mail;
 pub mod retry;
+pub mod shipping;
 mod slack;
 mod step;
 mod webhook;
@@ -18,7 +19,7 @@ use anyhow::Context;
 
 pub use crate::config::notifier::redact;
 use crate::config::notifier::{NotifierTarget, Target};
-pub use dispatch::{hostname, Dispatcher, NotifierCounts, QUEUE_CAPACITY};
+pub use dispatch::{Dispatcher, NotifierCounts, QUEUE_CAPACITY};
 pub use event::{Event, Note, Stage};
 pub use step::Step;
 

@@ -65,7 +65,7 @@ impl Telemetry {
                 KeyValue::new("service.version", env!("CARGO_PKG_VERSION")),
                 KeyValue::new("dewy.process", role.to_string()),
                 KeyValue::new("dewy.app", app.to_string()),
-                KeyValue::new("host.name", crate::notify::hostname()),
+                KeyValue::new("host.name", crate::host::name()),
             ])
             .build();
         let metric_exporter = opentelemetry_otlp::MetricExporter::builder()
