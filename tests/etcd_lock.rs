@@ -6,113 +6,30 @@
 
 mod support;
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use support::etcd::Etcd;
-use support::proc::Daemon;
-use support::{current_file, tar_gz, wait_for, Workspace};
+use support::fleet::{self, converge, hook_spans, max_concurrent, site, Host, HostSpec, LONG};
+use support::{current_file, free_port, wait_for, Workspace};
 
-const LONG: Duration = Duration::from_secs(180);
 const SLOTS: usize = 2;
 const HOSTS: usize = 5;
 const PREFIX: &str = "/dewy/web/";
 
-fn site(version: &str) -> Vec<u8> {
-    tar_gz(&[("VERSION", 0o644, version.as_bytes())])
-}
-
-struct Host {
-    id: String,
-    root: PathBuf,
-    hooks: PathBuf,
-    daemon: Daemon,
-}
-
-/// A host whose after-deploy hook stamps its start and end in `<id>.hooks`, running `pause`
-/// between them (an activation).
+/// A host whose after-deploy hook runs `pause` between its stamps (an activation).
 fn host(dir: &Path, ws: &Workspace, id: &str, lock_url: &str, pause: &str) -> Host {
-    let root = dir.join(id);
-    std::fs::create_dir_all(&root).expect("root");
-    let hooks = dir.join(format!("{id}.hooks"));
-    let hook = format!(
-        "echo \"$(date +%s%N) $DEWY_VERSION\" >> {h}; {pause}; echo \"$(date +%s%N) end\" >> {h}",
-        h = hooks.display()
-    );
-    let config = dir.join(format!("{id}.toml"));
-    std::fs::write(
-        &config,
-        format!(
-            "registry = \"{}\"\ninterval = 1\nroot = \"{}\"\nafter-deploy-hook = '{hook}'\nfleet-lock = \"{lock_url}\"\nfleet-id = \"{id}\"\n",
-            ws.registry_url(),
-            root.display()
-        ),
+    fleet::start(
+        dir,
+        id,
+        &HostSpec {
+            mode: "assets",
+            registry: &ws.registry_url(),
+            config: &format!("fleet-lock = \"{lock_url}\""),
+            pause,
+            bus: "none",
+        },
     )
-    .expect("config");
-    let daemon = Daemon::start(
-        env!("CARGO_BIN_EXE_dewy"),
-        &[
-            "assets",
-            "--config",
-            config.to_str().expect("utf-8"),
-            "--bus",
-            "none",
-        ],
-        &[],
-        &root,
-        &dir.join(format!("{id}.log")),
-    );
-    Host {
-        id: id.to_string(),
-        root,
-        hooks,
-        daemon,
-    }
-}
-
-/// The (start, end) of each finished after-deploy hook run of a host, in nanoseconds.
-fn hook_spans(h: &Host) -> Vec<(u128, u128)> {
-    let text = std::fs::read_to_string(&h.hooks).unwrap_or_default();
-    let stamps: Vec<u128> = text
-        .lines()
-        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
-        .collect();
-    stamps
-        .chunks(2)
-        .filter(|c| c.len() == 2)
-        .map(|c| (c[0], c[1]))
-        .collect()
-}
-
-/// The most hook runs (activations) at one moment.
-fn max_concurrent(spans: &[(u128, u128)]) -> usize {
-    let mut edges: Vec<(u128, i32)> = spans.iter().flat_map(|(a, b)| [(*a, 1), (*b, -1)]).collect();
-    edges.sort();
-    let (mut now, mut max) = (0i32, 0i32);
-    for (_, d) in edges {
-        now += d;
-        max = max.max(now);
-    }
-    max as usize
-}
-
-fn converge(hosts: &[Host], version: &str) -> Duration {
-    let t = Instant::now();
-    for h in hosts {
-        wait_for(&format!("{} on {version}", h.id), LONG, || {
-            let text = std::fs::read_to_string(&h.hooks).unwrap_or_default();
-            let hooked = text.lines().any(|l| l.ends_with(&format!(" {version}")))
-                && text.lines().last().is_some_and(|l| l.ends_with(" end"));
-            (hooked && current_file(&h.root, "VERSION").as_deref() == Some(version)).then_some(())
-        });
-    }
-    t.elapsed()
-}
-
-fn dead_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
 }
 
 #[test]
@@ -133,7 +50,7 @@ fn hosts_deploy_at_most_slots_at_a_time_through_etcd() {
         tmp.path(),
         &ws,
         "lost",
-        &format!("etcd://127.0.0.1:{}{PREFIX}?slots={SLOTS}", dead_port()),
+        &format!("etcd://127.0.0.1:{}{PREFIX}?slots={SLOTS}", free_port()),
         "true",
     );
 

@@ -126,6 +126,7 @@ impl DeployerIface {
         caller::require(conn, &header, Caller::Operator, "ForgetBad").await?;
         self.deployer
             .forget_bad(&version)
+            .await
             .map_err(|e| BusError::InvalidArgs(format!("{e:#}")))
     }
 

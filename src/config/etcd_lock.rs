@@ -32,9 +32,9 @@ pub struct EtcdLock {
     pub user: Option<(String, String)>,
 }
 
-fn invalid(text: &str, why: &str) -> ConfigError {
+fn invalid(key: &str, text: &str, why: &str) -> ConfigError {
     ConfigError::Invalid(format!(
-        "fleet-lock {}: {why}",
+        "{key} {}: {why}",
         crate::registry::version::shown(&redacted(text))
     ))
 }
@@ -50,22 +50,28 @@ pub fn redacted(text: &str) -> String {
     }
 }
 
-fn decoded(text: &str, part: &str, what: &str) -> Result<String, ConfigError> {
+fn decoded(key: &str, text: &str, part: &str, what: &str) -> Result<String, ConfigError> {
     percent_encoding::percent_decode_str(part)
         .decode_utf8()
         .map(|s| s.into_owned())
-        .map_err(|_| invalid(text, &format!("its {what} is not valid UTF-8")))
+        .map_err(|_| invalid(key, text, &format!("its {what} is not valid UTF-8")))
 }
 
 /// Parse `etcd://…` or `etcds://…` (the caller checked the scheme).
 pub fn parse(text: &str, url: &url::Url) -> Result<EtcdLock, ConfigError> {
+    parse_for("fleet-lock", text, url)
+}
+
+/// [`parse`] for the key `key` (named in errors): `fleet-lock`, or `fleet-store`, which shares
+/// the URL form (its `slots` and `ttl` are refused by the caller).
+pub fn parse_for(key: &str, text: &str, url: &url::Url) -> Result<EtcdLock, ConfigError> {
     let example = "e.g. etcd://etcd.example.com:2379/dewy/web?slots=2";
     let Some(host) = url.host_str().filter(|h| !h.is_empty()) else {
-        return Err(invalid(text, &format!("needs a host, {example}")));
+        return Err(invalid(key, text, &format!("needs a host, {example}")));
     };
     let port = url.port().unwrap_or(2379);
     if url.fragment().is_some() {
-        return Err(invalid(text, "must not have a fragment"));
+        return Err(invalid(key, text, "must not have a fragment"));
     }
     let path = url.path().trim_matches('/');
     let ok_path = !path.is_empty()
@@ -77,6 +83,7 @@ pub fn parse(text: &str, url: &url::Url) -> Result<EtcdLock, ConfigError> {
         });
     if !ok_path {
         return Err(invalid(
+            key,
             text,
             &format!(
                 "needs a key prefix of letters, digits, '.', '_', '-' and '/' after the host, {example}"
@@ -94,13 +101,18 @@ pub fn parse(text: &str, url: &url::Url) -> Result<EtcdLock, ConfigError> {
                     .ok()
                     .filter(|n| (1..=MAX_SLOTS).contains(n))
                     .ok_or_else(|| {
-                        invalid(text, &format!("slots={v} must be a number from 1 to {MAX_SLOTS}"))
+                        invalid(
+                            key,
+                            text,
+                            &format!("slots={v} must be a number from 1 to {MAX_SLOTS}"),
+                        )
                     })?;
             }
             "ttl" => {
                 let secs = v.parse::<u64>().ok().map(Duration::from_secs);
                 ttl = secs.filter(|t| (MIN_TTL..=MAX_TTL).contains(t)).ok_or_else(|| {
                     invalid(
+                        key,
                         text,
                         &format!(
                             "ttl={v} must be seconds from {} to {}",
@@ -116,6 +128,7 @@ pub fn parse(text: &str, url: &url::Url) -> Result<EtcdLock, ConfigError> {
                     "false" | "0" if url.scheme() == "etcd" => false,
                     _ => {
                         return Err(invalid(
+                            key,
                             text,
                             &format!("tls={v} must be true or false (etcds:// is always TLS)"),
                         ))
@@ -124,6 +137,7 @@ pub fn parse(text: &str, url: &url::Url) -> Result<EtcdLock, ConfigError> {
             }
             other => {
                 return Err(invalid(
+                    key,
                     text,
                     &format!("unknown parameter {other:?} (known: slots, ttl, tls)"),
                 ))
@@ -133,9 +147,9 @@ pub fn parse(text: &str, url: &url::Url) -> Result<EtcdLock, ConfigError> {
     let user = match (url.username(), url.password()) {
         ("", None) => None,
         ("", Some(_)) | (_, None) => {
-            return Err(invalid(text, "credentials must be user:password@"));
+            return Err(invalid(key, text, "credentials must be user:password@"));
         }
-        (u, Some(p)) => Some((decoded(text, u, "user")?, decoded(text, p, "password")?)),
+        (u, Some(p)) => Some((decoded(key, text, u, "user")?, decoded(key, text, p, "password")?)),
     };
     let scheme = if tls { "https" } else { "http" };
     Ok(EtcdLock {

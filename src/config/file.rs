@@ -134,6 +134,12 @@ pub struct Layer {
     pub fleet_lock: Option<String>,
     pub fleet_group: Option<String>,
     pub fleet_id: Option<String>,
+    /// The etcd keyspace of the fleet's records, this host's canary wave, how many hosts of the
+    /// wave before and how long they must have run a release.
+    pub fleet_store: Option<String>,
+    pub fleet_wave: Option<u32>,
+    pub canary_hosts: Option<u32>,
+    pub soak: Option<DurationValue>,
     /// Deploy windows (`[[window]]`): a file that has any replaces the list of the files before.
     pub window: Option<Vec<super::window::DeployWindow>>,
 }
@@ -154,7 +160,8 @@ impl Layer {
             alive_delay, blame_window, replicas, cmd, run_options, keep_images, on_stop, proxy_idle_timeout,
             proxy_max_connections, verify, min_age, app_properties, telemetry, otlp_endpoint,
             otlp_insecure);
-        overlay!(self, over; admin_port, report, runtime, fleet_lock, fleet_group, fleet_id, window);
+        overlay!(self, over; admin_port, report, runtime, fleet_lock, fleet_group, fleet_id, window,
+            fleet_store, fleet_wave, canary_hosts, soak);
     }
 }
 

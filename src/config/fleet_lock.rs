@@ -26,7 +26,7 @@ pub struct FleetLock {
     pub etcd: Option<super::etcd_lock::EtcdLock>,
 }
 
-fn ser_url<S: serde::Serializer>(u: &url::Url, s: S) -> Result<S::Ok, S::Error> {
+pub(super) fn ser_url<S: serde::Serializer>(u: &url::Url, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(u.as_str())
 }
 
@@ -36,7 +36,7 @@ fn invalid(msg: String) -> ConfigError {
 
 /// A group or id: 1 to 128 characters of letters, digits, `.`, `_` and `-` (Zincati's group
 /// rule, with `_`).
-fn check_name(key: &str, v: &str) -> Result<(), ConfigError> {
+pub(super) fn check_name(key: &str, v: &str) -> Result<(), ConfigError> {
     let ok = !v.is_empty()
         && v.len() <= 128
         && v.chars()

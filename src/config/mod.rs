@@ -8,6 +8,7 @@ pub mod container;
 pub mod etcd_lock;
 pub mod file;
 pub mod fleet_lock;
+pub mod fleet_store;
 pub mod notifier;
 pub mod port_spec;
 pub mod proxy_daemon;
@@ -130,6 +131,10 @@ pub struct Settings {
     /// slots from before its download until the release is healthy.
     #[serde(flatten)]
     pub fleet_lock: Option<fleet_lock::FleetLock>,
+    /// The fleet's records in etcd (`fleet-store`) and this host's canary wave (`fleet-wave`,
+    /// `canary-hosts`, `soak`).
+    #[serde(flatten)]
+    pub fleet_store: Option<fleet_store::FleetStore>,
     /// Deploy windows (`[[window]]`): a release the watcher finds is deployed only while one is
     /// open; none means at any time.
     pub window: Vec<window::DeployWindow>,
@@ -277,6 +282,16 @@ fn resolve(app: &str, l: Layer, files: Vec<PathBuf>, foreground: bool) -> Result
         Some(d) => Some(ranges::MIN_AGE.check(d.0).map_err(invalid)?).filter(|d| !d.is_zero()),
         None => None,
     };
+    let fleet_store = fleet_store::parse(
+        fleet_store::Keys {
+            store: l.fleet_store.as_deref(),
+            id: l.fleet_id.as_deref(),
+            wave: l.fleet_wave,
+            canary_hosts: l.canary_hosts,
+            soak: l.soak,
+        },
+        app,
+    )?;
     let nonempty = |s: Option<String>| s.filter(|s| !s.trim().is_empty());
     Ok(Settings {
         app: app.to_string(),
@@ -319,9 +334,13 @@ fn resolve(app: &str, l: Layer, files: Vec<PathBuf>, foreground: bool) -> Result
         fleet_lock: fleet_lock::parse(
             l.fleet_lock.as_deref(),
             l.fleet_group.as_deref(),
-            l.fleet_id.as_deref(),
+            // fleet-id names the host in the store too, without a lock.
+            l.fleet_id
+                .as_deref()
+                .filter(|_| l.fleet_lock.is_some() || fleet_store.is_none()),
             app,
         )?,
+        fleet_store,
         window: l.window.unwrap_or_default(),
         container,
         files,

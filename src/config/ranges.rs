@@ -95,6 +95,13 @@ pub const ALL: [Range; 10] = [
     REGISTRY_TTL,
 ];
 
+/// How long the hosts of the wave before must have run a release (`soak`).
+pub const SOAK: Range = Range {
+    key: "soak",
+    min: Duration::ZERO,
+    max: secs(30 * DAY),
+};
+
 impl Range {
     /// `value` when it lies in the range, else a message naming the key and the range.
     pub fn check(&self, value: Duration) -> Result<Duration, String> {

@@ -74,8 +74,26 @@ fn classify(what: &str, e: etcd_client::Error) -> LockError {
     }
 }
 
+/// Connect to the etcd of `cfg` (its TLS and user).
+pub(super) async fn connect(cfg: &EtcdLock) -> Result<Client, LockError> {
+    let mut opts = ConnectOptions::new()
+        .with_connect_timeout(CONNECT_TIMEOUT)
+        .with_timeout(CALL_TIMEOUT);
+    if cfg.tls {
+        opts = opts.with_tls(etcd_client::TlsOptions::new().with_native_roots());
+    }
+    if let Some((user, password)) = &cfg.user {
+        opts = opts.with_user(user.clone(), password.clone());
+    }
+    bounded(
+        &format!("connecting to {}", cfg.endpoint),
+        Client::connect([cfg.endpoint.as_str()], Some(opts)),
+    )
+    .await
+}
+
 /// A call to etcd bounded by [`CALL_TIMEOUT`].
-async fn bounded<T>(
+pub(super) async fn bounded<T>(
     what: &str,
     call: impl std::future::Future<Output = Result<T, etcd_client::Error>>,
 ) -> Result<T, LockError> {
@@ -99,20 +117,7 @@ impl EtcdSemaphore {
     }
 
     async fn connect(&self) -> Result<Client, LockError> {
-        let mut opts = ConnectOptions::new()
-            .with_connect_timeout(CONNECT_TIMEOUT)
-            .with_timeout(CALL_TIMEOUT);
-        if self.cfg.tls {
-            opts = opts.with_tls(etcd_client::TlsOptions::new().with_native_roots());
-        }
-        if let Some((user, password)) = &self.cfg.user {
-            opts = opts.with_user(user.clone(), password.clone());
-        }
-        bounded(
-            &format!("connecting to {}", self.cfg.endpoint),
-            Client::connect([self.cfg.endpoint.as_str()], Some(opts)),
-        )
-        .await
+        connect(&self.cfg).await
     }
 
     /// Take a slot (held already: fine).

@@ -4,6 +4,7 @@
 mod crash_loop;
 pub mod etcd_lock;
 pub mod fleet_lock;
+pub mod fleet_store;
 mod hook_step;
 mod overrides;
 pub mod pause;
@@ -154,6 +155,8 @@ pub struct Deployer {
     runtime: Arc<dyn Runtime>,
     /// `fleet-lock`: the FleetLock server or etcd semaphore a deploy takes a slot of.
     fleet_lock: Option<rollout_lock::RolloutLock>,
+    /// `fleet-store`: the fleet's records of who runs what and of bad releases, and the waves.
+    fleet_records: Option<fleet_store::FleetRecords>,
     /// A slot may be held (taken and not yet given back, or held before a restart).
     lock_dirty: std::sync::atomic::AtomicBool,
     /// The last steady-state call failed (warned once, then logged at debug).
@@ -182,7 +185,6 @@ impl Deployer {
             .map(rollout_lock::RolloutLock::new)
             .transpose()?;
         let d = Arc::new(Self {
-            settings,
             registry,
             state_file,
             state: Mutex::new(state),
@@ -195,7 +197,9 @@ impl Deployer {
             runtime,
             lock_dirty: std::sync::atomic::AtomicBool::new(fleet_lock.is_some()),
             lock_failing: std::sync::atomic::AtomicBool::new(false),
+            fleet_records: settings.fleet_store.as_ref().map(fleet_store::FleetRecords::new),
             fleet_lock,
+            settings,
         });
         d.recover()?;
         Ok(d)
@@ -253,6 +257,14 @@ impl Deployer {
         let live = self.live_version();
         // A slot of the fleet lock held when the deployer stopped is given back.
         self.settle_lock().await;
+        let live_since = self
+            .lock_state()
+            .live
+            .as_ref()
+            .map(|l| (l.version.clone(), l.deployed_at));
+        if let Some((version, since)) = live_since {
+            self.record_live(&version, since).await;
+        }
         if let Err(e) = self.runtime.adopt(live.as_deref()).await {
             let version = live.unwrap_or_default();
             let error = format!("{e:#}");
@@ -509,21 +521,28 @@ impl Deployer {
         self.roll_back_to_previous("rolled back by operator").await
     }
 
-    /// Remove a version from the bad-version ledger; true when it was there.
-    /// The text must be a version of the source's grammar, or be in the ledger as it is (a
-    /// ledger written under other version rules can still be cleared).
-    pub fn forget_bad(&self, version: &str) -> anyhow::Result<bool> {
+    /// Remove a version from the bad-version ledger, and with a fleet store its fleet-wide mark;
+    /// true when it was in either. The text must be a version of the source's grammar, or be in
+    /// the ledger as it is (a ledger written under other version rules can still be cleared).
+    pub async fn forget_bad(&self, version: &str) -> anyhow::Result<bool> {
         crate::registry::version::check_text(version)?;
-        let mut st = self.lock_state();
-        if !st.bad.contains_key(version) {
-            self.registry.version_of(version)?;
+        let removed = {
+            let mut st = self.lock_state();
+            if !st.bad.contains_key(version) {
+                self.registry.version_of(version)?;
+            }
+            let removed = st.bad.remove(version).is_some();
+            if removed {
+                self.state_file.save(&st)?;
+                tracing::info!(dewy_version = version, "Bad version forgotten");
+            }
+            removed
+        };
+        let fleet = self.forget_fleet_bad(version).await?;
+        if fleet {
+            tracing::info!(dewy_version = version, "Bad version forgotten fleet-wide");
         }
-        let removed = st.bad.remove(version).is_some();
-        if removed {
-            self.state_file.save(&st)?;
-            tracing::info!(dewy_version = version, "Bad version forgotten");
-        }
-        Ok(removed)
+        Ok(removed || fleet)
     }
 
     /// A snapshot for `dewy status`.

@@ -27,6 +27,7 @@ impl Deployer {
         // A slot of the fleet lock still held (its steady-state call failed) is given back at
         // the next check.
         self.settle_lock().await;
+        self.settle_fleet().await;
         if let Some(reason) = self.skip_reason(&release, &key, trigger) {
             tracing::debug!(
                 message_id = MSG_SKIP,
@@ -57,6 +58,12 @@ impl Deployer {
                     reason: wait,
                 };
             }
+            if let Some(wait) = self.fleet_gate(&version, &key).await {
+                return DeployResult::Skipped {
+                    version,
+                    reason: wait,
+                };
+            }
         }
         let locked = match self.take_lock(&version, &key).await {
             Ok(locked) => locked,
@@ -75,10 +82,14 @@ impl Deployer {
         let sink = self.events.get().cloned();
         let result = super::steps::scope(&version, sink, self.deploy(&release, &key, trigger, started)).await;
         let out = match result {
-            Ok(dir) => DeployResult::Deployed {
-                version: version.clone(),
-                release: dir,
-            },
+            Ok(dir) => {
+                // Healthy (after the after-deploy hook): the fleet's later waves may count it.
+                self.record_live(&version, Utc::now()).await;
+                DeployResult::Deployed {
+                    version: version.clone(),
+                    release: dir,
+                }
+            }
             Err(step) => {
                 let error = format!("{:#}", step.error);
                 tracing::error!(
@@ -88,35 +99,38 @@ impl Deployer {
                     error = %error,
                     "Deploy failed; the previous release keeps serving"
                 );
-                let mut st = self.lock_state();
-                let from = st.live.as_ref().map(|l| l.version.clone());
-                // Starting the live version again (a repair) and failing is retried at the next
-                // check, as the Go Dewy does, in either mode; a new version's fault marks it bad.
-                if step.marks_bad() && from.as_deref() != Some(version.as_str()) {
-                    st.bad.insert(
-                        version.clone(),
-                        BadVersion {
-                            version: version.clone(),
-                            artifact_url: release.artifact_url.clone(),
-                            sha256: step.sha256.clone(),
-                            reason: error.clone(),
-                            at: Utc::now(),
-                        },
-                    );
+                {
+                    let mut st = self.lock_state();
+                    let from = st.live.as_ref().map(|l| l.version.clone());
+                    // Starting the live version again (a repair) and failing is retried at the next
+                    // check, as the Go Dewy does, in either mode; a new version's fault marks it bad.
+                    if step.marks_bad() && from.as_deref() != Some(version.as_str()) {
+                        self.record_bad(&version, &error);
+                        st.bad.insert(
+                            version.clone(),
+                            BadVersion {
+                                version: version.clone(),
+                                artifact_url: release.artifact_url.clone(),
+                                sha256: step.sha256.clone(),
+                                reason: error.clone(),
+                                at: Utc::now(),
+                            },
+                        );
+                    }
+                    st.pending = None;
+                    st.record(HistoryEntry {
+                        at: Utc::now(),
+                        from,
+                        to: version.clone(),
+                        result: Outcome::Failed,
+                        duration_ms: started.elapsed().as_millis() as u64,
+                        reason: error.clone(),
+                    });
+                    if let Err(e) = self.state_file.save(&st) {
+                        tracing::error!(error = %format!("{e:#}"), "Saving state failed");
+                    }
                 }
-                st.pending = None;
-                st.record(HistoryEntry {
-                    at: Utc::now(),
-                    from,
-                    to: version.clone(),
-                    result: Outcome::Failed,
-                    duration_ms: started.elapsed().as_millis() as u64,
-                    reason: error.clone(),
-                });
-                if let Err(e) = self.state_file.save(&st) {
-                    tracing::error!(error = %format!("{e:#}"), "Saving state failed");
-                }
-                drop(st);
+                self.settle_fleet().await;
                 let next_step = step.next_step(&self.settings.app, &version);
                 self.emit(Event::Failed {
                     stage: Stage::Deploy,

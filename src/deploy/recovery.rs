@@ -65,6 +65,8 @@ impl Deployer {
         let out = self.finish_rollback(&live, previous.clone(), reason);
         if matches!(out, DeployResult::Deployed { .. }) {
             self.runtime.after_roll_back(&previous).await;
+            self.record_bad(&live.version, reason);
+            self.record_live(&previous.version, Utc::now()).await;
         }
         out
     }

@@ -111,7 +111,7 @@ async fn the_releases_fault_marks_it_bad_and_the_next_check_skips_it() {
     let again = r.deployer.offer(release("v2.0.0")).await;
     assert_eq!(again.kind(), "skipped", "{again:?}");
     // An operator's deploy does not consult the ledger; forgetting clears it.
-    assert!(r.deployer.forget_bad("v2.0.0").expect("forget"));
+    assert!(r.deployer.forget_bad("v2.0.0").await.expect("forget"));
     let retried = r.deployer.offer(release("v2.0.0")).await;
     assert_eq!(retried.kind(), "deployed", "{retried:?}");
     assert!(r.deployer.status().bad.is_empty());

@@ -8,6 +8,7 @@ pub mod cosign;
 pub mod dbus;
 pub mod docker;
 pub mod etcd;
+pub mod fleet;
 pub mod gcs;
 pub mod github;
 pub mod grpc;
