@@ -4,7 +4,8 @@
 //! two hosts of wave N−1 ran it for the soak time); at no moment do more than two hosts of a lock
 //! group activate; a release that fails on the canary wave is marked bad fleet-wide and deployed
 //! by no later wave; a paused host waits until it is resumed and a host outside its deploy window
-//! until the window opens, and both then converge; `dewy forget-bad` clears the fleet-wide mark.
+//! until the window opens, and both then converge; an operator's deploy without a free slot is
+//! refused; `dewy forget-bad` clears the fleet-wide mark.
 
 mod support;
 
@@ -331,6 +332,16 @@ fn a_fleet_rolls_out_in_waves_under_the_locks_windows_and_pauses() {
         "{max_server} hosts of the FleetLock group activated at once"
     );
     assert!(server.state.lock().expect("state").max_held <= SLOTS);
+
+    // An operator's deploy that cannot get a slot is refused, with the reason; nothing changes.
+    server.occupy("maintenance-a");
+    server.occupy("maintenance-b");
+    let (code, out, err) = dewy(&["deploy", "v1.0.0", "--app", "b3", "--bus", &bus.address], &[]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(format!("{out}{err}").contains("semaphore is full"), "{out}{err}");
+    assert_eq!(served(paused.port, "v3.0.0"), Some(()), "b3 kept v3.0.0");
+    server.free("maintenance-a");
+    server.free("maintenance-b");
 
     // forget-bad on one host clears the mark fleet-wide.
     let (code, out, err) = dewy(

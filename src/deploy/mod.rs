@@ -10,11 +10,13 @@ mod overrides;
 pub mod pause;
 mod pipeline;
 mod recovery;
+mod requests;
 pub mod rollout_lock;
 pub mod runtime;
 #[cfg(test)]
 mod signed_tests;
 pub mod state;
+pub mod status;
 pub mod steps;
 #[cfg(test)]
 mod tests;
@@ -26,10 +28,11 @@ use serde::Serialize;
 
 use crate::config::Settings;
 use crate::notify::{Event, EventSink};
-use crate::registry::{Registry, Release};
+use crate::registry::Registry;
 pub use overrides::Overrides;
 use runtime::{Runtime, RuntimeError};
-use state::{HistoryEntry, Live, State, StateFile};
+use state::{State, StateFile};
+pub use status::Status;
 
 /// What happened to a release offered to the deployer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -54,34 +57,6 @@ impl DeployResult {
     }
 }
 
-/// Why a nominated version is not deployed.
-enum Nomination {
-    /// The source does not publish it (for this host, by these rules): refused.
-    Refused(String),
-    /// The source could not be asked: a failure, retried at the next check.
-    LookupFailed(String),
-}
-
-/// A version refused before anything was fetched: logged with the text escaped, nothing
-/// recorded (the text may be hostile), the caller told why.
-fn refused(version: &str, why: String) -> DeployResult {
-    let shown = crate::registry::version::shown(version);
-    tracing::warn!(
-        message_id = crate::logging::MSG_SKIP,
-        version = %shown,
-        reason = %why,
-        "Nominated version refused"
-    );
-    DeployResult::Failed {
-        version: if crate::registry::version::check_text(version).is_ok() {
-            version.to_string()
-        } else {
-            shown.clone()
-        },
-        error: format!("refused {shown}: {why}"),
-    }
-}
-
 /// Why a deploy runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Trigger {
@@ -99,40 +74,6 @@ impl Trigger {
             Trigger::Operator => "operator",
         }
     }
-}
-
-/// A snapshot of the deployer for `dewy status` (sent over the bus as JSON, read back by the CLI).
-/// A field a daemon of another version does not send reads as empty.
-#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
-#[serde(default)]
-pub struct Status {
-    pub app: String,
-    pub mode: String,
-    pub registry: String,
-    pub root: String,
-    pub live: Option<Live>,
-    pub previous: Option<Live>,
-    pub activity: String,
-    /// Server mode: a crash loop dewy restarts the app through instead of rolling back.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub crash_loop: Option<String>,
-    /// Server mode: the process serving now (`pid 4242 (generation 3) serving`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub serving: Option<String>,
-    /// `min-age`: the newest release waits (`waiting for cooldown until …`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub waiting: Option<String>,
-    /// `dewy pause`: releases the watcher finds are held back until `dewy resume`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub paused: Option<state::Pause>,
-    /// With `[[window]]`s: `open until …` or `closed until …`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub window: Option<String>,
-    pub last: Option<HistoryEntry>,
-    pub bad: Vec<state::BadVersion>,
-    /// Container mode: the replicas in the proxy.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub replicas: Vec<crate::container::Replica>,
 }
 
 /// The deploy pipeline of one app.
@@ -386,192 +327,6 @@ impl Deployer {
     /// The settings this deployer runs with.
     pub fn settings(&self) -> &Settings {
         &self.settings
-    }
-
-    /// Deploy a release found in this process by a watcher sharing this deployer's registry,
-    /// unless a skip rule applies. The version must still follow the source's grammar.
-    pub async fn offer(&self, release: Release) -> DeployResult {
-        let _guard = self.busy.lock().await;
-        if let Err(e) = self.registry.version_of(&release.version) {
-            return refused(&release.version, format!("{e}"));
-        }
-        self.run(release, Trigger::Watcher).await
-    }
-
-    /// Deploy the version another process (the watcher, over D-Bus) nominates. Nothing of the
-    /// caller's is used but the version text: the release is resolved from this deployer's own
-    /// source ([`crate::registry::resolve`]), must pass its pre-release and slot rules, and a
-    /// version older than the live one is only taken when the source itself says it is the
-    /// newest (a newer release was withdrawn).
-    pub async fn nominate(&self, version: &str) -> DeployResult {
-        let _guard = self.busy.lock().await;
-        let release = match self.resolve_nomination(version).await {
-            Ok(release) => release,
-            Err(Nomination::Refused(why)) => return refused(version, why),
-            Err(Nomination::LookupFailed(error)) => {
-                tracing::error!(
-                    message_id = crate::logging::MSG_FAILURE,
-                    dewy_version = version,
-                    error = %error,
-                    "Looking up the nominated version failed; the live release keeps serving"
-                );
-                self.emit(Event::Failed {
-                    stage: crate::notify::Stage::Deploy,
-                    version: Some(version.to_string()),
-                    error: error.clone(),
-                    next_step: format!(
-                        "dewy looks it up again at the next check; verify {} and its credentials",
-                        self.settings.registry
-                    ),
-                    command: self.settings.mode.to_string(),
-                });
-                return DeployResult::Failed {
-                    version: version.to_string(),
-                    error,
-                };
-            }
-        };
-        self.run(release, Trigger::Watcher).await
-    }
-
-    async fn resolve_nomination(&self, version: &str) -> Result<Release, Nomination> {
-        use crate::registry::{CheckError, ResolveError};
-        let release = match crate::registry::resolve(self.registry.as_ref(), version).await {
-            Ok(release) => release,
-            // The source answered and has no such release for this host: nothing to deploy.
-            Err(e @ (ResolveError::Invalid(_) | ResolveError::Mismatch(_)))
-            | Err(e @ ResolveError::Check(CheckError::NoRelease(_) | CheckError::ArtifactNotFound { .. })) => {
-                return Err(Nomination::Refused(format!("{e:#}")))
-            }
-            Err(e) => return Err(Nomination::LookupFailed(format!("looking up {version}: {e:#}"))),
-        };
-        let rules = self.registry.selector();
-        let wanted = self
-            .registry
-            .version_of(&release.version)
-            .map_err(|e| Nomination::Refused(e.to_string()))?;
-        if !rules.accepts(&wanted) {
-            return Err(Nomination::Refused(format!(
-                "{} does not pass the source's version rules (pre-release: {}, slot: {})",
-                release.version,
-                rules.prerelease,
-                rules.slot.as_deref().unwrap_or("any")
-            )));
-        }
-        let live = self
-            .live_version()
-            .and_then(|v| self.registry.version_of(&v).ok());
-        if let Some(live) = live.filter(|live| wanted < *live) {
-            let newest = self
-                .registry
-                .latest()
-                .await
-                .map_err(|e| {
-                    Nomination::LookupFailed(format!(
-                        "{} is older than the live {live}, and asking the source for its newest release failed: {e:#}",
-                        release.version
-                    ))
-                })?;
-            if newest.version != release.version {
-                return Err(Nomination::Refused(format!(
-                    "{} is older than the live {live} and not the newest release of the source ({})",
-                    release.version, newest.version
-                )));
-            }
-        }
-        Ok(release)
-    }
-
-    /// Deploy a given version now (operator request). While paused, or outside every deploy
-    /// window, it is refused unless `overrides` sets that rule aside.
-    pub async fn deploy_version(&self, version: &str, overrides: Overrides) -> DeployResult {
-        let _guard = self.busy.lock().await;
-        if let Some(refused) = self.refused_by_pause(version, overrides) {
-            return refused;
-        }
-        if let Some(refused) = self.refused_by_window(version, overrides) {
-            return refused;
-        }
-        match crate::registry::resolve(self.registry.as_ref(), version).await {
-            Ok(release) => self.run(release, Trigger::Operator).await,
-            Err(crate::registry::ResolveError::Invalid(e)) => refused(version, e.to_string()),
-            Err(e) => {
-                let error = format!("looking up {version}: {e:#}");
-                self.emit(Event::Failed {
-                    stage: crate::notify::Stage::Deploy,
-                    version: Some(version.to_string()),
-                    error: error.clone(),
-                    next_step: format!(
-                        "check that {version} exists in {} (`dewy status {}` shows the newest)",
-                        self.settings.registry, self.settings.app
-                    ),
-                    command: self.settings.mode.to_string(),
-                });
-                DeployResult::Failed {
-                    version: version.to_string(),
-                    error,
-                }
-            }
-        }
-    }
-
-    /// Make the previous release live again and mark the current version bad.
-    pub async fn rollback(&self) -> DeployResult {
-        let _guard = self.busy.lock().await;
-        self.roll_back_to_previous("rolled back by operator").await
-    }
-
-    /// Remove a version from the bad-version ledger, and with a fleet store its fleet-wide mark;
-    /// true when it was in either. The text must be a version of the source's grammar, or be in
-    /// the ledger as it is (a ledger written under other version rules can still be cleared).
-    pub async fn forget_bad(&self, version: &str) -> anyhow::Result<bool> {
-        crate::registry::version::check_text(version)?;
-        let removed = {
-            let mut st = self.lock_state();
-            if !st.bad.contains_key(version) {
-                self.registry.version_of(version)?;
-            }
-            let removed = st.bad.remove(version).is_some();
-            if removed {
-                self.state_file.save(&st)?;
-                tracing::info!(dewy_version = version, "Bad version forgotten");
-            }
-            removed
-        };
-        let fleet = self.forget_fleet_bad(version).await?;
-        if fleet {
-            tracing::info!(dewy_version = version, "Bad version forgotten fleet-wide");
-        }
-        Ok(removed || fleet)
-    }
-
-    /// A snapshot for `dewy status`.
-    pub fn status(&self) -> Status {
-        let st = self.lock_state();
-        Status {
-            app: self.settings.app.clone(),
-            mode: self.settings.mode.to_string(),
-            registry: self.settings.registry.clone(),
-            root: self.settings.root.display().to_string(),
-            live: st.live.clone(),
-            previous: st.previous.clone(),
-            activity: self.activity(),
-            crash_loop: self.crash_loop(),
-            serving: self.runtime.describe().serving,
-            waiting: self.waiting.lock().unwrap_or_else(|p| p.into_inner()).clone(),
-            paused: st.paused.clone(),
-            window: self.window_state(),
-            last: st.history.back().cloned(),
-            bad: st.bad.values().cloned().collect(),
-            replicas: self.runtime.describe().replicas,
-        }
-    }
-
-    /// The newest `limit` history entries, oldest first.
-    pub fn history(&self, limit: usize) -> Vec<HistoryEntry> {
-        let st = self.lock_state();
-        let skip = st.history.len().saturating_sub(limit);
-        st.history.iter().skip(skip).cloned().collect()
     }
 
     /// The version live now, if any.
