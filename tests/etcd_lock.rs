@@ -28,6 +28,7 @@ fn host(dir: &Path, ws: &Workspace, id: &str, lock_url: &str, pause: &str) -> Ho
             config: &format!("fleet-lock = \"{lock_url}\""),
             pause,
             bus: "none",
+            env: &[],
         },
     )
 }

@@ -5,7 +5,8 @@
 //! group activate; a release that fails on the canary wave is marked bad fleet-wide and deployed
 //! by no later wave; a paused host waits until it is resumed and a host outside its deploy window
 //! until the window opens, and both then converge; an operator's deploy without a free slot is
-//! refused; `dewy forget-bad` clears the fleet-wide mark.
+//! refused; `dewy forget-bad` clears the fleet-wide mark. The same waves and fleet-wide bad
+//! marks then run through an S3 bucket (`s3s-fs`) and a GCS bucket (the emulator).
 
 mod support;
 
@@ -17,7 +18,7 @@ use support::etcd::Etcd;
 use support::fleet::{self, converge, hook_spans, max_concurrent, runs, Host, HostSpec, LockServer, LONG};
 use support::proc::dewy;
 use support::server::{release, served};
-use support::{free_port, wait_for, Workspace};
+use support::{free_port, tar_gz, wait_for, Workspace};
 
 const SLOTS: usize = 2;
 const CANARY_HOSTS: usize = 2;
@@ -71,6 +72,7 @@ fn member(
             config: &config,
             pause: "sleep 1",
             bus,
+            env: &[],
         },
     );
     Member { host, wave, port }
@@ -364,4 +366,126 @@ fn a_fleet_rolls_out_in_waves_under_the_locks_windows_and_pauses() {
          (b4 after its window opened at {opens} UTC) in {total:?} from the start",
         all.len()
     );
+}
+
+/// Three `dewy assets` hosts (a canary and two of wave 1, one soak of 2 s) recording in the
+/// object store `store`: v1.0.0 reaches wave 1 only after the canary ran it for the soak; a
+/// broken v2.0.0 fails on the canary, is marked bad in the bucket (`exists` says whether a key is
+/// there) and skipped by wave 1; `dewy forget-bad` on a wave-1 host deletes the mark, after which
+/// wave 1 waits for the canary instead.
+fn waves_through_a_bucket(store: &str, env: &[(&str, &str)], exists: &dyn Fn(&str) -> bool) {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path();
+    let bus = PrivateBus::start();
+    let ws = Workspace::new();
+    ws.publish("v1.0.0", &fleet::site("v1.0.0"));
+    let soak = Duration::from_secs(2);
+    let start = |id: &str, wave: u32, bus: &str| Member {
+        host: fleet::start(
+            dir,
+            id,
+            &HostSpec {
+                mode: "assets",
+                registry: &ws.registry_url(),
+                config: &format!(
+                    "fleet-store = \"{store}\"\nfleet-wave = {wave}\ncanary-hosts = 1\nsoak = \"{}s\"",
+                    soak.as_secs()
+                ),
+                pause: "true",
+                bus,
+                env,
+            },
+        ),
+        wave,
+        port: 0,
+    };
+    let canary = start("c0", 0, "none");
+    let wave1 = [start("a0", 1, &bus.address), start("a1", 1, "none")];
+
+    converge(std::slice::from_ref(&canary.host), "v1.0.0");
+    for m in &wave1 {
+        wait_for(&format!("{} on v1.0.0", m.host.id), LONG, || {
+            runs(&m.host, "v1.0.0").then_some(())
+        });
+    }
+    let (_, canary_end) = activation(&canary, "v1.0.0").expect("canary activation");
+    for m in &wave1 {
+        let (start, _) = activation(m, "v1.0.0").expect("activation");
+        assert!(
+            start >= canary_end + soak.as_nanos(),
+            "{} activated {} ms after the canary, before the soak",
+            m.host.id,
+            start.saturating_sub(canary_end) / 1_000_000
+        );
+    }
+    for id in ["hosts/0/c0", "hosts/1/a0", "hosts/1/a1"] {
+        wait_for(&format!("{id} recorded"), LONG, || exists(id).then_some(()));
+    }
+
+    ws.publish("v2.0.0", &tar_gz(&[("VERSION", 0o644, b"v2.0.0")])[..20]);
+    wait_for("v2.0.0 marked bad in the bucket", LONG, || {
+        exists("bad/v2.0.0").then_some(())
+    });
+    for m in &wave1 {
+        wait_for(&format!("{} skipping v2.0.0", m.host.id), LONG, || {
+            m.host
+                .daemon
+                .log()
+                .contains("v2.0.0 is marked bad fleet-wide: it failed on c0")
+                .then_some(())
+        });
+        assert!(
+            !attempted(m).iter().any(|v| v == "v2.0.0"),
+            "{} tried v2.0.0",
+            m.host.id
+        );
+    }
+    assert!(attempted(&canary).iter().any(|v| v == "v2.0.0"));
+
+    let (code, out, err) = dewy(
+        &["forget-bad", "v2.0.0", "--app", "a0", "--bus", &bus.address],
+        &[],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("v2.0.0 may be deployed again"), "{out}");
+    assert!(!exists("bad/v2.0.0"), "the mark is gone");
+    wait_for("a0 waiting for the canary again", LONG, || {
+        wave1[0]
+            .host
+            .daemon
+            .log()
+            .contains("v2.0.0 waits for wave 0: 0 of 1 host of wave 0 ran it")
+            .then_some(())
+    });
+    assert_eq!(fleet::hooked_versions(&wave1[0].host), ["v1.0.0"]);
+}
+
+#[test]
+fn waves_and_bad_marks_through_an_s3_bucket() {
+    let s3 = support::s3::S3Server::start(&["fleet"]);
+    let store = format!(
+        "s3://{}/fleet/rollout?endpoint={}",
+        support::s3::REGION,
+        s3.endpoint()
+    );
+    let data = s3.data_dir().join("fleet/rollout");
+    waves_through_a_bucket(
+        &store,
+        &[
+            ("AWS_ACCESS_KEY_ID", support::s3::ACCESS_KEY),
+            ("AWS_SECRET_ACCESS_KEY", support::s3::SECRET_KEY),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ],
+        &|key| data.join(key).is_file(),
+    );
+}
+
+#[test]
+fn waves_and_bad_marks_through_a_gcs_bucket() {
+    let emu = support::gcs::GcsEmulator::start("fleet");
+    let store = format!("gs://fleet/rollout?endpoint={}", emu.endpoint());
+    waves_through_a_bucket(&store, &[], &|key| {
+        let object = format!("rollout/{key}").replace('/', "%2F");
+        support::server::get(emu.port, &format!("/storage/v1/b/fleet/o/{object}")).is_ok()
+    });
 }

@@ -1,6 +1,6 @@
-//! `fleet-store`, `fleet-wave`, `canary-hosts` and `soak`: the etcd keyspace where the hosts of a
-//! fleet record which release each runs and which releases are bad, and this host's wave in the
-//! canary rollout, parsed once into [`FleetStore`].
+//! `fleet-store`, `fleet-wave`, `canary-hosts` and `soak`: where the hosts of a fleet record which
+//! release each runs and which releases are bad (an etcd key prefix, or an S3 or GCS bucket
+//! prefix), and this host's wave in the canary rollout, parsed once into [`FleetStore`].
 
 use std::time::Duration;
 
@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use super::etcd_lock::EtcdLock;
 use super::fleet_lock::{check_name, ser_url};
+use super::shared_cache::Spec;
 use super::ConfigError;
 use crate::units::DurationValue;
 
@@ -24,9 +25,9 @@ pub struct FleetStore {
     /// The URL as written, without its password.
     #[serde(rename = "fleet-store", serialize_with = "ser_url")]
     pub url: url::Url,
-    /// The etcd endpoint and key prefix (`slots` and `ttl` do not apply).
+    /// Where the records are kept.
     #[serde(skip)]
-    pub etcd: EtcdLock,
+    pub backend: StoreBackend,
     /// This host's id in the fleet (`fleet-id`; default `<hostname>-<app>`).
     #[serde(skip)]
     pub id: String,
@@ -40,6 +41,16 @@ pub struct FleetStore {
     pub canary_hosts: u32,
     #[serde(serialize_with = "super::ser_duration")]
     pub soak: Duration,
+}
+
+/// Where a fleet store keeps its records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreBackend {
+    /// An etcd key prefix (`etcd://…`; `slots` and `ttl` do not apply).
+    Etcd(EtcdLock),
+    /// An S3 or GCS bucket prefix (`s3://<region>/<bucket>/<prefix>`, `gs://<bucket>/<prefix>`,
+    /// with `endpoint=`), written with conditional writes.
+    Objects(Spec),
 }
 
 /// The keys as written in the file.
@@ -74,25 +85,45 @@ pub fn parse(keys: Keys<'_>, app: &str) -> Result<Option<FleetStore>, ConfigErro
             crate::registry::version::shown(&shown)
         ))
     })?;
-    if !matches!(url.scheme(), "etcd" | "etcds") {
-        return Err(invalid(format!(
-            "fleet-store {} must be an etcd:// or etcds:// URL with a key prefix (e.g. etcd://etcd.example.com:2379/dewy/web-fleet)",
-            crate::registry::version::shown(&shown)
-        )));
-    }
-    if let Some((k, _)) = url
-        .query_pairs()
-        .find(|(k, _)| matches!(k.as_ref(), "slots" | "ttl"))
-    {
-        return Err(invalid(format!(
-            "fleet-store {}: {k}= is for fleet-lock; the store keeps records, not slots",
-            crate::registry::version::shown(&shown)
-        )));
-    }
-    let etcd = super::etcd_lock::parse_for("fleet-store", text, &url)?;
-    if url.password().is_some() {
-        let _ = url.set_password(Some("***"));
-    }
+    let backend = match url.scheme() {
+        "etcd" | "etcds" => {
+            if let Some((k, _)) = url
+                .query_pairs()
+                .find(|(k, _)| matches!(k.as_ref(), "slots" | "ttl"))
+            {
+                return Err(invalid(format!(
+                    "fleet-store {}: {k}= is for fleet-lock; the store keeps records, not slots",
+                    crate::registry::version::shown(&shown)
+                )));
+            }
+            let etcd = super::etcd_lock::parse_for("fleet-store", text, &url)?;
+            if url.password().is_some() {
+                let _ = url.set_password(Some("***"));
+            }
+            StoreBackend::Etcd(etcd)
+        }
+        "s3" | "gs" => {
+            let spec = super::shared_cache::parse_url(text).map_err(|e| {
+                invalid(format!(
+                    "fleet-store {}: {e:#}",
+                    crate::registry::version::shown(&shown)
+                ))
+            })?;
+            if spec.registry_ttl.is_some() {
+                return Err(invalid(format!(
+                    "fleet-store {}: registry-ttl= is for the shared cache (cache =)",
+                    crate::registry::version::shown(&shown)
+                )));
+            }
+            StoreBackend::Objects(spec)
+        }
+        _ => {
+            return Err(invalid(format!(
+                "fleet-store {} must be an etcd:// or etcds:// URL with a key prefix (e.g. etcd://etcd.example.com:2379/dewy/web-fleet), or an s3:// or gs:// bucket prefix (e.g. s3://eu-west-1/example-dewy/web-fleet)",
+                crate::registry::version::shown(&shown)
+            )))
+        }
+    };
     let id = match keys.id {
         Some(id) => id.to_string(),
         None => format!("{}-{app}", crate::host::name()),
@@ -113,7 +144,7 @@ pub fn parse(keys: Keys<'_>, app: &str) -> Result<Option<FleetStore>, ConfigErro
     };
     Ok(Some(FleetStore {
         url,
-        etcd,
+        backend,
         id,
         wave: keys.wave,
         canary_hosts,
@@ -146,9 +177,12 @@ mod tests {
         )
         .unwrap()
         .unwrap();
-        assert_eq!(s.etcd.endpoint, "http://10.0.0.1:23790");
-        assert_eq!(s.etcd.prefix, "/dewy/web-fleet/");
-        assert_eq!(s.etcd.user, Some(("u".into(), "pw".into())));
+        let StoreBackend::Etcd(etcd) = &s.backend else {
+            panic!("{:?}", s.backend)
+        };
+        assert_eq!(etcd.endpoint, "http://10.0.0.1:23790");
+        assert_eq!(etcd.prefix, "/dewy/web-fleet/");
+        assert_eq!(etcd.user, Some(("u".into(), "pw".into())));
         assert_eq!(s.url.as_str(), "etcd://u:***@10.0.0.1:23790/dewy/web-fleet");
         assert_eq!(
             (s.wave, s.canary_hosts, s.soak),
@@ -157,7 +191,22 @@ mod tests {
         assert_eq!(s.id, "web-7");
         let d = parse(keys("etcds://etcd.example.com/f"), "web").unwrap().unwrap();
         assert_eq!((d.wave, d.canary_hosts, d.soak), (None, 1, DEFAULT_SOAK));
-        assert!(d.etcd.tls && d.id.ends_with("-web"));
+        assert!(matches!(&d.backend, StoreBackend::Etcd(e) if e.tls) && d.id.ends_with("-web"));
+        let o = parse(
+            keys("s3://eu-west-1/bucket/web/fleet?endpoint=http://127.0.0.1:9000"),
+            "web",
+        )
+        .unwrap()
+        .unwrap();
+        let StoreBackend::Objects(spec) = &o.backend else {
+            panic!("{:?}", o.backend)
+        };
+        assert_eq!(
+            (spec.bucket.as_str(), spec.prefix.as_str()),
+            ("bucket", "web/fleet/")
+        );
+        assert_eq!(spec.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert!(parse(keys("gs://bucket/fleet"), "web").unwrap().is_some());
         assert!(parse(Keys::default(), "web").unwrap().is_none());
     }
 
@@ -172,6 +221,11 @@ mod tests {
                 "need fleet-store",
             ),
             (keys("https://h/x"), "must be an etcd://"),
+            (
+                keys("s3://r/b/p?registry-ttl=30s"),
+                "registry-ttl= is for the shared cache",
+            ),
+            (keys("s3://r/b/p?x=1"), "unknown parameter"),
             (keys("etcd://h/x?slots=2"), "slots= is for fleet-lock"),
             (keys("etcd://h/"), "fleet-store \"etcd://h/\": needs a key prefix"),
             (keys("etcd://h/x?tls=maybe"), "fleet-store"),

@@ -125,6 +125,11 @@ impl Deployer {
             .as_ref()
             .map(rollout_lock::RolloutLock::new)
             .transpose()?;
+        let fleet_records = settings
+            .fleet_store
+            .as_ref()
+            .map(fleet_store::FleetRecords::new)
+            .transpose()?;
         let d = Arc::new(Self {
             registry,
             state_file,
@@ -138,7 +143,7 @@ impl Deployer {
             runtime,
             lock_dirty: std::sync::atomic::AtomicBool::new(fleet_lock.is_some()),
             lock_failing: std::sync::atomic::AtomicBool::new(false),
-            fleet_records: settings.fleet_store.as_ref().map(fleet_store::FleetRecords::new),
+            fleet_records,
             fleet_lock,
             settings,
         });

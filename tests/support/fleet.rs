@@ -42,6 +42,8 @@ pub struct HostSpec<'a> {
     pub pause: &'a str,
     /// `--bus`: `none`, or a bus address for `dewy pause`.
     pub bus: &'a str,
+    /// More environment for dewy (credentials).
+    pub env: &'a [(&'a str, &'a str)],
 }
 
 /// Start host `id` under `dir` (`dir/<id>` is its root, `dir/<id>.toml` its config,
@@ -76,7 +78,7 @@ pub fn start(dir: &Path, id: &str, spec: &HostSpec<'_>) -> Host {
             "--bus",
             spec.bus,
         ],
-        &[],
+        spec.env,
         &root,
         &dir.join(format!("{id}.log")),
     );

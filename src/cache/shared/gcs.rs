@@ -24,6 +24,20 @@ struct ObjectMeta {
     generation: String,
 }
 
+/// A page of `objects.list`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Listing {
+    #[serde(default)]
+    items: Vec<Named>,
+    next_page_token: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Named {
+    name: String,
+}
+
 impl GcsStore {
     pub fn new(spec: Spec, user_agent: &str) -> anyhow::Result<GcsStore> {
         let api = Api::connect(spec.endpoint.as_deref(), user_agent)?;
@@ -183,6 +197,53 @@ impl ObjectStore for GcsStore {
         let stream = tokio_util::io::ReaderStream::new(file);
         let body = reqwest::Body::wrap_stream(stream);
         self.upload(&self.key(key), body, len, "0").await
+    }
+
+    async fn list(&self, prefix: &str) -> anyhow::Result<Vec<String>> {
+        let full = self.key(prefix);
+        let mut keys = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut url = self.api.objects_url(&self.spec.bucket, None);
+            url.query_pairs_mut()
+                .append_pair("prefix", &full)
+                .append_pair("fields", "items(name),nextPageToken");
+            if let Some(t) = token.take() {
+                url.query_pairs_mut().append_pair("pageToken", &t);
+            }
+            let Some(resp) = self.read(url, &full).await? else {
+                anyhow::bail!("listing {full} in {}: no such bucket", self.describe());
+            };
+            let page: Listing = resp
+                .json()
+                .await
+                .with_context(|| format!("listing {full} in {}", self.describe()))?;
+            keys.extend(
+                page.items
+                    .iter()
+                    .filter_map(|o| o.name.strip_prefix(self.spec.prefix.as_str()))
+                    .map(str::to_string),
+            );
+            match page.next_page_token.filter(|t| !t.is_empty()) {
+                Some(t) => token = Some(t),
+                None => return Ok(keys),
+            }
+        }
+    }
+
+    async fn delete(&self, key: &str) -> anyhow::Result<bool> {
+        let full = self.key(key);
+        let url = self.api.objects_url(&self.spec.bucket, Some(&full));
+        let resp = self
+            .api
+            .send(self.api.http.delete(url))
+            .await
+            .with_context(|| format!("deleting {full} in {}", self.describe()))?;
+        if resp.status() == StatusCode::NOT_FOUND {
+            return Ok(false);
+        }
+        self.checked(resp, &full, "deleting").await?;
+        Ok(true)
     }
 
     fn describe(&self) -> String {

@@ -48,6 +48,11 @@ pub trait ObjectStore: Send + Sync {
     async fn open(&self, key: &str) -> anyhow::Result<Option<ByteStream>>;
     /// Upload a file unless the object exists already.
     async fn create_from_file(&self, key: &str, path: &Path) -> anyhow::Result<Written>;
+    /// The keys under `prefix` (relative to the store's prefix, as the other calls take them),
+    /// every page of the listing.
+    async fn list(&self, prefix: &str) -> anyhow::Result<Vec<String>>;
+    /// Delete an object; false when there was none.
+    async fn delete(&self, key: &str) -> anyhow::Result<bool>;
     /// Where the store is, for logs and errors.
     fn describe(&self) -> String;
 }

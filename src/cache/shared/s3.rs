@@ -131,6 +131,69 @@ impl ObjectStore for S3Store {
         self.write(&full, body, Condition::Absent, None).await
     }
 
+    async fn list(&self, prefix: &str) -> anyhow::Result<Vec<String>> {
+        let full = self.key(prefix);
+        let mut keys = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .client()
+                .await
+                .list_objects_v2()
+                .bucket(&self.spec.bucket)
+                .prefix(&full)
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "listing {full} in {}: {}",
+                        self.describe(),
+                        crate::registry::s3::describe(&e)
+                    )
+                })?;
+            keys.extend(
+                page.contents()
+                    .iter()
+                    .filter_map(|o| o.key()?.strip_prefix(self.spec.prefix.as_str()))
+                    .map(str::to_string),
+            );
+            match page.next_continuation_token() {
+                Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_string()),
+                _ => return Ok(keys),
+            }
+        }
+    }
+
+    async fn delete(&self, key: &str) -> anyhow::Result<bool> {
+        // S3 answers a delete the same whether the object existed or not: ask first.
+        let full = self.key(key);
+        let existed = self
+            .client()
+            .await
+            .head_object()
+            .bucket(&self.spec.bucket)
+            .key(&full)
+            .send()
+            .await
+            .is_ok();
+        self.client()
+            .await
+            .delete_object()
+            .bucket(&self.spec.bucket)
+            .key(&full)
+            .send()
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "deleting {full} in {}: {}",
+                    self.describe(),
+                    crate::registry::s3::describe(&e)
+                )
+            })?;
+        Ok(existed)
+    }
+
     fn describe(&self) -> String {
         let at = self
             .spec
