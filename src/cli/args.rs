@@ -39,7 +39,8 @@ pub enum Command {
     Rollback(AppArgs),
     /// Restart the app (server mode) without a deploy and without dropping connections.
     Restart(AppArgs),
-    /// Allow a version marked bad to be deployed again.
+    /// Allow a version marked bad to be deployed again (with a fleet store, its fleet-wide mark
+    /// is cleared too).
     ForgetBad(VersionArgs),
     /// Hold back the releases the watcher finds until `dewy resume` (kept across restarts; the
     /// live release keeps serving).
