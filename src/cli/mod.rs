@@ -119,7 +119,7 @@ fn open_registry(settings: &Settings) -> anyhow::Result<std::sync::Arc<dyn crate
         slot: settings.slot.clone(),
         ..crate::registry::OpenOptions::default()
     };
-    let origin = crate::registry::open(&settings.registry, &opts)?;
+    let origin = crate::registry::open(&settings.registry_location, &opts)?;
     let Some(cache) = &settings.cache else {
         return Ok(origin);
     };
@@ -131,7 +131,7 @@ fn open_registry(settings: &Settings) -> anyhow::Result<std::sync::Arc<dyn crate
         crate::cache::shared::registry::SharedRegistry::new(
             origin,
             store,
-            crate::registry::parse_url(&settings.registry)?.as_str(),
+            settings.registry_location.url().as_str(),
             opts.slot.as_deref(),
             ttl,
             node,

@@ -64,6 +64,9 @@ pub struct Settings {
     pub app: String,
     pub mode: Mode,
     pub registry: String,
+    /// `registry` parsed: the kind of source and its parameters (shown as `registry`).
+    #[serde(skip)]
+    pub registry_location: crate::registry::RegistryLocation,
     #[serde(serialize_with = "ser_duration")]
     pub interval: Duration,
     #[serde(serialize_with = "ser_duration")]
@@ -231,7 +234,8 @@ fn resolve(app: &str, l: Layer, files: Vec<PathBuf>, foreground: bool) -> Result
     }
     let registry = with_calver(&registry, calver.as_deref())?;
     file_registry_has_a_path(&registry)?;
-    crate::registry::parse_url(&registry).map_err(|e| invalid(format!("registry: {e:#}")))?;
+    let registry_location = crate::registry::RegistryLocation::parse(&registry)
+        .map_err(|e| invalid(format!("registry: {e:#}")))?;
     let mode = l.mode.unwrap_or(Mode::Assets);
     let server = server::resolve(&l, mode)?;
     let container = container::resolve(&l, mode)?;
@@ -297,6 +301,7 @@ fn resolve(app: &str, l: Layer, files: Vec<PathBuf>, foreground: bool) -> Result
         app: app.to_string(),
         mode,
         registry,
+        registry_location,
         interval,
         grace_period,
         log_level,

@@ -2,59 +2,29 @@
 //! socket. `DOCKER_HOST` picks the socket; the API version is negotiated (Debian's dockerd
 //! speaks 1.41).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
-use bollard::auth::DockerCredentials;
-use bollard::models::{ContainerCreateBody, HostConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum};
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, ListContainersOptionsBuilder,
-    ListImagesOptionsBuilder, RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder,
-    StopContainerOptionsBuilder, TagImageOptionsBuilder,
+    ListContainersOptionsBuilder, RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
 };
 use bollard::Docker;
-use chrono::{DateTime, Utc};
-use futures_util::StreamExt;
 
 use super::labels;
 use crate::config::container::EngineRuntime;
-use crate::config::run_options::RunOptions;
-use crate::registry::oci::credentials;
-use crate::registry::oci::location::normalise_host;
+
+mod image;
+mod run;
+
+pub use image::{registry_host, split_reference, Pulled};
+pub use run::{own_user, RunSpec};
 
 /// A connection to the engine.
 #[derive(Clone)]
 pub struct Engine {
     docker: Docker,
-}
-
-/// An image after a pull.
-#[derive(Debug, Clone)]
-pub struct Pulled {
-    /// `sha256:…` image ID.
-    pub id: String,
-    /// The repository digest (`sha256:…`), when the engine knows one.
-    pub digest: Option<String>,
-    /// What containers are created from (the tag reference).
-    pub reference: String,
-    /// `EXPOSE`d TCP ports of the image.
-    pub exposed: Vec<u16>,
-}
-
-/// One replica to start.
-pub struct RunSpec<'a> {
-    pub app: &'a str,
-    pub name: String,
-    pub image: &'a str,
-    pub version: &'a str,
-    pub replica: usize,
-    pub deployed_at: DateTime<Utc>,
-    /// Container ports to publish on 127.0.0.1.
-    pub ports: &'a [u16],
-    pub cmd: &'a [String],
-    pub options: &'a RunOptions,
 }
 
 /// A managed container of the app, as the engine reports it.
@@ -107,148 +77,6 @@ impl Engine {
             .with_context(|| format!("talking to the container engine at {host} ({hint})"))?;
         tracing::debug!(api = %docker.client_version(), host = %host, "Container engine connected");
         Ok(Engine { docker })
-    }
-
-    /// The engine's pull of `repo:tag` from its registry, with the registry's credentials.
-    async fn download(&self, reference: &str, repo: &str, tag: &str) -> anyhow::Result<()> {
-        let host = normalise_host(&registry_host(reference));
-        let creds = credentials::lookup(&host)?.map(|c| DockerCredentials {
-            username: Some(c.username),
-            password: Some(c.password),
-            serveraddress: Some(host.clone()),
-            ..Default::default()
-        });
-        let opts = CreateImageOptionsBuilder::default()
-            .from_image(repo)
-            .tag(tag)
-            .build();
-        let mut stream = self.docker.create_image(Some(opts), None, creds);
-        while let Some(item) = stream.next().await {
-            item.map_err(|e| anyhow!(explain(e)))
-                .with_context(|| format!("pulling {reference}"))?;
-        }
-        Ok(())
-    }
-
-    /// Pull `reference` (`host/repo:tag` or `host/repo@sha256:…`) with the registry's
-    /// credentials, and tag it `tag_as` (`host/repo:tag`) when pulled by digest.
-    pub async fn pull(&self, reference: &str, tag_as: Option<&str>) -> anyhow::Result<Pulled> {
-        self.fetch(reference, tag_as, false).await
-    }
-
-    /// As [`Engine::pull`], but an image the engine already has is used without asking the
-    /// registry (a rollback works while the registry is down).
-    pub async fn pull_if_missing(&self, reference: &str, tag_as: Option<&str>) -> anyhow::Result<Pulled> {
-        self.fetch(reference, tag_as, true).await
-    }
-
-    async fn fetch(&self, reference: &str, tag_as: Option<&str>, if_missing: bool) -> anyhow::Result<Pulled> {
-        let (repo, tag) = split_reference(reference);
-        if !(if_missing && self.docker.inspect_image(reference).await.is_ok()) {
-            self.download(reference, &repo, &tag).await?;
-        }
-        let mut name = reference.to_string();
-        if let Some(target) = tag_as.filter(|t| *t != reference) {
-            let (trepo, ttag) = split_reference(target);
-            let opts = TagImageOptionsBuilder::default().repo(&trepo).tag(&ttag).build();
-            self.docker
-                .tag_image(reference, Some(opts))
-                .await
-                .with_context(|| format!("tagging {reference} as {target}"))?;
-            name = target.to_string();
-        }
-        let info = self
-            .docker
-            .inspect_image(reference)
-            .await
-            .with_context(|| format!("inspecting {reference}"))?;
-        let digest = info.repo_digests.unwrap_or_default().into_iter().find_map(|d| {
-            d.split_once('@')
-                .filter(|(r, _)| *r == repo)
-                .map(|(_, d)| d.to_string())
-        });
-        let exposed = info
-            .config
-            .and_then(|c| c.exposed_ports)
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|p| p.strip_suffix("/tcp").and_then(|n| n.parse().ok()))
-            .collect();
-        Ok(Pulled {
-            id: info.id.unwrap_or_default(),
-            digest,
-            reference: name,
-            exposed,
-        })
-    }
-
-    /// Create and start one replica; returns its ID.
-    pub async fn run(&self, spec: &RunSpec<'_>) -> anyhow::Result<String> {
-        let o = spec.options;
-        let mut labels: HashMap<String, String> = o.labels.clone().into_iter().collect();
-        labels.extend(labels::for_replica(
-            spec.app,
-            spec.version,
-            spec.replica,
-            spec.deployed_at,
-        ));
-        let mut bindings = HashMap::new();
-        for port in spec.ports {
-            bindings.insert(
-                format!("{port}/tcp"),
-                Some(vec![PortBinding {
-                    host_ip: Some(Ipv4Addr::LOCALHOST.to_string()),
-                    host_port: Some(String::new()),
-                }]),
-            );
-        }
-        let restart = o.restart.as_deref().map(restart_policy).transpose()?;
-        let tmpfs: HashMap<String, String> = o
-            .tmpfs
-            .iter()
-            .map(|t| match t.split_once(':') {
-                Some((p, opts)) => (p.to_string(), opts.to_string()),
-                None => (t.clone(), String::new()),
-            })
-            .collect();
-        let body = ContainerCreateBody {
-            image: Some(spec.image.to_string()),
-            cmd: (!spec.cmd.is_empty()).then(|| spec.cmd.to_vec()),
-            entrypoint: o.entrypoint.clone().map(|e| vec![e]),
-            env: Some(o.environment()?),
-            user: Some(o.user.clone().unwrap_or_else(own_user)),
-            working_dir: o.workdir.clone(),
-            hostname: o.hostname.clone(),
-            labels: Some(labels),
-            exposed_ports: Some(spec.ports.iter().map(|p| format!("{p}/tcp")).collect()),
-            stop_timeout: o.stop_timeout,
-            host_config: Some(HostConfig {
-                port_bindings: Some(bindings),
-                binds: (!o.volumes.is_empty()).then(|| o.volumes.clone()),
-                tmpfs: (!tmpfs.is_empty()).then_some(tmpfs),
-                memory: o.memory,
-                nano_cpus: o.nano_cpus,
-                network_mode: o.network.clone(),
-                restart_policy: restart,
-                extra_hosts: (!o.add_hosts.is_empty()).then(|| o.add_hosts.clone()),
-                readonly_rootfs: o.read_only.then_some(true),
-                init: o.init.then_some(true),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        let opts = CreateContainerOptionsBuilder::default().name(&spec.name).build();
-        let created = self
-            .docker
-            .create_container(Some(opts), body)
-            .await
-            .map_err(|e| anyhow!(explain(e)))
-            .with_context(|| format!("creating container {}", spec.name))?;
-        if let Err(e) = self.docker.start_container(&created.id, None).await {
-            self.remove(&created.id, Duration::ZERO).await;
-            return Err(anyhow!(explain(e))).with_context(|| format!("starting container {}", spec.name));
-        }
-        Ok(created.id)
     }
 
     /// The 127.0.0.1 address each of `ports` of a container is published on.
@@ -371,59 +199,6 @@ impl Engine {
             }
         }
     }
-
-    /// Images of `repository` as (id, tags, created), newest first.
-    pub async fn images(&self, repository: &str) -> anyhow::Result<Vec<(String, Vec<String>, i64)>> {
-        let filters = HashMap::from([("reference".to_string(), vec![repository.to_string()])]);
-        let opts = ListImagesOptionsBuilder::default().filters(&filters).build();
-        let mut list: Vec<_> = self
-            .docker
-            .list_images(Some(opts))
-            .await
-            .with_context(|| format!("listing images of {repository}"))?
-            .into_iter()
-            .map(|i| (i.id, i.repo_tags, i.created))
-            .collect();
-        list.sort_by_key(|i| std::cmp::Reverse(i.2));
-        Ok(list)
-    }
-
-    /// Remove an image (not forced: an image a container still uses stays).
-    pub async fn remove_image(&self, id: &str) -> anyhow::Result<()> {
-        let opts = RemoveImageOptionsBuilder::default().force(false).build();
-        self.docker
-            .remove_image(id, Some(opts), None)
-            .await
-            .map(|_| ())
-            .with_context(|| format!("removing image {id}"))
-    }
-}
-
-/// `host/repo:tag` → (`host/repo`, `tag`); `host/repo@sha256:x` → (`host/repo`, `sha256:x`);
-/// no tag → `latest`.
-pub fn split_reference(reference: &str) -> (String, String) {
-    if let Some((repo, digest)) = reference.split_once('@') {
-        return (repo.to_string(), digest.to_string());
-    }
-    let last_slash = reference.rfind('/').map_or(0, |i| i + 1);
-    match reference[last_slash..].rfind(':') {
-        Some(i) => (
-            reference[..last_slash + i].to_string(),
-            reference[last_slash + i + 1..].to_string(),
-        ),
-        None => (reference.to_string(), "latest".to_string()),
-    }
-}
-
-/// The registry host of an image reference: the first path component when it looks like a
-/// host (has `.` or `:`, or is `localhost`), else Docker Hub.
-pub fn registry_host(image: &str) -> String {
-    match image.split_once('/') {
-        Some((first, _)) if first.contains('.') || first.contains(':') || first == "localhost" => {
-            first.to_string()
-        }
-        _ => "docker.io".to_string(),
-    }
 }
 
 /// The unix socket of `runtime`, or `None` to follow `DOCKER_HOST` (when set, it always wins) or
@@ -451,25 +226,9 @@ pub fn engine_socket(
     }
 }
 
-/// dewy's own uid:gid, the default `--user` of the containers.
-pub fn own_user() -> String {
-    format!("{}:{}", nix::unistd::getuid(), nix::unistd::getgid())
-}
-
 /// The first 12 characters of an ID.
 pub fn short(id: &str) -> &str {
     &id[..id.len().min(12)]
-}
-
-pub(super) fn restart_policy(v: &str) -> anyhow::Result<RestartPolicy> {
-    let (name, count) = crate::config::run_options::restart_parts(v)?;
-    let name: RestartPolicyNameEnum = name
-        .parse()
-        .map_err(|_| anyhow!("restart {v:?}: use no, on-failure[:N], always or unless-stopped"))?;
-    Ok(RestartPolicy {
-        name: Some(name),
-        maximum_retry_count: count,
-    })
 }
 
 /// Make the engine's errors read well (the status code and message, not the Debug dump).
@@ -484,68 +243,4 @@ fn explain(e: bollard::errors::Error) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn runtime_picks_the_engine_socket_unless_docker_host_is_set() {
-        use std::path::Path;
-        let xdg = Some(Path::new("/run/user/1000"));
-        assert_eq!(engine_socket(EngineRuntime::Docker, None, 0, xdg), None);
-        assert_eq!(
-            engine_socket(EngineRuntime::Podman, None, 0, xdg).as_deref(),
-            Some("/run/podman/podman.sock")
-        );
-        assert_eq!(
-            engine_socket(EngineRuntime::Podman, None, 1000, xdg).as_deref(),
-            Some("/run/user/1000/podman/podman.sock")
-        );
-        assert_eq!(
-            engine_socket(EngineRuntime::Podman, None, 1001, None).as_deref(),
-            Some("/run/user/1001/podman/podman.sock")
-        );
-        assert_eq!(
-            engine_socket(EngineRuntime::Podman, None, 1001, Some(Path::new("relative"))).as_deref(),
-            Some("/run/user/1001/podman/podman.sock")
-        );
-        for rt in [EngineRuntime::Docker, EngineRuntime::Podman] {
-            assert_eq!(engine_socket(rt, Some("unix:///tmp/x.sock"), 1000, xdg), None);
-        }
-        assert_eq!(
-            engine_socket(EngineRuntime::Podman, Some(" "), 0, xdg).as_deref(),
-            Some("/run/podman/podman.sock"),
-            "an empty DOCKER_HOST is unset"
-        );
-        assert!("docker".parse::<EngineRuntime>().is_ok());
-        let err = "containerd".parse::<EngineRuntime>().expect_err("refused");
-        assert!(err.contains("use docker or podman"), "{err}");
-    }
-
-    #[test]
-    fn references() {
-        let s = |r: &str| split_reference(r);
-        assert_eq!(
-            s("127.0.0.1:5000/test/app:v1"),
-            ("127.0.0.1:5000/test/app".into(), "v1".into())
-        );
-        assert_eq!(
-            s("127.0.0.1:5000/test/app"),
-            ("127.0.0.1:5000/test/app".into(), "latest".into())
-        );
-        assert_eq!(
-            s("ghcr.io/a/b@sha256:00"),
-            ("ghcr.io/a/b".into(), "sha256:00".into())
-        );
-        assert_eq!(s("nginx:1.25"), ("nginx".into(), "1.25".into()));
-        assert!(restart_policy("on-failure:3").is_ok());
-        assert_eq!(registry_host("ghcr.io/linyows/myapp:v1"), "ghcr.io");
-        assert_eq!(
-            registry_host("127.0.0.1:5000/test/app@sha256:ab"),
-            "127.0.0.1:5000"
-        );
-        assert_eq!(registry_host("localhost/app"), "localhost");
-        assert_eq!(registry_host("library/nginx"), "docker.io");
-        assert_eq!(registry_host("nginx"), "docker.io");
-        assert!(restart_policy("sometimes").is_err());
-    }
-}
+mod tests;

@@ -53,7 +53,11 @@ pub struct FileRegistry {
 
 /// Open a `file://` registry; the directory is read at each check.
 pub fn open(url: &Url, opts: &OpenOptions) -> anyhow::Result<FileRegistry> {
-    let location = parse_location(url)?;
+    open_at(parse_location(url)?, opts)
+}
+
+/// [`open`] with the URL already parsed into `location`.
+pub fn open_at(location: Location, opts: &OpenOptions) -> anyhow::Result<FileRegistry> {
     let selector = version_dirs::selector(&location.query, opts)?;
     Ok(FileRegistry { location, selector })
 }

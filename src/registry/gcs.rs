@@ -72,7 +72,11 @@ impl std::fmt::Debug for GcsRegistry {
 /// Open a `gs://` registry. The API base is `opts.gcs_endpoint`, `STORAGE_EMULATOR_HOST` (both
 /// unauthenticated) or storage.googleapis.com with service-account or metadata-server tokens.
 pub fn open(url: &Url, opts: &OpenOptions) -> anyhow::Result<GcsRegistry> {
-    let location = parse_location(url)?;
+    open_at(parse_location(url)?, opts)
+}
+
+/// [`open`] with the URL already parsed into `location`.
+pub fn open_at(location: Location, opts: &OpenOptions) -> anyhow::Result<GcsRegistry> {
     let selector = version_dirs::selector(&location.query, opts)?;
     let api = api::Api::connect(opts.gcs_endpoint.as_deref(), &opts.user_agent)?;
     Ok(GcsRegistry {

@@ -73,7 +73,11 @@ pub struct GithubRegistry {
 /// `opts`, `GH_TOKEN`, `GITHUB_TOKEN` or the systemd credential `github-token`. Without either,
 /// access is anonymous.
 pub fn open(url: &Url, opts: &OpenOptions) -> anyhow::Result<GithubRegistry> {
-    let location = parse_location(url)?;
+    open_at(parse_location(url)?, opts)
+}
+
+/// [`open`] with the URL already parsed into `location`.
+pub fn open_at(location: Location, opts: &OpenOptions) -> anyhow::Result<GithubRegistry> {
     let base = api_base(opts)?;
     let app = match &opts.github_app {
         Some(creds) => Some(creds.clone()),

@@ -6,6 +6,7 @@ pub mod gcs;
 pub mod github;
 pub mod grpc;
 mod link;
+pub mod location;
 pub mod oci;
 pub mod platform;
 pub mod query;
@@ -19,12 +20,14 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures_util::Stream;
 use serde::{Deserialize, Serialize};
+
+pub use location::{RegistryKind, RegistryLocation, ToLocation};
 
 /// A stream of artifact bytes, as handed to the cache.
 pub type ByteStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;
@@ -231,57 +234,20 @@ pub fn default_user_agent() -> String {
 
 /// Parse and validate a registry URL (scheme, location and query keys) without opening it.
 pub fn parse_url(s: &str) -> anyhow::Result<url::Url> {
-    let url = url::Url::parse(s.trim()).with_context(|| {
-        format!(
-            "invalid registry URL \"{s}\": expected scheme://… (supported: ghr://owner/repo, file:///dir, s3://region/bucket/prefix, gs://bucket/prefix, img://host/repository, grpc://host:port)"
-        )
-    })?;
-    match url.scheme() {
-        "ghr" => {
-            github::parse_location(&url)?;
-        }
-        "file" => {
-            file::parse_location(&url)?;
-        }
-        "s3" => {
-            s3::parse_location(&url)?;
-        }
-        "gs" => {
-            gcs::parse_location(&url)?;
-        }
-        "img" => {
-            oci::parse_location(&url)?;
-        }
-        "grpc" => {
-            grpc::parse_location(&url)?;
-        }
-        scheme => bail!(
-            "unknown registry scheme \"{scheme}\" in registry URL {s}; supported: {}",
-            supported_list()
-        ),
-    }
-    Ok(url)
+    RegistryLocation::parse(s).map(|l| l.url().clone())
 }
 
-/// Open the registry named by a URL.
-pub fn open(s: &str, opts: &OpenOptions) -> anyhow::Result<Arc<dyn Registry>> {
-    let url = parse_url(s)?;
-    Ok(match url.scheme() {
-        "ghr" => Arc::new(github::open(&url, opts)?),
-        "s3" => Arc::new(s3::open(&url, opts)?),
-        "gs" => Arc::new(gcs::open(&url, opts)?),
-        "img" => Arc::new(oci::open(&url, opts)?),
-        "grpc" => Arc::new(grpc::open(&url, opts)?),
-        _ => Arc::new(file::open(&url, opts)?),
+/// Open the registry at `location`: a [`RegistryLocation`] parsed by the config, or a URL text.
+pub fn open<L: ToLocation + ?Sized>(location: &L, opts: &OpenOptions) -> anyhow::Result<Arc<dyn Registry>> {
+    let location = location.to_location()?;
+    Ok(match location.kind() {
+        RegistryKind::GitHub(l) => Arc::new(github::open_at(l.clone(), opts)?),
+        RegistryKind::File(l) => Arc::new(file::open_at(l.clone(), opts)?),
+        RegistryKind::S3(l) => Arc::new(s3::open_at(l.clone(), opts)?),
+        RegistryKind::Gcs(l) => Arc::new(gcs::open_at(l.clone(), opts)?),
+        RegistryKind::Oci(l) => Arc::new(oci::open_at(l.clone(), opts)?),
+        RegistryKind::Grpc(l) => Arc::new(grpc::open_at(l.clone(), location.url(), opts)?),
     })
-}
-
-fn supported_list() -> String {
-    SUPPORTED_SCHEMES
-        .iter()
-        .map(|s| format!("{s}://"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 #[cfg(test)]

@@ -28,7 +28,11 @@ pub struct OciRegistry {
 
 /// Open an `img://` URL.
 pub fn open(url: &Url, opts: &OpenOptions) -> anyhow::Result<OciRegistry> {
-    let location = parse_location(url)?;
+    open_at(parse_location(url)?, opts)
+}
+
+/// [`open`] with the URL already parsed into `location`.
+pub fn open_at(location: Location, opts: &OpenOptions) -> anyhow::Result<OciRegistry> {
     let selector = version_dirs::selector(&location.query, opts)?;
     Ok(OciRegistry {
         client: Client::new(location, &opts.user_agent, opts.oci_page_size)?,

@@ -85,7 +85,11 @@ pub struct S3Registry {
 
 /// Open an `s3://` registry; the client is built at the first request.
 pub fn open(url: &Url, opts: &OpenOptions) -> anyhow::Result<S3Registry> {
-    let location = parse_location(url)?;
+    open_at(parse_location(url)?, opts)
+}
+
+/// [`open`] with the URL already parsed into `location`.
+pub fn open_at(location: Location, opts: &OpenOptions) -> anyhow::Result<S3Registry> {
     let selector = version_dirs::selector(&location.query, opts)?;
     Ok(S3Registry {
         location,

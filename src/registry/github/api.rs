@@ -7,17 +7,21 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{anyhow, Context};
-use chrono::{DateTime, Utc};
 use futures_util::TryStreamExt;
 use reqwest::header::{HeaderMap, ACCEPT, AUTHORIZATION, ETAG, IF_NONE_MATCH};
 use reqwest::{RequestBuilder, StatusCode};
-use serde::Deserialize;
 
 use crate::registry::link::{next_link, same_origin};
 use url::Url;
 
 use super::status;
 use crate::registry::{ByteStream, CheckError};
+
+mod model;
+mod origins;
+
+pub use model::{ApiAsset, ApiRelease, NewAsset};
+use origins::{may_upload, redirect_policy};
 
 /// Most list pages read per poll (100 releases each).
 const MAX_PAGES: usize = 10;
@@ -39,51 +43,6 @@ pub fn warn_anonymous_once(owner: &str, repo: &str) {
             repository = %format!("{owner}/{repo}"),
             "No GitHub token (GH_TOKEN, GITHUB_TOKEN or credential github-token): anonymous API access, limited to 60 requests per hour"
         );
-    }
-}
-
-/// A release asset to upload.
-#[derive(Debug, Clone)]
-pub struct NewAsset {
-    pub name: String,
-    pub content_type: &'static str,
-    pub body: Vec<u8>,
-}
-
-/// A release as the API returns it (fields dewy reads).
-#[derive(Debug, Clone, Deserialize)]
-pub struct ApiRelease {
-    /// Where assets are uploaded (`https://uploads.github.com/…/assets{?name,label}`).
-    #[serde(default)]
-    pub upload_url: Option<String>,
-    pub tag_name: String,
-    #[serde(default)]
-    pub draft: bool,
-    #[serde(default)]
-    pub prerelease: bool,
-    #[serde(default)]
-    pub created_at: Option<DateTime<Utc>>,
-    #[serde(default)]
-    pub published_at: Option<DateTime<Utc>>,
-    #[serde(default)]
-    pub assets: Vec<ApiAsset>,
-}
-
-/// A release asset as the API returns it.
-#[derive(Debug, Clone, Deserialize)]
-pub struct ApiAsset {
-    pub name: String,
-    /// API URL of the asset (`…/releases/assets/{id}`).
-    pub url: String,
-    /// `uploaded` once complete; `open` while an upload is in progress.
-    #[serde(default)]
-    pub state: Option<String>,
-}
-
-impl ApiAsset {
-    /// Whether the asset's upload is complete.
-    pub fn is_uploaded(&self) -> bool {
-        !matches!(self.state.as_deref(), Some(s) if s != "uploaded")
     }
 }
 
@@ -358,7 +317,7 @@ impl Client {
     /// Stream an asset. GitHub answers the asset API URL with a redirect to its CDN; the
     /// redirect is followed without the `Authorization` header (dropped on a host change).
     /// Only URLs of the API's own origin are fetched, and redirects only go to the CDN
-    /// ([`may_follow`]).
+    /// ([`may_follow`](origins::may_follow)).
     pub async fn fetch(&self, url: &str) -> anyhow::Result<ByteStream> {
         let url = Url::parse(url).with_context(|| format!("invalid GitHub asset URL \"{url}\""))?;
         if !same_origin(&url, &self.base) {
@@ -381,74 +340,6 @@ impl Client {
     }
 }
 
-/// Most redirects followed for one request.
-const MAX_REDIRECTS: usize = 5;
-
-/// The asset CDN hosts of github.com: the asset API answers with a redirect to one of them.
-const GITHUB_CDN_HOSTS: &[&str] = &[
-    "objects.githubusercontent.com",
-    "release-assets.githubusercontent.com",
-];
-
-/// Whether a request to the API at `base` may be redirected to `target`: the API's own origin;
-/// for api.github.com its asset CDN over HTTPS; for another API host (GitHub Enterprise
-/// Server) the same host on another port or one of its subdomains (`media.HOST` with subdomain
-/// isolation), never from HTTPS down to HTTP.
-pub fn may_follow(base: &Url, target: &Url) -> bool {
-    if same_origin(base, target) {
-        return true;
-    }
-    let (Some(base_host), Some(host)) = (base.host_str(), target.host_str()) else {
-        return false;
-    };
-    if target.scheme() != "https" && (base.scheme() == "https" || target.scheme() != "http") {
-        return false;
-    }
-    if base_host.eq_ignore_ascii_case("api.github.com") {
-        return target.scheme() == "https" && GITHUB_CDN_HOSTS.iter().any(|h| host.eq_ignore_ascii_case(h));
-    }
-    let host = host.to_ascii_lowercase();
-    let base_host = base_host.to_ascii_lowercase();
-    host == base_host
-        || host
-            .strip_suffix(&base_host)
-            .is_some_and(|rest| rest.ends_with('.'))
-}
-
-/// Whether the token may be sent to `upload` for the API at `base`: uploads.github.com over
-/// HTTPS for api.github.com; otherwise what [`may_follow`] allows (the Enterprise server's own
-/// host, its subdomains, another port of it).
-pub fn may_upload(base: &Url, upload: &Url) -> bool {
-    let dotcom = base
-        .host_str()
-        .is_some_and(|h| h.eq_ignore_ascii_case("api.github.com"));
-    if dotcom {
-        return upload.scheme() == "https"
-            && upload.port().is_none()
-            && upload
-                .host_str()
-                .is_some_and(|h| h.eq_ignore_ascii_case("uploads.github.com"));
-    }
-    may_follow(base, upload)
-}
-
-/// Follow at most [`MAX_REDIRECTS`] redirects, each to where [`may_follow`] allows.
-fn redirect_policy(base: Url) -> reqwest::redirect::Policy {
-    reqwest::redirect::Policy::custom(move |attempt| {
-        if attempt.previous().len() >= MAX_REDIRECTS {
-            attempt.error(format!("more than {MAX_REDIRECTS} redirects"))
-        } else if may_follow(&base, attempt.url()) {
-            attempt.follow()
-        } else {
-            let refused = format!(
-                "redirect to {} is outside the GitHub API {base} and its asset CDN",
-                attempt.url().origin().ascii_serialization()
-            );
-            attempt.error(refused)
-        }
-    })
-}
-
 fn log_rate_limit(headers: &HeaderMap) {
     let get = |n: &str| {
         headers
@@ -466,138 +357,4 @@ fn log_rate_limit(headers: &HeaderMap) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use reqwest::header::LINK;
-
-    #[test]
-    fn link_header_next() {
-        let page = Url::parse("https://api.github.com/repos/o/r/releases?per_page=2").expect("url");
-        let mut h = HeaderMap::new();
-        h.insert(
-            LINK,
-            "<https://api.github.com/repositories/1/releases?per_page=2&page=2>; rel=\"next\", <https://api.github.com/repositories/1/releases?per_page=2&page=3>; rel=\"last\""
-                .parse()
-                .expect("value"),
-        );
-        let next = next_link(&h, &page).expect("next");
-        assert_eq!(
-            next.as_str(),
-            "https://api.github.com/repositories/1/releases?per_page=2&page=2"
-        );
-        h.insert(LINK, "</x?page=2>; rel=\"next\"".parse().expect("value"));
-        assert_eq!(
-            next_link(&h, &page).expect("next").as_str(),
-            "https://api.github.com/x?page=2"
-        );
-        h.insert(LINK, "<https://a/b>; rel=\"prev\"".parse().expect("value"));
-        assert!(next_link(&h, &page).is_none());
-    }
-
-    #[test]
-    fn endpoints_tolerate_trailing_slash_and_escape() {
-        for base in ["https://ghe.example/api/v3", "https://ghe.example/api/v3/"] {
-            let c = Client::new(Url::parse(base).expect("url"), None, "").expect("client");
-            let u = c
-                .endpoint(&["repos", "o", "r", "releases", "tags", "v1.0.0+blue"])
-                .expect("url");
-            assert_eq!(
-                u.as_str(),
-                "https://ghe.example/api/v3/repos/o/r/releases/tags/v1.0.0+blue"
-            );
-        }
-    }
-
-    #[test]
-    fn origin_check() {
-        let a = Url::parse("https://api.github.com/x").expect("url");
-        let b = Url::parse("https://api.github.com:443/y").expect("url");
-        let c = Url::parse("https://objects.githubusercontent.com/y").expect("url");
-        assert!(same_origin(&a, &b));
-        assert!(!same_origin(&a, &c));
-    }
-
-    #[test]
-    fn redirects_only_to_the_source_and_its_cdn() {
-        let u = |s: &str| Url::parse(s).expect("url");
-        let dotcom = u("https://api.github.com/");
-        for ok in [
-            "https://api.github.com/repos/o/r/releases/assets/1",
-            "https://objects.githubusercontent.com/github-production-release-asset/1?sig=x",
-            "https://release-assets.githubusercontent.com/x",
-        ] {
-            assert!(may_follow(&dotcom, &u(ok)), "{ok}");
-        }
-        for bad in [
-            "http://objects.githubusercontent.com/x",
-            "https://evil.example/x",
-            "https://objects.githubusercontent.com.evil.example/x",
-            "https://githubusercontent.com/x",
-            "http://api.github.com/x",
-            "https://api.github.com:8443/x",
-            "file:///etc/shadow",
-        ] {
-            assert!(!may_follow(&dotcom, &u(bad)), "{bad}");
-        }
-        let ghe = u("https://ghe.example/api/v3");
-        assert!(may_follow(&ghe, &u("https://ghe.example/storage/releases/1")));
-        assert!(may_follow(&ghe, &u("https://media.ghe.example/x")));
-        assert!(
-            !may_follow(&ghe, &u("http://media.ghe.example/x")),
-            "no HTTPS downgrade"
-        );
-        assert!(!may_follow(&ghe, &u("https://xghe.example/x")));
-        assert!(!may_follow(&ghe, &u("https://objects.githubusercontent.com/x")));
-        let local = u("http://127.0.0.1:4000/");
-        assert!(may_follow(&local, &u("http://127.0.0.1:4001/download/1/a")));
-        assert!(!may_follow(&local, &u("http://127.0.0.2:4001/x")));
-        assert!(!may_follow(&local, &u("ftp://127.0.0.1/x")));
-    }
-
-    #[test]
-    fn uploads_go_only_to_the_api_hosts_uploads_server() {
-        let u = |s: &str| Url::parse(s).expect("url");
-        let dotcom = u("https://api.github.com/");
-        assert!(may_upload(
-            &dotcom,
-            &u("https://uploads.github.com/repos/o/r/releases/1/assets")
-        ));
-        for bad in [
-            "http://uploads.github.com/x",
-            "https://uploads.github.com:8443/x",
-            "https://uploads.github.com.evil.example/x",
-            "https://api.github.com.evil.example/x",
-            "https://objects.githubusercontent.com/x",
-        ] {
-            assert!(!may_upload(&dotcom, &u(bad)), "{bad}");
-        }
-        let ghe = u("https://ghe.example/api/v3/");
-        assert!(may_upload(
-            &ghe,
-            &u("https://ghe.example/api/uploads/repos/o/r/releases/1/assets")
-        ));
-        assert!(!may_upload(&ghe, &u("https://evil.example/x")));
-        assert!(!may_upload(&ghe, &u("http://ghe.example/x")));
-    }
-
-    #[tokio::test]
-    async fn fetch_refuses_urls_off_the_api_origin() {
-        let c = Client::new(
-            Url::parse("http://127.0.0.1:9/").expect("url"),
-            Some("t".into()),
-            "",
-        )
-        .expect("client");
-        for foreign in [
-            "http://127.0.0.1:10/asset",
-            "https://evil.example/a.tar.gz",
-            "file:///etc/passwd",
-        ] {
-            let err = match c.fetch(foreign).await {
-                Ok(_) => panic!("{foreign} was fetched"),
-                Err(e) => e.to_string(),
-            };
-            assert!(err.contains("not on the configured GitHub API"), "{err}");
-        }
-    }
-}
+mod tests;

@@ -128,7 +128,11 @@ impl std::fmt::Debug for GrpcRegistry {
 /// Open a `grpc://` registry: the URL and the `ca-file` are checked now, the connection is
 /// made at the first call.
 pub fn open(url: &Url, opts: &OpenOptions) -> anyhow::Result<GrpcRegistry> {
-    let location = parse_location(url)?;
+    open_at(parse_location(url)?, url, opts)
+}
+
+/// [`open`] with the URL already parsed into `location` (`url` names it in errors).
+pub fn open_at(location: Location, url: &Url, opts: &OpenOptions) -> anyhow::Result<GrpcRegistry> {
     let mut selector = super::version_dirs::selector(&location.query, opts)?;
     // The server decides whether a pre-release is what this host runs.
     selector.prerelease = true;
