@@ -342,6 +342,7 @@ mod http_proxy {
 }
 
 pub mod archives;
+pub mod config_keys;
 
 /// Version tags as a registry lists them or a D-Bus caller sends them: lines of text, each
 /// parsed as SemVer; whatever is accepted passes the text rules, and the order is antisymmetric.
@@ -401,6 +402,73 @@ pub fn calver(data: &[u8]) {
     check_order(&parsed);
 }
 
+/// A gRPC registry's `Current` answer as it comes off the wire (protobuf; the first byte picks
+/// the selector: bit 0 pre-releases, bit 1 slot `blue`, bit 2 CalVer `YYYY.0M.MICRO`). An answer
+/// accepted names a release of the selector's grammar, slot and an artifact URL dewy downloads
+/// from, and the release's own URL is accepted again as the same; no message carries a control
+/// character from the answer.
+pub fn grpc_answer(data: &[u8]) {
+    use crate::registry::calver::Format;
+    use crate::registry::grpc::{check_answer, proto};
+    use crate::registry::version::Selector;
+    use prost::Message;
+    let Some((&flags, wire)) = data.split_first() else {
+        return;
+    };
+    let Ok(answer) = proto::CurrentResponse::decode(wire) else {
+        return;
+    };
+    let selector = Selector {
+        prerelease: flags & 1 != 0,
+        slot: (flags & 2 != 0).then(|| "blue".to_string()),
+        calver: (flags & 4 != 0).then(|| Format::parse("YYYY.0M.MICRO").expect("a CalVer format")),
+    };
+    let server = "gRPC registry fuzz:443 (TLS)";
+    let (release, url) = match check_answer(&selector, server, &answer) {
+        Ok(r) => r,
+        Err(e) => {
+            let said = format!("{:#}", anyhow::Error::from(e));
+            assert!(!said.chars().any(char::is_control), "{said:?}");
+            return;
+        }
+    };
+    assert_eq!(release.version, answer.tag);
+    let version = selector
+        .validate(&release.version)
+        .unwrap_or_else(|e| panic!("{:?} accepted: {e}", release.version));
+    if let Some(slot) = &selector.slot {
+        assert_eq!(version.build(), slot);
+    }
+    assert!(answer.id.len() <= 1024);
+    assert_eq!(release.artifact_url, url.as_str());
+    assert!(
+        matches!(url.scheme(), "http" | "https" | "s3" | "gs" | "ghr")
+            && url.host_str().is_some_and(|h| !h.is_empty())
+            && url.username().is_empty()
+            && url.password().is_none(),
+        "{url}"
+    );
+    let name = &release.artifact;
+    assert!(
+        !name.is_empty() && name != "." && name != ".." && !name.chars().any(|c| c == '/' || c.is_control()),
+        "{name:?}"
+    );
+    assert_eq!(
+        release.published_at,
+        answer.created_at.as_ref().and_then(proto::to_utc)
+    );
+    // The URL as kept (it may be longer than as sent: parsing percent-encodes).
+    if url.as_str().len() <= 4096 {
+        let again = proto::CurrentResponse {
+            artifact_url: release.artifact_url.clone(),
+            ..answer
+        };
+        let (r2, url2) = check_answer(&selector, server, &again)
+            .unwrap_or_else(|e| panic!("{url} is refused when sent back: {e}"));
+        assert_eq!((&r2.artifact, &url2), (&release.artifact, &url));
+    }
+}
+
 /// Antisymmetry, reflexivity and transitivity of version precedence over every pair/triple.
 fn check_order(versions: &[crate::registry::version::Version]) {
     let n = versions.len().min(12);
@@ -452,5 +520,30 @@ mod tests {
             }
         }
         assert!(seeds >= 4, "{seeds} seeds in {}", dir.display());
+    }
+
+    /// The seed corpora of the config-key and gRPC answer targets hold the targets' properties
+    /// (the fuzzer checks them on what it derives from the seeds).
+    #[test]
+    fn config_key_and_grpc_answer_seeds_hold() {
+        type Target = (&'static str, fn(&[u8]));
+        let targets: [Target; 4] = [
+            ("fleet_lock", super::config_keys::fleet_lock),
+            ("window", super::config_keys::window),
+            ("app_properties", super::config_keys::app_properties),
+            ("grpc_answer", super::grpc_answer),
+        ];
+        for (target, run) in targets {
+            let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("fuzz/corpus")
+                .join(target);
+            let mut seeds = 0;
+            for entry in std::fs::read_dir(&dir).expect("a seed corpus") {
+                let path = entry.expect("corpus entry").path();
+                run(&std::fs::read(&path).expect("seed"));
+                seeds += 1;
+            }
+            assert!(seeds >= 4, "{seeds} seeds in {}", dir.display());
+        }
     }
 }

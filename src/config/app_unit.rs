@@ -56,7 +56,10 @@ pub fn parse(table: &BTreeMap<String, toml::Value>) -> Result<Vec<UnitProperty>,
                         .filter(|p| *p > 0)
                         .ok_or_else(|| bad("expected a percentage above 0, like \"50%\" or \"200%\""))?;
                     // systemd takes CPU time per second of wall time, in microseconds.
-                    ("CPUQuotaPerSecUSec", percent.saturating_mul(10_000))
+                    let usec = percent
+                        .checked_mul(10_000)
+                        .ok_or_else(|| bad("a percentage too large to be a CPU quota"))?;
+                    ("CPUQuotaPerSecUSec", usec)
                 }
                 "CPUWeight" | "IOWeight" => {
                     let w = positive(&text)
@@ -145,5 +148,17 @@ mod tests {
             let e = parse(&table(&[(key, value)])).expect_err(key).to_string();
             assert!(e.contains(why) && e.contains(key), "{key}: {e}");
         }
+    }
+
+    /// A quota whose microseconds overflow is refused: saturated, it would be systemd's
+    /// "infinity", no limit at all.
+    #[test]
+    fn a_cpu_quota_too_large_is_refused_not_made_unlimited() {
+        let e = parse(&table(&[("CPUQuota", "1844674407370956%".into())]))
+            .expect_err("too large")
+            .to_string();
+        assert!(e.contains("too large") && e.contains("CPUQuota"), "{e}");
+        let p = parse(&table(&[("CPUQuota", "1844674407370955%".into())])).expect("the largest");
+        assert_eq!(p[0].value, 1_844_674_407_370_955 * 10_000);
     }
 }

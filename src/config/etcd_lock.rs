@@ -152,8 +152,20 @@ pub fn parse_for(key: &str, text: &str, url: &url::Url) -> Result<EtcdLock, Conf
         (u, Some(p)) => Some((decoded(key, text, u, "user")?, decoded(key, text, p, "password")?)),
     };
     let scheme = if tls { "https" } else { "http" };
+    let endpoint = format!("{scheme}://{host}:{port}");
+    // etcd:// hosts are opaque to the URL parser; the client dials the endpoint as an HTTP URL,
+    // whose host must be a domain name or an address.
+    if url::Url::parse(&endpoint).is_err() {
+        return Err(invalid(
+            text,
+            &format!(
+                "{} is not a host name or an IP address, {example}",
+                crate::registry::version::shown(host)
+            ),
+        ));
+    }
     Ok(EtcdLock {
-        endpoint: format!("{scheme}://{host}:{port}"),
+        endpoint,
         tls,
         prefix: format!("/{path}/"),
         slots,
@@ -197,6 +209,11 @@ mod tests {
             ("etcd://h/x?lots=2", "unknown parameter \"lots\""),
             ("etcd://u@h/x", "user:password@"),
             ("etcd://h/x#f", "fragment"),
+            (
+                "etcd://.0.0.1:2378/dewy",
+                "\".0.0.1\" is not a host name or an IP address",
+            ),
+            ("etcd://a%zz/dewy", "is not a host name"),
         ] {
             let err = p(url).unwrap_err().to_string();
             assert!(err.contains(want), "{want:?} not in {err}");

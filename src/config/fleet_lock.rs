@@ -68,7 +68,7 @@ pub fn parse(
     let mut url = url::Url::parse(text).map_err(|e| {
         invalid(format!(
             "fleet-lock {}: {e}",
-            crate::registry::version::shown(text)
+            crate::registry::version::shown(&super::etcd_lock::redacted(text))
         ))
     })?;
     if matches!(url.scheme(), "etcd" | "etcds") {
@@ -97,7 +97,7 @@ pub fn parse(
     if !matches!(url.scheme(), "https" | "http") || url.host_str().is_none() {
         return Err(invalid(format!(
             "fleet-lock {} must be an http:// or https:// URL with a host (a FleetLock server, e.g. https://fleetlock.example.com/) or an etcd:// or etcds:// one (e.g. etcd://etcd.example.com:2379/dewy/web?slots=2)",
-            crate::registry::version::shown(text)
+            crate::registry::version::shown(&super::etcd_lock::redacted(text))
         )));
     }
     if url.query().is_some()
@@ -107,7 +107,7 @@ pub fn parse(
     {
         return Err(invalid(format!(
             "fleet-lock {} must not have a query, a fragment or credentials",
-            crate::registry::version::shown(text)
+            crate::registry::version::shown(&super::etcd_lock::redacted(text))
         )));
     }
     if !url.path().ends_with('/') {
@@ -185,6 +185,20 @@ mod tests {
         ] {
             let err = parse(url, group, id, "web").unwrap_err().to_string();
             assert!(err.contains(want), "{want:?} not in {err}");
+        }
+    }
+
+    #[test]
+    fn a_refused_url_is_shown_without_its_password() {
+        for url in [
+            "https://u:hunter2@lock.example.com/",
+            "https://u:hunter2@lock.example.com/?x=1",
+            "ftp://u:hunter2@lock.example.com/",
+            "etcd://u:hunter2@h/x?slots=0",
+        ] {
+            let err = parse(Some(url), None, Some("h1"), "web").unwrap_err().to_string();
+            assert!(!err.contains("hunter2"), "{err}");
+            assert!(err.contains("u:***@"), "{err}");
         }
     }
 }

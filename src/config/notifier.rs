@@ -62,19 +62,24 @@ pub enum Target {
     /// `slack+https://hooks.slack.com/…`: an incoming webhook.
     SlackWebhook { target: url::Url, look: SlackLook },
     /// `mail://<host>[:port]/<to>` (or `smtp://`).
-    Mail {
-        host: String,
-        port: u16,
-        security: MailSecurity,
-        from: Mailbox,
-        to: Vec<Mailbox>,
-        subject: String,
-        credentials: Option<(String, Secret)>,
-        /// A private CA for the relay's certificate (`ca-file=`), as PEM, checked to parse.
-        ca_pem: Option<Vec<u8>>,
-    },
+    Mail(MailTarget),
     /// `webhook+https://…` or `webhook+http://…`: the event POSTed as JSON.
     Webhook { target: url::Url },
+}
+
+/// A `mail://` target: the relay, how to reach it, and the message's sender, recipients and
+/// subject.
+#[derive(Debug, Clone)]
+pub struct MailTarget {
+    pub host: String,
+    pub port: u16,
+    pub security: MailSecurity,
+    pub from: Mailbox,
+    pub to: Vec<Mailbox>,
+    pub subject: String,
+    pub credentials: Option<(String, Secret)>,
+    /// A private CA for the relay's certificate (`ca-file=`), as PEM, checked to parse.
+    pub ca_pem: Option<Vec<u8>>,
 }
 
 /// One configured notifier. Its `Debug` shows the redacted URL only: webhook paths, query
@@ -281,7 +286,7 @@ fn mail(url: &str) -> anyhow::Result<(Common, Target)> {
     };
     Ok((
         common,
-        Target::Mail {
+        Target::Mail(MailTarget {
             host,
             port,
             security,
@@ -290,7 +295,7 @@ fn mail(url: &str) -> anyhow::Result<(Common, Target)> {
             subject,
             credentials,
             ca_pem,
-        },
+        }),
     ))
 }
 
@@ -444,14 +449,14 @@ mod tests {
             .expect("mail");
         assert!(!format!("{m:?}").contains("hunter2"));
         match m.target {
-            Target::Mail {
+            Target::Mail(MailTarget {
                 host,
                 port,
                 security,
                 to,
                 credentials,
                 ..
-            } => {
+            }) => {
                 assert_eq!(
                     (host.as_str(), port, security),
                     ("relay.example.com", 2525, MailSecurity::Plain)
@@ -465,10 +470,10 @@ mod tests {
             parse("smtp://relay.example.com:465/ops@example.com?from=a@example.com").expect("mail");
         assert!(matches!(
             implicit.target,
-            Target::Mail {
+            Target::Mail(MailTarget {
                 security: MailSecurity::Implicit,
                 ..
-            }
+            })
         ));
     }
 

@@ -11,6 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::units::{format_duration, DurationValue};
 
+/// The shortest window.
+pub const MIN_LENGTH: Duration = Duration::from_secs(1);
 /// The longest window: a week (then the window is always open on its days and beyond).
 pub const MAX_LENGTH: Duration = Duration::from_secs(7 * 24 * 3600);
 
@@ -85,7 +87,7 @@ impl TryFrom<RawWindow> for DeployWindow {
         }
         let start = parse_start(&raw.start)?;
         let length = raw.length.0;
-        if length.is_zero() || length > MAX_LENGTH {
+        if length < MIN_LENGTH || length > MAX_LENGTH {
             return Err(format!(
                 "window.length {} is not between 1s and 7d",
                 format_duration(length)

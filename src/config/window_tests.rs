@@ -113,6 +113,21 @@ fn bad_windows_are_refused_naming_the_key() {
 }
 
 #[test]
+fn a_window_shorter_than_a_second_is_refused() {
+    for short in ["500ms", "0.5s", "0.0000001s"] {
+        let err = error(&format!(
+            "\n[[window]]\ndays = [\"mon\"]\nstart = \"22:00\"\nlength = \"{short}\"\n"
+        ));
+        assert!(
+            err.contains("window.length") && err.contains("is not between 1s and 7d"),
+            "{err}"
+        );
+    }
+    let w = windows("[[window]]\ndays = [\"mon\"]\nstart = \"22:00\"\nlength = \"1s\"\n");
+    assert_eq!(w[0].length, MIN_LENGTH);
+}
+
+#[test]
 fn no_windows_means_always() {
     assert_eq!(state_at(&[], at("2026-01-05T12:00:00Z")), None);
 }

@@ -13,7 +13,7 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use super::event::{Event, Note};
 use super::Notifier;
-use crate::config::notifier::{Common, MailSecurity as Security, Secret};
+use crate::config::notifier::{Common, MailSecurity as Security, MailTarget};
 
 /// A mail notifier.
 pub struct Mail {
@@ -32,29 +32,23 @@ pub struct Mail {
 
 impl Mail {
     /// A mail notifier for a parsed `mail://` target.
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        host: String,
-        port: u16,
-        security: Security,
-        from: Mailbox,
-        to: Vec<Mailbox>,
-        subject: String,
-        credentials: Option<(String, Secret)>,
-        ca_pem: Option<&[u8]>,
-        common: Common,
-    ) -> anyhow::Result<Self> {
-        let ca = ca_pem
+    pub fn new(target: &MailTarget, common: Common) -> anyhow::Result<Self> {
+        let ca = target
+            .ca_pem
+            .as_deref()
             .map(|pem| Certificate::from_pem(pem).map_err(|e| anyhow!("ca-file: not a PEM certificate: {e}")))
             .transpose()?;
         Ok(Self {
-            host,
-            port,
-            security,
-            from,
-            to,
-            subject,
-            credentials: credentials.map(|(user, pass)| Credentials::new(user, pass.0)),
+            host: target.host.clone(),
+            port: target.port,
+            security: target.security,
+            from: target.from.clone(),
+            to: target.to.clone(),
+            subject: target.subject.clone(),
+            credentials: target
+                .credentials
+                .as_ref()
+                .map(|(user, pass)| Credentials::new(user.clone(), pass.0.clone())),
             ca,
             common,
         })

@@ -89,26 +89,7 @@ fn build_one(t: &NotifierTarget) -> anyhow::Result<Arc<dyn Notifier>> {
         Target::SlackWebhook { target, look } => {
             Arc::new(slack::SlackWebhook::new(target.clone(), look.clone(), common)?)
         }
-        Target::Mail {
-            host,
-            port,
-            security,
-            from,
-            to,
-            subject,
-            credentials,
-            ca_pem,
-        } => Arc::new(mail::Mail::new(
-            host.clone(),
-            *port,
-            *security,
-            from.clone(),
-            to.clone(),
-            subject.clone(),
-            credentials.clone(),
-            ca_pem.as_deref(),
-            common,
-        )?),
+        Target::Mail(m) => Arc::new(mail::Mail::new(m, common)?),
         Target::Webhook { target } => Arc::new(webhook::Webhook::new(target.clone(), common)?),
     })
 }

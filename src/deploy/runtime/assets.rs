@@ -3,9 +3,9 @@
 use async_trait::async_trait;
 
 use super::release_tree::ReleaseTree;
-use super::{Fetched, Prepared, Runtime};
+use super::{Prepared, Runtime};
 use crate::config::Mode;
-use crate::deploy::state::{Live, Pending};
+use crate::deploy::state::Live;
 use crate::deploy::steps;
 use crate::failure::DeployFailure;
 use crate::registry::Release;
@@ -27,37 +27,16 @@ impl Runtime for Assets {
         Mode::Assets
     }
 
-    fn recover(&self, pending: Option<&Pending>, known: &[&str]) -> anyhow::Result<bool> {
-        self.tree.recover(pending, known)
+    fn release_tree(&self) -> Option<&ReleaseTree> {
+        Some(&self.tree)
     }
 
     async fn adopt(&self, _live: Option<&str>) -> anyhow::Result<()> {
         Ok(())
     }
 
-    fn holds(&self, live: &Live) -> bool {
-        self.tree.holds(live)
-    }
-
     fn running(&self) -> bool {
         true
-    }
-
-    async fn fetch(&self, release: &Release, key: &str) -> Result<Fetched, DeployFailure> {
-        self.tree.fetch(release, key).await
-    }
-
-    async fn unpack(
-        &self,
-        release: &Release,
-        key: &str,
-        fetched: Fetched,
-    ) -> Result<Prepared, DeployFailure> {
-        self.tree.unpack(release, key, fetched).await
-    }
-
-    fn discard(&self, prepared: &Prepared) {
-        self.tree.discard(prepared)
     }
 
     async fn activate(
@@ -67,14 +46,6 @@ impl Runtime for Assets {
         _previous: Option<&Live>,
     ) -> Result<(), DeployFailure> {
         steps::timed_sync("switch", || self.tree.switch(release, prepared)).map(|_| ())
-    }
-
-    async fn clean_up(&self, _prepared: &Prepared, keep: &[&Live]) {
-        self.tree.prune(keep)
-    }
-
-    async fn roll_back(&self, _live: &Live, previous: &Live) -> anyhow::Result<()> {
-        self.tree.switch_back(previous)
     }
 
     async fn stop(&self) {}

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::{anyhow, Context};
 use async_trait::async_trait;
 
-use super::{Description, Fetched, Place, Prepared, Runtime, RuntimeError};
+use super::{signature_checked, Description, Fetched, Place, Prepared, Runtime, RuntimeError};
 use crate::config::Mode;
 use crate::container::{ContainerMode, ProxyControl};
 use crate::deploy::state::{Live, Pending};
@@ -60,24 +60,10 @@ impl Containers {
             .await
             .with_context(|| format!("reading the cosign signatures of {image}@{digest}"))
             .map_err(DeployFailure::transient)?;
-        match signature::verify_image(&self.keys, image, digest, &signatures) {
-            Ok(verified) => {
-                tracing::info!(dewy_version = %release.version, image = %release.artifact_url, signature = %verified, "Signature verified");
-                Ok(())
-            }
-            Err(refusal) => {
-                let error = anyhow!(refusal.clone()).context(format!(
-                    "signature check of {} ({})",
-                    release.artifact,
-                    refusal.kind.as_str()
-                ));
-                if refusal.is_transient() {
-                    Err(DeployFailure::transient(error))
-                } else {
-                    Err(DeployFailure::release(error, Some(digest.to_string())))
-                }
-            }
-        }
+        let verdict = signature::verify_image(&self.keys, image, digest, &signatures);
+        let verified = signature_checked(verdict, release, Some(digest.to_string()))?;
+        tracing::info!(dewy_version = %release.version, image = %release.artifact_url, signature = %verified, "Signature verified");
+        Ok(())
     }
 }
 

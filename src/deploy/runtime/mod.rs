@@ -12,7 +12,7 @@ mod server;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::Context;
+use anyhow::{anyhow, Context};
 
 use super::state::{Live, Pending};
 use crate::config::{Mode, Settings};
@@ -21,9 +21,11 @@ use crate::container::{ProxyControl, Replica};
 use crate::failure::DeployFailure;
 use crate::notify::EventSink;
 use crate::registry::{Registry, Release};
+use crate::signature::{Refusal, Verified};
 
 pub use assets::Assets;
 pub use container::Containers;
+pub use release_tree::ReleaseTree;
 pub use server::Server;
 
 /// What a fetch brought in.
@@ -96,10 +98,22 @@ pub trait Runtime: Send + Sync {
     /// The mode this runtime serves.
     fn mode(&self) -> Mode;
 
+    /// The release tree of the file modes (assets and server). The steps below that only the
+    /// tree is concerned with (`recover`, `holds`, `fetch`, `unpack`, `discard`, `clean_up`,
+    /// `roll_back`) are its own by default; a runtime without one overrides each of them.
+    fn release_tree(&self) -> Option<&ReleaseTree> {
+        None
+    }
+
     /// At start, before anything else: repair what a deploy cut short left behind. `pending` is
     /// the deploy recorded as running; `known` names the releases the state refers to. True when
     /// `pending` had already been made live (its release is what serves).
-    fn recover(&self, pending: Option<&Pending>, known: &[&str]) -> anyhow::Result<bool>;
+    fn recover(&self, pending: Option<&Pending>, known: &[&str]) -> anyhow::Result<bool> {
+        match self.release_tree() {
+            Some(tree) => tree.recover(pending, known),
+            None => Err(no_tree(self.mode())),
+        }
+    }
 
     /// At start: take up the live release (start its app, adopt its containers).
     async fn adopt(&self, live: Option<&str>) -> anyhow::Result<()>;
@@ -108,21 +122,41 @@ pub trait Runtime: Send + Sync {
     async fn catch_up(&self, _live: Option<&str>) {}
 
     /// True when what the runtime would serve is still `live` (the `current` link names it).
-    fn holds(&self, live: &Live) -> bool;
+    fn holds(&self, live: &Live) -> bool {
+        self.release_tree().is_some_and(|tree| tree.holds(live))
+    }
 
     /// False when the live release is not running and should be deployed again: no app
     /// generation was ever started, no replica is in the proxy.
     fn running(&self) -> bool;
 
     /// Bring the release in: the artifact into the cache (verified), or the image pulled.
-    async fn fetch(&self, release: &Release, key: &str) -> Result<Fetched, DeployFailure>;
+    async fn fetch(&self, release: &Release, key: &str) -> Result<Fetched, DeployFailure> {
+        match self.release_tree() {
+            Some(tree) => tree.fetch(release, key).await,
+            None => Err(DeployFailure::transient(no_tree(self.mode()))),
+        }
+    }
 
     /// Make the fetched release ready to go live (extract it); nothing serves it yet.
-    async fn unpack(&self, release: &Release, key: &str, fetched: Fetched)
-        -> Result<Prepared, DeployFailure>;
+    async fn unpack(
+        &self,
+        release: &Release,
+        key: &str,
+        fetched: Fetched,
+    ) -> Result<Prepared, DeployFailure> {
+        match self.release_tree() {
+            Some(tree) => tree.unpack(release, key, fetched).await,
+            None => Err(DeployFailure::transient(no_tree(self.mode()))),
+        }
+    }
 
     /// Throw away a prepared release that will not go live.
-    fn discard(&self, prepared: &Prepared);
+    fn discard(&self, prepared: &Prepared) {
+        if let Some(tree) = self.release_tree() {
+            tree.discard(prepared)
+        }
+    }
 
     /// Make `prepared` serve in place of `previous`. On failure, `previous` serves as before and
     /// `prepared` is gone.
@@ -134,11 +168,20 @@ pub trait Runtime: Send + Sync {
     ) -> Result<(), DeployFailure>;
 
     /// After a deploy: prune what is neither `live` nor `previous` beyond the configured counts.
-    async fn clean_up(&self, prepared: &Prepared, keep: &[&Live]);
+    async fn clean_up(&self, _prepared: &Prepared, keep: &[&Live]) {
+        if let Some(tree) = self.release_tree() {
+            tree.prune(keep)
+        }
+    }
 
     /// Make `previous` serve again in place of `live`. The error says what failed; `live` still
     /// serves then.
-    async fn roll_back(&self, live: &Live, previous: &Live) -> anyhow::Result<()>;
+    async fn roll_back(&self, _live: &Live, previous: &Live) -> anyhow::Result<()> {
+        match self.release_tree() {
+            Some(tree) => tree.switch_back(previous),
+            None => Err(no_tree(self.mode())),
+        }
+    }
 
     /// After a rollback is recorded: start what serves `previous` (server mode's app).
     async fn after_roll_back(&self, _previous: &Live) {}
@@ -197,12 +240,40 @@ pub trait Runtime: Send + Sync {
     fn set_events(&self, _sink: Arc<dyn EventSink>) {}
 }
 
+/// What a tree-backed default step says when called on a runtime that has no release tree and
+/// did not override it.
+fn no_tree(mode: Mode) -> anyhow::Error {
+    anyhow!("the {mode} mode runtime has no release tree")
+}
+
+/// The outcome of a signature check as a deploy step's result: a refusal fails the step, as
+/// passing trouble when the signature could not be fetched or read, else as the release's fault
+/// (naming `digest`, the artifact's SHA-256 or the image digest).
+pub(crate) fn signature_checked(
+    verdict: Result<Verified, Refusal>,
+    release: &Release,
+    digest: Option<String>,
+) -> Result<Verified, DeployFailure> {
+    verdict.map_err(|refusal| {
+        let error = anyhow!(refusal.clone()).context(format!(
+            "signature check of {} ({})",
+            release.artifact,
+            refusal.kind.as_str()
+        ));
+        if refusal.is_transient() {
+            DeployFailure::transient(error)
+        } else {
+            DeployFailure::release(error, digest)
+        }
+    })
+}
+
 /// The runtime of the configured mode.
 pub fn open(settings: &Settings, registry: Arc<dyn Registry>) -> anyhow::Result<Arc<dyn Runtime>> {
     Ok(match settings.mode {
-        Mode::Assets => Arc::new(Assets::new(release_tree::ReleaseTree::open(settings, registry)?)),
+        Mode::Assets => Arc::new(Assets::new(ReleaseTree::open(settings, registry)?)),
         Mode::Server => Arc::new(Server::new(
-            release_tree::ReleaseTree::open(settings, registry)?,
+            ReleaseTree::open(settings, registry)?,
             crate::supervise::Supervisor::open(settings).context("server mode")?,
         )),
         Mode::Container => Arc::new(Containers::new(

@@ -8,7 +8,7 @@ use std::time::Instant;
 use anyhow::{anyhow, Context};
 use chrono::Utc;
 
-use super::{Fetched, Place, Prepared};
+use super::{signature_checked, Fetched, Place, Prepared};
 use crate::cache::{Cache, StoreError, StoreOptions};
 use crate::config::Settings;
 use crate::deploy::state::{Live, Pending};
@@ -139,29 +139,14 @@ impl ReleaseTree {
         })
         .await
         .map_err(|e| DeployFailure::transient(anyhow!(e)))?;
-        match verdict {
-            Ok(verified) => {
-                tracing::info!(
-                    message_id = MSG_DOWNLOAD,
-                    dewy_version = %release.version,
-                    signature = %verified,
-                    "Signature verified"
-                );
-                Ok(())
-            }
-            Err(refusal) => {
-                let error = anyhow!(refusal.clone()).context(format!(
-                    "signature check of {} ({})",
-                    release.artifact,
-                    refusal.kind.as_str()
-                ));
-                if refusal.is_transient() {
-                    Err(DeployFailure::transient(error))
-                } else {
-                    Err(DeployFailure::release(error, sha256))
-                }
-            }
-        }
+        let verified = signature_checked(verdict, release, sha256)?;
+        tracing::info!(
+            message_id = MSG_DOWNLOAD,
+            dewy_version = %release.version,
+            signature = %verified,
+            "Signature verified"
+        );
+        Ok(())
     }
 
     async fn fetch_checked(&self, release: &Release, key: &str) -> Result<Fetched, DeployFailure> {

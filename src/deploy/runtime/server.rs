@@ -6,9 +6,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::release_tree::ReleaseTree;
-use super::{Description, Fetched, Prepared, Runtime, RuntimeError};
+use super::{Description, Prepared, Runtime, RuntimeError};
 use crate::config::Mode;
-use crate::deploy::state::{Live, Pending};
+use crate::deploy::state::Live;
 use crate::deploy::steps;
 use crate::failure::DeployFailure;
 use crate::notify::EventSink;
@@ -33,8 +33,8 @@ impl Runtime for Server {
         Mode::Server
     }
 
-    fn recover(&self, pending: Option<&Pending>, known: &[&str]) -> anyhow::Result<bool> {
-        self.tree.recover(pending, known)
+    fn release_tree(&self) -> Option<&ReleaseTree> {
+        Some(&self.tree)
     }
 
     async fn adopt(&self, live: Option<&str>) -> anyhow::Result<()> {
@@ -53,29 +53,8 @@ impl Runtime for Server {
         self.app.start(version, Restart::Deploy).await
     }
 
-    fn holds(&self, live: &Live) -> bool {
-        self.tree.holds(live)
-    }
-
     fn running(&self) -> bool {
         self.app.supervising()
-    }
-
-    async fn fetch(&self, release: &Release, key: &str) -> Result<Fetched, DeployFailure> {
-        self.tree.fetch(release, key).await
-    }
-
-    async fn unpack(
-        &self,
-        release: &Release,
-        key: &str,
-        fetched: Fetched,
-    ) -> Result<Prepared, DeployFailure> {
-        self.tree.unpack(release, key, fetched).await
-    }
-
-    fn discard(&self, prepared: &Prepared) {
-        self.tree.discard(prepared)
     }
 
     /// Switch `current`, then start a generation of the new release; when it does not get
@@ -93,14 +72,6 @@ impl Runtime for Server {
             return Err(DeployFailure::release(e, prepared.digest.clone()));
         }
         Ok(())
-    }
-
-    async fn clean_up(&self, _prepared: &Prepared, keep: &[&Live]) {
-        self.tree.prune(keep)
-    }
-
-    async fn roll_back(&self, _live: &Live, previous: &Live) -> anyhow::Result<()> {
-        self.tree.switch_back(previous)
     }
 
     /// Start the rolled-back release; when it fails the supervisor keeps retrying it (it is

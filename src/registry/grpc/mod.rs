@@ -234,46 +234,13 @@ impl GrpcRegistry {
             proto::call(self.channel().await, proto::CURRENT, request, CALL_TIMEOUT)
                 .await
                 .map_err(|e| CheckError::Other(self.call_error("Current", e)))?;
-        let bad = |what: String| {
-            CheckError::Other(anyhow::anyhow!(
-                "the {} answered Current with {what}",
-                self.server()
-            ))
-        };
-        let parsed = self
-            .selector
-            .validate(&answer.tag)
-            .map_err(|e| bad(format!("an unusable tag: {e}")))?;
-        if let Some(slot) = &self.selector.slot {
-            if parsed.build() != slot {
-                return Err(CheckError::NoRelease(format!(
-                    "the {} offers {}, not a release of slot {slot}",
-                    self.server(),
-                    version::shown(&answer.tag)
-                )));
-            }
-        }
-        if answer.id.len() > MAX_ID {
-            return Err(bad(format!(
-                "an id of {} bytes (at most {MAX_ID})",
-                answer.id.len()
-            )));
-        }
-        let (url, artifact) = fetch::check(&answer.artifact_url).map_err(|e| bad(format!("{e:#}")))?;
-        let published_at = answer.created_at.as_ref().and_then(proto::to_utc);
+        let (release, url) = check_answer(&self.selector, &self.server(), &answer)?;
         self.remember(Answer {
             id: answer.id,
-            tag: answer.tag.clone(),
-            url: url.clone(),
+            tag: answer.tag,
+            url,
         });
-        Ok(Release {
-            version: answer.tag,
-            artifact,
-            artifact_url: url.to_string(),
-            checksum_url: None,
-            published_at,
-            signatures: Vec::new(),
-        })
+        Ok(release)
     }
 
     fn remember(&self, answer: Answer) {
@@ -309,6 +276,47 @@ impl GrpcRegistry {
             .map_err(|e| self.call_error("Report", e))?;
         Ok(())
     }
+}
+
+/// Check a `Current` answer of `server` (named so in messages): a tag of the selector's grammar
+/// (and slot), an id short enough to echo back, and an artifact URL dewy downloads from. The
+/// release it names, and its artifact URL as parsed (kept for `fetch` and `Report`).
+pub(crate) fn check_answer(
+    selector: &Selector,
+    server: &str,
+    answer: &CurrentResponse,
+) -> Result<(Release, Url), CheckError> {
+    let bad = |what: String| CheckError::Other(anyhow::anyhow!("the {server} answered Current with {what}"));
+    let parsed = selector
+        .validate(&answer.tag)
+        .map_err(|e| bad(format!("an unusable tag: {e}")))?;
+    if let Some(slot) = &selector.slot {
+        if parsed.build() != slot {
+            return Err(CheckError::NoRelease(format!(
+                "the {server} offers {}, not a release of slot {slot}",
+                version::shown(&answer.tag)
+            )));
+        }
+    }
+    if answer.id.len() > MAX_ID {
+        return Err(bad(format!(
+            "an id of {} bytes (at most {MAX_ID})",
+            answer.id.len()
+        )));
+    }
+    let (url, artifact) = fetch::check(&answer.artifact_url).map_err(|e| bad(format!("{e:#}")))?;
+    let published_at = answer.created_at.as_ref().and_then(proto::to_utc);
+    Ok((
+        Release {
+            version: answer.tag.clone(),
+            artifact,
+            artifact_url: url.to_string(),
+            checksum_url: None,
+            published_at,
+            signatures: Vec::new(),
+        },
+        url,
+    ))
 }
 
 /// `v1.2.3` and `1.2.3` name the same release.
