@@ -157,6 +157,7 @@ pub fn parse_for(key: &str, text: &str, url: &url::Url) -> Result<EtcdLock, Conf
     // whose host must be a domain name or an address.
     if url::Url::parse(&endpoint).is_err() {
         return Err(invalid(
+            key,
             text,
             &format!(
                 "{} is not a host name or an IP address, {example}",

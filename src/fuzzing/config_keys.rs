@@ -1,5 +1,5 @@
 //! Fuzzing the config keys that are parsed on their own, past TOML: the `fleet-lock` URL (both
-//! the FleetLock and the etcd form), `[[window]]` tables and the `[app-properties]` table. Each
+//! the FleetLock and the etcd form) and the same text as a `fleet-store`, `[[window]]` tables and the `[app-properties]` table. Each
 //! entry point checks what the parsers promise: the ranges the docs give, values shown back by
 //! `dewy config check` that parse to the same values, and passwords kept out of messages.
 
@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::config::etcd_lock::{self, EtcdLock};
+use crate::config::fleet_store::{self, StoreBackend};
 use crate::config::window::{self, DeployWindow, WindowState};
 use crate::config::{app_unit, fleet_lock};
 
@@ -27,12 +28,54 @@ pub fn fleet_lock(data: &[u8]) {
     let url = lines.next().unwrap_or_default();
     let (group, id) = (lines.next(), lines.next());
     fleet_lock_checked(url, group, id);
+    fleet_store_checked(url, id);
     if let Ok(mut u) = url::Url::parse(url) {
         if u.password().is_some() && u.set_password(Some(PASSWORD)).is_ok() {
             let said = fleet_lock_checked(u.as_str(), group, id);
             assert!(!said.contains(PASSWORD), "the password is shown: {said}");
+            let said = fleet_store_checked(u.as_str(), id);
+            assert!(!said.contains(PASSWORD), "the store's password is shown: {said}");
         }
     }
+}
+
+/// Parse the text as a `fleet-store` (wave 1) and check the result; returns what a user sees.
+fn fleet_store_checked(url: &str, id: Option<&str>) -> String {
+    let keys = fleet_store::Keys {
+        store: Some(url),
+        id,
+        wave: Some(1),
+        ..fleet_store::Keys::default()
+    };
+    let store = match fleet_store::parse(keys, "app") {
+        Err(e) => return e.to_string(),
+        Ok(None) => {
+            assert!(url.trim().is_empty(), "{url:?} read as no fleet-store");
+            return String::new();
+        }
+        Ok(Some(store)) => store,
+    };
+    assert!(
+        matches!(store.url.password(), None | Some("***")),
+        "{} keeps its password",
+        store.url
+    );
+    assert_eq!(
+        (store.wave, store.canary_hosts, store.soak),
+        (Some(1), 1, fleet_store::DEFAULT_SOAK)
+    );
+    match &store.backend {
+        StoreBackend::Etcd(etcd) => {
+            assert!(store.url.query_pairs().all(|(k, _)| k != "slots" && k != "ttl"));
+            check_etcd(etcd);
+        }
+        StoreBackend::Objects(spec) => {
+            assert!(matches!(store.url.scheme(), "s3" | "gs"), "{}", store.url);
+            assert!(!spec.bucket.is_empty() && spec.registry_ttl.is_none(), "{spec:?}");
+            assert!(spec.prefix.is_empty() || spec.prefix.ends_with('/'), "{spec:?}");
+        }
+    }
+    toml::to_string(&store).expect("settings serialize")
 }
 
 /// Parse one `fleet-lock` setting and check the result; returns what a user sees of it (the
