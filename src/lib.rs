@@ -29,6 +29,7 @@ pub mod signature;
 pub mod supervise;
 pub mod systemd;
 pub mod telemetry;
+pub mod text;
 pub mod units;
 pub mod watch;
 

@@ -33,10 +33,7 @@ pub struct EtcdLock {
 }
 
 fn invalid(key: &str, text: &str, why: &str) -> ConfigError {
-    ConfigError::Invalid(format!(
-        "{key} {}: {why}",
-        crate::registry::version::shown(&redacted(text))
-    ))
+    ConfigError::Invalid(format!("{key} {}: {why}", crate::text::shown(&redacted(text))))
 }
 
 /// The URL as written, without its password (for messages and the shown settings).
@@ -161,7 +158,7 @@ pub fn parse_for(key: &str, text: &str, url: &url::Url) -> Result<EtcdLock, Conf
             text,
             &format!(
                 "{} is not a host name or an IP address, {example}",
-                crate::registry::version::shown(host)
+                crate::text::shown(host)
             ),
         ));
     }

@@ -46,7 +46,7 @@ pub(super) fn check_name(key: &str, v: &str) -> Result<(), ConfigError> {
     }
     Err(invalid(format!(
         "{key} {} must be 1 to 128 letters, digits, '.', '_' or '-'",
-        crate::registry::version::shown(v)
+        crate::text::shown(v)
     )))
 }
 
@@ -68,7 +68,7 @@ pub fn parse(
     let mut url = url::Url::parse(text).map_err(|e| {
         invalid(format!(
             "fleet-lock {}: {e}",
-            crate::registry::version::shown(&super::etcd_lock::redacted(text))
+            crate::text::shown(&super::etcd_lock::redacted(text))
         ))
     })?;
     if matches!(url.scheme(), "etcd" | "etcds") {
@@ -97,7 +97,7 @@ pub fn parse(
     if !matches!(url.scheme(), "https" | "http") || url.host_str().is_none() {
         return Err(invalid(format!(
             "fleet-lock {} must be an http:// or https:// URL with a host (a FleetLock server, e.g. https://fleetlock.example.com/) or an etcd:// or etcds:// one (e.g. etcd://etcd.example.com:2379/dewy/web?slots=2)",
-            crate::registry::version::shown(&super::etcd_lock::redacted(text))
+            crate::text::shown(&super::etcd_lock::redacted(text))
         )));
     }
     if url.query().is_some()
@@ -107,7 +107,7 @@ pub fn parse(
     {
         return Err(invalid(format!(
             "fleet-lock {} must not have a query, a fragment or credentials",
-            crate::registry::version::shown(&super::etcd_lock::redacted(text))
+            crate::text::shown(&super::etcd_lock::redacted(text))
         )));
     }
     if !url.path().ends_with('/') {

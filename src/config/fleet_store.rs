@@ -79,12 +79,8 @@ pub fn parse(keys: Keys<'_>, app: &str) -> Result<Option<FleetStore>, ConfigErro
         return Ok(None);
     };
     let shown = super::etcd_lock::redacted(text);
-    let mut url = url::Url::parse(text).map_err(|e| {
-        invalid(format!(
-            "fleet-store {}: {e}",
-            crate::registry::version::shown(&shown)
-        ))
-    })?;
+    let mut url = url::Url::parse(text)
+        .map_err(|e| invalid(format!("fleet-store {}: {e}", crate::text::shown(&shown))))?;
     let backend = match url.scheme() {
         "etcd" | "etcds" => {
             if let Some((k, _)) = url
@@ -93,7 +89,7 @@ pub fn parse(keys: Keys<'_>, app: &str) -> Result<Option<FleetStore>, ConfigErro
             {
                 return Err(invalid(format!(
                     "fleet-store {}: {k}= is for fleet-lock; the store keeps records, not slots",
-                    crate::registry::version::shown(&shown)
+                    crate::text::shown(&shown)
                 )));
             }
             let etcd = super::etcd_lock::parse_for("fleet-store", text, &url)?;
@@ -106,13 +102,13 @@ pub fn parse(keys: Keys<'_>, app: &str) -> Result<Option<FleetStore>, ConfigErro
             let spec = super::shared_cache::parse_url(text).map_err(|e| {
                 invalid(format!(
                     "fleet-store {}: {e:#}",
-                    crate::registry::version::shown(&shown)
+                    crate::text::shown(&shown)
                 ))
             })?;
             if spec.registry_ttl.is_some() {
                 return Err(invalid(format!(
                     "fleet-store {}: registry-ttl= is for the shared cache (cache =)",
-                    crate::registry::version::shown(&shown)
+                    crate::text::shown(&shown)
                 )));
             }
             StoreBackend::Objects(spec)
@@ -120,7 +116,7 @@ pub fn parse(keys: Keys<'_>, app: &str) -> Result<Option<FleetStore>, ConfigErro
         _ => {
             return Err(invalid(format!(
                 "fleet-store {} must be an etcd:// or etcds:// URL with a key prefix (e.g. etcd://etcd.example.com:2379/dewy/web-fleet), or an s3:// or gs:// bucket prefix (e.g. s3://eu-west-1/example-dewy/web-fleet)",
-                crate::registry::version::shown(&shown)
+                crate::text::shown(&shown)
             )))
         }
     };

@@ -111,7 +111,7 @@ fn day_index(name: &str) -> Result<usize, String> {
         .ok_or_else(|| {
             format!(
                 "window.days: unknown day {} (mon, tue, wed, thu, fri, sat, sun, or the full names)",
-                crate::registry::version::shown(name)
+                crate::text::shown(name)
             )
         })
 }
@@ -121,7 +121,7 @@ fn parse_start(text: &str) -> Result<(u8, u8), String> {
     let bad = || {
         format!(
             "window.start {} is not a time of day HH:MM (00:00 to 23:59)",
-            crate::registry::version::shown(text)
+            crate::text::shown(text)
         )
     };
     let (h, m) = text.split_once(':').ok_or_else(bad)?;
@@ -149,7 +149,7 @@ fn zone(name: &str) -> Result<Zone, String> {
         format!(
             "window.time-zone: unknown time zone {} (an IANA name such as Europe/Berlin, or UTC; \
              names are looked up in the system's zoneinfo, package tzdata): {e}",
-            crate::registry::version::shown(name)
+            crate::text::shown(name)
         )
     })?;
     Ok(Zone {

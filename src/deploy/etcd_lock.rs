@@ -175,9 +175,7 @@ impl EtcdSemaphore {
             .map(|kv| {
                 let key = String::from_utf8_lossy(kv.key());
                 let name = key.strip_prefix(self.cfg.prefix.as_str()).unwrap_or(&key);
-                name.chars()
-                    .map(|c| if c.is_control() { ' ' } else { c })
-                    .collect()
+                crate::text::blanked(name, crate::text::SHOWN_LEN)
             })
             .collect();
         Err(LockError::Refused(format!(

@@ -97,10 +97,7 @@ impl FleetLockClient {
             Ok(b) => format!("{}: {}", b.kind, b.value),
             Err(_) => text.trim().to_string(),
         };
-        let why: String = why
-            .chars()
-            .map(|c| if c.is_control() { ' ' } else { c })
-            .collect();
+        let why = crate::text::blanked(&why, ANSWER_LIMIT);
         Err(LockError::Refused(format!("{url} answered {status}: {why}")))
     }
 }

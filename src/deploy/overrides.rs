@@ -24,7 +24,7 @@ impl Overrides {
                 other => {
                     return Err(format!(
                         "unknown override {} (known: {})",
-                        crate::registry::version::shown(other),
+                        crate::text::shown(other),
                         Self::NAMES.join(", ")
                     ))
                 }

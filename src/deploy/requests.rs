@@ -17,7 +17,7 @@ enum Nomination {
 /// A version refused before anything was fetched: logged with the text escaped, nothing
 /// recorded (the text may be hostile), the caller told why.
 fn refused(version: &str, why: String) -> DeployResult {
-    let shown = crate::registry::version::shown(version);
+    let shown = crate::text::shown(version);
     tracing::warn!(
         message_id = crate::logging::MSG_SKIP,
         version = %shown,

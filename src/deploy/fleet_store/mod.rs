@@ -58,10 +58,7 @@ pub struct FleetBad {
 /// Text from the store made safe to show: control characters blanked, at most
 /// [`REASON_LIMIT`] characters.
 fn shown(text: &str) -> String {
-    text.chars()
-        .take(REASON_LIMIT)
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
+    crate::text::blanked(text, REASON_LIMIT)
 }
 
 /// What this host still has to write (the store could not be reached).
