@@ -160,41 +160,15 @@ fn a_fleet_rolls_out_in_waves_under_the_locks_windows_and_pauses() {
 
     // Waves 0 and 1 share the etcd lock; wave 2 takes its slots from the FleetLock server.
     let mut members = Vec::new();
-    for i in 0..2 {
-        members.push(member(
-            dir,
-            &ws,
-            &etcd,
-            &format!("c{i}"),
-            0,
-            Lock::Etcd(LOCK),
-            "",
-            "none",
-        ));
-    }
-    for i in 0..5 {
-        members.push(member(
-            dir,
-            &ws,
-            &etcd,
-            &format!("a{i}"),
-            1,
-            Lock::Etcd(LOCK),
-            "",
-            "none",
-        ));
-    }
-    for i in 0..3 {
-        members.push(member(
-            dir,
-            &ws,
-            &etcd,
-            &format!("b{i}"),
-            2,
-            Lock::Server(&server),
-            "",
-            "none",
-        ));
+    for (name, hosts, wave) in [("c", 2, 0), ("a", 5, 1), ("b", 3, 2)] {
+        for i in 0..hosts {
+            let lock = match wave {
+                2 => Lock::Server(&server),
+                _ => Lock::Etcd(LOCK),
+            };
+            let id = format!("{name}{i}");
+            members.push(member(dir, &ws, &etcd, &id, wave, lock, "", "none"));
+        }
     }
     let paused = member(dir, &ws, &etcd, "b3", 2, Lock::Server(&server), "", &bus.address);
     let late = member(dir, &ws, &etcd, "b4", 2, Lock::Server(&server), &window, "none");
