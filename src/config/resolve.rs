@@ -9,41 +9,11 @@ pub(super) fn resolve(
     files: Vec<PathBuf>,
     foreground: bool,
 ) -> Result<Settings, ConfigError> {
-    let where_ = if files.is_empty() {
-        "the command line".to_string()
-    } else {
-        files
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let registry = l.registry.clone().ok_or_else(|| {
-        invalid(format!(
-            "registry is not set (in {where_}); e.g. registry = \"ghr://owner/repo\""
-        ))
-    })?;
-    let calver = l.calver.clone().filter(|c| !c.trim().is_empty());
-    if let Some(format) = &calver {
-        crate::registry::calver::Format::parse(format).map_err(|e| invalid(format!("calver: {e}")))?;
-    }
-    let registry = with_calver(&registry, calver.as_deref())?;
-    file_registry_has_a_path(&registry)?;
-    let registry_location = crate::registry::RegistryLocation::parse(&registry)
-        .map_err(|e| invalid(format!("registry: {e:#}")))?;
+    let (registry, calver, registry_location) = registry_of(&l, &files)?;
     let mode = l.mode.unwrap_or(Mode::Assets);
     let server = server::resolve(&l, mode)?;
     let container = container::resolve(&l, mode)?;
-    let cache = match l.cache.clone().filter(|c| !c.trim().is_empty()) {
-        None => None,
-        Some(url) => {
-            let spec = shared_cache::parse_url(&url).map_err(|e| invalid(format!("cache: {e:#}")))?;
-            if let Some(ttl) = spec.registry_ttl {
-                ranges::REGISTRY_TTL.check(ttl).map_err(invalid)?;
-            }
-            Some(shared_cache::SharedCache { url, spec })
-        }
-    };
+    let cache = shared_cache_of(l.cache.as_deref())?;
     let notifiers = notifier::parse_all(&l.notifier.clone().unwrap_or_default())
         .map_err(|e| invalid(format!("{e:#}")))?;
     let metrics_listen = metrics_listen(l.metrics_listen.as_deref())?;
@@ -53,18 +23,7 @@ pub(super) fn resolve(
     let hook_timeout = ranges::HOOK_TIMEOUT.resolve(l.hook_timeout, DEFAULT_HOOK_TIMEOUT)?;
     let log_level = l.log_level.clone().unwrap_or_else(|| "info".into());
     crate::logging::parse_level(&log_level).map_err(|e| invalid(e.to_string()))?;
-    let root = match l.root {
-        Some(r) => absolute(&r),
-        None if foreground => cwd(),
-        None => crate::systemd::state_directory().unwrap_or_else(|| PathBuf::from("/var/lib/dewy").join(app)),
-    };
-    let cache_dir = match l.cache_dir {
-        Some(c) => absolute(&c),
-        None => crate::systemd::cache_directory()
-            .filter(|_| !foreground)
-            .or_else(|| std::env::var_os("DEWY_CACHEDIR").map(PathBuf::from))
-            .unwrap_or_else(|| root.join(".dewy/cache")),
-    };
+    let (root, cache_dir) = directories(&l, app, foreground);
     let keep_releases = l.keep_releases.unwrap_or(DEFAULT_KEEP_RELEASES);
     if keep_releases < 2 {
         return Err(invalid("keep-releases must be at least 2 (current and previous)"));
@@ -145,6 +104,70 @@ pub(super) fn resolve(
         container,
         files,
     })
+}
+
+/// The `registry` with its `calver` carried in, checked and parsed once; `files` are named when
+/// it is missing.
+fn registry_of(
+    l: &Layer,
+    files: &[PathBuf],
+) -> Result<(String, Option<String>, crate::registry::RegistryLocation), ConfigError> {
+    let where_ = if files.is_empty() {
+        "the command line".to_string()
+    } else {
+        files
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let registry = l.registry.clone().ok_or_else(|| {
+        invalid(format!(
+            "registry is not set (in {where_}); e.g. registry = \"ghr://owner/repo\""
+        ))
+    })?;
+    let calver = l.calver.clone().filter(|c| !c.trim().is_empty());
+    if let Some(format) = &calver {
+        crate::registry::calver::Format::parse(format).map_err(|e| invalid(format!("calver: {e}")))?;
+    }
+    let registry = with_calver(&registry, calver.as_deref())?;
+    file_registry_has_a_path(&registry)?;
+    let registry_location = crate::registry::RegistryLocation::parse(&registry)
+        .map_err(|e| invalid(format!("registry: {e:#}")))?;
+    Ok((registry, calver, registry_location))
+}
+
+/// The fleet's shared cache (`cache`), its URL parsed and its `registry-ttl` in range.
+fn shared_cache_of(url: Option<&str>) -> Result<Option<shared_cache::SharedCache>, ConfigError> {
+    let Some(url) = url.filter(|c| !c.trim().is_empty()) else {
+        return Ok(None);
+    };
+    let spec = shared_cache::parse_url(url).map_err(|e| invalid(format!("cache: {e:#}")))?;
+    if let Some(ttl) = spec.registry_ttl {
+        ranges::REGISTRY_TTL.check(ttl).map_err(invalid)?;
+    }
+    Ok(Some(shared_cache::SharedCache {
+        url: url.to_string(),
+        spec,
+    }))
+}
+
+/// The root (releases, `current`, state) and the artifact cache: as configured, else the
+/// unit's state and cache directories, else (in the foreground) the working directory.
+fn directories(l: &Layer, app: &str, foreground: bool) -> (PathBuf, PathBuf) {
+    let root = match &l.root {
+        Some(r) => absolute(r),
+        None if foreground => cwd(),
+        None => crate::systemd::state_directory().unwrap_or_else(|| PathBuf::from("/var/lib/dewy").join(app)),
+    };
+    let cache_dir = match &l.cache_dir {
+        Some(c) => absolute(c),
+        None => crate::systemd::cache_directory()
+            .filter(|_| !foreground)
+            .or_else(|| std::env::var_os("DEWY_CACHEDIR").map(PathBuf::from))
+            .unwrap_or_else(|| root.join(".dewy/cache")),
+    };
+    (root, cache_dir)
 }
 
 /// The `verify` keys, read now (files and credentials); a key that cannot be used is an error
