@@ -32,6 +32,14 @@ pub struct Spec {
 /// `gs://<bucket>/<prefix>?endpoint=…&registry-ttl=…`; unknown keys are refused.
 pub fn parse_url(s: &str) -> anyhow::Result<Spec> {
     let url = Url::parse(s.trim()).with_context(|| format!("invalid cache URL \"{s}\""))?;
+    if !url.username().is_empty() || url.password().is_some() {
+        let mut shown = url.clone();
+        let _ = shown.set_username("");
+        let _ = shown.set_password(None);
+        bail!(
+            "cache URL {shown} must not hold credentials: S3 and GCS take theirs from the environment (AWS_* variables, instance roles, Google credentials)"
+        );
+    }
     let host = url.host_str().unwrap_or_default().to_string();
     let path = url.path().trim_start_matches('/');
     let (backend, bucket, prefix) = match url.scheme() {
@@ -92,6 +100,21 @@ impl serde::Serialize for SharedCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_in_the_url_are_refused_without_being_shown() {
+        for url in [
+            "s3://e.:secret@h00",
+            "s3://user:secret@eu-west-1/b/p",
+            "gs://u:secret@bucket/p",
+        ] {
+            let err = format!("{:#}", parse_url(url).unwrap_err());
+            assert!(
+                err.contains("must not hold credentials") && !err.contains("secret"),
+                "{err}"
+            );
+        }
+    }
 
     #[test]
     fn cache_urls() {
