@@ -38,13 +38,7 @@ fn invalid(key: &str, text: &str, why: &str) -> ConfigError {
 
 /// The URL as written, without its password (for messages and the shown settings).
 pub fn redacted(text: &str) -> String {
-    match url::Url::parse(text) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
-        }
-        _ => text.to_string(),
-    }
+    crate::text::url_redacted(text)
 }
 
 fn decoded(key: &str, text: &str, part: &str, what: &str) -> Result<String, ConfigError> {

@@ -379,7 +379,7 @@ fn secret(cred: &str, var: &str) -> Option<String> {
 /// A URL for logs and errors: the password and the query values are replaced.
 pub fn redact(url: &str) -> String {
     let Ok(mut u) = url::Url::parse(url) else {
-        return url.split('?').next().unwrap_or(url).to_string();
+        return crate::text::unparsed_url_redacted(url.split('?').next().unwrap_or(url));
     };
     if u.password().is_some() {
         let _ = u.set_password(Some("***"));

@@ -31,7 +31,12 @@ pub struct Spec {
 /// Parse `s3://<region>/<bucket>/<prefix>?endpoint=…&registry-ttl=…` or
 /// `gs://<bucket>/<prefix>?endpoint=…&registry-ttl=…`; unknown keys are refused.
 pub fn parse_url(s: &str) -> anyhow::Result<Spec> {
-    let url = Url::parse(s.trim()).with_context(|| format!("invalid cache URL \"{s}\""))?;
+    let url = Url::parse(s.trim()).with_context(|| {
+        format!(
+            "invalid cache URL {}",
+            crate::text::shown(&crate::text::url_redacted(s.trim()))
+        )
+    })?;
     if !url.username().is_empty() || url.password().is_some() {
         let mut shown = url.clone();
         let _ = shown.set_username("");
