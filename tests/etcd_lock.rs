@@ -2,7 +2,8 @@
 //! foreground `dewy assets` hosts with `slots=2` never activate more than 2 at once and all
 //! converge; a slot a host held before a restart is given back when it starts; slots held by
 //! others make every host wait and say why; a host whose etcd does not answer does not deploy
-//! and says why; the slot of a killed host is freed when its lease expires.
+//! and says why; the slot of a killed host is freed when its lease expires; a user and password
+//! reach an etcd with authentication on, also after the token lapsed.
 
 mod support;
 
@@ -144,4 +145,57 @@ fn a_killed_hosts_slot_expires_with_its_lease() {
         etcd.keys(PREFIX).is_empty().then_some(())
     });
     eprintln!("etcd lock: a killed host's slot was free again {freed:?} after the kill (ttl {ttl}s)");
+}
+
+/// With authentication on (a user allowed only the lock's and the store's prefixes, tokens that
+/// lapse after 2 s unused): a host with the user's password takes its slot and records its
+/// release, and does again once its token has lapsed; a host with a wrong password does not
+/// deploy and says why. Neither password is logged.
+#[test]
+fn a_user_and_password_reach_an_etcd_with_authentication() {
+    const STORE: &str = "/dewy/store/";
+    let tmp = tempfile::tempdir().expect("tmp");
+    let mut etcd = Etcd::start_with(tmp.path(), &["--auth-token", "simple", "--auth-token-ttl", "2"]);
+    etcd.enable_auth("fleet-user", "s3cret-pw", &[PREFIX, STORE]);
+    let ws = Workspace::new();
+    ws.publish("v1.0.0", &site("v1.0.0"));
+    let start = |id: &str, password: &str| {
+        let addr = &etcd.addr;
+        fleet::start(
+            tmp.path(),
+            id,
+            &HostSpec {
+                mode: "assets",
+                registry: &ws.registry_url(),
+                config: &format!(
+                    "fleet-lock = \"etcd://fleet-user:{password}@{addr}{PREFIX}?slots=1\"\n\
+                     fleet-store = \"etcd://fleet-user:{password}@{addr}{STORE}\"\nfleet-wave = 0"
+                ),
+                pause: "true",
+                bus: "none",
+                env: &[],
+            },
+        )
+    };
+    let good = start("good", "s3cret-pw");
+    let bad = start("bad", "wrong-pw");
+
+    converge(std::slice::from_ref(&good), "v1.0.0");
+    let record = format!("{STORE}hosts/0/good");
+    wait_for("good's release recorded", LONG, || {
+        etcd.keys(STORE).contains(&record).then_some(())
+    });
+    wait_for("bad's refusal reported", LONG, || {
+        bad.daemon.log().contains("authentication failed").then_some(())
+    });
+    assert_eq!(current_file(&bad.root, "VERSION"), None, "bad deployed");
+
+    // good's clients have been idle past the token's life: the next release still goes through.
+    std::thread::sleep(Duration::from_secs(5));
+    ws.publish("v2.0.0", &site("v2.0.0"));
+    converge(std::slice::from_ref(&good), "v2.0.0");
+    assert_eq!(fleet::hooked_versions(&good), ["v1.0.0", "v2.0.0"]);
+    for (h, password) in [(&good, "s3cret-pw"), (&bad, "wrong-pw")] {
+        assert!(!h.daemon.log().contains(password), "{} logged its password", h.id);
+    }
 }

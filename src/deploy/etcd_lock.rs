@@ -83,7 +83,11 @@ pub(super) async fn connect(cfg: &EtcdLock) -> Result<Client, LockError> {
         opts = opts.with_tls(etcd_client::TlsOptions::new().with_native_roots());
     }
     if let Some((user, password)) = &cfg.user {
-        opts = opts.with_user(user.clone(), password.clone());
+        // The token etcd hands out lapses (5 min unused by default, or a JWT's fixed life) while
+        // the fleet store's client and a held slot's keep-alive live on: ask for a new one then.
+        opts = opts
+            .with_user(user.clone(), password.clone())
+            .with_auto_token_refresh(true);
     }
     bounded(
         &format!("connecting to {}", cfg.endpoint),

@@ -1,12 +1,13 @@
 //! A real etcd (Debian's `etcd-server`, `/usr/bin/etcd`) on 127.0.0.1 random ports with a
-//! temporary data dir, killed when dropped; and a small client to look at and change its keys.
+//! temporary data dir, killed when dropped; and a small client to look at and change its keys
+//! (as root once authentication is on).
 
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use etcd_client::{Client, GetOptions, PutOptions, SortOrder, SortTarget};
+use etcd_client::{Client, ConnectOptions, GetOptions, Permission, PutOptions, SortOrder, SortTarget};
 
 use super::proc::Daemon;
 use super::wait_for;
@@ -15,6 +16,8 @@ pub struct Etcd {
     /// `127.0.0.1:PORT`, the client address.
     pub addr: String,
     rt: tokio::runtime::Runtime,
+    /// Root's password once [`Etcd::enable_auth`] turned authentication on.
+    root_password: Option<String>,
     _daemon: Daemon,
     _data: tempfile::TempDir,
 }
@@ -27,6 +30,11 @@ fn free_port() -> u16 {
 impl Etcd {
     /// Start etcd and wait until it answers a read.
     pub fn start(log_dir: &Path) -> Etcd {
+        Self::start_with(log_dir, &[])
+    }
+
+    /// [`Etcd::start`] with more command-line flags.
+    pub fn start_with(log_dir: &Path, flags: &[&str]) -> Etcd {
         let data = tempfile::tempdir().expect("etcd data dir");
         let (client, peer) = (free_port(), free_port());
         let client_url = format!("http://127.0.0.1:{client}");
@@ -48,6 +56,7 @@ impl Etcd {
             "--initial-cluster",
             &format!("test={peer_url}"),
         ]);
+        cmd.args(flags);
         let daemon = Daemon::spawn(cmd, &[], &log_dir.join("etcd.log"));
         let etcd = Etcd {
             addr: format!("127.0.0.1:{client}"),
@@ -55,6 +64,7 @@ impl Etcd {
                 .enable_all()
                 .build()
                 .expect("runtime"),
+            root_password: None,
             _daemon: daemon,
             _data: data,
         };
@@ -65,8 +75,31 @@ impl Etcd {
     }
 
     fn client(&self) -> Result<Client, etcd_client::Error> {
+        let opts = self
+            .root_password
+            .as_ref()
+            .map(|p| ConnectOptions::new().with_user("root", p.clone()));
         self.rt
-            .block_on(Client::connect([format!("http://{}", self.addr)], None))
+            .block_on(Client::connect([format!("http://{}", self.addr)], opts))
+    }
+
+    /// Turn authentication on: a `root` user, and `user` with `password` allowed to read and
+    /// write the keys under each of `prefixes` and nothing else.
+    pub fn enable_auth(&mut self, user: &str, password: &str, prefixes: &[&str]) {
+        let mut c = self.client().expect("etcd connect");
+        let rt = &self.rt;
+        rt.block_on(c.user_add("root", "root-password", None))
+            .expect("user root");
+        rt.block_on(c.user_grant_role("root", "root")).expect("root role");
+        rt.block_on(c.role_add("fleet")).expect("role");
+        for prefix in prefixes {
+            rt.block_on(c.role_grant_permission("fleet", Permission::read_write(*prefix).with_prefix()))
+                .expect("permission");
+        }
+        rt.block_on(c.user_add(user, password, None)).expect("user");
+        rt.block_on(c.user_grant_role(user, "fleet")).expect("user role");
+        rt.block_on(c.auth_enable()).expect("auth enable");
+        self.root_password = Some("root-password".into());
     }
 
     fn try_keys(&self, prefix: &str) -> Result<Vec<String>, etcd_client::Error> {
