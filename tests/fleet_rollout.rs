@@ -6,7 +6,8 @@
 //! by no later wave; a paused host waits until it is resumed and a host outside its deploy window
 //! until the window opens, and both then converge; an operator's deploy without a free slot is
 //! refused; `dewy forget-bad` clears the fleet-wide mark. The same waves and fleet-wide bad
-//! marks then run through an S3 bucket (`s3s-fs`) and a GCS bucket (the emulator).
+//! marks then run through an S3 bucket (`s3s-fs`) and a GCS bucket (the emulator), and a bad
+//! mark the store could not take survives a restart of its host.
 
 mod support;
 
@@ -461,5 +462,72 @@ fn waves_and_bad_marks_through_a_gcs_bucket() {
     waves_through_a_bucket(&store, &[], &|key| {
         let object = format!("rollout/{key}").replace('/', "%2F");
         support::server::get(emu.port, &format!("/storage/v1/b/fleet/o/{object}")).is_ok()
+    });
+}
+
+/// A bad mark the store cannot take (its bucket is missing) is kept in the state file; a
+/// restarted host writes it once the store takes writes again, and no longer owes it.
+#[test]
+fn a_bad_mark_owed_to_a_failing_store_survives_a_restart() {
+    let s3 = support::s3::S3Server::start(&[]);
+    let store = format!(
+        "s3://{}/fleet/rollout?endpoint={}",
+        support::s3::REGION,
+        s3.endpoint()
+    );
+    let tmp = tempfile::tempdir().expect("tmp");
+    let ws = Workspace::new();
+    ws.publish("v1.0.0", &tar_gz(&[("VERSION", 0o644, b"v1.0.0")])[..20]);
+    let env = [
+        ("AWS_ACCESS_KEY_ID", support::s3::ACCESS_KEY),
+        ("AWS_SECRET_ACCESS_KEY", support::s3::SECRET_KEY),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+    ];
+    let config = format!("fleet-store = \"{store}\"\nfleet-wave = 0");
+    let spec = HostSpec {
+        mode: "assets",
+        registry: &ws.registry_url(),
+        config: &config,
+        pause: "true",
+        bus: "none",
+        env: &env,
+    };
+    let owed = |root: &Path| -> Vec<String> {
+        let text = std::fs::read_to_string(root.join(".dewy/state.json")).unwrap_or_default();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        v["fleet_bad_owed"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|m| m["version"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+
+    let host = fleet::start(tmp.path(), "c0", &spec);
+    wait_for("the owed mark in the state file", LONG, || {
+        (owed(&host.root) == ["v1.0.0"]).then_some(())
+    });
+    wait_for("the failed write reported", LONG, || {
+        host.daemon
+            .log()
+            .contains("Fleet store: writing the records failed")
+            .then_some(())
+    });
+    drop(host);
+
+    std::fs::create_dir_all(s3.data_dir().join("fleet")).expect("bucket");
+    let host = fleet::start(tmp.path(), "c0", &spec);
+    let mark = s3.data_dir().join("fleet/rollout/bad/v1.0.0");
+    wait_for("the mark written after the restart", LONG, || {
+        mark.is_file().then_some(())
+    });
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&mark).expect("mark")).expect("mark is JSON");
+    assert_eq!(v["by"], "c0", "{v}");
+    assert_eq!(v["version"], "v1.0.0", "{v}");
+    wait_for("no mark owed any more", LONG, || {
+        owed(&host.root).is_empty().then_some(())
     });
 }

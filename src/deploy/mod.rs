@@ -130,6 +130,9 @@ impl Deployer {
             .as_ref()
             .map(fleet_store::FleetRecords::new)
             .transpose()?;
+        if let Some(store) = &fleet_records {
+            store.restore_bad(&state.fleet_bad_owed);
+        }
         let d = Arc::new(Self {
             registry,
             state_file,

@@ -105,7 +105,7 @@ impl Deployer {
                     // Starting the live version again (a repair) and failing is retried at the next
                     // check, as the Go Dewy does, in either mode; a new version's fault marks it bad.
                     if step.marks_bad() && from.as_deref() != Some(version.as_str()) {
-                        self.record_bad(&version, &error);
+                        self.record_bad(&mut st, &version, &error);
                         st.bad.insert(
                             version.clone(),
                             BadVersion {

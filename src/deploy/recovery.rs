@@ -65,7 +65,9 @@ impl Deployer {
         let out = self.finish_rollback(&live, previous.clone(), reason);
         if matches!(out, DeployResult::Deployed { .. }) {
             self.runtime.after_roll_back(&previous).await;
-            self.record_bad(&live.version, reason);
+            if let Err(e) = self.update_state(|st| self.record_bad(st, &live.version, reason)) {
+                tracing::error!(error = %format!("{e:#}"), "Saving state failed");
+            }
             self.record_live(&previous.version, Utc::now()).await;
         }
         out

@@ -117,6 +117,10 @@ pub struct State {
     /// pausing existed, and while not paused).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paused: Option<Pause>,
+    /// Fleet-wide bad marks (`fleet-store`) not yet written because the store could not be
+    /// reached: kept here so that a restart does not lose them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fleet_bad_owed: Vec<super::fleet_store::FleetBad>,
 }
 
 /// How many first-seen times are kept.

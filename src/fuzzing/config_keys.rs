@@ -37,6 +37,15 @@ pub fn fleet_lock(data: &[u8]) {
             assert!(!said.contains(PASSWORD), "the store's password is shown: {said}");
         }
     }
+    // The same text with a password right after its scheme, whether or not it then parses (a
+    // parser that fails cannot say where the password ends).
+    if url.contains("://") {
+        let with = url.replacen("://", &format!("://u:{PASSWORD}@"), 1);
+        let said = fleet_lock_checked(&with, group, id);
+        assert!(!said.contains(PASSWORD), "the password is shown: {said}");
+        let said = fleet_store_checked(&with, id);
+        assert!(!said.contains(PASSWORD), "the store's password is shown: {said}");
+    }
 }
 
 /// Parse the text as a `fleet-store` (wave 1) and check the result; returns what a user sees.

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use super::super::fleet_lock::LockError;
 use super::super::Deployer;
 use super::Gate;
+use crate::deploy::State;
 use crate::logging::MSG_SKIP;
 
 impl Deployer {
@@ -15,7 +16,9 @@ impl Deployer {
     /// rollback, and at each check until etcd takes them).
     pub(in crate::deploy) async fn settle_fleet(&self) {
         let Some(store) = &self.fleet_records else { return };
-        match store.flush().await {
+        let flushed = store.flush().await;
+        self.keep_owed_marks();
+        match flushed {
             Ok(()) => {
                 if store.failing.swap(false, Ordering::Relaxed) {
                     tracing::info!(fleet_store = %store.described, "Fleet store: records written");
@@ -39,10 +42,25 @@ impl Deployer {
         }
     }
 
-    /// Record in the fleet store that `version` failed here (written at the next settle).
-    pub(in crate::deploy) fn record_bad(&self, version: &str, reason: &str) {
+    /// Record in the fleet store that `version` failed here (written at the next settle; kept
+    /// in `st`, which the caller saves, until then).
+    pub(in crate::deploy) fn record_bad(&self, st: &mut State, version: &str, reason: &str) {
         if let Some(store) = &self.fleet_records {
             store.owe_bad(version, reason);
+            st.fleet_bad_owed = store.owed_bad();
+        }
+    }
+
+    /// Save the bad marks still owed to the store in the state file, if they changed.
+    fn keep_owed_marks(&self) {
+        let Some(store) = &self.fleet_records else { return };
+        let owed = store.owed_bad();
+        let mut st = self.lock_state();
+        if st.fleet_bad_owed != owed {
+            st.fleet_bad_owed = owed;
+            if let Err(e) = self.state_file.save(&st) {
+                tracing::error!(error = %format!("{e:#}"), "Saving state failed");
+            }
         }
     }
 
@@ -95,7 +113,9 @@ impl Deployer {
         let Some(store) = &self.fleet_records else {
             return Ok(false);
         };
-        store.forget_bad(version).await.map_err(|e| match e {
+        let forgot = store.forget_bad(version).await;
+        self.keep_owed_marks();
+        forgot.map_err(|e| match e {
             LockError::Refused(e) | LockError::Unreachable(e) => {
                 anyhow::anyhow!("clearing the fleet-wide mark in {}: {e}", store.described)
             }

@@ -17,7 +17,7 @@
 //! A host of wave N > 0 deploys a release only when at least `canary-hosts` hosts of wave N−1
 //! record it with a `since` at least `soak` ago (by this host's clock: the hosts' clocks must
 //! agree, as NTP keeps them). Records owed while the store cannot be reached are written at the
-//! next check.
+//! next check; owed bad marks are kept in the state file, so a restart does not lose them.
 
 mod backend;
 mod deployer;
@@ -145,6 +145,21 @@ impl FleetRecords {
             by: self.cfg.id.clone(),
             at: Utc::now(),
         });
+    }
+
+    /// The bad marks still owed (kept in the state file across restarts).
+    pub fn owed_bad(&self) -> Vec<FleetBad> {
+        self.owed().bad.clone()
+    }
+
+    /// Owe again the bad marks an earlier run could not write.
+    pub fn restore_bad(&self, marks: &[FleetBad]) {
+        let mut owed = self.owed();
+        for mark in marks {
+            if !owed.bad.iter().any(|b| b.version == mark.version) {
+                owed.bad.push(mark.clone());
+            }
+        }
     }
 
     fn owes(&self) -> bool {
