@@ -29,6 +29,16 @@ pub fn fleet_lock(data: &[u8]) {
     let (group, id) = (lines.next(), lines.next());
     fleet_lock_checked(url, group, id);
     fleet_store_checked(url, id);
+    // The password text already in the input (in a host or a path, where it is shown rightly),
+    // also once a URL parser dropped tabs and line breaks and decoded percent escapes.
+    let bare: String = text
+        .chars()
+        .filter(|c| !matches!(c, '\t' | '\r' | '\n'))
+        .collect();
+    let decoded = percent_encoding::percent_decode_str(&bare).decode_utf8_lossy();
+    if bare.contains(PASSWORD) || decoded.contains(PASSWORD) {
+        return;
+    }
     if let Ok(mut u) = url::Url::parse(url) {
         if u.password().is_some() && u.set_password(Some(PASSWORD)).is_ok() {
             let said = fleet_lock_checked(u.as_str(), group, id);
@@ -37,10 +47,15 @@ pub fn fleet_lock(data: &[u8]) {
             assert!(!said.contains(PASSWORD), "the store's password is shown: {said}");
         }
     }
-    // The same text with a password right after its scheme, whether or not it then parses (a
-    // parser that fails cannot say where the password ends).
-    if url.contains("://") {
-        let with = url.replacen("://", &format!("://u:{PASSWORD}@"), 1);
+    // The same text with a password right after its first `://`, when that makes a URL that
+    // does not parse (a parser that fails cannot say where the password ends) or one whose
+    // password it is (not when that `://` was in the path: `https:/h/x://…`).
+    let with = url.replacen("://", &format!("://u:{PASSWORD}@"), 1);
+    let credential = match url::Url::parse(&with) {
+        Ok(u) => u.password().is_some_and(|p| p.contains(PASSWORD)),
+        Err(_) => true,
+    };
+    if url.contains("://") && credential {
         let said = fleet_lock_checked(&with, group, id);
         assert!(!said.contains(PASSWORD), "the password is shown: {said}");
         let said = fleet_store_checked(&with, id);
