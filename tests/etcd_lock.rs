@@ -186,7 +186,11 @@ fn a_user_and_password_reach_an_etcd_with_authentication() {
         etcd.keys(STORE).contains(&record).then_some(())
     });
     wait_for("bad's refusal reported", LONG, || {
-        bad.daemon.log().contains("authentication failed").then_some(())
+        let log = bad.daemon.log();
+        (log.contains("the fleet store etcd://fleet-user:***@")
+            && log.contains("refused")
+            && log.contains("authentication failed"))
+        .then_some(())
     });
     assert_eq!(current_file(&bad.root, "VERSION"), None, "bad deployed");
 

@@ -94,7 +94,14 @@ impl Deployer {
         let (text, log) = match checked {
             Ok((_, "")) => return None,
             Ok(found) => found,
-            Err(LockError::Refused(e) | LockError::Unreachable(e)) => (
+            Err(LockError::Refused(e)) => (
+                format!(
+                    "the fleet store {} refused: {e}; not deploying, the live release keeps serving",
+                    store.described
+                ),
+                "Deploy waits: the fleet store refused",
+            ),
+            Err(LockError::Unreachable(e)) => (
                 format!(
                     "cannot reach the fleet store {}: {e}; not deploying, the live release keeps serving",
                     store.described
