@@ -79,18 +79,24 @@ fn member(
     Member { host, wave, port }
 }
 
-/// The versions of the deploys `m` attempted, from its state file's history.
-fn attempted(m: &Member) -> Vec<String> {
-    let text = std::fs::read_to_string(m.host.root.join(".dewy/state.json")).unwrap_or_default();
+/// The string `field` of each entry of the list `list` in the state file under `root` (empty
+/// while there is none).
+fn state_list(root: &Path, list: &str, field: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(root.join(".dewy/state.json")).unwrap_or_default();
     let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-    v["history"]
+    v[list]
         .as_array()
-        .map(|h| {
-            h.iter()
-                .filter_map(|e| e["to"].as_str().map(str::to_string))
+        .map(|a| {
+            a.iter()
+                .filter_map(|e| e[field].as_str().map(str::to_string))
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// The versions of the deploys `m` attempted, from its state file's history.
+fn attempted(m: &Member) -> Vec<String> {
+    state_list(&m.host.root, "history", "to")
 }
 
 /// The first activation of `version` on `m` (start, end), in nanoseconds.
@@ -492,18 +498,7 @@ fn a_bad_mark_owed_to_a_failing_store_survives_a_restart() {
         bus: "none",
         env: &env,
     };
-    let owed = |root: &Path| -> Vec<String> {
-        let text = std::fs::read_to_string(root.join(".dewy/state.json")).unwrap_or_default();
-        let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-        v["fleet_bad_owed"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|m| m["version"].as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
+    let owed = |root: &Path| state_list(root, "fleet_bad_owed", "version");
 
     let host = fleet::start(tmp.path(), "c0", &spec);
     wait_for("the owed mark in the state file", LONG, || {
@@ -530,4 +525,47 @@ fn a_bad_mark_owed_to_a_failing_store_survives_a_restart() {
     wait_for("no mark owed any more", LONG, || {
         owed(&host.root).is_empty().then_some(())
     });
+}
+
+/// A record in the store larger than any record dewy writes (a hostile writer of the bucket) is
+/// refused, not read into memory: the host says so and does not deploy.
+#[test]
+fn an_oversized_record_in_the_store_is_refused() {
+    let s3 = support::s3::S3Server::start(&["fleet"]);
+    let store = format!(
+        "s3://{}/fleet/rollout?endpoint={}",
+        support::s3::REGION,
+        s3.endpoint()
+    );
+    s3.put("fleet", "rollout/bad/v1.0.0", &vec![b' '; 2 << 20], None);
+    let tmp = tempfile::tempdir().expect("tmp");
+    let ws = Workspace::new();
+    ws.publish("v1.0.0", &fleet::site("v1.0.0"));
+    let env = [
+        ("AWS_ACCESS_KEY_ID", support::s3::ACCESS_KEY),
+        ("AWS_SECRET_ACCESS_KEY", support::s3::SECRET_KEY),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+    ];
+    let config = format!("fleet-store = \"{store}\"\nfleet-wave = 0");
+    let host = fleet::start(
+        tmp.path(),
+        "c0",
+        &HostSpec {
+            mode: "assets",
+            registry: &ws.registry_url(),
+            config: &config,
+            pause: "true",
+            bus: "none",
+            env: &env,
+        },
+    );
+    wait_for("the oversized record refused", LONG, || {
+        host.daemon.log().contains("rollout/bad/v1.0.0 in").then_some(())
+    });
+    assert!(
+        host.daemon.log().contains("is larger than 1048576 bytes"),
+        "{}",
+        host.daemon.log()
+    );
+    assert!(!runs(&host, "v1.0.0"), "deployed past an unreadable store");
 }

@@ -161,11 +161,10 @@ impl ObjectStore for GcsStore {
                 (resp, g)
             }
         };
-        let body = resp
-            .bytes()
+        let body = crate::registry::github::status::read_limited(resp, super::SMALL_OBJECT_MAX)
             .await
             .with_context(|| format!("reading {full} from {}", self.describe()))?;
-        Ok(Some((body.to_vec(), generation)))
+        Ok(Some((body, generation)))
     }
 
     async fn put(&self, key: &str, body: Vec<u8>, condition: Condition) -> anyhow::Result<Written> {

@@ -37,10 +37,16 @@ pub enum Written {
     Conflict,
 }
 
+/// Most bytes [`ObjectStore::get`] reads. Its objects are a registry answer and fleet records,
+/// a few kilobytes at most; a bigger one (written by whoever else can write the bucket) is
+/// refused instead of being read into the deployer's memory.
+pub const SMALL_OBJECT_MAX: usize = 1 << 20;
+
 /// A bucket of objects with conditional writes.
 #[async_trait]
 pub trait ObjectStore: Send + Sync {
-    /// A small object and its version token, `None` when absent.
+    /// A small object and its version token, `None` when absent; an error past
+    /// [`SMALL_OBJECT_MAX`] bytes.
     async fn get(&self, key: &str) -> anyhow::Result<Option<(Vec<u8>, String)>>;
     /// Write a small object under a condition.
     async fn put(&self, key: &str, body: Vec<u8>, condition: Condition) -> anyhow::Result<Written>;

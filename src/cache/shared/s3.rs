@@ -105,12 +105,23 @@ impl ObjectStore for S3Store {
             return Ok(None);
         };
         let etag = out.e_tag().unwrap_or_default().to_string();
-        let body = out
-            .body
-            .collect()
+        let mut stream = out.body;
+        let mut body = Vec::new();
+        while let Some(chunk) = stream
+            .try_next()
             .await
-            .with_context(|| format!("reading {full} from {}", self.describe()))?;
-        Ok(Some((body.to_vec(), etag)))
+            .with_context(|| format!("reading {full} from {}", self.describe()))?
+        {
+            if body.len() + chunk.len() > super::SMALL_OBJECT_MAX {
+                bail!(
+                    "{full} in {} is larger than {} bytes",
+                    self.describe(),
+                    super::SMALL_OBJECT_MAX
+                );
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Some((body, etag)))
     }
 
     async fn put(&self, key: &str, body: Vec<u8>, condition: Condition) -> anyhow::Result<Written> {
